@@ -1,0 +1,1 @@
+"""Backends: turn the (quantized) model into something a microcontroller runs."""

@@ -1,0 +1,60 @@
+"""``edgernn.convert``: a Keras model + calibration data -> an int8 TFLM flatbuffer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import ir
+from .backends.tflm.convert import ConvertResult, check_rebuild_matches, convert_ir, write_atomic
+from .data import Dataset, load_dataset
+from .errors import EdgeRNNError
+from .frontend import from_keras, load_keras_object
+
+
+def _calibration(calib, model: ir.Model) -> np.ndarray:
+    if isinstance(calib, Dataset):
+        x = calib.x
+        src = calib.path
+    elif isinstance(calib, (str, os.PathLike)):
+        ds = load_dataset(calib, features=model.input.features, timesteps=model.input.timesteps)
+        return ds.x
+    else:
+        x, src = np.asarray(calib, np.float32), "calibration array"
+    if x.ndim != 3 or x.shape[2] != model.input.features:
+        raise EdgeRNNError(f"{src}: shape {x.shape}; expected (N, T, {model.input.features})")
+    if model.input.timesteps is not None and x.shape[1] != model.input.timesteps:
+        raise EdgeRNNError(f"{src}: {x.shape[1]} time steps; the model expects {model.input.timesteps}")
+    if not np.isfinite(x).all():
+        raise EdgeRNNError(f"{src}: calibration data contains NaN/inf values")
+    return x
+
+
+def convert(model, calib, output=None, *, streaming: bool = False) -> ConvertResult:
+    """Quantize ``model`` (path, Keras object or IR) to int8 and write ``output`` (.tflite).
+
+    ``calib``: an .npz/.npy path, a :class:`Dataset` or an array (N, T, F) of representative
+    inputs. Nothing is written unless conversion succeeds.
+    """
+    if output is not None and Path(output).suffix != ".tflite":
+        raise EdgeRNNError(f"{output}: the output file must end in .tflite")
+    keras_obj = None
+    if isinstance(model, ir.Model):
+        m = model
+    else:
+        keras_obj = load_keras_object(model) if isinstance(model, (str, os.PathLike)) else model
+        m = from_keras(keras_obj, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
+    x = _calibration(calib, m)
+    if streaming:
+        raise EdgeRNNError("--streaming is not available in this version; convert the whole-sequence model")
+    diff = None
+    if keras_obj is not None:
+        diff = check_rebuild_matches(keras_obj, m, x[:8])
+    data = convert_ir(m, x)
+    path = None
+    if output is not None:
+        path = Path(output)
+        write_atomic(path, data)
+    return ConvertResult(path=path, tflite=data, model=m, timesteps=int(x.shape[1]), float_check_max_diff=diff)

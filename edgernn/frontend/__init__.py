@@ -1,0 +1,5 @@
+"""Frontend: any supported Keras model file (or object) -> :class:`edgernn.ir.Model`."""
+
+from .keras import SUPPORTED_LAYERS, from_keras, load_keras_object, load_model
+
+__all__ = ["SUPPORTED_LAYERS", "from_keras", "load_keras_object", "load_model"]

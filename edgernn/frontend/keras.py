@@ -1,0 +1,260 @@
+"""Read Keras 3 ``.keras``, tf_keras ``.h5``/``.keras`` and SavedModel into the IR.
+
+One handler per Keras layer class, registered with :func:`handles`; a model is walked layer by
+layer and each handler returns IR layers (or nothing, for layers that vanish at inference such
+as Dropout). A class with no handler is refused with the list of supported ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import ir
+from ..errors import EdgeRNNError, UnsupportedLayerError
+
+log = logging.getLogger(__name__)
+
+_HANDLERS: dict[str, Callable] = {}
+
+
+def handles(*class_names: str):
+    """Register a converter for the Keras layer classes named."""
+
+    def deco(fn):
+        for name in class_names:
+            if name in _HANDLERS:
+                raise RuntimeError(f"two frontend handlers for Keras class {name}")
+            _HANDLERS[name] = fn
+        return fn
+
+    return deco
+
+
+def _unsupported(layer, option: str, value, works: str):
+    raise UnsupportedLayerError(
+        f"layer '{layer.name}' ({type(layer).__name__}): {option}={value!r} is not supported; {works}")
+
+
+def _act_name(a) -> str:
+    if a is None:
+        return "linear"
+    if isinstance(a, dict):  # serialized activation
+        a = a.get("config", {}).get("name", a.get("class_name"))
+    return str(getattr(a, "__name__", a))
+
+
+# --- recurrent layers -------------------------------------------------------------------------
+
+_CELL_OF = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
+
+
+def _recurrent(layer, input_dim: int, *, allow_backwards: bool = False) -> ir.Recurrent:
+    cls = type(layer).__name__
+    cell = _CELL_OF[cls]
+    cfg = layer.get_config()
+    if cfg.get("stateful"):
+        _unsupported(layer, "stateful", True, "use stateful=False; `edgernn convert --streaming` keeps the state on the device")
+    if cfg.get("go_backwards") and not allow_backwards:
+        _unsupported(layer, "go_backwards", True, "reverse the input instead, or wrap the layer in Bidirectional")
+    if cfg.get("return_state"):
+        _unsupported(layer, "return_state", True, "use return_state=False")
+    act = _act_name(cfg.get("activation", "tanh"))
+    allowed = ("tanh", "relu") if cell == "rnn" else ("tanh",)
+    if act not in allowed:
+        _unsupported(layer, "activation", act, f"use one of {allowed}")
+    rec_act = _act_name(cfg.get("recurrent_activation", "sigmoid"))
+    if cell != "rnn" and rec_act != "sigmoid":
+        _unsupported(layer, "recurrent_activation", rec_act, "use 'sigmoid' (the int8 kernels implement it)")
+    units = int(cfg["units"])
+    weights = layer.get_weights()
+    reset_after = bool(cfg.get("reset_after", True)) if cell == "gru" else True
+    g = ir.GATES[cell] * units
+    if cfg.get("use_bias", True):
+        kernel, rkernel, bias = weights
+    else:
+        kernel, rkernel = weights
+        bias = np.zeros((2, g) if cell == "gru" and reset_after else (g,), np.float32)
+    return ir.Recurrent(
+        name=layer.name, cell=cell, units=units, input_dim=input_dim,
+        kernel=kernel, recurrent_kernel=rkernel, bias=bias,
+        activation=act, recurrent_activation=rec_act if cell != "rnn" else "sigmoid",
+        return_sequences=bool(cfg.get("return_sequences", False)),
+        go_backwards=bool(cfg.get("go_backwards", False)), reset_after=reset_after)
+
+
+@handles("LSTM", "GRU", "SimpleRNN")
+def _rnn_layer(layer, width: int):
+    return [_recurrent(layer, width)]
+
+
+@handles("Bidirectional")
+def _bidirectional(layer, width: int):
+    fwd, bwd = layer.forward_layer, layer.backward_layer
+    if type(fwd).__name__ not in _CELL_OF:
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}' (Bidirectional): wraps {type(fwd).__name__}; "
+            f"supported inside Bidirectional: {sorted(_CELL_OF)}")
+    mode = layer.get_config().get("merge_mode", "concat")
+    if mode not in ("concat", "sum"):
+        _unsupported(layer, "merge_mode", mode, "use 'concat' or 'sum'")
+    f = _recurrent(fwd, width)
+    b = _recurrent(bwd, width, allow_backwards=True)
+    return [ir.Bidirectional(name=layer.name, forward=f, backward=b, merge_mode=mode)]
+
+
+# --- head -------------------------------------------------------------------------------------
+
+@handles("Dense")
+def _dense(layer, width: int):
+    cfg = layer.get_config()
+    w = layer.get_weights()
+    kernel = w[0]
+    bias = w[1] if cfg.get("use_bias", True) else np.zeros(kernel.shape[1], np.float32)
+    act = _act_name(cfg.get("activation"))
+    if act not in ir.ACTIVATIONS:
+        _unsupported(layer, "activation", act, f"use one of {ir.ACTIVATIONS}")
+    return [ir.Dense(name=layer.name, kernel=kernel, bias=bias, activation=act)]
+
+
+@handles("TimeDistributed")
+def _time_distributed(layer, width: int):
+    inner = layer.layer
+    if type(inner).__name__ != "Dense":
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}' (TimeDistributed): wraps {type(inner).__name__}; only Dense is supported")
+    return _dense(inner, width)
+
+
+@handles("Activation", "Softmax", "ReLU")
+def _activation(layer, width: int):
+    cls = type(layer).__name__
+    act = {"Softmax": "softmax", "ReLU": "relu"}.get(cls) or _act_name(layer.get_config().get("activation"))
+    if cls == "ReLU" and (layer.get_config().get("max_value") is not None
+                          or layer.get_config().get("negative_slope", 0) not in (0, 0.0)):
+        _unsupported(layer, "max_value/negative_slope", "set", "use a plain ReLU")
+    if act not in ir.ACTIVATIONS:
+        _unsupported(layer, "activation", act, f"use one of {ir.ACTIVATIONS}")
+    return [] if act == "linear" else [ir.Activation(name=layer.name, activation=act)]
+
+
+@handles("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "InputLayer")
+def _inference_noop(layer, width: int):
+    return []
+
+
+SUPPORTED_LAYERS = tuple(sorted(_HANDLERS))
+
+
+# --- model walking ----------------------------------------------------------------------------
+
+def _model_layers(model) -> list:
+    layers = list(model.layers)
+    if type(model).__name__ not in ("Sequential", "Functional", "Model"):
+        raise EdgeRNNError(f"model '{model.name}' is a subclassed {type(model).__name__}; "
+                           "save a Sequential or functional model")
+    for layer in layers:  # reject branching functional graphs: edgernn handles a chain
+        inbound = getattr(layer, "_inbound_nodes", [])
+        for node in inbound:
+            parents = getattr(node, "parent_nodes", None)
+            if parents is not None and len(parents) > 1:
+                raise EdgeRNNError(f"layer '{layer.name}' has {len(parents)} inputs; edgernn converts a "
+                                   "single chain of layers (Sequential-like)")
+    return layers
+
+
+def from_keras(model, source: str = "") -> ir.Model:
+    """Build the IR from a loaded Keras 3 or tf_keras model object."""
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else tuple(model.input_shape)
+    if len(shape) != 3:
+        raise EdgeRNNError(f"{source or model.name}: the model input has shape {shape}; "
+                           "expected (batch, time steps, features)")
+    timesteps = None if shape[1] is None else int(shape[1])
+    features = int(shape[2])
+    width = features
+    layers: list[ir.Layer] = []
+    for layer in _model_layers(model):
+        cls = type(layer).__name__
+        handler = _HANDLERS.get(cls)
+        if handler is None:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' ({cls}) is not supported; supported layers: {', '.join(SUPPORTED_LAYERS)}")
+        for node in handler(layer, width):
+            if node.kind == "recurrent" and node.input_dim != width:
+                raise EdgeRNNError(f"layer '{node.name}': input width {node.input_dim} != {width}")
+            layers.append(node)
+            if node.kind != "activation":
+                width = node.units
+    if not any(l.kind in ("recurrent", "bidirectional") for l in layers):
+        raise EdgeRNNError(f"{source or model.name}: the model has no SimpleRNN, LSTM or GRU layer")
+    seq = True
+    for l in layers:
+        if l.kind in ("recurrent", "bidirectional"):
+            if not seq:
+                raise EdgeRNNError(f"layer '{l.name}' follows a layer that dropped the time axis")
+            seq = l.return_sequences
+    return ir.Model(name=_c_safe(model.name), input=ir.InputSpec(timesteps, features), layers=layers,
+                    source=source)
+
+
+def _c_safe(name: str) -> str:
+    out = "".join(c if c.isalnum() else "_" for c in name).strip("_").lower()
+    return out if out and not out[0].isdigit() else f"model_{out}"
+
+
+def _keras_version_of_archive(path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
+            return meta.get("keras_version")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+        return None
+
+
+def load_keras_object(path):
+    """Load a Keras model file with the Keras (3 or tf_keras) that wrote it."""
+    p = Path(path)
+    if not p.exists():
+        raise EdgeRNNError(f"{p}: no such model file (expected a .keras, .h5 or SavedModel directory)")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    errors = []
+    if p.is_dir():
+        if not (p / "saved_model.pb").exists():
+            raise EdgeRNNError(f"{p}: a directory but not a SavedModel (no saved_model.pb)")
+        loaders = ["tf_keras"]
+    elif p.suffix == ".keras":
+        version = _keras_version_of_archive(p)
+        if version is None:
+            raise EdgeRNNError(f"{p}: not a Keras archive (a .keras file is a zip with config.json)")
+        loaders = ["keras3", "tf_keras"] if version.startswith("3") else ["tf_keras", "keras3"]
+    elif p.suffix in (".h5", ".hdf5"):
+        loaders = ["tf_keras", "keras3"]
+    else:
+        raise EdgeRNNError(f"{p}: unknown model format '{p.suffix}'; use a .keras, .h5 or SavedModel directory "
+                           "(a .tflite file goes to `edgernn inspect`/`emit`)")
+    for which in loaders:
+        try:
+            if which == "keras3":
+                import keras
+                return keras.saving.load_model(p, compile=False)
+            import tf_keras
+            return tf_keras.models.load_model(p, compile=False)
+        except Exception as exc:  # try the other Keras before giving up
+            errors.append(f"{which}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    raise EdgeRNNError(f"{p}: could not load the model ({'; '.join(errors)})")
+
+
+def load_model(model_or_path) -> ir.Model:
+    """An IR model from a path, a Keras model object, or an IR model (returned as is)."""
+    if isinstance(model_or_path, ir.Model):
+        return model_or_path
+    if isinstance(model_or_path, (str, os.PathLike)):
+        obj = load_keras_object(model_or_path)
+        return from_keras(obj, source=str(model_or_path))
+    return from_keras(model_or_path, source=getattr(model_or_path, "name", "model"))
