@@ -1,0 +1,175 @@
+"""Train a recurrent classifier or regressor with gradient clipping and early stopping.
+
+The task follows the labels: integer ``y`` of shape (N,) trains a classifier (softmax head),
+integer ``y`` of shape (N, T) a per-step classifier (``return_sequences``), float ``y`` a
+regressor (linear head). The model is Keras 3 and saved as ``.keras``; ``edgernn convert``
+takes it from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Dataset, load_dataset
+from ..errors import EdgeRNNError
+
+log = logging.getLogger(__name__)
+
+CELL_CLASSES = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
+
+
+@dataclass
+class TrainResult:
+    model: object  # keras.Model
+    path: Path | None
+    epochs_run: int
+    history: dict
+    task: str  # "classification" | "regression"
+    test_metrics: dict = field(default_factory=dict)
+
+
+def _task(y: np.ndarray, return_sequences: bool) -> tuple[str, int]:
+    if np.issubdtype(y.dtype, np.integer):
+        if y.ndim == 1 and not return_sequences:
+            return "classification", int(y.max()) + 1
+        if y.ndim == 2 and return_sequences:
+            return "classification", int(y.max()) + 1
+        raise EdgeRNNError(f"labels of shape {y.shape} do not fit return_sequences={return_sequences}: "
+                           "use y (N,) for one label per sequence, or y (N, T) with --return-sequences")
+    outs = 1 if y.ndim == 1 or (y.ndim == 2 and return_sequences) else int(np.prod(y.shape[2 if return_sequences else 1:]))
+    return "regression", outs
+
+
+def build_model(timesteps: int | None, features: int, outputs: int, *, cell: str = "lstm", units: int = 32,
+                layers: int = 1, bidirectional: bool = False, return_sequences: bool = False,
+                task: str = "classification", dropout: float = 0.0, activation: str = "tanh",
+                name: str = "edgernn_model"):
+    """A Keras 3 model: ``layers`` stacked recurrent layers and a Dense head."""
+    import keras
+
+    if cell not in CELL_CLASSES:
+        raise EdgeRNNError(f"--cell {cell!r} is not one of {', '.join(CELL_CLASSES)}")
+    if not 1 <= layers <= 4:
+        raise EdgeRNNError(f"--layers {layers}: use 1 to 4 stacked recurrent layers")
+    if units < 1:
+        raise EdgeRNNError(f"--units {units}: must be at least 1")
+    rnn_cls = getattr(keras.layers, CELL_CLASSES[cell])
+    inp = keras.Input(shape=(timesteps, features), name="input")
+    h = inp
+    for i in range(layers):
+        seq = return_sequences or i < layers - 1
+        kw = {"activation": activation} if cell == "rnn" else {}
+        layer = rnn_cls(units, return_sequences=seq, name=f"{cell}_{i}", **kw)
+        if bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=f"bi_{cell}_{i}")
+        h = layer(h)
+        if dropout:
+            h = keras.layers.Dropout(dropout, name=f"dropout_{i}")(h)
+    act = "softmax" if task == "classification" else "linear"
+    out = keras.layers.Dense(outputs, activation=act, name="head")(h)
+    return keras.Model(inp, out, name=name)
+
+
+class _RichProgress:
+    """A Keras callback drawing one rich progress bar over epochs."""
+
+    def __new__(cls, epochs: int, enabled: bool):
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.progress = None
+                if enabled:
+                    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+                    self.progress = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.fields[info]}"),
+                                             TimeElapsedColumn(), transient=False)
+                    self.progress.start()
+                    self.task = self.progress.add_task("train", total=epochs, info="")
+
+            def on_epoch_end(self, epoch, logs=None):
+                if self.progress:
+                    logs = logs or {}
+                    info = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k in
+                                    ("loss", "accuracy", "val_loss", "val_accuracy"))
+                    self.progress.update(self.task, advance=1, info=f"epoch {epoch + 1} {info}")
+
+            def on_train_end(self, logs=None):
+                if self.progress:
+                    self.progress.stop()
+
+        return Callback()
+
+
+def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirectional: bool = False,
+          return_sequences: bool = False, clipnorm: float | None = 1.0, epochs: int = 100,
+          batch_size: int = 32, learning_rate: float = 3e-3, patience: int = 10, validation_split: float = 0.2,
+          seed: int = 0, test=None, output=None, activation: str = "tanh", dropout: float = 0.0,
+          progress: bool = True) -> TrainResult:
+    """Train a model on ``data`` (.npz path or :class:`Dataset`) and save it to ``output``."""
+    import keras
+
+    if output is not None and Path(output).suffix not in (".keras", ".h5"):
+        raise EdgeRNNError(f"{output}: the output model file must end in .keras (or .h5)")
+    ds = data if isinstance(data, Dataset) else load_dataset(data, require_y=True)
+    if ds.y is None:
+        raise EdgeRNNError(f"{ds.path}: no labels 'y'; training needs them")
+    if not 0.0 <= validation_split < 0.9:
+        raise EdgeRNNError(f"--validation-split {validation_split}: use a fraction in [0, 0.9)")
+    if clipnorm is not None and clipnorm <= 0:
+        raise EdgeRNNError(f"--clipnorm {clipnorm}: must be > 0 (gradient clipping by global norm)")
+    task, outputs = _task(ds.y, return_sequences)
+    test_ds = None
+    if test is not None:
+        test_ds = test if isinstance(test, Dataset) else load_dataset(
+            test, require_y=True, features=ds.x.shape[2], timesteps=ds.x.shape[1])
+
+    keras.utils.set_random_seed(seed)
+    try:
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # pragma: no cover - older TF
+        pass
+    model = build_model(ds.x.shape[1], ds.x.shape[2], outputs, cell=cell, units=units, layers=layers,
+                        bidirectional=bidirectional, return_sequences=return_sequences, task=task,
+                        activation=activation, dropout=dropout)
+    opt = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+    if task == "classification":
+        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    else:
+        model.compile(optimizer=opt, loss="mse", metrics=["mae"])
+
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(ds.x))
+    x, y = ds.x[idx], ds.y[idx]
+    n_val = int(round(len(x) * validation_split))
+    val = (x[:n_val], y[:n_val]) if n_val > 0 else None
+    xt, yt = (x[n_val:], y[n_val:]) if n_val > 0 else (x, y)
+    callbacks = [_RichProgress(epochs, progress)]
+    if val is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                                       restore_best_weights=True))
+    hist = model.fit(xt, yt, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0,
+                     callbacks=callbacks, shuffle=True)
+    test_metrics = {}
+    if test_ds is not None:
+        values = model.evaluate(test_ds.x, test_ds.y, verbose=0, return_dict=True)
+        test_metrics = {k: float(v) for k, v in values.items()}
+    path = None
+    if output is not None:
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        try:
+            model.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return TrainResult(model=model, path=path, epochs_run=len(hist.history.get("loss", [])),
+                       history={k: [float(v) for v in vs] for k, vs in hist.history.items()},
+                       task=task, test_metrics=test_metrics)
