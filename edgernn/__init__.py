@@ -16,36 +16,13 @@ __version__ = "0.1.0"
 
 from .errors import EdgeRNNError  # noqa: E402
 
-
-def train(*args, **kwargs):
-    from .train import train as _train
-    return _train(*args, **kwargs)
-
-
-def convert(*args, **kwargs):
-    from .convert import convert as _convert
-    return _convert(*args, **kwargs)
-
-
-def inspect(*args, **kwargs):
-    from .inspect import inspect as _inspect
-    return _inspect(*args, **kwargs)
-
-
-def emit(*args, **kwargs):
-    from .emit import emit as _emit
-    return _emit(*args, **kwargs)
-
-
-def validate(*args, **kwargs):
-    from .validate import validate as _validate
-    return _validate(*args, **kwargs)
-
-
-def load_model(path_or_model):
-    """Read a Keras model (path or object) into edgernn's model description (IR)."""
-    from .frontend import load_model as _load
-    return _load(path_or_model)
-
+# Each stage's module shares its function's name; importing the function here (after the
+# module) makes ``edgernn.convert`` the function. TensorFlow is imported lazily inside them.
+from .train import train  # noqa: E402
+from .convert import convert  # noqa: E402
+from .inspect import inspect  # noqa: E402
+from .emit import emit  # noqa: E402
+from .validate import validate  # noqa: E402
+from .frontend import load_model  # noqa: E402
 
 __all__ = ["EdgeRNNError", "train", "convert", "inspect", "emit", "validate", "load_model", "__version__"]

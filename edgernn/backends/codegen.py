@@ -1,0 +1,64 @@
+"""Small code-generation helpers shared by the backends (C arrays, identifiers, templates).
+
+>>> c_identifier("my-model 2")
+'my_model_2'
+>>> c_array(np.array([1, -2, 3], np.int8), per_line=2)
+'1, -2,\\n3'
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import numpy as np
+
+from ..errors import EdgeRNNError
+from ..paths import TEMPLATES_DIR
+
+_C_KEYWORDS = {"auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum",
+               "extern", "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return",
+               "short", "signed", "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void",
+               "volatile", "while", "main"}
+
+
+def c_identifier(name: str) -> str:
+    """A valid C identifier made from ``name``; raises when nothing usable is left."""
+    ident = re.sub(r"[^0-9A-Za-z_]", "_", str(name)).strip("_")
+    if not ident or ident[0].isdigit() or ident in _C_KEYWORDS:
+        raise EdgeRNNError(f"--name {name!r}: not usable as a C identifier; use letters, digits and _ "
+                           "starting with a letter (and not a C keyword)")
+    return ident
+
+
+def c_array(values: np.ndarray, *, per_line: int = 16, fmt: str = "{}") -> str:
+    """Comma-separated C initializer for ``values`` (flattened), ``per_line`` values a line."""
+    flat = np.asarray(values).reshape(-1)
+    items = [fmt.format(int(v)) if np.issubdtype(flat.dtype, np.integer) else repr(float(v)) for v in flat]
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    return ",\n".join(lines)
+
+
+def camel(name: str) -> str:
+    """``my_lstm`` -> ``MyLstm`` (for C++ constant names such as ``kMyLstmArenaBytes``)."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def c_float(value: float) -> str:
+    """A float literal that round-trips the float32 value exactly."""
+    return f"{float(np.float32(value)):.9g}f"
+
+
+@lru_cache(maxsize=1)
+def _env():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["c_float"] = c_float
+    env.filters["camel"] = camel
+    return env
+
+
+def render(template: str, **ctx) -> str:
+    return _env().get_template(template).render(**ctx)

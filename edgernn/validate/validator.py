@@ -1,0 +1,193 @@
+"""Compare the float model with its int8 flatbuffer on a dataset, engine by engine.
+
+Engines run the int8 model: ``tflm`` (the real TFLM interpreter, ``tflite_micro.runtime``),
+``simulator`` (edgernn's numpy twin, :mod:`edgernn.simulate`) and ``native`` (the generated C,
+compiled with gcc). The metrics follow the labels: classification (accuracy, drop, top-1
+agreement, per-class) or regression (RMSE, MAE); output error metrics are always reported.
+Each threshold becomes a :class:`Check`; a broken one makes ``passed`` false (exit 1).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import tflite_model
+from ..backends.tflm.runtime import TFLMRunner, dequantize, quantize
+from ..data import load_dataset
+from ..errors import EdgeRNNError
+from . import metrics as M
+from .reports import write_reports
+
+ENGINES = ("tflm", "simulator", "native")
+
+# threshold option -> (metric, comparison, human text)
+THRESHOLDS = {
+    "max_accuracy_drop": ("accuracy_drop", "<=", "accuracy drop float -> int8"),
+    "min_agreement": ("top1_agreement", ">=", "top-1 agreement float vs int8"),
+    "min_accuracy": ("accuracy_int8", ">=", "int8 accuracy"),
+    "max_abs_error": ("max_abs_error", "<=", "max |float - int8| of the outputs"),
+    "min_snr_db": ("snr_db", ">=", "SNR of int8 outputs vs float (dB)"),
+    "min_cosine": ("cosine", ">=", "cosine similarity of outputs"),
+    "max_rmse_increase": ("rmse_increase", "<=", "RMSE increase float -> int8"),
+    "max_engine_lsb": ("engines_max_lsb", "<=", "largest int8 difference between engines"),
+}
+_OPS = {"<=": operator.le, ">=": operator.ge}
+
+
+@dataclass
+class Check:
+    name: str
+    metric: str
+    op: str
+    limit: float
+    value: float | None
+    passed: bool
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.metric} = {self.value} (limit {self.op} {self.limit})"
+
+
+@dataclass
+class ValidateReport:
+    model_name: str
+    data_path: str
+    n_samples: int
+    task: str
+    engines: list[str]
+    metrics: dict
+    engine_metrics: dict = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    per_layer: list = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+def _float_outputs(model, x: np.ndarray) -> tuple[np.ndarray, str]:
+    """Outputs of the float Keras model (path or object) and its name."""
+    from ..frontend import load_keras_object
+
+    obj = load_keras_object(model) if isinstance(model, (str, os.PathLike)) else model
+    outs = [np.asarray(obj(x[i:i + 256], training=False), np.float32) for i in range(0, len(x), 256)]
+    return np.concatenate(outs), obj.name
+
+
+def _run_engine(engine: str, m: tflite_model.TFLiteModel, xq: np.ndarray) -> np.ndarray:
+    if engine == "tflm":
+        return TFLMRunner(m.raw).run(xq)
+    if engine == "simulator":
+        try:
+            from ..simulate import Simulator
+        except ImportError:
+            raise EdgeRNNError("--engine simulator: the simulator is not available in this build") from None
+        return np.asarray(Simulator.from_bytes(m.raw).run(xq))
+    if engine == "native":
+        try:
+            from ..backends.native.host import run_native
+        except ImportError:
+            raise EdgeRNNError("--engine native: the native backend is not available in this build") from None
+        return np.asarray(run_native(m.path, xq))
+    raise EdgeRNNError(f"--engine {engine!r}: use one of {', '.join(ENGINES)}")
+
+
+def default_engines() -> list[str]:
+    try:
+        from ..simulate import Simulator  # noqa: F401
+        return ["simulator", "tflm"]
+    except ImportError:
+        return ["tflm"]
+
+
+def validate(model, quant, data, *, engines=None, report=None, junit=None, markdown=None, samples: int | None = None,
+             per_layer: bool = False, **thresholds) -> ValidateReport:
+    """Validate ``quant`` (.tflite) against the float ``model`` on ``data`` (.npz).
+
+    Thresholds (keyword arguments, None = not checked): ``max_accuracy_drop``, ``min_agreement``,
+    ``min_accuracy``, ``max_abs_error``, ``min_snr_db``, ``min_cosine``, ``max_rmse_increase``,
+    ``max_engine_lsb``. The report's ``passed`` is false when any is broken.
+    """
+    unknown = set(thresholds) - set(THRESHOLDS)
+    if unknown:
+        raise EdgeRNNError(f"unknown threshold(s) {sorted(unknown)}; known: {', '.join(THRESHOLDS)}")
+    m = tflite_model.read(quant)
+    tin, tout = m.input(), m.output()
+    timesteps = tin.shape[1] if len(tin.shape) == 3 else None
+    ds = load_dataset(data, require_y=True, features=tin.shape[-1], timesteps=timesteps).take(samples)
+    engines = list(engines) if engines else default_engines()
+    for e in engines:
+        if e not in ENGINES:
+            raise EdgeRNNError(f"--engine {e!r}: use one of {', '.join(ENGINES)} (or 'both')")
+
+    y_float, name = _float_outputs(model, ds.x)
+    in_scale, in_zp = float(tin.scale[0]), int(tin.zero_point[0])
+    out_scale, out_zp = float(tout.scale[0]), int(tout.zero_point[0])
+    xq = quantize(ds.x, in_scale, in_zp)
+    raw = {e: _run_engine(e, m, xq) for e in engines}
+    primary = "tflm" if "tflm" in raw else engines[0]
+    y_int8 = dequantize(raw[primary], out_scale, out_zp).reshape(y_float.shape)
+
+    task = "classification" if ds.is_classification else "regression"
+    metrics = M.output_agreement(y_float, y_int8)
+    if task == "classification":
+        metrics.update(M.classification(ds.y, y_float, y_int8))
+    else:
+        r = M.regression(ds.y, y_float, y_int8)
+        metrics.update(r)
+        metrics["rmse_increase"] = r["rmse_int8"] - r["rmse_float"]
+    engine_metrics = {}
+    for e, out in raw.items():
+        deq = dequantize(out, out_scale, out_zp).reshape(y_float.shape)
+        em = M.output_agreement(y_float, deq)
+        if task == "classification":
+            c = M.classification(ds.y, y_float, deq)
+            em.update({k: c[k] for k in ("accuracy_int8", "accuracy_drop", "top1_agreement")})
+        engine_metrics[e] = em
+    if len(raw) > 1:
+        outs = list(raw.values())
+        lsb = max(int(np.max(np.abs(o.astype(np.int32) - outs[0].astype(np.int32)))) for o in outs[1:])
+        metrics["engines_max_lsb"] = lsb
+        if "simulator" in raw and "tflm" in raw:
+            metrics["simulator_vs_tflm_max_lsb"] = int(np.max(np.abs(raw["simulator"].astype(np.int32)
+                                                                     - raw["tflm"].astype(np.int32))))
+        if "native" in raw and "tflm" in raw:
+            metrics["native_vs_tflm_max_lsb"] = int(np.max(np.abs(raw["native"].astype(np.int32)
+                                                                  - raw["tflm"].astype(np.int32))))
+
+    checks = []
+    for opt, limit in thresholds.items():
+        if limit is None:
+            continue
+        metric, op, _ = THRESHOLDS[opt]
+        if metric not in metrics:
+            raise EdgeRNNError(f"--{opt.replace('_', '-')}: metric '{metric}' does not apply to a {task} model "
+                               f"or to engines {engines}")
+        value = metrics[metric]
+        checks.append(Check(opt, metric, op, float(limit), value, bool(_OPS[op](value, limit))))
+
+    layers = []
+    if per_layer:
+        try:
+            from ..simulate.diagnostics import per_layer_report
+        except ImportError:
+            raise EdgeRNNError("--per-layer needs the simulator, which is not available in this build") from None
+        layers = per_layer_report(model, quant, ds.x)
+
+    rep = ValidateReport(model_name=name, data_path=str(ds.path), n_samples=len(ds), task=task, engines=engines,
+                         metrics=metrics, engine_metrics=engine_metrics, checks=checks, per_layer=layers)
+    write_reports(rep, json_path=report, junit_path=junit, markdown_path=markdown)
+    return rep
