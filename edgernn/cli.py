@@ -1,0 +1,286 @@
+"""The ``edgernn`` command line: one verb per stage, a thin layer over the Python API.
+
+Every command prints one line ``error: ...`` and exits 2 on bad input; ``validate`` exits 1
+when a threshold is broken.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+
+import click
+
+from .errors import EXIT_THRESHOLD, EXIT_USAGE, EdgeRNNError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _friendly(fn):
+    """Turn an EdgeRNNError into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgeRNNError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr muted: its C++ start-up chatter (oneDNN, CUDA probes) is
+    not the user's business. Errors raised later still reach stderr."""
+    if "tensorflow" in sys.modules:
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+    except ImportError:
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _kib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n:,} B ({n / 1024:.1f} KiB)"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgernn")
+@click.option("-v", "--verbose", is_flag=True, help="Log what each stage does.")
+def main(verbose: bool):
+    """edgernn: recurrent neural networks from Keras to microcontrollers.
+
+    \b
+    Typical flow:
+      edgernn train train.npz --cell lstm --units 32 -o model.keras
+      edgernn convert model.keras --calib train.npz -o model.tflite
+      edgernn inspect model.tflite
+      edgernn emit model.tflite -o fw/ --backend tflm --test-data test.npz
+      edgernn validate model.keras model.tflite --data test.npz --max-accuracy-drop 0.02
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if not verbose:
+        _import_tensorflow_quietly()
+
+
+@main.command()
+@click.argument("data", type=click.Path())
+@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True)
+@click.option("--units", type=int, default=32, show_default=True, help="Hidden units per recurrent layer.")
+@click.option("--layers", type=int, default=1, show_default=True, help="Stacked recurrent layers (1-4).")
+@click.option("--bidirectional", is_flag=True, help="Wrap each recurrent layer in Bidirectional.")
+@click.option("--return-sequences", is_flag=True, help="One output per time step (labels y of shape (N, T)).")
+@click.option("--activation", type=click.Choice(["tanh", "relu"]), default="tanh", show_default=True,
+              help="SimpleRNN activation.")
+@click.option("--clipnorm", type=float, default=1.0, show_default=True, help="Gradient clipping by global norm.")
+@click.option("--epochs", type=int, default=100, show_default=True, help="Maximum epochs (early stopping ends sooner).")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=3e-3, show_default=True, help="Adam learning rate.")
+@click.option("--patience", type=int, default=10, show_default=True, help="Early-stopping patience (epochs).")
+@click.option("--validation-split", type=float, default=0.2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Makes training deterministic.")
+@click.option("--test", "test", type=click.Path(), help="Test set .npz; its metrics are printed.")
+@click.option("--qat", is_flag=True, help="Fine-tune with quantization-aware training after float training.")
+@click.option("-o", "--output", type=click.Path(), required=True, help="Model file to write (.keras).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_friendly
+def train(data, cell, units, layers, bidirectional, return_sequences, activation, clipnorm, epochs, batch_size,
+          learning_rate, patience, validation_split, seed, test, qat, output, no_progress):
+    """Train a SimpleRNN / LSTM / GRU model on DATA (.npz with x (N, T, F) and y).
+
+    \b
+    Example:
+      edgernn train train.npz --cell gru --units 16 --layers 2 --test test.npz -o gru.keras
+    """
+    from . import train as _train
+
+    kwargs = dict(cell=cell, units=units, layers=layers, bidirectional=bidirectional,
+                  return_sequences=return_sequences, clipnorm=clipnorm, epochs=epochs, batch_size=batch_size,
+                  learning_rate=learning_rate, patience=patience, validation_split=validation_split, seed=seed,
+                  test=test, output=output, activation=activation, progress=not no_progress)
+    if qat:
+        kwargs["qat"] = True
+    res = _train(data, **kwargs)
+    click.echo(f"trained {res.task} model for {res.epochs_run} epochs -> {res.path}")
+    for k, v in res.test_metrics.items():
+        click.echo(f"  test {k}: {v:.4f}")
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--calib", type=click.Path(), required=True, help="Calibration data (.npz/.npy, x (N, T, F)).")
+@click.option("-o", "--output", type=click.Path(), required=True, help="Flatbuffer to write (.tflite).")
+@click.option("--streaming", is_flag=True, help="One time step per call, state kept between calls.")
+@click.option("--no-arena", is_flag=True, help="Skip measuring the exact TFLM arena.")
+@_friendly
+def convert(model, calib, output, streaming, no_arena):
+    """Quantize MODEL (.keras, .h5, SavedModel) to an int8 TFLite Micro flatbuffer.
+
+    \b
+    Example:
+      edgernn convert model.keras --calib train.npz -o model.tflite
+    """
+    from . import convert as _convert, inspect as _inspect
+
+    res = _convert(model, calib, output, streaming=streaming)
+    rep = _inspect(res.path, arena=not no_arena)
+    click.echo(f"wrote {res.path}: {_kib(rep.flatbuffer_bytes)}, int8, T={res.timesteps}"
+               f"{', streaming' if res.streaming else ''}")
+    click.echo(f"  ops: {', '.join(f'{k} x{v}' for k, v in sorted(rep.ops.items()))}")
+    if rep.arena_bytes is not None:
+        click.echo(f"  TFLM arena (exact minimum): {_kib(rep.arena_bytes)}")
+    if res.float_check_max_diff is not None:
+        click.echo(f"  rebuilt float model matches the original (max |diff| {res.float_check_max_diff:.2g})")
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--no-arena", is_flag=True, help="Skip the arena bisection.")
+@_friendly
+def inspect(model, as_json, no_arena):
+    """Ops, tensors, quantization, flash bytes and the exact TFLM arena of MODEL.
+
+    \b
+    Example:
+      edgernn inspect model.tflite --json > model.json
+    """
+    from . import inspect as _inspect
+
+    rep = _inspect(model, arena=not no_arena)
+    if as_json:
+        click.echo(json.dumps(rep.to_json(), indent=2, default=str))
+        return
+    if rep.kind == "keras":
+        click.echo(f"{model}: input (T={rep.input['timesteps']}, F={rep.input['features']})")
+        click.echo(f"  {'layer':<24}{'kind':<15}{'cell':<6}{'units':>6}{'params':>10}{'MACs':>12}")
+        for r in rep.layers:
+            click.echo(f"  {r['name']:<24}{r['kind']:<15}{r['cell']:<6}{r['units']:>6}{r['params']:>10,}{r['macs']:>12,}")
+        click.echo(f"  total params {rep.params:,}, MACs per inference {rep.macs:,}")
+        return
+    click.echo(f"{model}: {_kib(rep.flatbuffer_bytes)} flatbuffer, {_kib(rep.weight_bytes)} of constants")
+    click.echo(f"  input  {rep.input['shape']} {rep.input['dtype']} scale={rep.input.get('scale')} "
+               f"zero_point={rep.input.get('zero_point')}")
+    click.echo(f"  output {rep.output['shape']} {rep.output['dtype']} scale={rep.output.get('scale')} "
+               f"zero_point={rep.output.get('zero_point')}")
+    click.echo(f"  TFLM arena (exact minimum): {_kib(rep.arena_bytes)}")
+    click.echo(f"  {'#':>3} {'sg':>2} {'op':<32}{'params':>9}{'MACs':>12}  output")
+    for r in rep.per_op:
+        click.echo(f"  {r['index']:>3} {r['subgraph']:>2} {r['opcode']:<32}{r['params']:>9,}{r['macs']:>12,}  "
+                   f"{list(r['output_shape'])}")
+    click.echo(f"  total params {rep.params:,}, MACs per inference {rep.macs:,}")
+    click.echo("  tensors:")
+    for t in rep.tensors:
+        q = "" if "scale" not in t else (f" scale={t['scale']:.6g} zp={t['zero_point']}" if not isinstance(t["scale"], list)
+                                         else f" per-channel x{len(t['scale'])}")
+        click.echo(f"    [{t['subgraph']}:{t['index']}] {t['name'][:40]:<40} {str(t['shape']):<14} {t['dtype']}{q}"
+                   f"{' const' if t['constant'] else ''}{' variable' if t['variable'] else ''}")
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", "out_dir", type=click.Path(), required=True, help="Directory to write.")
+@click.option("--backend", type=click.Choice(["tflm", "native"]), default="tflm", show_default=True)
+@click.option("--target", type=click.Choice(["host", "cortex-m4", "arduino", "zephyr"]), default="host",
+              show_default=True)
+@click.option("--test-data", type=click.Path(), help="Data (.npz) whose first samples become self-test vectors.")
+@click.option("--samples", type=int, default=10, show_default=True, help="Self-test vectors to embed.")
+@click.option("--name", default="model", show_default=True, help="C name prefix.")
+@click.option("--calib", type=click.Path(), help="Calibration data, when MODEL is a Keras model.")
+@click.option("--max-flash", type=int, help="Fail when the firmware's flash exceeds this many bytes.")
+@click.option("--max-ram", type=int, help="Fail when the firmware's RAM exceeds this many bytes.")
+@_friendly
+def emit(model, out_dir, backend, target, test_data, samples, name, calib, max_flash, max_ram):
+    """Write firmware sources for MODEL (.tflite) to a directory.
+
+    \b
+    Example:
+      edgernn emit model.tflite -o fw/ --backend tflm --test-data test.npz --samples 5
+    """
+    from . import emit as _emit
+
+    res = _emit(model, out_dir, backend=backend, target=target, test_data=test_data, samples=samples, name=name,
+                calib=calib, max_flash=max_flash, max_ram=max_ram)
+    click.echo(f"wrote {len(res.files)} files to {res.out_dir} (backend {res.backend}, target {res.target}, "
+               f"{res.n_vectors} self-test vectors)")
+    for f in res.files:
+        click.echo(f"  {f}")
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.argument("quant", type=click.Path())
+@click.option("--data", type=click.Path(), required=True, help="Labelled data (.npz) to validate on.")
+@click.option("--engine", "engine", type=click.Choice(["tflm", "simulator", "native", "both", "all"]), default=None,
+              help="Engine(s) running the int8 model. 'both' = simulator + tflm (default when available).")
+@click.option("--samples", type=int, help="Use only the first N samples.")
+@click.option("--max-accuracy-drop", type=float, help="Fail when float accuracy - int8 accuracy exceeds this.")
+@click.option("--min-agreement", type=float, help="Fail when top-1 agreement float vs int8 is below this.")
+@click.option("--min-accuracy", type=float, help="Fail when int8 accuracy is below this.")
+@click.option("--max-abs-error", type=float, help="Fail when max |float - int8| output error exceeds this.")
+@click.option("--min-snr-db", type=float, help="Fail when the output SNR (dB) is below this.")
+@click.option("--max-rmse-increase", type=float, help="Regression: fail when RMSE grows by more than this.")
+@click.option("--per-layer", is_flag=True, help="Per-layer float vs int8 diagnostics (needs the simulator).")
+@click.option("--report", type=click.Path(), help="Write a JSON report.")
+@click.option("--junit", type=click.Path(), help="Write a JUnit XML report (one testcase per threshold).")
+@click.option("--markdown", type=click.Path(), help="Write a Markdown table for a pull-request comment.")
+@_friendly
+def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreement, min_accuracy, max_abs_error,
+             min_snr_db, max_rmse_increase, per_layer, report, junit, markdown):
+    """Compare float MODEL with int8 QUANT on --data; exit 1 when a threshold is broken.
+
+    \b
+    Example:
+      edgernn validate model.keras model.tflite --data test.npz \\
+          --max-accuracy-drop 0.02 --min-agreement 0.97 --report r.json --junit j.xml
+    """
+    from . import validate as _validate
+
+    engines = {None: None, "both": ["simulator", "tflm"], "all": ["simulator", "tflm", "native"]}.get(engine, [engine])
+    rep = _validate(model, quant, data, engines=engines, samples=samples, per_layer=per_layer, report=report,
+                    junit=junit, markdown=markdown, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
+                    min_accuracy=min_accuracy, max_abs_error=max_abs_error, min_snr_db=min_snr_db,
+                    max_rmse_increase=max_rmse_increase)
+    m = rep.metrics
+    click.echo(f"{rep.model_name}: {rep.n_samples} samples, {rep.task}, engines {', '.join(rep.engines)}")
+    keys = ["accuracy_float", "accuracy_int8", "accuracy_drop", "top1_agreement", "rmse_float", "rmse_int8",
+            "max_abs_error", "mean_abs_error", "snr_db", "cosine", "simulator_vs_tflm_max_lsb",
+            "native_vs_tflm_max_lsb"]
+    for k in keys:
+        if k in m:
+            click.echo(f"  {k:<26} {m[k]:.4f}" if isinstance(m[k], float) else f"  {k:<26} {m[k]}")
+    for layer in rep.per_layer:
+        click.echo("  layer " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in layer.items()))
+    for c in rep.checks:
+        click.echo(f"  {'PASS' if c.passed else 'FAIL'} {c.describe()}")
+    if not rep.passed:
+        click.echo(f"error: {len(rep.failed_checks)} threshold(s) broken: "
+                   + "; ".join(c.describe() for c in rep.failed_checks), err=True)
+        sys.exit(EXIT_THRESHOLD)
+
+
+@main.command()
+@click.argument("name", type=click.Choice(["digits", "basic_motions"]))
+@click.option("-o", "--output", "out_dir", type=click.Path(), required=True, help="Directory for the .npz files.")
+@_friendly
+def dataset(name, out_dir):
+    """Write a bundled real dataset (from installed wheels) as train/test .npz files."""
+    from .datasets import write
+
+    train, test = write(name, out_dir)
+    click.echo(f"wrote {train} and {test}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
