@@ -37,6 +37,11 @@ def convert(model, calib, output=None, *, streaming: bool = False) -> ConvertRes
 
     ``calib``: an .npz/.npy path, a :class:`Dataset` or an array (N, T, F) of representative
     inputs. Nothing is written unless conversion succeeds.
+
+    ``streaming=True`` writes the one-step model: input ``(1, 1, F)``, one output per call; the
+    recurrent state lives in TFLM variable tensors kept between ``invoke()`` calls until
+    ``reset()``. Fed a sequence one sample at a time it gives the same int8 outputs as the
+    whole-sequence model (calibrated on the same data). Bidirectional models are refused.
     """
     if output is not None and Path(output).suffix != ".tflite":
         raise EdgeRNNError(f"{output}: the output file must end in .tflite")
@@ -47,14 +52,17 @@ def convert(model, calib, output=None, *, streaming: bool = False) -> ConvertRes
         keras_obj = load_keras_object(model) if isinstance(model, (str, os.PathLike)) else model
         m = from_keras(keras_obj, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
     x = _calibration(calib, m)
-    if streaming:
-        raise EdgeRNNError("--streaming is not available in this version; convert the whole-sequence model")
+    if streaming and m.is_bidirectional:
+        name = next(l.name for l in m.layers if l.kind == "bidirectional")
+        raise EdgeRNNError(f"layer '{name}' is Bidirectional: its backward direction needs the whole window "
+                           "before the first output, so it cannot stream; convert without --streaming")
     diff = None
     if keras_obj is not None:
         diff = check_rebuild_matches(keras_obj, m, x[:8])
-    data = convert_ir(m, x)
+    data = convert_ir(m, x, streaming=streaming)
     path = None
     if output is not None:
         path = Path(output)
         write_atomic(path, data)
-    return ConvertResult(path=path, tflite=data, model=m, timesteps=int(x.shape[1]), float_check_max_diff=diff)
+    return ConvertResult(path=path, tflite=data, model=m, timesteps=1 if streaming else int(x.shape[1]),
+                         streaming=streaming, float_check_max_diff=diff)

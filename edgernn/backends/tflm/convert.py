@@ -52,25 +52,37 @@ def check_rebuild_matches(keras_obj, model: ir.Model, x: np.ndarray, atol: float
 
 
 def _strategy(model: ir.Model) -> str:
-    cells = set(model.cells)
-    if cells == {"lstm"} and not model.is_bidirectional:
+    """"fused-lstm" (the TFLite converter's UNIDIRECTIONAL_SEQUENCE_LSTM) or "while-graph"."""
+    rec = model.recurrent_layers
+    if set(model.cells) == {"lstm"} and not model.is_bidirectional and not any(l.go_backwards for l in rec):
         return "fused-lstm"
-    raise ConversionError(
-        f"model '{model.name}': int8 conversion of {sorted(cells)} layers"
-        f"{' in Bidirectional' if model.is_bidirectional else ''} is not available yet; "
-        "this version converts unidirectional LSTM models (stacked allowed)")
+    return "while-graph"
 
 
-def convert_ir(model: ir.Model, calib: np.ndarray) -> bytes:
-    """Int8 flatbuffer bytes for ``model`` calibrated on ``calib`` (N, T, F)."""
-    _strategy(model)
-    payload = {"model": model, "calib": np.ascontiguousarray(calib[:MAX_CALIB_SAMPLES], np.float32)}
+def convert_ir(model: ir.Model, calib: np.ndarray, *, streaming: bool = False) -> bytes:
+    """Int8 flatbuffer bytes for ``model`` calibrated on ``calib`` (N, T, F).
+
+    Unidirectional LSTM models go through the TFLite converter (fused LSTM op); everything
+    else (GRU, SimpleRNN, Bidirectional, mixed stacks) is written by :mod:`.recurrent` as
+    WHILE loops of builtin int8 ops. ``streaming`` gives the one-step form.
+    """
+    calib = np.ascontiguousarray(calib[:MAX_CALIB_SAMPLES], np.float32)
+    if _strategy(model) == "while-graph":
+        from .recurrent import convert_recurrent
+
+        return convert_recurrent(model, calib, streaming=streaming)
+    payload = {"model": model, "calib": calib}
     rc, result, tail = run_child("edgernn.backends.tflm._convert_child", payload)
     if rc != 0 or not result:
         last = next((l for l in reversed(tail.splitlines()) if l.strip()), "no message")
         raise ConversionError(f"model '{model.name}' ({', '.join(model.cells)}): the TFLite converter "
                               f"{describe_returncode(rc)}: {last.strip()[:300]}")
-    return result["tflite"]
+    data = result["tflite"]
+    if streaming:
+        from .streaming import lstm_one_step
+
+        data = lstm_one_step(data, model)
+    return data
 
 
 def write_atomic(path: Path, data: bytes) -> None:

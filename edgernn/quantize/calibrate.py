@@ -1,0 +1,127 @@
+"""Run a float :class:`~edgernn.backends.tflm.graph.Program` on calibration data, record ranges.
+
+The program is the exact op graph the TFLM backend writes; running it in float (numpy, the
+whole calibration batch at once, the ``1`` batch dimension of every activation replaced by N)
+gives the min/max of every tensor, including those inside WHILE bodies at every time step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import EdgeRNNError
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class Ranges(dict):
+    """name -> (min, max) over everything seen."""
+
+    def see(self, name: str, value: np.ndarray) -> None:
+        if value.dtype.kind != "f" or value.size == 0:
+            return
+        lo, hi = float(value.min()), float(value.max())
+        if name in self:
+            a, b = self[name]
+            self[name] = (min(a, lo), max(b, hi))
+        else:
+            self[name] = (lo, hi)
+
+
+def run_float(program, feeds: dict[str, np.ndarray], ranges: Ranges | None = None) -> dict[str, np.ndarray]:
+    """Evaluate the main graph of ``program`` on ``feeds`` (name -> float batch)."""
+    ranges = Ranges() if ranges is None else ranges
+    env = {}
+    for name, v in feeds.items():
+        env[name] = np.asarray(v, np.float32)
+        ranges.see(name, env[name])
+    _run_graph(program, program.graphs[0], env, ranges)
+    return env
+
+
+def _value(g, env, name, batch):
+    if name in env:
+        return env[name]
+    t = g.tensors[name]
+    if t.data is None:
+        raise EdgeRNNError(f"internal: tensor '{name}' has no value")
+    if t.dtype == "int8":
+        v = np.asarray(t.data, np.float32)
+        if t.role in ("state", "fill"):
+            v = np.broadcast_to(v, (batch,) + tuple(t.shape[1:])).copy()
+        return v
+    return np.asarray(t.data)
+
+
+def _run_graph(program, g, env, ranges):
+    batch = next((v.shape[0] for v in env.values() if v.dtype.kind == "f" and v.ndim), 1)
+    for op in g.ops:
+        ins = [None if n is None else _value(g, env, n, batch) for n in op.inputs]
+        outs = _eval(program, op, ins, ranges, batch)
+        for name, v in zip(op.outputs, outs):
+            env[name] = v
+            ranges.see(name, v)
+
+
+def _act(x, fused):
+    return np.maximum(x, 0) if fused == "RELU" else x
+
+
+def _eval(program, op, ins, ranges, batch):
+    c = op.code
+    if c == "FULLY_CONNECTED":
+        x, w, b = ins
+        y = x.reshape(x.shape[0], -1, w.shape[1]) @ w.T.astype(np.float32)
+        if b is not None:
+            y = y + b
+        y = _act(y, op.opts.get("fused"))
+        out_shape = op.opts["out_shape"]
+        return [y.reshape((x.shape[0],) + tuple(out_shape[1:]))]
+    if c in ("ADD", "SUB", "MUL"):
+        a, b = ins
+        if a.dtype.kind == "i":
+            return [(a + b if c == "ADD" else a - b if c == "SUB" else a * b).astype(np.int32)]
+        y = a + b if c == "ADD" else a - b if c == "SUB" else a * b
+        return [_act(y, op.opts.get("fused")).astype(np.float32)]
+    if c == "LOGISTIC":
+        return [_sigmoid(ins[0]).astype(np.float32)]
+    if c == "TANH":
+        return [np.tanh(ins[0]).astype(np.float32)]
+    if c == "RELU":
+        return [np.maximum(ins[0], 0).astype(np.float32)]
+    if c == "SOFTMAX":
+        e = np.exp(ins[0] - ins[0].max(axis=-1, keepdims=True))
+        return [(e / e.sum(axis=-1, keepdims=True)).astype(np.float32)]
+    if c == "CONCATENATION":
+        return [np.concatenate(ins, axis=op.opts["axis"])]
+    if c == "SLICE":
+        x, begin, size = ins
+        sl = (slice(None),) + tuple(slice(int(b), int(b) + int(s)) for b, s in zip(begin[1:], size[1:]))
+        return [x[sl]]
+    if c == "DYNAMIC_UPDATE_SLICE":
+        x, upd, start = ins
+        y = x.copy()
+        sl = (slice(None),) + tuple(slice(int(b), int(b) + n) for b, n in zip(start[1:], upd.shape[1:]))
+        y[sl] = upd
+        return [y]
+    if c == "FILL":
+        dims, value = ins
+        return [np.full((batch,) + tuple(int(d) for d in dims[1:]), float(value), np.float32)]
+    if c == "LESS":
+        return [np.asarray(ins[0] < ins[1])]
+    if c == "WHILE":
+        cond, body = program.graphs[op.opts["cond"]], program.graphs[op.opts["body"]]
+        state = list(ins)
+        while True:
+            env = dict(zip(cond.inputs, state))
+            _run_graph(program, cond, env, ranges)
+            if not bool(np.all(env[cond.outputs[0]])):
+                return state
+            env = dict(zip(body.inputs, state))
+            for n, v in env.items():
+                ranges.see(n, v)
+            _run_graph(program, body, env, ranges)
+            state = [env[n] if n in env else _value(body, env, n, batch) for n in body.outputs]
+    raise EdgeRNNError(f"internal: no float evaluation for op {c}")

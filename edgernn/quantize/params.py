@@ -1,0 +1,76 @@
+"""Int8 quantization parameters, the way TFLite's own int8 scheme defines them.
+
+* Activations: per-tensor asymmetric int8, ``real = scale * (q - zero_point)``, the range
+  always holding 0 so that zero padding and zero state are exact.
+* Weights: per-output-channel symmetric int8 (zero point 0, q in [-127, 127]).
+* Biases: int32 with ``scale = input_scale * weight_scale[c]`` and zero point 0.
+
+>>> p = activation_params(-1.0, 1.0)
+>>> round(p.per_tensor[0] * 255, 6), p.per_tensor[1]
+(2.0, 0)
+>>> q, s = quantize_weights(np.array([[1.0, -0.5], [0.25, 0.0]], np.float32))
+>>> q.tolist(), [round(float(v), 6) for v in s]
+([[127, -64], [127, 0]], [0.007874, 0.001969])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+INT8_MIN, INT8_MAX = -128, 127
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Per-tensor (one scale) or per-channel (one scale per channel) quantization."""
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int = 0
+
+    @property
+    def per_tensor(self) -> tuple[float, int]:
+        return float(self.scale[0]), int(self.zero_point[0])
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        s, z = self.per_tensor
+        return np.clip(np.round(np.asarray(x, np.float64) / s) + z, INT8_MIN, INT8_MAX).astype(np.int8)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        s, z = self.per_tensor
+        return ((np.asarray(q, np.float32) - z) * s).astype(np.float32)
+
+
+# Fixed output parameters of TFLM's int8 activation kernels (they require exactly these).
+LOGISTIC_OUT = QParams((1.0 / 256,), (-128,))
+SOFTMAX_OUT = QParams((1.0 / 256,), (-128,))
+TANH_OUT = QParams((1.0 / 128,), (0,))
+
+
+def activation_params(lo: float, hi: float) -> QParams:
+    """Asymmetric int8 parameters covering [lo, hi] (widened to hold 0)."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < 1e-8:
+        hi = lo + 1e-8
+    scale = (hi - lo) / 255.0
+    zp = int(np.clip(np.round(INT8_MIN - lo / scale), INT8_MIN, INT8_MAX))
+    return QParams((float(np.float32(scale)),), (zp,))
+
+
+def quantize_weights(w_out_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric int8 of a (out, in) matrix: (int8 values, scales)."""
+    w = np.asarray(w_out_in, np.float64)
+    amax = np.max(np.abs(w), axis=1)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.round(w / scale.astype(np.float64)[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def quantize_bias(b: np.ndarray, input_scale: float, weight_scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Int32 bias with scale ``input_scale * weight_scale[c]``: (int32 values, scales)."""
+    scale = (np.float64(input_scale) * np.asarray(weight_scales, np.float64)).astype(np.float32)
+    q = np.round(np.asarray(b, np.float64) / scale.astype(np.float64))
+    q = np.clip(q, np.iinfo(np.int32).min, np.iinfo(np.int32).max).astype(np.int32)
+    return q, scale
