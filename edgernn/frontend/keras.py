@@ -154,19 +154,16 @@ SUPPORTED_LAYERS = tuple(sorted(_HANDLERS))
 
 # --- model walking ----------------------------------------------------------------------------
 
-def _model_layers(model) -> list:
-    layers = list(model.layers)
+def _check_chain(model, layer) -> None:
+    """edgernn handles a single chain of layers; refuse a layer fed by several inputs."""
     if type(model).__name__ not in ("Sequential", "Functional", "Model"):
         raise EdgeRNNError(f"model '{model.name}' is a subclassed {type(model).__name__}; "
                            "save a Sequential or functional model")
-    for layer in layers:  # reject branching functional graphs: edgernn handles a chain
-        inbound = getattr(layer, "_inbound_nodes", [])
-        for node in inbound:
-            parents = getattr(node, "parent_nodes", None)
-            if parents is not None and len(parents) > 1:
-                raise EdgeRNNError(f"layer '{layer.name}' has {len(parents)} inputs; edgernn converts a "
-                                   "single chain of layers (Sequential-like)")
-    return layers
+    for node in getattr(layer, "_inbound_nodes", []):
+        parents = getattr(node, "parent_nodes", None)
+        if parents is not None and len(parents) > 1:
+            raise EdgeRNNError(f"layer '{layer.name}' has {len(parents)} inputs; edgernn converts a "
+                               "single chain of layers (Sequential-like)")
 
 
 def from_keras(model, source: str = "") -> ir.Model:
@@ -179,12 +176,13 @@ def from_keras(model, source: str = "") -> ir.Model:
     features = int(shape[2])
     width = features
     layers: list[ir.Layer] = []
-    for layer in _model_layers(model):
+    for layer in model.layers:
         cls = type(layer).__name__
         handler = _HANDLERS.get(cls)
         if handler is None:
             raise UnsupportedLayerError(
                 f"layer '{layer.name}' ({cls}) is not supported; supported layers: {', '.join(SUPPORTED_LAYERS)}")
+        _check_chain(model, layer)
         for node in handler(layer, width):
             if node.kind == "recurrent" and node.input_dim != width:
                 raise EdgeRNNError(f"layer '{node.name}': input width {node.input_dim} != {width}")

@@ -1,0 +1,89 @@
+"""The edgernn console script end to end, as a user runs it, and its bad-input behaviour."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def run(*args, cwd=None):
+    return subprocess.run(["edgernn", *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_train_convert_inspect_emit_validate(tmp_path, digits_data):
+    train, test = digits_data
+    model = tmp_path / "m.keras"
+    r = run("train", train, "--cell", "lstm", "--units", "16", "--epochs", "8", "--seed", "1", "--test", test,
+            "-o", model, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "test accuracy" in r.stdout and model.exists()
+
+    tfl = tmp_path / "m.tflite"
+    r = run("convert", model, "--calib", train, "-o", tfl)
+    assert r.returncode == 0, r.stderr
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM x1" in r.stdout and "TFLM arena (exact minimum)" in r.stdout
+
+    r = run("inspect", tfl, "--json")
+    info = json.loads(r.stdout)
+    assert info["flatbuffer_bytes"] == tfl.stat().st_size and info["arena_bytes"] > 0
+
+    r = run("emit", tfl, "-o", tmp_path / "fw", "--test-data", test, "--samples", "3")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "fw" / "model_data.cc").exists()
+
+    r = run("validate", model, tfl, "--data", test, "--engine", "tflm", "--max-accuracy-drop", "0.02",
+            "--min-agreement", "0.97", "--report", tmp_path / "r.json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["top1_agreement"] >= 0.97
+
+
+def _assert_one_line_error(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_bad_inputs_give_one_line_and_no_output(tmp_path, lstm_keras, bm_data):
+    out = tmp_path / "out.tflite"
+    _assert_one_line_error(run("convert", tmp_path / "missing.keras", "--calib", bm_data[0], "-o", out),
+                           "missing.keras", "no such model file")
+    nox = tmp_path / "nox.npz"
+    np.savez(nox, data=np.zeros((2, 100, 6)))
+    _assert_one_line_error(run("convert", lstm_keras, "--calib", nox, "-o", out), "nox.npz", "no array 'x'")
+    wrongf = tmp_path / "wrongf.npz"
+    np.savez(wrongf, x=np.zeros((2, 100, 4), np.float32))
+    _assert_one_line_error(run("convert", lstm_keras, "--calib", wrongf, "-o", out), "4 features", "expects 6")
+    nan = tmp_path / "nan.npz"
+    x = np.zeros((2, 100, 6), np.float32)
+    x[1, 1, 1] = np.inf
+    np.savez(nan, x=x)
+    _assert_one_line_error(run("convert", lstm_keras, "--calib", nan, "-o", out), "nan.npz", "NaN")
+    _assert_one_line_error(run("emit", tmp_path / "nope.tflite", "-o", tmp_path / "fw"), "nope.tflite")
+    assert not out.exists() and not (tmp_path / "fw").exists()
+
+
+def test_conv1d_model_refused(tmp_path, bm_data):
+    import keras
+    m = keras.Sequential([keras.Input((100, 6)), keras.layers.Conv1D(4, 3, name="front_conv"),
+                          keras.layers.LSTM(4), keras.layers.Dense(4)])
+    path = tmp_path / "conv.keras"
+    m.save(path)
+    out = tmp_path / "conv.tflite"
+    _assert_one_line_error(run("convert", path, "--calib", bm_data[0], "-o", out), "front_conv", "Conv1D",
+                           "supported layers")
+    assert not out.exists()
+
+
+def test_help_has_examples():
+    for cmd in ("train", "convert", "inspect", "emit", "validate"):
+        r = run(cmd, "--help")
+        assert r.returncode == 0 and "Example" in r.stdout, cmd
