@@ -1,0 +1,307 @@
+"""Build a written project, run it (natively or in QEMU), and read what the device printed.
+
+The device speaks a line protocol (see ``firmware_templates/selftest/edgernn_selftest.c.j2``)::
+
+    EDGERNN_CALIBRATION instructions=<n> ticks=<n> empty_ticks=<n>   (cortex-m4 only)
+    EDGERNN_CLOCK counter=<name> hz=<n>
+    EDGERNN_VEC <k> PASS|FAIL y=<int8,...> [stream=<int8,...>] [rc=<n>] run_ticks=<n> ...
+    EDGERNN_PERF overhead_ticks=<n> runs=<n> run_ticks=<n> steps=<n> stream_ticks=<n> step_max_ticks=<n>
+    EDGERNN_RESULT PASS|FAIL passed=<n>/<k>
+    EDGERNN_FAULT <exception>                                         (the firmware crashed)
+
+The TFLM harness prints the EDGERNN_VEC and EDGERNN_RESULT lines in the same form.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgeRNNError
+from .project import ICOUNT_SHIFT, Project
+from .sizes import SizeReport, size_report
+
+QEMU_MACHINE = "mps2-an386"
+_TOOLS = {"host": ("make", "gcc"), "cortex-m4": ("make", "arm-none-eabi-gcc", "qemu-system-arm")}
+_PACKAGES = {"make": "make", "gcc": "gcc", "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
+             "qemu-system-arm": "qemu-system-arm"}
+
+
+class FirmwareBuildError(EdgeRNNError):
+    """The compiler or linker failed; ``log`` holds the whole build output."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+class FirmwareTimeoutError(EdgeRNNError):
+    """The firmware did not finish in time; ``output`` holds what it printed so far."""
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output
+
+
+@dataclass
+class VectorResult:
+    index: int
+    passed: bool  # the device's verdict (run and streaming outputs both equal the expected ones)
+    y: np.ndarray  # int8 outputs the device computed for the whole sequence
+    y_stream: np.ndarray | None = None  # streaming outputs, printed only when they differ from y
+    expected: np.ndarray | None = None  # what the simulator computed (from the project's vectors)
+    rc: int = 0
+    ticks: dict = field(default_factory=dict)  # run_ticks, stream_ticks, step_max_ticks
+
+    @property
+    def matches(self) -> bool | None:
+        """Whether the outputs equal the simulator's bit for bit, checked on this side too."""
+        if self.expected is None:
+            return None
+        same = self.y.shape == self.expected.shape and bool(np.array_equal(self.y, self.expected))
+        return same and (self.y_stream is None or bool(np.array_equal(self.y_stream, self.expected)))
+
+
+@dataclass
+class Perf:
+    """Cost of one inference: instructions under QEMU -icount, or seconds on the host."""
+
+    unit: str  # "instructions" or "seconds"
+    per_inference: float  # NAME_run() over a whole sequence
+    per_step: float  # NAME_step(), mean over every step of every vector
+    step_max: float  # the slowest single NAME_step()
+    runs: int
+    steps: int
+    counter: str
+    counter_hz: int
+
+    def to_dict(self) -> dict:
+        return dict(unit=self.unit, per_inference=self.per_inference, per_step=self.per_step,
+                    step_max=self.step_max, runs=self.runs, steps=self.steps, counter=self.counter,
+                    counter_hz=self.counter_hz)
+
+
+@dataclass
+class FirmwareResult:
+    project: Project
+    passed: bool
+    vectors: list[VectorResult]
+    device_passed: bool  # the EDGERNN_RESULT line
+    build_log: str
+    output: str  # everything the device printed
+    command: list[str]
+    sizes: SizeReport | None = None
+    perf: Perf | None = None
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """(K, outputs) int8: what the device computed for each self-test vector."""
+        return np.stack([v.y for v in self.vectors]) if self.vectors else np.zeros((0, 0), np.int8)
+
+    @property
+    def failed_vectors(self) -> list[int]:
+        return [v.index for v in self.vectors if not v.passed or v.matches is False]
+
+    def summary_lines(self) -> list[str]:
+        """Human-readable lines for `edgernn firmware run`."""
+        p = self.project
+        lines = [f"{p.dir}: {p.backend} backend, target {p.target}, model {p.name}"]
+        for v in self.vectors:
+            verdict = "PASS" if v.passed and v.matches is not False else "FAIL"
+            extra = "" if v.expected is None or v.matches else f" expected={','.join(map(str, v.expected.tolist()))}"
+            stream = "" if v.y_stream is None else f" stream={','.join(map(str, v.y_stream.tolist()))}"
+            lines.append(f"vector {v.index}: {verdict} y={','.join(map(str, v.y.tolist()))}{stream}{extra}")
+        if self.sizes is not None:
+            s = self.sizes
+            fp, rp = s.flash_parts, s.ram_parts
+            lines.append(f"flash {s.flash} bytes (weights {fp.get('weights', 0)}, kernels {fp.get('kernels', 0)}, "
+                         f"rest {fp.get('rest', 0)}); RAM {s.ram} bytes (kernels {rp.get('kernels', 0)}, "
+                         f"stack {rp.get('stack', 0)}, heap {rp.get('heap', 0)}, rest {rp.get('rest', 0)})")
+        if self.perf is not None:
+            f = self.perf
+            if f.unit == "instructions":
+                lines.append(f"instructions per inference {f.per_inference:.0f}, per time step {f.per_step:.1f} "
+                             f"(slowest step {f.step_max:.0f})")
+            else:
+                lines.append(f"host time per inference {f.per_inference * 1e6:.1f} us, per time step "
+                             f"{f.per_step * 1e6:.2f} us (clock() resolution)")
+        good = len(self.vectors) - len(self.failed_vectors)
+        lines.append(f"RESULT {'PASS' if self.passed else 'FAIL'} {good}/{len(self.vectors)} vectors")
+        return lines
+
+    def to_dict(self) -> dict:
+        return dict(project=str(self.project.dir), target=self.project.target, backend=self.project.backend,
+                    name=self.project.name, passed=self.passed, device_passed=self.device_passed,
+                    vectors=[dict(index=v.index, passed=v.passed, matches=v.matches, y=v.y.tolist(),
+                                  y_stream=None if v.y_stream is None else v.y_stream.tolist(), rc=v.rc,
+                                  ticks=v.ticks) for v in self.vectors],
+                    sizes=None if self.sizes is None else self.sizes.to_dict(),
+                    perf=None if self.perf is None else self.perf.to_dict())
+
+
+def _check_tools(target: str) -> None:
+    for tool in _TOOLS.get(target, ()):
+        if shutil.which(tool) is None:
+            raise EdgeRNNError(f"{tool} not found on PATH: the {target} target needs it "
+                               f"(Debian/Ubuntu: apt-get install {_PACKAGES[tool]}; or run scripts/setup.sh)")
+
+
+def _compiler_errors(log: str) -> str:
+    errs = [l.strip() for l in log.splitlines() if re.search(r"\b(error|undefined reference)\b", l)]
+    if not errs:
+        errs = [l.strip() for l in log.splitlines() if l.strip()][-3:]
+    return " | ".join(errs[:3])
+
+
+def build_project(project: Project | str | os.PathLike, *, timeout: float = 600) -> tuple[Path, str]:
+    """Run the project's Makefile; return (the built binary, the build log)."""
+    p = project if isinstance(project, Project) else Project.load(project)
+    if p.target in ("arduino", "zephyr"):
+        how = ("open examples/{0}_selftest/{0}_selftest.ino in the Arduino IDE, or `arduino-cli compile "
+               "--library {1} {1}/examples/{0}_selftest`" if p.target == "arduino" else
+               "`west build -b <board> {1}` in a Zephyr workspace")
+        raise EdgeRNNError(f"{p.dir}: a {p.target} project is built with its own tools: "
+                           f"{how.format(p.name, p.dir)}; edgernn builds and runs host and cortex-m4 projects")
+    cmd = ["make", "-C", str(p.dir)]
+    env = dict(os.environ)
+    if p.backend == "tflm":
+        tflm = env.get("TFLM_DIR")
+        if not tflm or not Path(tflm, "tensorflow", "lite", "micro").is_dir():
+            raise EdgeRNNError(f"{p.dir}: a TFLM project needs TFLM_DIR pointing at a tflite-micro source tree "
+                               f"(TFLM_DIR={tflm or 'unset'}); e.g. git clone https://github.com/tensorflow/"
+                               "tflite-micro and export TFLM_DIR=$PWD/tflite-micro, or emit with --backend native")
+        cmd.append(f"TFLM_DIR={tflm}")
+    _check_tools(p.target)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise EdgeRNNError(f"{p.dir}: the build took longer than {timeout:.0f} s; "
+                           "run `make` there to see where it stops") from None
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise FirmwareBuildError(f"{p.dir}: build failed: {_compiler_errors(log)}", log)
+    binary = p.binary
+    if not binary.is_file():
+        raise FirmwareBuildError(f"{p.dir}: make succeeded but did not produce {binary.name}", log)
+    return binary, log
+
+
+def run_command(p: Project, binary: Path) -> list[str]:
+    """The command that runs the built firmware."""
+    if p.target == "cortex-m4":
+        shift = int(p.manifest.get("icount_shift", ICOUNT_SHIFT))
+        return ["qemu-system-arm", "-M", QEMU_MACHINE, "-nographic", "-monitor", "none", "-serial", "none",
+                "-semihosting-config", "enable=on,target=native",
+                "-icount", f"shift={shift},align=off,sleep=off", "-kernel", str(binary)]
+    return [str(binary.resolve())]
+
+
+# Below this many counter ticks in total, clock()-based host timings are noise, not a measurement.
+_MIN_CLOCK_TICKS = 100
+_KV = re.compile(r"(\w+)=(\S+)")
+
+
+def _int8s(text: str) -> np.ndarray:
+    return np.array([int(v) for v in text.split(",") if v != ""], dtype=np.int8)
+
+
+def parse_output(text: str, expected: np.ndarray | None = None) -> tuple[list[VectorResult], dict]:
+    """Parse the device's lines: (vectors, {'result':..., 'perf':..., 'clock':..., 'calibration':..., 'fault':...})."""
+    vectors, info = [], {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("EDGERNN_VEC "):
+            parts = line.split()
+            if len(parts) < 3 or not parts[1].isdigit() or parts[2] not in ("PASS", "FAIL"):
+                continue
+            kv = dict(_KV.findall(line))
+            k = int(parts[1])
+            exp = expected[k] if expected is not None and k < len(expected) else None
+            vectors.append(VectorResult(
+                index=k, passed=parts[2] == "PASS", y=_int8s(kv.get("y", "")),
+                y_stream=_int8s(kv["stream"]) if "stream" in kv else None, expected=exp, rc=int(kv.get("rc", 0)),
+                ticks={key: int(v) for key, v in kv.items() if key.endswith("ticks")}))
+        elif line.startswith("EDGERNN_RESULT "):
+            info["result"] = line.split()[1]
+        elif line.startswith("EDGERNN_FAULT"):
+            info["fault"] = line[len("EDGERNN_FAULT"):].strip() or "fault"
+        else:
+            for tag in ("PERF", "CLOCK", "CALIBRATION"):
+                if line.startswith(f"EDGERNN_{tag} ") or line == f"EDGERNN_{tag}":
+                    info[tag.lower()] = {key: (int(v) if v.isdigit() else v) for key, v in _KV.findall(line)}
+    return vectors, info
+
+
+def _perf(target: str, info: dict) -> Perf | None:
+    perf, clock = info.get("perf"), info.get("clock", {})
+    if not perf or not perf.get("runs") or not perf.get("steps"):
+        return None
+    if target == "cortex-m4" and "calibration" in info:
+        cal = info["calibration"]
+        per_insn = (cal["ticks"] - cal["empty_ticks"]) / cal["instructions"]  # ticks per instruction
+        scale, unit = 1.0 / per_insn, "instructions"
+    elif clock.get("hz") and perf["run_ticks"] >= _MIN_CLOCK_TICKS:
+        scale, unit = 1.0 / clock["hz"], "seconds"
+    else:
+        return None
+    per_inf = perf["run_ticks"] * scale / perf["runs"]
+    return Perf(unit=unit, per_inference=round(per_inf) if unit == "instructions" else per_inf,
+                per_step=perf["stream_ticks"] * scale / perf["steps"], step_max=perf["step_max_ticks"] * scale,
+                runs=perf["runs"], steps=perf["steps"], counter=str(clock.get("counter", "")),
+                counter_hz=int(clock.get("hz", 0)))
+
+
+def run_project(project_dir, *, timeout: float = 120.0, build_timeout: float = 600.0,
+                max_flash: int | None = None, max_ram: int | None = None) -> FirmwareResult:
+    """Build the project in ``project_dir``, run its self-test, and return what it found.
+
+    Builds with the project's Makefile (gcc for ``host``, arm-none-eabi-gcc for ``cortex-m4``,
+    TFLM projects only when ``TFLM_DIR`` is set), runs the program (QEMU mps2-an386 with
+    ``-icount`` for ``cortex-m4``) for at most ``timeout`` seconds, parses its lines and checks
+    the outputs against the simulator's expected ones recorded in the project. ``max_flash`` /
+    ``max_ram`` (bytes; default: the budgets given to ``write_project``) raise
+    :class:`EdgeRNNError` with both numbers when exceeded. A mismatch does not raise: look at
+    ``result.passed`` (the CLI exits non-zero on it).
+    """
+    p = Project.load(project_dir)
+    binary, build_log = build_project(p, timeout=build_timeout)
+    m = p.manifest
+    objects = sorted((p.dir / "build").rglob("*.o")) if (p.dir / "build").is_dir() else []
+    sizes = size_report(binary, weight_sources=m.get("weight_sources", ()), kernel_sources=m.get("kernel_sources", ()),
+                        objects=objects, weight_symbols=m.get("weight_symbols", ()),
+                        kernel_symbol_pattern=r"tflite" if p.backend == "tflm" else None)
+    sizes.check_budget(max_flash if max_flash is not None else m.get("max_flash"),
+                       max_ram if max_ram is not None else m.get("max_ram"))
+
+    cmd = run_command(p, binary)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              cwd=p.dir)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        last = out.strip().splitlines()[-1] if out.strip() else "nothing printed"
+        where = "QEMU" if p.target == "cortex-m4" else binary.name
+        raise FirmwareTimeoutError(f"{p.dir}: {where} did not finish within {timeout:.0f} s (last line: {last}); "
+                                   "the firmware hangs or needs a longer timeout", out) from None
+    output = proc.stdout
+    expected = p.expected_outputs()
+    vectors, info = parse_output(output, expected)
+    if "fault" in info:
+        raise EdgeRNNError(f"{binary}: the firmware crashed ({info['fault']}) after {len(vectors)} vectors; "
+                           "check the stack size (write_project(stack_bytes=...))")
+    if "result" not in info:
+        tail = " | ".join((output + proc.stderr).strip().splitlines()[-3:]) or "nothing printed"
+        raise EdgeRNNError(f"{binary}: ended (exit status {proc.returncode}) without an EDGERNN_RESULT line; "
+                           f"last output: {tail}")
+    device_passed = info["result"] == "PASS"
+    count = m.get("vectors", len(expected) if expected is not None else len(vectors))
+    passed = (device_passed and len(vectors) == count and all(v.passed and v.matches is not False for v in vectors)
+              and proc.returncode == 0)
+    return FirmwareResult(project=p, passed=passed, vectors=vectors, device_passed=device_passed,
+                          build_log=build_log, output=output, command=cmd, sizes=sizes, perf=_perf(p.target, info))
