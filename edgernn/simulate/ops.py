@@ -1,0 +1,497 @@
+"""Int8 op kernels of the simulator, one class per TFLite builtin op.
+
+Each kernel mirrors one TFLM kernel: ``__init__`` is TFLM's Prepare (multipliers and shifts
+computed from the tensors' float scales exactly as TFLM computes them), ``__call__`` is its
+Eval, vectorized over the simulator's batch axis.
+
+Values flow as :class:`Val`: an array plus ``batched`` — batched arrays carry a leading axis
+of N samples in front of the tensor's own shape (which keeps the model's batch dim of 1);
+unbatched arrays (constants, loop counters) have exactly the tensor's shape.
+
+Kernels register themselves with :func:`kernel`; an op without a kernel makes the simulator
+refuse the model with one line naming the op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import EdgeRNNError
+from . import fixedpoint as fp
+
+KERNELS: dict[str, type] = {}
+
+
+def kernel(*opcodes: str):
+    """Register a kernel class for TFLite builtin ``opcodes``; refuses duplicates."""
+    def deco(cls):
+        for code in opcodes:
+            if code in KERNELS:
+                raise RuntimeError(f"kernel for {code} registered twice ({KERNELS[code].__name__}, {cls.__name__})")
+            KERNELS[code] = cls
+        return cls
+    return deco
+
+
+@dataclass
+class Val:
+    a: np.ndarray
+    batched: bool
+
+
+# Fused activations (schema ActivationFunctionType)
+ACT_NONE, ACT_RELU, ACT_RELU_N1_TO_1, ACT_RELU6, ACT_TANH, ACT_SIGN_BIT, ACT_SIGMOID = range(7)
+
+_QRANGE = {"int8": (-128, 127), "int16": (-32768, 32767), "uint8": (0, 255), "int32": (fp.INT32_MIN, fp.INT32_MAX)}
+_NP = {"int8": np.int8, "int16": np.int16, "int32": np.int32, "uint8": np.uint8, "float32": np.float32,
+       "bool": np.bool_, "int64": np.int64}
+
+
+def scale_of(t) -> float:
+    if t.scale is None or not len(t.scale):
+        raise EdgeRNNError(f"tensor '{t.name}': not quantized; the simulator runs int8 models only")
+    return float(t.scale[0])
+
+
+def zp_of(t) -> int:
+    return int(t.zero_point[0]) if t.zero_point is not None and len(t.zero_point) else 0
+
+
+def f32(x: float) -> float:
+    """Round a Python float to float32 (TFLM keeps scales as ``float``)."""
+    return float(np.float32(x))
+
+
+def activation_range(activation: int, t) -> tuple[int, int]:
+    """``CalculateActivationRangeQuantized``: clamp bounds of a fused activation in ``t``'s int type."""
+    qmin, qmax = _QRANGE[t.dtype]
+    if activation in (ACT_NONE,) or t.scale is None:
+        return qmin, qmax
+    scale, zp = np.float32(scale_of(t)), zp_of(t)
+
+    def q(v):  # float division, TfLiteRound, like TFLM's Quantize helper
+        return zp + int(fp.tflite_round(float(np.float32(v) / scale)))
+    if activation == ACT_RELU:
+        return max(qmin, q(0.0)), qmax
+    if activation == ACT_RELU6:
+        return max(qmin, q(0.0)), min(qmax, q(6.0))
+    if activation == ACT_RELU_N1_TO_1:
+        return max(qmin, q(-1.0)), min(qmax, q(1.0))
+    raise EdgeRNNError(f"tensor '{t.name}': fused activation {activation} is not supported by the int8 simulator")
+
+
+def int_matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
+    """Exact integer ``a @ b`` through BLAS: float32 when every partial sum stays below 2^24,
+    float64 below 2^53 (``bound`` = an upper bound of |a_ik * b_kj| summed over k)."""
+    if bound < (1 << 24):
+        return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.int64)
+    if bound < (1 << 53):
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+def lut16(fn) -> np.ndarray:
+    """A 65536-entry table of ``fn`` over every int16 input (index = x + 32768)."""
+    return np.asarray(fn(np.arange(-32768, 32768, dtype=np.int64)), dtype=np.int64)
+
+
+class Kernel:
+    """Base: ``sim`` (the Simulator), ``sg`` (Subgraph), ``op`` (Operator)."""
+
+    def __init__(self, sim, sg, op):
+        self.sim, self.sg, self.op = sim, sg, op
+        self.opts = op.options
+
+    def t_in(self, i):
+        idx = self.op.inputs[i]
+        return None if idx < 0 else self.sg.tensors[idx]
+
+    def t_out(self, i=0):
+        return self.sg.tensors[self.op.outputs[i]]
+
+    def where(self) -> str:
+        return f"op {self.op.opcode} (output '{self.t_out().name}')"
+
+    def fail(self, what: str):
+        raise EdgeRNNError(f"{self.where()}: {what}")
+
+    def __call__(self, ins: list[Val | None]) -> list[Val]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _out_shape(v: Val, shape, n: int | None = None):
+    return ((v.a.shape[0],) if v.batched else ()) + tuple(shape)
+
+
+def _const_data(k: Kernel, i: int) -> np.ndarray:
+    t = k.t_in(i)
+    if t is None or t.data is None:
+        k.fail(f"input {i} must be a constant tensor")
+    return t.data
+
+
+def _align(vals: list[Val]) -> tuple[list[np.ndarray], bool]:
+    """Arrays ready for numpy broadcasting with TFLite's right-aligned rules, plus the batched flag."""
+    batched = any(v.batched for v in vals)
+    if not batched:
+        return [v.a for v in vals], False
+    rank = max(v.a.ndim - (1 if v.batched else 0) for v in vals)
+    out = []
+    for v in vals:
+        if v.batched:
+            r = v.a.ndim - 1
+            out.append(v.a.reshape((v.a.shape[0],) + (1,) * (rank - r) + v.a.shape[1:]))
+        else:
+            out.append(v.a.reshape((1,) * (rank + 1 - v.a.ndim) + v.a.shape))
+    return out, True
+
+
+# ============================================================================ LSTM
+@kernel("UNIDIRECTIONAL_SEQUENCE_LSTM")
+class UnidirectionalSequenceLstm(Kernel):
+    """TFLM's integer LSTM (int8 activations, int8 weights, int16 cell: "int8x8_16").
+
+    Per time step, for gate g in (input, forget, cell, output) — see TFLM lstm_eval.h::LstmStep:
+
+    * ``pre_g = sat16( FC_x(x_t) + FC_h(h) )``: two int8->int16 fully connected layers, each
+      requantized to Q3.12 (scale 2^-12) with its own multiplier (input FC carries the bias,
+      the recurrent FC has none), saturating int16 add;
+    * ``i, f, o = sigmoid16(pre)`` and ``g = tanh16(pre)`` (the LUT activations in Q0.15);
+    * ``c = sat16( f*c  +  i*g )`` each product requantized to the cell scale, then clipped to
+      ``+-cell_clip`` when set;
+    * ``h = int8( tanh16(c) * o )`` requantized to the hidden state's scale and zero point.
+
+    Exact (0 LSB) for every input. Batch-major (``time_major=False``) and time-major inputs,
+    no peephole, projection or layer norm (TFLM's micro kernel refuses those too).
+    """
+
+    GATES = ("input", "forget", "cell", "output")
+
+    def __init__(self, sim, sg, op):
+        super().__init__(sim, sg, op)
+        o = self.opts
+        self.time_major = bool(o.timeMajor)
+        if any(op.inputs[i] >= 0 for i in list(range(9, 12)) + [16, 17] + list(range(20, 24)) if i < len(op.inputs)):
+            self.fail("peephole, projection and layer-norm LSTMs are not supported (TFLM's micro kernel refuses them too)")
+        x_t, h_t, c_t = self.t_in(0), self.t_in(18), self.t_in(19)
+        if x_t.dtype != "int8" or c_t is None or c_t.dtype != "int16":
+            self.fail(f"only the int8 x int8 -> int16-cell LSTM is simulated (input {x_t.dtype}, "
+                      f"cell {None if c_t is None else c_t.dtype})")
+        self.x_zp = zp_of(x_t)
+        self.h_zp = zp_of(h_t)
+        s_x, s_h, s_c = np.float32(scale_of(x_t)), np.float32(scale_of(h_t)), f32(scale_of(c_t))
+        gate_scale = 0.000244140625  # 2^-12: the FC outputs feeding the activations are Q3.12
+        wx, wh, bias, mx, mh = [], [], [], [], []
+        for gi in range(4):
+            w_in, w_rec, b = self.t_in(1 + gi), self.t_in(5 + gi), self.t_in(12 + gi)
+            if w_in is None or w_rec is None:
+                self.fail("CIFG LSTMs (no input gate) are not supported")
+            for w in (w_in, w_rec):
+                if w.scale is None or len(w.scale) != 1:
+                    self.fail(f"weights '{w.name}' must be per-tensor quantized for the LSTM")
+            wx.append(w_in.data.astype(np.int64))
+            wh.append(w_rec.data.astype(np.int64))
+            bias.append(b.data.astype(np.int64) if b is not None and b.data is not None
+                        else np.zeros(w_in.shape[0], np.int64))
+            # GetQuantizedConvolutionMultipler: float product, then double division.
+            mx.append(fp.quantize_multiplier(float(np.float32(s_x * np.float32(scale_of(w_in)))) / gate_scale))
+            mh.append(fp.quantize_multiplier(float(np.float32(s_h * np.float32(scale_of(w_rec)))) / gate_scale))
+        self.units = wx[0].shape[0]
+        self.wx = np.concatenate(wx, 0)  # (4U, F) rows: gates in TFLite order i, f, c, o
+        self.wh = np.concatenate(wh, 0)  # (4U, U)
+        self.bias = np.concatenate(bias)
+        u = self.units
+        self.mx_mult = np.repeat([m for m, _ in mx], u)
+        self.mx_shift = np.repeat([s for _, s in mx], u)
+        self.mh_mult = np.repeat([m for m, _ in mh], u)
+        self.mh_shift = np.repeat([s for _, s in mh], u)
+        # Inter-gate multiplications (CreateInterGateMulParams): Q0.15 gate outputs.
+        nl_out = 0.000030517578125  # 2^-15
+        self.mul_fc = fp.quantize_multiplier(nl_out * s_c / s_c)
+        self.mul_ig = fp.quantize_multiplier(nl_out * nl_out / s_c)
+        self.mul_h = fp.quantize_multiplier(nl_out * nl_out / float(s_h))
+        # CreateLstmCellStateInfo: cell scale power (CheckedLog2) and quantized clip.
+        log2 = float(np.float32(np.log(np.float32(s_c))) * np.float32(1.0 / np.log(np.float32(2.0))))
+        self.cell_power = int(fp.tflite_round(log2))
+        self.cell_clip = float(o.cellClip)
+        self.q_cell_clip = int(min(max(self.cell_clip / s_c, -32768.0), 32767.0))
+        act = int(o.fusedActivationFunction)
+        if act == ACT_TANH:
+            cell_act = lambda v: fp.lstm_tanh_int16(v, -12)  # noqa: E731 - "scale power -12 to avoid shift"
+        elif act == ACT_SIGMOID:
+            cell_act = fp.logistic_int16
+        else:
+            self.fail(f"cell gate activation {act} is not supported (TFLM supports tanh and sigmoid)")
+        # 65536-entry tables of the int16 activations (computed by the reference functions).
+        self.lut_sigmoid = lut16(fp.logistic_int16)
+        self.lut_cell_act = lut16(cell_act)
+        self.lut_tanh_cell = lut16(lambda v: fp.lstm_tanh_int16(v, self.cell_power))
+        self.h_min, self.h_max = _QRANGE[h_t.dtype]
+        self.out_index = op.outputs[0]
+        self.state_inputs = (op.inputs[18], op.inputs[19])
+
+    def __call__(self, ins):
+        xv, hv, cv = ins[0], ins[18], ins[19]
+        x = xv.a if xv.batched else xv.a[None]
+        if self.time_major:  # (N, T, B, F) -> (N, B, T, F)
+            x = np.swapaxes(x, 1, 2)
+        n, b, steps, feat = x.shape
+        u = self.units
+        h = np.broadcast_to(np.asarray(hv.a, np.int64), (n, b, u)).reshape(n * b, u)
+        c = np.broadcast_to(np.asarray(cv.a, np.int64), (n, b, u)).reshape(n * b, u)
+        out = self.run(x.reshape(n * b, steps, feat).astype(np.int64), h, c).reshape(n, b, steps, u)
+        if self.time_major:
+            out = np.swapaxes(out, 1, 2)
+        self.captured = {
+            f"{self.sg.tensors[self.state_inputs[0]].name}:final": self.h_last.reshape(n, b, u).astype(np.int8),
+            f"{self.sg.tensors[self.state_inputs[1]].name}:final": self.c_last.reshape(n, b, u).astype(np.int16),
+        }
+        return [Val(np.ascontiguousarray(out), True)]
+
+    def gate_preactivations_x(self, x: np.ndarray) -> np.ndarray:
+        """Input FC of all gates for all steps: (NB, T, F) -> int16-saturated (NB, T, 4U)."""
+        xi = x - self.x_zp
+        acc = int_matmul(xi.reshape(-1, xi.shape[-1]), self.wx.T, xi.shape[-1] * 255 * 128 + 1) + self.bias
+        pre = fp.multiply_by_quantized_multiplier(acc, self.mx_mult, self.mx_shift)
+        return np.clip(pre, -32768, 32767).reshape(x.shape[0], x.shape[1], -1)
+
+    def run(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """The integer LSTM over (NB, T, F) int64 inputs from states h (int8 values), c (int16)."""
+        u = self.units
+        nb, steps, _ = x.shape
+        pre_x = self.gate_preactivations_x(x)
+        out = np.empty((nb, steps, u), np.int8)
+        bound_h = u * 255 * 128 + 1
+        whT = self.wh.T
+        for t in range(steps):
+            acc_h = int_matmul(h - self.h_zp, whT, bound_h)
+            pre_h = np.clip(fp.multiply_by_quantized_multiplier(acc_h, self.mh_mult, self.mh_shift), -32768, 32767)
+            pre = np.clip(pre_x[:, t] + pre_h, -32768, 32767) + 32768
+            i_g = self.lut_sigmoid[pre[:, 0:u]]
+            f_g = self.lut_sigmoid[pre[:, u:2 * u]]
+            g_g = self.lut_cell_act[pre[:, 2 * u:3 * u]]
+            o_g = self.lut_sigmoid[pre[:, 3 * u:]]
+            c = np.clip(fp.multiply_by_quantized_multiplier(f_g * c, *self.mul_fc), -32768, 32767)
+            ig = np.clip(fp.multiply_by_quantized_multiplier(i_g * g_g, *self.mul_ig), -32768, 32767)
+            c = np.clip(c + ig, -32768, 32767)
+            if self.cell_clip > 0:
+                c = np.clip(c, -self.q_cell_clip, self.q_cell_clip)
+            tc = self.lut_tanh_cell[c + 32768]
+            h = np.clip(self.h_zp + fp.multiply_by_quantized_multiplier(tc * o_g, *self.mul_h), self.h_min, self.h_max)
+            out[:, t] = h
+        self.h_last, self.c_last = h, c
+        return out
+
+
+# ============================================================================ FULLY_CONNECTED
+@kernel("FULLY_CONNECTED")
+class FullyConnected(Kernel):
+    """``reference_integer_ops::FullyConnected`` / ``FullyConnectedPerChannel`` (int8 in/out).
+
+    ``acc = sum_k w[o,k] * (x[k] - x_zp) + bias[o]`` (int32), requantized with
+    ``MultiplyByQuantizedMultiplier`` — one multiplier for per-tensor weights (computed from
+    the float product of input and weight scales), one per output channel otherwise — plus the
+    output zero point, clamped to the fused activation's range. Exact (0 LSB).
+    """
+
+    def __init__(self, sim, sg, op):
+        super().__init__(sim, sg, op)
+        x_t, w_t, b_t, y_t = self.t_in(0), self.t_in(1), self.t_in(2), self.t_out()
+        if x_t.dtype != "int8" or y_t.dtype != "int8" or w_t.dtype != "int8":
+            self.fail(f"only int8 x int8 -> int8 is simulated (got {x_t.dtype}, {w_t.dtype} -> {y_t.dtype})")
+        if w_t.data is None:
+            self.fail("weights must be constant")
+        self.w = w_t.data.astype(np.int64)
+        self.bias = b_t.data.astype(np.int64) if b_t is not None and b_t.data is not None else None
+        s_in, s_out = np.float32(scale_of(x_t)), float(np.float32(scale_of(y_t)))
+        if len(w_t.scale) > 1:  # per-channel: double(input) * double(filter) / double(output)
+            ms = [fp.quantize_multiplier(float(s_in) * float(ws) / s_out) for ws in w_t.scale]
+            self.mult = np.array([m for m, _ in ms], np.int64)
+            self.shift = np.array([s for _, s in ms], np.int64)
+            self.w_zp = 0
+        else:  # per-tensor: float product, double division
+            m, s = fp.quantize_multiplier(float(np.float32(s_in * np.float32(w_t.scale[0]))) / s_out)
+            self.mult, self.shift = np.int64(m), np.int64(s)
+            self.w_zp = zp_of(w_t)
+        self.x_zp, self.y_zp = zp_of(x_t), zp_of(y_t)
+        self.lo, self.hi = activation_range(int(self.opts.fusedActivationFunction), y_t)
+        self.out_shape = y_t.shape
+
+    def __call__(self, ins):
+        v = ins[0]
+        k = self.w.shape[1]
+        x = v.a.reshape(-1, k).astype(np.int64) - self.x_zp
+        acc = int_matmul(x, (self.w - self.w_zp).T, k * 255 * 255 + 1)
+        if self.bias is not None:
+            acc = acc + self.bias
+        y = fp.multiply_by_quantized_multiplier(fp.wrap_int32(acc), self.mult, self.shift) + self.y_zp
+        y = np.clip(y, self.lo, self.hi).astype(np.int8)
+        return [Val(y.reshape(_out_shape(v, self.out_shape)), v.batched)]
+
+
+# ============================================================================ SOFTMAX
+@kernel("SOFTMAX")
+class Softmax(Kernel):
+    """``reference_ops::Softmax`` for int8 -> int8 (TFLM's gemmlowp fixed-point path).
+
+    Per row: ``diff = x - max(x)``; entries with ``diff >= diff_min`` get
+    ``exp_on_negative_values`` of ``diff`` rescaled to Q5.26 (beta and the input scale folded
+    into one multiplier), summed in Q12.19; the sum's reciprocal (``GetReciprocal``) scales
+    each exp to the output (Q0.8 then - 128). Exact (0 LSB).
+    """
+
+    def __init__(self, sim, sg, op):
+        super().__init__(sim, sg, op)
+        x_t, y_t = self.t_in(0), self.t_out()
+        if x_t.dtype != "int8" or y_t.dtype != "int8":
+            self.fail(f"only int8 -> int8 softmax is simulated (got {x_t.dtype} -> {y_t.dtype})")
+        beta = float(np.float32(self.opts.beta))
+        scaled_diff_integer_bits = 5
+        # PreprocessSoftmaxScaling (double rounding build: cap at 2^31 - 1)
+        real = min(beta * float(np.float32(scale_of(x_t))) * float(1 << (31 - scaled_diff_integer_bits)),
+                   float((1 << 31) - 1))
+        self.mult, self.left_shift = fp.quantize_multiplier(real)
+        self.diff_min = -fp.calculate_input_radius(scaled_diff_integer_bits, self.left_shift)
+
+    def __call__(self, ins):
+        v = ins[0]
+        x = v.a.astype(np.int64)
+        diff = x - x.max(axis=-1, keepdims=True)
+        ok = diff >= self.diff_min
+        scaled = fp.multiply_by_quantized_multiplier_greater_than_one(diff, self.mult, self.left_shift)
+        e = fp.exp_on_negative_values(scaled, 5)
+        acc_bits = 12
+        summed = np.where(ok, fp.saturating_rounding_multiply_by_pot(e, -acc_bits), 0).sum(axis=-1, keepdims=True)
+        shifted_scale, num_bits_over_unit = fp.get_reciprocal(fp.wrap_int32(summed), acc_bits)
+        exponent = num_bits_over_unit + 31 - 8
+        unsat = fp.rounding_divide_by_pot(fp.saturating_rounding_doubling_high_mul(shifted_scale, e), exponent)
+        y = np.where(ok, np.clip(unsat - 128, -128, 127), -128).astype(np.int8)
+        return [Val(y, v.batched)]
+
+
+# ============================================================================ shape ops
+@kernel("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+class Reshape(Kernel):
+    """Data unchanged, new shape taken from the output tensor. Exact."""
+
+    def __call__(self, ins):
+        v = ins[0]
+        return [Val(v.a.reshape(_out_shape(v, self.t_out().shape)), v.batched)]
+
+
+@kernel("STRIDED_SLICE")
+class StridedSlice(Kernel):
+    """``reference_ops::StridedSlice`` with constant begin/end/strides and begin/end/shrink masks."""
+
+    def __init__(self, sim, sg, op):
+        super().__init__(sim, sg, op)
+        o = self.opts
+        if o.ellipsisMask or o.newAxisMask:
+            self.fail("ellipsis and new-axis masks are not supported")
+        self.begin, self.end, self.strides = (_const_data(self, i).astype(np.int64) for i in (1, 2, 3))
+        self.in_shape = self.t_in(0).shape
+        self.offset = bool(getattr(o, "offset", False))
+        idx = []
+        for ax, dim in enumerate(self.in_shape):
+            if ax >= len(self.begin):
+                idx.append(slice(None))
+                continue
+            st = int(self.strides[ax])
+            shrink = (o.shrinkAxisMask >> ax) & 1
+            b = int(self.begin[ax])
+            if shrink:
+                b = b + dim if b < 0 else b
+                idx.append(b)
+                continue
+            if (o.beginMask >> ax) & 1:
+                b = 0 if st > 0 else dim - 1
+            else:
+                b = b + dim if b < 0 else b
+                b = min(max(b, 0), dim) if st > 0 else min(max(b, -1), dim - 1)
+            e = int(self.end[ax])
+            if self.offset:
+                e = b + e
+            if (o.endMask >> ax) & 1:
+                e = dim if st > 0 else -1
+            else:
+                e = e + dim if e < 0 else e
+                e = min(max(e, 0), dim) if st > 0 else min(max(e, -1), dim - 1)
+            idx.append(slice(b, e if e >= 0 else None, st))
+        self.index = tuple(idx)
+
+    def __call__(self, ins):
+        v = ins[0]
+        y = v.a[((slice(None),) if v.batched else ()) + self.index]
+        return [Val(np.ascontiguousarray(y).reshape(_out_shape(v, self.t_out().shape)), v.batched)]
+
+
+@kernel("SLICE")
+class Slice(Kernel):
+    """``reference_ops::Slice`` with constant (or unbatched) begin and size; size -1 = to the end."""
+
+    def __call__(self, ins):
+        v, bv, sv = ins[0], ins[1], ins[2]
+        if bv.batched or sv.batched:
+            self.fail("begin and size must be the same for every sample")
+        shape = self.t_in(0).shape
+        idx = []
+        for ax, dim in enumerate(shape):
+            b = int(bv.a[ax])
+            s = int(sv.a[ax])
+            idx.append(slice(b, dim if s < 0 else b + s))
+        y = v.a[((slice(None),) if v.batched else ()) + tuple(idx)]
+        return [Val(np.ascontiguousarray(y), v.batched)]
+
+
+@kernel("GATHER")
+class Gather(Kernel):
+    """``reference_ops::Gather`` (``batch_dims`` 0): ``take`` along ``axis`` with int32 indices."""
+
+    def __init__(self, sim, sg, op):
+        super().__init__(sim, sg, op)
+        self.axis = int(self.opts.axis) if self.opts is not None else 0
+        if self.opts is not None and getattr(self.opts, "batchDims", 0):
+            self.fail("batch_dims != 0 is not supported")
+        if self.axis < 0:
+            self.axis += len(self.t_in(0).shape)
+
+    def __call__(self, ins):
+        v, iv = ins[0], ins[1]
+        if iv.batched:
+            # one index set per sample: gather sample by sample
+            if not v.batched:
+                v = Val(np.broadcast_to(v.a, (iv.a.shape[0],) + v.a.shape), True)
+            y = np.stack([np.take(v.a[i], iv.a[i], axis=self.axis) for i in range(iv.a.shape[0])])
+            return [Val(y, True)]
+        ax = self.axis + (1 if v.batched else 0)
+        return [Val(np.take(v.a, iv.a.astype(np.int64), axis=ax), v.batched)]
+
+
+@kernel("CONCATENATION")
+class Concatenation(Kernel):
+    """TFLM concatenation: int8 inputs must share the output's scale and zero point, so a copy."""
+
+    def __init__(self, sim, sg, op):
+        super().__init__(sim, sg, op)
+        self.axis = int(self.opts.axis)
+        rank = len(self.t_out().shape)
+        if self.axis < 0:
+            self.axis += rank
+        y_t = self.t_out()
+        for i in range(len(op.inputs)):
+            t = self.t_in(i)
+            if y_t.scale is not None and t.scale is not None and (
+                    scale_of(t) != scale_of(y_t) or zp_of(t) != zp_of(y_t)):
+                self.fail("inputs with quantization differing from the output are not supported (TFLM refuses them)")
+        act = int(self.opts.fusedActivationFunction)
+        if act != ACT_NONE:
+            self.fail("fused activations are not supported")
+
+    def __call__(self, ins):
+        arrs, batched = _align(ins)
+        if batched:
+            n = max(a.shape[0] for a in arrs)
+            arrs = [np.broadcast_to(a, (n,) + a.shape[1:]) for a in arrs]
+        return [Val(np.concatenate(arrs, axis=self.axis + (1 if batched else 0)), batched)]
