@@ -169,7 +169,7 @@ def build_project(project: Project | str | os.PathLike, *, timeout: float = 600)
         raise EdgeRNNError(f"{p.dir}: a {p.target} project is built with its own tools: "
                            f"{how.format(p.name, p.dir)}; edgernn builds and runs host and cortex-m4 projects")
     cmd = ["make", "-C", str(p.dir)]
-    env = dict(os.environ)
+    env = dict(os.environ, LC_ALL="C")  # plain ASCII quotes in compiler messages
     if p.backend == "tflm":
         tflm = env.get("TFLM_DIR")
         if not tflm or not Path(tflm, "tensorflow", "lite", "micro").is_dir():
