@@ -91,8 +91,18 @@ def _fc(g: Graph, name: str, x: str, w_in_out: np.ndarray, b: np.ndarray | None,
     return out, w, bn
 
 
+def _out(g: Graph, name: str, shape, dtype: str = "int8") -> str:
+    """A new output tensor, or the existing state variable the step writes in place."""
+    if name in g.tensors and g.tensors[name].variable:
+        return name
+    if (name in g.tensors and g.tensors[name].role == "act" and name not in g.inputs
+            and not any(name in op.outputs for op in g.ops)):
+        return name  # declared ahead by the caller (h_new / c_new), not yet written
+    return g.add(name, shape, dtype)
+
+
 def _unary(prog: Program, g: Graph, code: str, x: str, name: str, shape) -> str:
-    out = name if name in g.tensors else g.add(name, shape)
+    out = _out(g, name, shape)
     g.op(code, [x], [out])
     q = fixed_output(code)
     if q is not None:
@@ -102,7 +112,7 @@ def _unary(prog: Program, g: Graph, code: str, x: str, name: str, shape) -> str:
 
 def _binary(g: Graph, code: str, a: str, b: str, name: str, shape, fused: str | None = None,
             dtype: str = "int8") -> str:
-    out = name if name in g.tensors else g.add(name, shape, dtype)
+    out = _out(g, name, shape, dtype)
     g.op(code, [a, b], [out], fused=fused)
     return out
 
@@ -164,7 +174,7 @@ def _cell_step(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
         acts = []
         for gi, gname in enumerate("ifco"):
             pre = _binary(g, "ADD", *gate_pre(gi, gname, False), f"{p}{gname}_pre", s)
-            acts.append(_unary(prog, g, "TANH" if gname == "c" else "LOGISTIC", pre, f"{p}{gname}", s))
+            acts.append(_unary(prog, g, "TANH" if gname == "c" else "LOGISTIC", pre, f"{p}{gname}_gate", s))
         i_, f_, g_, o_ = acts
         fc_ = _binary(g, "MUL", f_, c, f"{p}f_c", s)
         ig = _binary(g, "MUL", i_, g_, f"{p}i_g", s)
@@ -385,12 +395,11 @@ def build_streaming_program(model: ir.Model) -> Program:
             cur, shape = h, (1, 1, u)
             is_seq = layer.return_sequences
         else:
-            cur, shape = _head(prog, main, layer, cur, shape, True, head_info)
+            cur, shape = _head(prog, main, layer, cur, shape, is_seq, head_info)
     main.outputs = [cur]
     prog.metadata = {"version": METADATA_VERSION, "form": "streaming", "timesteps": 1,
                      "features": model.input.features, "input": x, "output": cur,
                      "layers": layers_info, "head": head_info}
-    del is_seq
     return prog
 
 
