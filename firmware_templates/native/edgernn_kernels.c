@@ -1,0 +1,372 @@
+/*
+ * edgernn_kernels.c - int8 recurrent-network kernels, bit-exact with TensorFlow Lite Micro.
+ * See edgernn_kernels.h. C99, no malloc, no recursion, no floating point.
+ */
+#include "edgernn_kernels.h"
+
+#define EDGERNN_INT16_MIN (-32768)
+#define EDGERNN_INT16_MAX 32767
+#define EDGERNN_INT8_MIN (-128)
+#define EDGERNN_INT8_MAX 127
+
+/* ---------------------------------------------------------------------------------------
+ * Fixed point (gemmlowp fixedpoint.h, TFLM kernels/internal/common.{h,cc})
+ * ------------------------------------------------------------------------------------- */
+
+/* round(a * b / 2^31), saturating the single overflow case INT32_MIN * INT32_MIN. */
+static int32_t edgernn_fixed_srdhm(int32_t a, int32_t b)
+{
+    int64_t ab;
+    int64_t nudge;
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    /* C99 division truncates toward zero, as gemmlowp's does. */
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* x / 2^exponent rounded to nearest, ties away from zero. */
+static int32_t edgernn_fixed_rounding_divide_by_pot(int32_t x, int exponent)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* x * 2^exponent, saturating to the int32 range (gemmlowp SaturatingRoundingMultiplyByPOT
+ * with a positive exponent). */
+static int32_t edgernn_fixed_saturating_shift_left(int32_t x, int exponent)
+{
+    const int32_t threshold = (int32_t)(((int64_t)1 << (31 - exponent)) - 1);
+    if (x > threshold) {
+        return INT32_MAX;
+    }
+    if (x < -threshold) {
+        return INT32_MIN;
+    }
+    return (int32_t)((uint32_t)x << exponent);
+}
+
+int32_t edgernn_fixed_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
+{
+    const int left_shift = shift > 0 ? shift : 0;
+    const int right_shift = shift > 0 ? 0 : -shift;
+    /* x * (1 << left_shift) wraps like TFLM's int32 product (done unsigned to stay defined). */
+    const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
+    return edgernn_fixed_rounding_divide_by_pot(edgernn_fixed_srdhm(shifted, multiplier), right_shift);
+}
+
+static int32_t edgernn_clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * int16 sigmoid / tanh (TFLM reference_integer_ops::Logistic / Tanh for int16)
+ * ------------------------------------------------------------------------------------- */
+
+/* sigmoid(i / 24) in Q0.16 for i = 0..255, TFLM's sigmoid_table_uint16 (kernels/internal/
+ * common.h). Shared by sigmoid and tanh, since tanh(x) = 2 sigmoid(2x) - 1. The values are
+ * TFLM's own (a few entries differ by one from any closed-form rounding), so they are kept
+ * verbatim for bit-exactness. */
+static const uint16_t edgernn_sigmoid_table[256] = {
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149,
+    40794, 41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369,
+    47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169,
+    53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433,
+    57724, 58007, 58280, 58544, 58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370,
+    60565, 60753, 60935, 61110, 61279, 61441, 61599, 61750, 61896, 62036, 62172, 62302,
+    62428, 62549, 62666, 62778, 62886, 62990, 63090, 63186, 63279, 63368, 63454, 63536,
+    63615, 63691, 63765, 63835, 63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308,
+    64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786,
+    64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079,
+    65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234, 65246, 65258,
+    65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360, 65367,
+    65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
+    65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474,
+    65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498,
+    65500, 65501, 65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513,
+    65514, 65515, 65516, 65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522,
+    65523, 65523, 65524, 65524, 65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528,
+    65528, 65528, 65529, 65529, 65529, 65529, 65530, 65530, 65530, 65530, 65531, 65531,
+    65531, 65531, 65531, 65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533,
+    65533, 65533, 65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534,
+    65534, 65534, 65534, 65535
+};
+
+int16_t edgernn_activation_sigmoid_one_s16(int16_t x)
+{
+    /* Q3.12 input scaled by 3: the table covers |x| < 10.7 in steps of 1/24 with 9 bits of
+     * interpolation (input_multiplier 0 -> 3, left shift 0 in TFLM's Logistic). */
+    const int32_t v = (int32_t)x * 3;
+    const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
+    const uint32_t index = abs_v >> 9;
+    uint32_t result;
+    if (index >= 255u) {
+        result = (uint32_t)0x7FFF << 10;
+    } else {
+        const uint32_t a = edgernn_sigmoid_table[index];
+        const uint32_t b = edgernn_sigmoid_table[index + 1u];
+        const uint32_t frac = abs_v & 0x1FFu;
+        result = (a << 9) + frac * (b - a);
+    }
+    result = v >= 0 ? result + (1u << 9) : (1u << (16 + 9)) - result + (1u << 9) - 1u;
+    return (int16_t)(result >> 10);
+}
+
+void edgernn_activation_sigmoid_s16(int16_t *data, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        data[i] = edgernn_activation_sigmoid_one_s16(data[i]);
+    }
+}
+
+int16_t edgernn_activation_tanh_one_s16(int16_t x, int32_t multiplier, int left_shift)
+{
+    const int32_t round = left_shift > 0 ? ((int32_t)1 << (left_shift - 1)) : 0;
+    const int32_t v = ((int32_t)x * multiplier + round) >> left_shift;
+    const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
+    const uint32_t index = abs_v >> 8;
+    int32_t result;
+    if (index >= 255u) {
+        result = (int32_t)0xFFFF << 8;
+    } else {
+        const uint32_t a = edgernn_sigmoid_table[index];
+        const uint32_t b = edgernn_sigmoid_table[index + 1u];
+        const uint32_t frac = abs_v & 0xFFu;
+        result = (int32_t)((a << 8) + frac * (b - a));
+    }
+    result = v >= 0 ? result - (1 << (14 + 9)) + (1 << (9 - 2))
+                    : -result + (1 << (14 + 9)) + (1 << (9 - 2)) - 1;
+    return (int16_t)(result >> (9 - 1));
+}
+
+void edgernn_activation_tanh_s16(const int16_t *input, int16_t *output, int n,
+                                 int32_t multiplier, int left_shift)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        output[i] = edgernn_activation_tanh_one_s16(input[i], multiplier, left_shift);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * FULLY_CONNECTED int8 (TFLM reference_integer_ops::FullyConnected[PerChannel])
+ * ------------------------------------------------------------------------------------- */
+
+static int32_t edgernn_dot_s8(const int8_t *w, const int8_t *x, int n)
+{
+    int32_t acc = 0;
+    int i;
+    for (i = 0; i < n; ++i) {
+        acc += (int32_t)w[i] * (int32_t)x[i];
+    }
+    return acc;
+}
+
+void edgernn_fc_run_s8(const edgernn_fc_params *p, const int8_t *input, int8_t *output)
+{
+    int c;
+    for (c = 0; c < p->n_output; ++c) {
+        const int m = p->n_multipliers > 1 ? c : 0;
+        /* The bias already holds -input_zero_point * sum(w): acc = sum w (x - zp) + b. */
+        int32_t acc = p->bias[c] + edgernn_dot_s8(p->weights + c * p->n_input, input, p->n_input);
+        acc = edgernn_fixed_mul_by_quantized_multiplier(acc, p->multiplier[m], (int)p->shift[m]);
+        acc += p->output_zero_point;
+        output[c] = (int8_t)edgernn_clamp(acc, p->activation_min, p->activation_max);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * SOFTMAX int8 (TFLM reference_ops::Softmax<int8_t, int8_t>, gemmlowp exp and 1/(1+x))
+ * ------------------------------------------------------------------------------------- */
+
+#define EDGERNN_SOFTMAX_DIFF_INTEGER_BITS 5   /* exp() input in Q5.26 */
+#define EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS 12 /* sum of exps in Q12.19 */
+
+/* exp(a) for a in [-1/4, 0), Q0.31 in and out: Taylor series around -1/8. */
+static int32_t edgernn_fixed_exp_quarter(int32_t a)
+{
+    const int32_t exp_minus_one_eighth = 1895147668; /* exp(-1/8) in Q0.31 */
+    const int32_t one_third = 715827883;             /* 1/3 in Q0.31 */
+    const int32_t x = a + ((int32_t)1 << 28);        /* a + 1/8 */
+    const int32_t x2 = edgernn_fixed_srdhm(x, x);
+    const int32_t x3 = edgernn_fixed_srdhm(x2, x);
+    const int32_t x4 = edgernn_fixed_srdhm(x2, x2);
+    const int32_t x4_over_4 = edgernn_fixed_rounding_divide_by_pot(x4, 2);
+    const int32_t poly = edgernn_fixed_rounding_divide_by_pot(
+        edgernn_fixed_srdhm(x4_over_4 + x3, one_third) + x2, 1);
+    return exp_minus_one_eighth + edgernn_fixed_srdhm(exp_minus_one_eighth, x + poly);
+}
+
+/* exp(a) for a <= 0 in Q5.26, result in Q0.31 (gemmlowp exp_on_negative_values). */
+static int32_t edgernn_fixed_exp_on_negative_values(int32_t a)
+{
+    /* exp(-2^k) in Q0.31 for k = -2..4: the barrel shifter's multipliers. */
+    static const int32_t exp_of_minus_pow2[7] = {
+        1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
+    const int fractional_bits = 31 - EDGERNN_SOFTMAX_DIFF_INTEGER_BITS;
+    const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
+    const int32_t mask = one_quarter - 1;
+    const int32_t a_mod_quarter_minus_quarter = (a & mask) - one_quarter;
+    const int32_t remainder = a_mod_quarter_minus_quarter - a;
+    int32_t result = edgernn_fixed_exp_quarter(
+        edgernn_fixed_saturating_shift_left(a_mod_quarter_minus_quarter, EDGERNN_SOFTMAX_DIFF_INTEGER_BITS));
+    int k;
+    for (k = -2; k <= 4; ++k) {
+        if (k < EDGERNN_SOFTMAX_DIFF_INTEGER_BITS &&
+            (remainder & ((int32_t)1 << (fractional_bits + k))) != 0) {
+            result = edgernn_fixed_srdhm(result, exp_of_minus_pow2[k + 2]);
+        }
+    }
+    return a == 0 ? INT32_MAX : result;
+}
+
+/* 1 / (1 + a) for a in [0, 1), Q0.31 in and out: three Newton-Raphson steps in Q2.29. */
+static int32_t edgernn_fixed_one_over_one_plus_x(int32_t a)
+{
+    const int32_t forty_eight_over_17 = 1515870810;      /* 48/17 in Q2.29 */
+    const int32_t minus_thirty_two_over_17 = -1010580540; /* -32/17 in Q2.29 */
+    const int32_t one_q2 = (int32_t)1 << 29;
+    /* RoundingHalfSum(a, 1.0): (a + INT32_MAX) / 2 rounded away from zero. */
+    const int64_t sum = (int64_t)a + (int64_t)INT32_MAX;
+    const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
+    int32_t x = forty_eight_over_17 + edgernn_fixed_srdhm(half_denominator, minus_thirty_two_over_17);
+    int i;
+    for (i = 0; i < 3; ++i) {
+        const int32_t half_denominator_times_x = edgernn_fixed_srdhm(half_denominator, x);
+        const int32_t one_minus = one_q2 - half_denominator_times_x;
+        x = x + edgernn_fixed_saturating_shift_left(edgernn_fixed_srdhm(x, one_minus), 2);
+    }
+    /* x / 2 back to Q0.31: reinterpret as Q1.30, then a saturating shift by one. */
+    return edgernn_fixed_saturating_shift_left(x, 1);
+}
+
+static int edgernn_count_leading_zeros(uint32_t x)
+{
+    int n = 0;
+    if (x == 0u) {
+        return 32;
+    }
+    while ((x & 0x80000000u) == 0u) {
+        x <<= 1;
+        ++n;
+    }
+    return n;
+}
+
+void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input, int8_t *output)
+{
+    int8_t max_in_row = EDGERNN_INT8_MIN;
+    int32_t sum_of_exps = 0; /* Q12.19 */
+    int headroom_plus_one;
+    int num_bits_over_unit;
+    int32_t shifted_scale;
+    int exponent;
+    int c;
+
+    for (c = 0; c < p->n; ++c) {
+        max_in_row = input[c] > max_in_row ? input[c] : max_in_row;
+    }
+    for (c = 0; c < p->n; ++c) {
+        const int32_t diff = (int32_t)input[c] - max_in_row;
+        if (diff >= p->diff_min) {
+            const int32_t scaled = edgernn_fixed_srdhm(
+                (int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+            sum_of_exps += edgernn_fixed_rounding_divide_by_pot(
+                edgernn_fixed_exp_on_negative_values(scaled), EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS);
+        }
+    }
+
+    /* 1 / sum_of_exps as a Q0.31 scale and a power of two (TFLM GetReciprocal). */
+    headroom_plus_one = edgernn_count_leading_zeros((uint32_t)sum_of_exps);
+    num_bits_over_unit = EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS - headroom_plus_one;
+    shifted_scale = edgernn_fixed_one_over_one_plus_x(
+        (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - ((uint32_t)1 << 31)));
+    exponent = num_bits_over_unit + 31 - 8;
+
+    for (c = 0; c < p->n; ++c) {
+        const int32_t diff = (int32_t)input[c] - max_in_row;
+        if (diff >= p->diff_min) {
+            const int32_t scaled = edgernn_fixed_srdhm(
+                (int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+            const int32_t exp_in_0 = edgernn_fixed_exp_on_negative_values(scaled);
+            const int32_t unsat = edgernn_fixed_rounding_divide_by_pot(
+                edgernn_fixed_srdhm(shifted_scale, exp_in_0), exponent);
+            output[c] = (int8_t)edgernn_clamp(unsat + EDGERNN_INT8_MIN, EDGERNN_INT8_MIN, EDGERNN_INT8_MAX);
+        } else {
+            output[c] = (int8_t)EDGERNN_INT8_MIN;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * LSTM step (TFLM lstm_eval.h LstmStep<int8_t, int8_t, int16_t, int32_t>)
+ * ------------------------------------------------------------------------------------- */
+
+/* Gate pre-activation in Q3.12: both fully connected outputs are requantized and saturated
+ * to int16 separately, then added with saturation (CalculateLstmGate + AddElementWise). */
+static int16_t edgernn_lstm_gate_preactivation(const edgernn_lstm_gate *g, int unit, int n_input,
+                                               int n_cell, const int8_t *x, const int8_t *hidden)
+{
+    int32_t from_input = g->input_bias[unit] + edgernn_dot_s8(g->input_weights + unit * n_input, x, n_input);
+    int32_t from_hidden = g->recurrent_bias[unit] +
+                          edgernn_dot_s8(g->recurrent_weights + unit * n_cell, hidden, n_cell);
+    from_input = edgernn_clamp(
+        edgernn_fixed_mul_by_quantized_multiplier(from_input, g->input_multiplier, g->input_shift),
+        EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+    from_hidden = edgernn_clamp(
+        edgernn_fixed_mul_by_quantized_multiplier(from_hidden, g->recurrent_multiplier, g->recurrent_shift),
+        EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+    return (int16_t)edgernn_clamp(from_input + from_hidden, EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+}
+
+/* Elementwise product of two int16 values requantized to int16 (MulElementwise). */
+static int32_t edgernn_mul_s16(int32_t a, int32_t b, int32_t multiplier, int shift)
+{
+    return edgernn_fixed_mul_by_quantized_multiplier(a * b, multiplier, shift);
+}
+
+void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hidden,
+                       int16_t *cell, int8_t *new_hidden)
+{
+    const edgernn_lstm_gate *gates = p->gate;
+    int u;
+    for (u = 0; u < p->n_cell; ++u) {
+        /* forget = sigmoid(W_f [x, h] + b_f), input = sigmoid(...), g = tanh(...): Q0.15 */
+        const int16_t forget_gate = edgernn_activation_sigmoid_one_s16(edgernn_lstm_gate_preactivation(
+            &gates[EDGERNN_LSTM_FORGET_GATE], u, p->n_input, p->n_cell, x, hidden));
+        const int16_t input_gate = edgernn_activation_sigmoid_one_s16(edgernn_lstm_gate_preactivation(
+            &gates[EDGERNN_LSTM_INPUT_GATE], u, p->n_input, p->n_cell, x, hidden));
+        /* The cell gate uses tanh with the power-of-two scale 2^-12: multiplier 3, no shift. */
+        const int16_t cell_gate = edgernn_activation_tanh_one_s16(edgernn_lstm_gate_preactivation(
+            &gates[EDGERNN_LSTM_CELL_GATE], u, p->n_input, p->n_cell, x, hidden), 3, 0);
+        int16_t output_gate;
+        int16_t cell_tanh;
+        int32_t c;
+        /* c = clip(forget * c + input * g) (UpdateLstmCell: two saturating Muls, one Add) */
+        c = edgernn_clamp(edgernn_mul_s16(forget_gate, cell[u], p->forget_mul_multiplier, p->forget_mul_shift),
+                          EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+        c += edgernn_clamp(edgernn_mul_s16(input_gate, cell_gate, p->input_mul_multiplier, p->input_mul_shift),
+                           EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+        c = edgernn_clamp(c, EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+        if (p->cell_clip > 0) {
+            c = edgernn_clamp(c, -(int32_t)p->cell_clip, p->cell_clip);
+        }
+        cell[u] = (int16_t)c;
+        /* h = output * tanh(c) (UpdateLstmHidden), requantized to the int8 hidden state */
+        output_gate = edgernn_activation_sigmoid_one_s16(edgernn_lstm_gate_preactivation(
+            &gates[EDGERNN_LSTM_OUTPUT_GATE], u, p->n_input, p->n_cell, x, hidden));
+        cell_tanh = edgernn_activation_tanh_one_s16((int16_t)c, p->cell_tanh_multiplier, p->cell_tanh_left_shift);
+        new_hidden[u] = (int8_t)edgernn_clamp(
+            p->hidden_zero_point + edgernn_mul_s16(cell_tanh, output_gate, p->hidden_mul_multiplier, p->hidden_mul_shift),
+            EDGERNN_INT8_MIN, EDGERNN_INT8_MAX);
+    }
+    for (u = 0; u < p->n_cell; ++u) {
+        hidden[u] = new_hidden[u];
+    }
+}
