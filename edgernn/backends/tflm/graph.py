@@ -238,7 +238,10 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
             elif t.role == "bias":
                 inp, w = t.bias_of
                 qb, sc = quantize_bias(t.data, quant[inp].per_tensor[0], weight_scales[w])
-                tt.quantization = _qparams_t(s, sc, np.zeros(len(sc), np.int64), 0)
+                if len(sc) == 1:  # per-tensor FC: TFLM checks bias scale == input * weight scale
+                    tt.quantization = _qparams_t(s, sc, np.zeros(1, np.int64), 0)
+                # per-channel: no parameters stored (12 bytes a channel); TFLM's kernel never
+                # reads them, the bias scale is input_scale * weight_scale[c] by construction
                 tt.buffer = add_buffer(qb)
             elif t.dtype == "int8":
                 q = quant[t.name]
@@ -263,7 +266,7 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
     if program.metadata:
         meta = s.MetadataT()
         meta.name = METADATA_NAME.encode()
-        meta.buffer = add_buffer(np.frombuffer(json.dumps(program.metadata, sort_keys=True).encode(), np.uint8))
+        meta.buffer = add_buffer(np.frombuffer(json.dumps(program.metadata, sort_keys=True, separators=(",", ":")).encode(), np.uint8))
         model.metadata = [meta]
 
     builder = flatbuffers.Builder(1024)

@@ -80,10 +80,10 @@ def metadata_doc() -> str:
 
 def _fc(g: Graph, name: str, x: str, w_in_out: np.ndarray, b: np.ndarray | None, out_shape, *,
         fused: str | None = None, keep_num_dims: bool = False) -> tuple[str, str, str | None]:
-    w = g.add(f"{name}/kernel", w_in_out.T.shape, data=np.ascontiguousarray(w_in_out.T), role="weight")
+    w = g.add(f"{name}/w", w_in_out.T.shape, data=np.ascontiguousarray(w_in_out.T), role="weight")
     bn = None
     if b is not None:
-        bn = g.add(f"{name}/bias", np.shape(b), "int32", data=np.asarray(b, np.float32), role="bias",
+        bn = g.add(f"{name}/b", np.shape(b), "int32", data=np.asarray(b, np.float32), role="bias",
                    bias_of=(x, w))
     out = g.add(name, out_shape)
     g.op("FULLY_CONNECTED", [x, w, bn], [out], out_shape=tuple(out_shape), fused=fused,
