@@ -1,0 +1,77 @@
+"""Firmware around the native backend's C for real trained models, on the host and in QEMU.
+
+The models come from the session's zoo (trained on BasicMotions, converted with
+``edgernn convert``); the expected outputs are the TFLM runtime's (which the simulator equals
+bit for bit), so a PASS on the device means bit-exact with TFLM.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+import edgernn
+from edgernn.backends.native.emit import emit_native
+from edgernn.backends.tflm.runtime import TFLMRunner
+from edgernn.firmware import run_project, write_project
+
+from conftest import Spec, load_npz
+
+K = 4  # self-test vectors per project
+
+MODELS = [pytest.param(Spec(), id="lstm32"),
+          pytest.param(Spec(units=16, layers=2, epochs=30), id="lstm16x2")]
+
+
+def native_project(zoo, spec: Spec, target: str, out, k: int = K):
+    tflite = zoo.tflite(spec)
+    sources = emit_native(tflite, out / "native", "motion")
+    runner = TFLMRunner(tflite.read_bytes())
+    x, _ = load_npz(zoo.data(spec.dataset)[1])
+    xq = runner.quantize_input(x[:k])
+    y = runner.run(xq)
+    return write_project(out / target, target=target, name="motion", vectors_x_int8=xq, vectors_y_int8=y,
+                         model_sources=sources, source=tflite.name), y
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", MODELS)
+@pytest.mark.parametrize("target", ["host", "cortex-m4"])
+def test_native_model_matches_simulator_on_every_vector(zoo, tmp_path, spec, target):
+    project, y = native_project(zoo, spec, target, tmp_path)
+    r = run_project(project.dir, timeout=300)
+    assert r.passed, "\n".join(r.summary_lines())
+    assert len(r.vectors) == K and all(v.matches for v in r.vectors)
+    assert np.array_equal(r.outputs, y.reshape(K, -1))
+    if target == "cortex-m4":
+        macs = edgernn.load_model(zoo.keras(spec)).macs()
+        perf = r.perf
+        assert perf.unit == "instructions"
+        # int8 multiply-accumulates on a Cortex-M4 without hand-written SIMD: at least one
+        # instruction per two MACs, and not absurdly many per MAC.
+        assert macs / 2 < perf.per_inference < 40 * macs
+        timesteps = project.manifest["timesteps"]
+        assert perf.per_step * timesteps == pytest.approx(perf.per_inference, rel=0.1)
+
+
+@pytest.mark.slow
+def test_native_size_report_splits_weights_and_agrees_with_arm_size(zoo, tmp_path):
+    spec = Spec()
+    project, _ = native_project(zoo, spec, "cortex-m4", tmp_path, k=2)
+    r = run_project(project.dir, timeout=300)
+    s = r.sizes
+    out = subprocess.run(["arm-none-eabi-size", str(s.elf)], capture_output=True, text=True, check=True).stdout
+    text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
+    assert s.flash == pytest.approx(text + data, rel=0.01) and s.ram == pytest.approx(data + bss, rel=0.01)
+    params = edgernn.load_model(zoo.keras(spec)).param_count
+    # int8 weights (1 byte) and int32 biases (4 bytes) per parameter, plus folded constants.
+    assert params <= s.flash_parts["weights"] <= 4 * params + 4096
+    assert s.flash_parts["kernels"] > 0
+    # The recurrent state (int8 hidden + int16 cell) lives in the kernels' RAM.
+    header = (project.dir / "model" / "motion.h").read_text()
+    state = int(header.split("#define MOTION_STATE_BYTES")[1].split()[0])
+    assert s.ram_parts["kernels"] >= state
+    with pytest.raises(edgernn.EdgeRNNError, match=rf"flash {s.flash} bytes > --max-flash {s.flash_parts['weights']}"):
+        s.check_budget(max_flash=s.flash_parts["weights"])
