@@ -229,6 +229,9 @@ class UnidirectionalSequenceLstm(Kernel):
         self.lut_cell_act = lut16(cell_act)
         self.lut_tanh_cell = lut16(lambda v: fp.lstm_tanh_int16(v, self.cell_power))
         self.h_min, self.h_max = _QRANGE[h_t.dtype]
+        # The compiled loop is exact while its float accumulators hold integers exactly.
+        in_bound = (np.abs(self.wx).sum(1) * 256 + np.abs(self.bias)).max() * 2 ** max(0, int(self.mx_shift.max()))
+        self.compiled_exact = bool(self.units * 255 * 128 < (1 << 24) and in_bound < (1 << 31))
         self.out_index = op.outputs[0]
         self.state_inputs = (op.inputs[18], op.inputs[19])
 
@@ -241,7 +244,7 @@ class UnidirectionalSequenceLstm(Kernel):
         u = self.units
         h = np.broadcast_to(np.asarray(hv.a, np.int64), (n, b, u)).reshape(n * b, u)
         c = np.broadcast_to(np.asarray(cv.a, np.int64), (n, b, u)).reshape(n * b, u)
-        out = self.run(x.reshape(n * b, steps, feat).astype(np.int64), h, c).reshape(n, b, steps, u)
+        out = self.run(x.reshape(n * b, steps, feat), h, c).reshape(n, b, steps, u)
         if self.time_major:
             out = np.swapaxes(out, 1, 2)
         self.captured = {
@@ -258,7 +261,41 @@ class UnidirectionalSequenceLstm(Kernel):
         return np.clip(pre, -32768, 32767).reshape(x.shape[0], x.shape[1], -1)
 
     def run(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """The integer LSTM over (NB, T, F) int64 inputs from states h (int8 values), c (int16)."""
+        """The integer LSTM over (NB, T, F) inputs from states h (int8 values), c (int16)."""
+        if self.sim.engine == "numba" and self.compiled_exact:
+            return self.run_compiled(x, h, c)
+        return self.run_numpy(x, h, c)
+
+    def run_compiled(self, x, h, c) -> np.ndarray:
+        """The same loop through the numba kernel in :mod:`._fast` (fused per sample, parallel)."""
+        from . import _fast
+
+        nb, steps, _ = x.shape
+        u = self.units
+        if not hasattr(self, "_packed"):
+            mx = _fast.split_multiplier(self.mx_mult, self.mx_shift)
+            mh = _fast.split_multiplier(self.mh_mult, self.mh_shift)
+            mul3 = np.array([np.concatenate([np.atleast_1d(a) for a in _fast.split_multiplier(*m)])
+                             for m in (self.mul_fc, self.mul_ig, self.mul_h)], np.float64)
+            self._packed = (np.ascontiguousarray(self.wx.T, np.float64), self.bias.astype(np.float64), *mx,
+                            np.ascontiguousarray(self.wh.T, np.float64), *mh,
+                            self.lut_sigmoid.astype(np.float64), self.lut_cell_act.astype(np.float64),
+                            self.lut_tanh_cell.astype(np.float64), mul3)
+        (wxT, bias, mx_hi, mx_lo, mx_l, mx_r, whT, mh_hi, mh_lo, mh_l, mh_r, ls, lc, lt, mul3) = self._packed
+        out = np.empty((nb, steps, u), np.int8)
+        h_last = np.empty((nb, u), np.int64)
+        c_last = np.empty((nb, u), np.int64)
+        _fast.lstm_int8x8_16(
+            np.ascontiguousarray(x, np.int8), self.x_zp, wxT, bias, mx_hi, mx_lo, mx_l, mx_r, whT, float(self.h_zp),
+            mh_hi, mh_lo, mh_l, mh_r, ls, lc, lt, mul3, float(self.q_cell_clip if self.cell_clip > 0 else 0),
+            float(self.h_min), float(self.h_max),
+            np.ascontiguousarray(h, np.float64), np.ascontiguousarray(c, np.float64), out, h_last, c_last)
+        self.h_last, self.c_last = h_last, c_last
+        return out
+
+    def run_numpy(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Reference numpy form: all samples advance one time step per iteration."""
+        x = x.astype(np.int64)
         u = self.units
         nb, steps, _ = x.shape
         pre_x = self.gate_preactivations_x(x)

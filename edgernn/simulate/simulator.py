@@ -45,7 +45,17 @@ class Simulator:
     of them when the model has several outputs.
     """
 
-    def __init__(self, model: tflite_model.TFLiteModel):
+    ENGINES = ("auto", "numpy", "numba")
+
+    def __init__(self, model: tflite_model.TFLiteModel, engine: str = "auto"):
+        from . import _fast
+
+        if engine not in self.ENGINES:
+            raise EdgeRNNError(f"engine '{engine}': choose one of {', '.join(self.ENGINES)}")
+        if engine == "numba" and _fast.numba is None:
+            raise EdgeRNNError("engine 'numba': numba is not installed (pip install numba) — use engine='numpy'")
+        #: "numba" runs the LSTM time loop compiled; "numpy" the reference numpy kernels. Same bits.
+        self.engine = "numba" if engine == "numba" or (engine == "auto" and _fast.AVAILABLE) else "numpy"
         self.model = model
         self.path = model.path
         self.graphs = [_Graph(self, i) for i in range(len(model.subgraphs))]
@@ -53,12 +63,12 @@ class Simulator:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> Simulator:
-        return cls(tflite_model.read(path))
+    def from_file(cls, path: str | os.PathLike, engine: str = "auto") -> Simulator:
+        return cls(tflite_model.read(path), engine=engine)
 
     @classmethod
-    def from_bytes(cls, data: bytes, name: str = "<bytes>") -> Simulator:
-        return cls(tflite_model.parse(bytes(data), name))
+    def from_bytes(cls, data: bytes, name: str = "<bytes>", engine: str = "auto") -> Simulator:
+        return cls(tflite_model.parse(bytes(data), name), engine=engine)
 
     # ------------------------------------------------------------------ details (as TFLM's runtime)
     def _details(self, t) -> dict:

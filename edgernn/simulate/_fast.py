@@ -1,0 +1,140 @@
+"""Compiled (numba) twin of the integer LSTM time loop; used when numba is installed.
+
+Same arithmetic as :meth:`edgernn.simulate.ops.UnidirectionalSequenceLstm.run` (the numpy
+reference, which mirrors TFLM), fused into one loop per sample so the gate maths never leaves
+registers; samples run in parallel. The tests check both engines against TFLM bit for bit.
+Set ``EDGERNN_SIM_ENGINE=numpy`` to force the numpy path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+try:  # numba ships with aeon (a test/examples extra); the simulator works without it
+    import numba
+    from numba import njit
+except Exception:  # pragma: no cover - exercised when numba is absent
+    numba = None
+
+AVAILABLE = numba is not None and os.environ.get("EDGERNN_SIM_ENGINE", "").lower() != "numpy"
+
+if numba is not None:
+    @njit(inline="always", cache=True)
+    def _mbqm_int(x, m, shift):
+        """MultiplyByQuantizedMultiplier (double rounding) on an int64 holding an int32."""
+        left = shift if shift > 0 else 0
+        right = -shift if shift < 0 else 0
+        xs = x << left
+        xs = ((xs + 2147483648) & 0xFFFFFFFF) - 2147483648  # int32 wrap of x * 2^left
+        ab = xs * m
+        s = ab + (1073741824 if ab >= 0 else -1073741823)
+        q = (s >> 31) if s >= 0 else -((-s) >> 31)
+        if right == 0:
+            return q
+        mask = (np.int64(1) << right) - 1
+        rem = q & mask
+        thr = (mask >> 1) + (1 if q < 0 else 0)
+        return (q >> right) + (1 if rem > thr else 0)
+
+    @njit(inline="always", cache=True)
+    def _clamp(v, lo, hi):
+        return lo if v < lo else (hi if v > hi else v)
+
+    @njit(inline="always", cache=True)
+    def _mbqm_f(x, m_hi, m_lo, lmul, rmul):
+        """MultiplyByQuantizedMultiplier in float64 arithmetic, exact for |x * 2^left| < 2^31.
+
+        SaturatingRoundingDoublingHighMul == floor(x * m / 2^31 + 1/2) for every sign; the
+        product is split as m = m_hi * 2^16 + m_lo so each partial product stays exact in a
+        double. RoundingDivideByPOT == round half away from zero of q / 2^right. Branch-free
+        so the loops vectorize.
+        """
+        xs = x * lmul
+        p = xs * m_hi * (1.0 / 32768.0)  # x * m_hi / 2^15 (exact: < 2^46 before scaling)
+        pi = np.floor(p)
+        q = pi + np.floor((p - pi) + xs * m_lo * (1.0 / 2147483648.0) + 0.5)
+        a = np.floor(np.abs(q) * rmul + 0.5)
+        return a if q >= 0 else -a
+
+    @njit(inline="always", cache=True)
+    def _clampf(v, lo, hi):
+        return min(max(v, lo), hi)
+
+    @njit(cache=True, nogil=True)
+    def lstm_int8x8_16(x, x_zp, wxT, bias, mx_hi, mx_lo, mx_l, mx_r, whT, h_zp, mh_hi, mh_lo, mh_l, mh_r,
+                       lut_sig, lut_cell, lut_tanh_c, mul3, q_clip, h_min, h_max, h0, c0, out, h_last, c_last):
+        """One sample at a time; weights transposed (k, 4U) so gate rows are the SIMD axis.
+
+        The recurrent products run in float32, exact while U * 255 * 128 < 2^24 (the caller
+        checks); the input products and bias in float64.
+
+        ``mul3`` rows: (m_hi, m_lo, 2^left, 2^-right) of the forget*cell, input*cell-gate and
+        tanh(cell)*output multiplications.
+        """
+        nb, steps, feat = x.shape
+        g4 = wxT.shape[1]
+        u = g4 // 4
+        for n in range(nb):
+            acc = np.empty(g4, np.float64)
+            acch = np.empty(g4, np.float64)
+            pre = np.empty(g4, np.int64)
+            c = np.empty(u, np.float64)
+            h = np.empty(u, np.float64)
+            gi = np.empty(u, np.float64)
+            gf = np.empty(u, np.float64)
+            gg = np.empty(u, np.float64)
+            go = np.empty(u, np.float64)
+            for j in range(u):
+                h[j] = h0[n, j]
+                c[j] = c0[n, j]
+            for t in range(steps):
+                for r in range(g4):
+                    acc[r] = bias[r]
+                    acch[r] = 0.0
+                for k in range(feat):
+                    xk = np.float64(x[n, t, k] - x_zp)
+                    for r in range(g4):
+                        acc[r] += wxT[k, r] * xk
+                for k in range(u):
+                    hk = h[k] - h_zp
+                    for r in range(g4):
+                        acch[r] += whT[k, r] * hk
+                for r in range(g4):
+                    px = _clampf(_mbqm_f(acc[r], mx_hi[r], mx_lo[r], mx_l[r], mx_r[r]), -32768.0, 32767.0)
+                    ph = _clampf(_mbqm_f(np.float64(acch[r]), mh_hi[r], mh_lo[r], mh_l[r], mh_r[r]), -32768.0, 32767.0)
+                    pre[r] = np.int64(_clampf(px + ph, -32768.0, 32767.0)) + 32768
+                for j in range(u):
+                    gi[j] = lut_sig[pre[j]]
+                    gf[j] = lut_sig[pre[u + j]]
+                    gg[j] = lut_cell[pre[2 * u + j]]
+                    go[j] = lut_sig[pre[3 * u + j]]
+                for j in range(u):
+                    cc = _clampf(_mbqm_f(gf[j] * c[j], mul3[0, 0], mul3[0, 1], mul3[0, 2], mul3[0, 3]), -32768.0, 32767.0)
+                    ig = _clampf(_mbqm_f(gi[j] * gg[j], mul3[1, 0], mul3[1, 1], mul3[1, 2], mul3[1, 3]), -32768.0, 32767.0)
+                    cc = _clampf(cc + ig, -32768.0, 32767.0)
+                    if q_clip > 0:
+                        cc = _clampf(cc, -q_clip, q_clip)
+                    c[j] = cc
+                for j in range(u):
+                    gg[j] = lut_tanh_c[np.int64(c[j]) + 32768]
+                for j in range(u):
+                    hv = _clampf(h_zp + _mbqm_f(gg[j] * go[j], mul3[2, 0], mul3[2, 1], mul3[2, 2], mul3[2, 3]),
+                                 h_min, h_max)
+                    h[j] = hv
+                    out[n, t, j] = np.int8(hv)
+            for j in range(u):
+                h_last[n, j] = np.int64(h[j])
+                c_last[n, j] = np.int64(c[j])
+
+
+def split_multiplier(mult, shift):
+    """(m_hi, m_lo, 2^left, 2^-right) float64 arrays for :func:`_mbqm_f`."""
+    mult = np.asarray(mult, np.int64)
+    shift = np.asarray(shift, np.int64)
+    return ((mult >> 16).astype(np.float64), (mult & 0xFFFF).astype(np.float64),
+            np.ldexp(1.0, np.maximum(shift, 0)), np.ldexp(1.0, -np.maximum(-shift, 0)))
