@@ -271,6 +271,32 @@ def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreeme
 
 
 @main.command()
+@click.argument("config", type=click.Path())
+@_friendly
+def deploy(config):
+    """Run the whole chain (train, convert, emit, firmware run, validate) from CONFIG (.toml).
+
+    \b
+    Example (see examples/deploy/edgernn.toml):
+      edgernn deploy examples/deploy/edgernn.toml
+    """
+    from .deploy import deploy as _deploy
+
+    res = _deploy(config)
+    for step in res.steps:
+        click.echo(f"  {step}")
+    for fw in res.firmware:
+        click.echo(f"  firmware {fw.target if hasattr(fw, 'target') else ''}: {'PASS' if fw.passed else 'FAIL'}")
+    if res.validation is not None:
+        for c in res.validation.checks:
+            click.echo(f"  {'PASS' if c.passed else 'FAIL'} {c.describe()}")
+    if not res.passed:
+        click.echo("error: deploy checks failed", err=True)
+        sys.exit(EXIT_THRESHOLD)
+    click.echo("deploy: PASS")
+
+
+@main.command()
 @click.argument("name", type=click.Choice(["digits", "basic_motions"]))
 @click.option("-o", "--output", "out_dir", type=click.Path(), required=True, help="Directory for the .npz files.")
 @_friendly
