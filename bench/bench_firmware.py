@@ -105,12 +105,15 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=4, help="self-test vectors run on the device")
     ap.add_argument("--opt", default="-O2", help="optimisation flag for arm-none-eabi-gcc")
     ap.add_argument("--json", type=Path, help="also write the numbers to this file")
+    ap.add_argument("--work", type=Path, help="keep the model, sources and firmware here (default: a temporary dir)")
     args = ap.parse_args(argv)
     from edgernn.errors import EdgeRNNError
 
     with tempfile.TemporaryDirectory(prefix="edgernn-bench-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         try:
-            r = bench(Path(tmp), model=args.model, cell=args.cell, units=args.units, layers=args.layers,
+            r = bench(work, model=args.model, cell=args.cell, units=args.units, layers=args.layers,
                       epochs=args.epochs, samples=args.samples, opt=args.opt)
         except EdgeRNNError as e:
             print(f"error: {e}", file=sys.stderr)

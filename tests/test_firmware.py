@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from edgernn.errors import EdgeRNNError
-from edgernn.firmware import (FirmwareBuildError, FirmwareTimeoutError, Project, build_project, parse_output,
-                              run_project, size_report, write_project)
+from edgernn.firmware import (FirmwareBuildError, FirmwareTimeoutError, Project, build_project, measure_project,
+                              parse_output, run_project, size_report, write_project)
 from edgernn.firmware.project import ICOUNT_SHIFT
 
 MOVAVG = Path(__file__).parent / "fixtures" / "movavg"
@@ -134,6 +134,18 @@ def test_tflm_project_needs_tflm_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("TFLM_DIR", str(tmp_path))  # not a TFLM tree
     with pytest.raises(EdgeRNNError, match="TFLM_DIR"):
         build_project(d)
+    # The same files through write_project: a manifest with the vectors, same TFLM_DIR check.
+    x, y = vectors(2)
+    files = [d / "model_data.cc", d / "Makefile"]
+    p = write_project(tmp_path / "tflm2", target="host", backend="tflm", name="motion", vectors_x_int8=x,
+                      vectors_y_int8=y, model_sources=files)
+    assert p.manifest["binary"] == "motion_selftest" and np.array_equal(p.expected_outputs(), y)
+    assert (tmp_path / "tflm2" / "Makefile").read_text() == files[1].read_text()
+    with pytest.raises(EdgeRNNError, match="TFLM_DIR"):
+        run_project(p.dir)
+    with pytest.raises(EdgeRNNError, match="--target cortex-m4 with --backend tflm"):
+        write_project(tmp_path / "tflm3", target="cortex-m4", backend="tflm", name="motion", vectors_x_int8=x,
+                      vectors_y_int8=y, model_sources=files)
 
 
 # ---------------------------------------------------------------- arduino and zephyr
@@ -284,6 +296,18 @@ def test_budget_smaller_than_firmware_fails_with_both_numbers(m4_result):
     with pytest.raises(EdgeRNNError, match=rf"RAM {s.ram} bytes > --max-ram {s.ram - 1} bytes"):
         s.check_budget(max_flash=s.flash, max_ram=s.ram - 1)
     s.check_budget(max_flash=s.flash, max_ram=s.ram)  # exactly at the budget is fine
+
+
+@pytest.mark.slow
+def test_measure_project_sizes_arduino_as_a_cortex_m4_build(tmp_path, m4_result):
+    p = project(tmp_path, "arduino")
+    s = measure_project(p.dir)
+    # Same model sources and vectors as the cortex-m4 project: the same image.
+    assert (s.flash, s.ram) == (m4_result.sizes.flash, m4_result.sizes.ram)
+    assert s.flash_parts == m4_result.sizes.flash_parts
+    with pytest.raises(EdgeRNNError, match=rf"movavg \(as a Cortex-M4F build\): over budget: RAM {s.ram} bytes "
+                                           rf"> --max-ram 1024 bytes"):
+        measure_project(p.dir, max_ram=1024)
 
 
 @pytest.mark.slow

@@ -8,9 +8,9 @@ device printed and reports pass/fail per vector, flash/RAM and instructions per 
 
 from .project import BACKENDS, MANIFEST, TARGETS, Project, write_project
 from .runner import (FirmwareBuildError, FirmwareResult, FirmwareTimeoutError, Perf, VectorResult, build_project,
-                     parse_output, run_project)
+                     measure_project, parse_output, run_project)
 from .sizes import SizeReport, size_report
 
-__all__ = ["BACKENDS", "MANIFEST", "TARGETS", "Project", "write_project", "run_project", "build_project",
+__all__ = ["BACKENDS", "MANIFEST", "TARGETS", "Project", "write_project", "run_project", "build_project", "measure_project",
            "parse_output", "FirmwareResult", "VectorResult", "Perf", "FirmwareBuildError", "FirmwareTimeoutError",
            "SizeReport", "size_report"]
