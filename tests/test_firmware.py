@@ -356,3 +356,21 @@ def test_hanging_firmware_times_out_in_qemu(tmp_path):
     p = project(tmp_path, "cortex-m4", sources=sorted(hang.iterdir()))
     with pytest.raises(FirmwareTimeoutError, match=r"QEMU did not finish within 3 s \(last line: EDGERNN_CLOCK"):
         run_project(p.dir, timeout=3)
+
+
+@pytest.mark.slow
+def test_instruction_count_survives_systick_wraps(tmp_path, m4_result):
+    """A run longer than SysTick's 24-bit range (2**24 ticks = 10.5 M instructions at 1.6 ticks each)."""
+    loops = 8_000_000  # 2 instructions each (subs, bne): 16 M instructions, more than one wrap
+    slow = tmp_path / "src"
+    slow.mkdir()
+    for s in SOURCES:
+        shutil.copy(s, slow / s.name)
+    c = slow / "movavg.c"
+    busy = (f'    __asm__ volatile("mov r3, %0\\n1:\\n\\tsubs r3, r3, #1\\n\\tbne 1b" : : "r"({loops}u) : "r3", "cc");\n'
+            "    movavg_reset();\n")
+    c.write_text(c.read_text().replace("    movavg_reset();\n    for (t = 0;", busy + "    for (t = 0;", 1))
+    r = run_project(project(tmp_path, "cortex-m4", sources=sorted(slow.iterdir())).dir, timeout=120)
+    assert r.passed
+    extra = r.perf.per_inference - m4_result.perf.per_inference
+    assert extra == pytest.approx(2 * loops + 1, abs=8)  # the loop, plus mov, give or take a register move

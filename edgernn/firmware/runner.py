@@ -238,13 +238,18 @@ def parse_output(text: str, expected: np.ndarray | None = None) -> tuple[list[Ve
     return vectors, info
 
 
-def _perf(target: str, info: dict) -> Perf | None:
+def _perf(target: str, info: dict, icount_shift: int = ICOUNT_SHIFT) -> Perf | None:
     perf, clock = info.get("perf"), info.get("clock", {})
     if not perf or not perf.get("runs") or not perf.get("steps"):
         return None
     if target == "cortex-m4" and "calibration" in info:
         cal = info["calibration"]
-        per_insn = (cal["ticks"] - cal["empty_ticks"]) / cal["instructions"]  # ticks per instruction
+        measured = (cal["ticks"] - cal["empty_ticks"]) / cal["instructions"]  # ticks per instruction
+        # Under -icount shift=S an instruction lasts 2**S ns of virtual time and SysTick ticks at
+        # the board's clock: the exact ratio, when the calibration loop confirms it (its own
+        # edges make it a few ppm off); otherwise QEMU clocks SysTick differently: use the loop.
+        exact = 2 ** icount_shift * clock.get("hz", 0) / 1e9
+        per_insn = exact if exact and abs(measured / exact - 1) < 1e-3 else measured
         scale, unit = 1.0 / per_insn, "instructions"
     elif clock.get("hz") and perf["run_ticks"] >= _MIN_CLOCK_TICKS:
         scale, unit = 1.0 / clock["hz"], "seconds"
@@ -344,5 +349,6 @@ def run_project(project_dir, *, timeout: float = 120.0, build_timeout: float = 6
     count = m.get("vectors", len(expected) if expected is not None else len(vectors))
     passed = (device_passed and len(vectors) == count and all(v.passed and v.matches is not False for v in vectors)
               and proc.returncode == 0)
+    perf = _perf(p.target, info, int(m.get("icount_shift", ICOUNT_SHIFT)))
     return FirmwareResult(project=p, passed=passed, vectors=vectors, device_passed=device_passed,
-                          build_log=build_log, output=output, command=cmd, sizes=sizes, perf=_perf(p.target, info))
+                          build_log=build_log, output=output, command=cmd, sizes=sizes, perf=perf)
