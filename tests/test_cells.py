@@ -1,0 +1,284 @@
+"""Every recurrent cell and topology: IR, float graph, int8 TFLM flatbuffer, size, metadata.
+
+Fast tests use small Keras 3 models with seeded random weights run on real BasicMotions
+inputs; the trained-model accuracy bars (``@pytest.mark.slow``) use the session ``zoo``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgernn
+from edgernn import tflite_model
+from edgernn.backends.tflm.convert import _strategy, check_rebuild_matches, convert_ir
+from edgernn.backends.tflm.graph import METADATA_NAME
+from edgernn.backends.tflm.recurrent import build_sequence_program, metadata_doc
+from edgernn.backends.tflm.runtime import TFLMRunner
+from edgernn.errors import EdgeRNNError, UnsupportedLayerError
+from edgernn.frontend import from_keras
+from edgernn.quantize.calibrate import run_float
+
+from conftest import Spec, load_npz
+
+ARENA = 300_000
+
+
+def _layers(kind: str):
+    """Keras 3 layers for a topology id (units kept small)."""
+    import keras
+
+    L = keras.layers
+
+    def cell(name, units=8, **kw):
+        cls = {"gru": L.GRU, "rnn": L.SimpleRNN, "lstm": L.LSTM}[name]
+        return cls(units, **kw)
+
+    table = {
+        "gru": [cell("gru")],
+        "gru_reset_before": [cell("gru", reset_after=False)],
+        "rnn_tanh": [cell("rnn")],
+        "rnn_relu": [cell("rnn", activation="relu")],
+        "lstm": [cell("lstm")],
+        "gru_x2": [cell("gru", return_sequences=True), cell("gru")],
+        "rnn_x3": [cell("rnn", return_sequences=True), cell("rnn", return_sequences=True), cell("rnn")],
+        "gru_x4": [cell("gru", 6, return_sequences=True) for _ in range(3)] + [cell("gru", 6)],
+        "mixed_lstm_gru": [cell("lstm", return_sequences=True), cell("gru")],
+        "bi_gru_concat": [L.Bidirectional(cell("gru"))],
+        "bi_gru_sum": [L.Bidirectional(cell("gru"), merge_mode="sum")],
+        "bi_lstm": [L.Bidirectional(cell("lstm"))],
+        "bi_rnn_relu_sum": [L.Bidirectional(cell("rnn", activation="relu"), merge_mode="sum")],
+        "bi_gru_x2": [L.Bidirectional(cell("gru", return_sequences=True)), L.Bidirectional(cell("gru"))],
+        "per_step_gru": [cell("gru", return_sequences=True)],
+        "per_step_lstm": [cell("lstm", return_sequences=True)],
+        "per_step_bi_gru": [L.Bidirectional(cell("gru", return_sequences=True))],
+        "per_step_rnn_relu_dense": [cell("rnn", activation="relu", return_sequences=True),
+                                    L.Dense(8, activation="relu")],
+    }
+    return table[kind]
+
+
+TOPOLOGIES = ["gru", "gru_reset_before", "rnn_tanh", "rnn_relu", "lstm", "gru_x2", "rnn_x3", "gru_x4",
+              "mixed_lstm_gru", "bi_gru_concat", "bi_gru_sum", "bi_lstm", "bi_rnn_relu_sum", "bi_gru_x2",
+              "per_step_gru", "per_step_lstm", "per_step_bi_gru", "per_step_rnn_relu_dense"]
+
+
+def keras3_model(kind: str, timesteps: int = 100, features: int = 6, classes: int = 4, seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((timesteps, features))] + _layers(kind)
+                            + [keras.layers.Dense(classes, activation="softmax")], name=f"m_{kind}")
+
+
+@pytest.fixture(scope="module")
+def bm_arrays(bm_data):
+    (xtr, ytr), (xte, yte) = load_npz(bm_data[0]), load_npz(bm_data[1])
+    return xtr, ytr, xte, yte
+
+
+@pytest.mark.parametrize("kind", TOPOLOGIES)
+def test_ir_param_count_equals_keras(kind):
+    model = keras3_model(kind, timesteps=12)
+    assert from_keras(model).param_count == model.count_params()
+
+
+@pytest.mark.parametrize("kind", TOPOLOGIES)
+def test_float_graph_and_tf_keras_rebuild_equal_keras3(kind, bm_arrays):
+    """The WHILE graph run in float, and the tf_keras rebuild, both equal the Keras 3 model."""
+    x = bm_arrays[2][:6]
+    model = keras3_model(kind)
+    m = from_keras(model)
+    want = np.asarray(model(x, training=False))
+    got = run_float(build_sequence_program(m, x.shape[1]), {"input": x})
+    out = got[build_sequence_program(m, x.shape[1]).graphs[0].outputs[0]]
+    np.testing.assert_allclose(out.reshape(want.shape), want, atol=1e-5)
+    assert check_rebuild_matches(model, m, x) <= 1e-5
+
+
+@pytest.mark.parametrize("kind", TOPOLOGIES)
+def test_int8_runs_in_tflm_close_to_float(kind, bm_arrays):
+    """Each topology converts to one int8 model (1 input, 1 output, builtins only) that TFLM runs."""
+    xtr, _, xte, _ = bm_arrays
+    model = keras3_model(kind)
+    m = from_keras(model)
+    data = convert_ir(m, xtr)
+    tm = tflite_model.parse(data)
+    assert len(tm.main.inputs) == 1 and len(tm.main.outputs) == 1
+    assert tm.input().dtype == "int8" and tm.output().dtype == "int8"
+    assert tm.input().shape == (1, 100, 6)
+    assert not any(op.startswith("CUSTOM") for op in tm.op_counts)
+    if _strategy(m) == "while-graph":
+        assert tm.op_counts["WHILE"] == sum(2 if l.kind == "bidirectional" else 1 for l in m.recurrent_layers)
+    runner = TFLMRunner(data, arena_size=ARENA)
+    y8 = runner.dequantize_output(runner.run(runner.quantize_input(xte)))
+    yf = np.asarray(model(xte, training=False))
+    assert y8.shape == yf.shape
+    err = np.abs(y8 - yf)  # softmax outputs, 1 LSB = 1/256; untrained (random) weights
+    assert err.mean() < 0.02, kind
+    # untrained SimpleRNNs over 100 steps amplify rounding more than gated cells do
+    assert err.max() < (0.2 if "rnn" in kind else 0.06), kind
+
+
+def _synthetic(t_steps: int, n: int = 24, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    tt = np.arange(t_steps)[None, :, None]
+    f = rng.uniform(0.05, 0.3, (n, 1, 1))
+    return (np.sin(f * tt) + 0.1 * rng.normal(size=(n, t_steps, 1))).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["gru", "gru_reset_before", "rnn_tanh", "rnn_relu", "lstm", "per_step_gru",
+                                  "bi_gru_concat"])
+def test_flatbuffer_size_does_not_grow_with_t(kind):
+    """At T=25 and T=150: flatbuffer bytes <= int8 weight bytes + 16 KB, and the same at both."""
+    sizes = []
+    for t_steps in (25, 150):
+        model = keras3_model(kind, timesteps=t_steps, features=1, classes=3)
+        data = convert_ir(from_keras(model), _synthetic(t_steps))
+        tm = tflite_model.parse(data)
+        assert len(data) <= tm.weight_bytes + 16 * 1024, (kind, t_steps, len(data), tm.weight_bytes)
+        sizes.append(len(data))
+    assert abs(sizes[1] - sizes[0]) <= 64, sizes
+
+
+def _metadata(data: bytes) -> dict:
+    from tensorflow.lite.python import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    entry = next(md for md in m.metadata if md.name.decode() == METADATA_NAME)
+    return json.loads(bytes(bytearray(m.buffers[entry.buffer].data)).decode())
+
+
+@pytest.mark.parametrize("kind", ["gru", "gru_reset_before", "rnn_relu", "bi_gru_sum", "mixed_lstm_gru"])
+def test_metadata_maps_graph_back_to_cells(kind, bm_arrays):
+    model = keras3_model(kind, timesteps=20)
+    m = from_keras(model)
+    data = convert_ir(m, bm_arrays[0][:, :20])
+    meta = _metadata(data)
+    tm = tflite_model.parse(data)
+    assert meta["version"] == 1 and meta["form"] == "sequence" and meta["timesteps"] == 20
+    assert tm.main.inputs == [meta["input"]] and tm.main.outputs == [meta["output"]]
+    dirs = [(l, "forward") for l in m.recurrent_layers if l.kind == "recurrent"]
+    dirs = []
+    for l in m.recurrent_layers:
+        dirs += [(l, "forward")] if l.kind == "recurrent" else [(l.forward, "forward"), (l.backward, "backward")]
+    assert len(meta["layers"]) == len(dirs)
+    for info, (layer, direction) in zip(meta["layers"], dirs):
+        assert (info["cell"], info["units"], info["direction"]) == (layer.cell, layer.units, direction)
+        sg = tm.subgraphs[info["subgraph"]]
+        assert tm.main.operators[info["while_op"]].opcode == "WHILE"
+        assert tm.main.operators[info["while_op"]].options.bodySubgraphIndex == info["subgraph"]
+        u, g = layer.units, len(info["gates"])
+        kern = [sg.tensors[i] for i in info["tensors"]["kernel"]]
+        assert [k.shape for k in kern] == [(u, layer.input_dim)] * g
+        for gi, k in enumerate(kern):  # int8 per-channel weights dequantize to the Keras kernel
+            w = layer.kernel[:, gi * u:(gi + 1) * u].T
+            np.testing.assert_allclose(k.data * k.scale[:, None], w, atol=np.abs(w).max() / 254 + 1e-7)
+        assert sg.tensors[info["tensors"]["state"]].shape == (1, 1, u)
+        assert sg.tensors[info["tensors"]["state"]].scale == sg.tensors[info["tensors"]["state_out"]].scale
+        if layer.cell == "gru":
+            assert info["reset_after"] == layer.reset_after
+            assert (info["tensors"]["recurrent_bias"] is not None) == layer.reset_after
+    assert "reset_after" in metadata_doc()
+
+
+def test_loop_carried_tensors_share_one_quantization(bm_arrays):
+    data = convert_ir(from_keras(keras3_model("gru_x2", timesteps=20)), bm_arrays[0][:, :20])
+    tm = tflite_model.parse(data)
+    while_ops = [op for op in tm.main.operators if op.opcode == "WHILE"]
+    for op in while_ops:
+        cond = tm.subgraphs[op.options.condSubgraphIndex]
+        body = tm.subgraphs[op.options.bodySubgraphIndex]
+        for k, (i, o) in enumerate(zip(op.inputs, op.outputs)):
+            views = [tm.main.tensors[i], tm.main.tensors[o], cond.tensors[cond.inputs[k]],
+                     body.tensors[body.inputs[k]], body.tensors[body.outputs[k]]]
+            if views[0].dtype != "int8":
+                continue
+            assert len({(float(v.scale[0]), int(v.zero_point[0])) for v in views}) == 1, k
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+def _keras(*layers, t=10, f=3):
+    import keras
+
+    return keras.Sequential([keras.Input((t, f)), *layers, keras.layers.Dense(2)])
+
+
+def test_masking_refused_naming_the_layer():
+    import keras
+
+    m = _keras(keras.layers.Masking(name="pad_mask"), keras.layers.GRU(4))
+    with pytest.raises(UnsupportedLayerError, match="layer 'pad_mask' \\(Masking\\) is not supported") as e:
+        from_keras(m)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("layer,option", [
+    (lambda L: L.GRU(4, activation="relu", name="bad"), "activation"),
+    (lambda L: L.SimpleRNN(4, activation="sigmoid", name="bad"), "activation"),
+    (lambda L: L.GRU(4, recurrent_activation="hard_sigmoid", name="bad"), "recurrent_activation"),
+    (lambda L: L.Bidirectional(L.GRU(4), merge_mode="ave", name="bad"), "merge_mode"),
+    (lambda L: L.GRU(4, go_backwards=True, name="bad"), "go_backwards"),
+], ids=["gru-relu", "rnn-sigmoid", "hard-sigmoid", "merge-ave", "go-backwards"])
+def test_unsupported_option_is_one_line_naming_layer(layer, option):
+    import keras
+
+    with pytest.raises(EdgeRNNError, match=f"layer 'bad'.*{option}") as e:
+        from_keras(_keras(layer(keras.layers)))
+    assert "\n" not in str(e.value)
+
+
+# --- whole models through edgernn.convert -----------------------------------------------------
+
+def test_tf_keras_h5_and_keras3_gru_both_convert(tmp_path, bm_data):
+    """A tf_keras .h5 GRU (reset_after=False) and a Keras 3 .keras GRU go through `convert`."""
+    import keras
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(1)
+    h5 = tf_keras.Sequential([tf_keras.Input((100, 6)), tf_keras.layers.GRU(8, reset_after=False),
+                              tf_keras.layers.Dense(4, activation="softmax")])
+    h5.save(tmp_path / "gru.h5")
+    k3 = keras3_model("gru")
+    k3.save(tmp_path / "gru.keras")
+    xte, _ = load_npz(bm_data[1])
+    for path, ref in ((tmp_path / "gru.h5", h5), (tmp_path / "gru.keras", k3)):
+        res = edgernn.convert(path, calib=bm_data[0], output=tmp_path / f"{path.stem}{path.suffix[1:]}.tflite")
+        assert res.float_check_max_diff <= 1e-5 and res.path.exists()
+        runner = TFLMRunner(res.path.read_bytes(), arena_size=ARENA)
+        y8 = runner.dequantize_output(runner.run(runner.quantize_input(xte)))
+        yf = np.asarray(ref(xte, training=False))
+        assert np.max(np.abs(y8 - yf)) < 0.06
+
+
+# --- trained models on real data (zoo) --------------------------------------------------------
+
+TRAINED = [
+    pytest.param(Spec(cell="gru", units=16, epochs=40), 2, id="gru-basic_motions"),
+    pytest.param(Spec(cell="rnn", units=16, epochs=60, dataset="digits"), 3, id="rnn-digits"),
+    pytest.param(Spec(cell="gru", units=16, layers=2, epochs=40), 2, id="gru-x2-basic_motions"),
+    pytest.param(Spec(cell="gru", units=12, bidirectional=True, epochs=40), 2, id="bi-gru-basic_motions"),
+    pytest.param(Spec(cell="lstm", units=16, epochs=40, dataset="digits"), 2, id="lstm-digits"),
+    pytest.param(Spec(cell="gru", units=16, epochs=30, dataset="digits"), 2, id="gru-digits"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec,max_drop_points", TRAINED)
+def test_trained_int8_agrees_with_float(zoo, spec, max_drop_points):
+    """int8 in tflite_micro agrees with float on >= 97% of test samples, loses <= 2 points (3 for RNN)."""
+    import keras
+
+    path = zoo.tflite(spec)
+    model = keras.saving.load_model(zoo.keras(spec), compile=False)
+    xte, yte = load_npz(zoo.data(spec.dataset)[1])
+    runner = TFLMRunner(path.read_bytes(), arena_size=ARENA)
+    y8 = runner.dequantize_output(runner.run(runner.quantize_input(xte))).argmax(-1)
+    yf = np.asarray(model.predict(xte, verbose=0)).argmax(-1)
+    agreement = float(np.mean(y8 == yf))
+    drop = 100 * (np.mean(yf == yte) - np.mean(y8 == yte))
+    assert agreement >= 0.97, (spec.key, agreement)
+    assert drop <= max_drop_points, (spec.key, drop)
