@@ -509,7 +509,11 @@ def build_qat_model(model: ir.Model, timesteps: int):
             h = tfk.layers.Activation(l.activation, name=l.name)(h)
     annotated = tfk.Model(inp, h, name=model.name)
     for k, weights in pending:
-        k.set_weights([np.asarray(w, np.float32) for w in weights])
+        targets = ([*k.forward_layer.cell.float_weights, *k.backward_layer.cell.float_weights]
+                   if isinstance(k, tfk.layers.Bidirectional) else
+                   k.cell.float_weights if isinstance(k, tfk.layers.RNN) else k.trainable_weights)
+        for var, w in zip(targets, weights, strict=True):
+            var.assign(np.asarray(w, np.float32))
     with tfmot.quantization.keras.quantize_scope({n: c for n, c in C.items() if n != "Scheme"}):
         return tfmot.quantization.keras.quantize_apply(annotated, scheme=C["Scheme"]())
 
@@ -553,11 +557,11 @@ def calibrate(qmodel, x: np.ndarray) -> dict:
 
 def _float_ir(qmodel, model: ir.Model) -> ir.Model:
     """The IR of ``model`` with the (latent, float) weights of the fine-tuned ``qmodel``."""
-    wrappers = {}
+    wrappers, outer = {}, {}
     for layer in qmodel.layers:
         inner = getattr(layer, "layer", None)
         if inner is not None:
-            wrappers[inner.name] = inner
+            wrappers[inner.name], outer[inner.name] = inner, layer
 
     def cell_weights(rnn_layer):
         return [np.asarray(v.numpy(), np.float32) for v in rnn_layer.cell.float_weights]
@@ -578,7 +582,9 @@ def _float_ir(qmodel, model: ir.Model) -> ir.Model:
                                            backward=rec(l.backward, cell_weights(k.backward_layer)),
                                            merge_mode=l.merge_mode))
         elif l.kind == "dense":
-            kernel, bias = [np.asarray(v.numpy(), np.float32) for v in wrappers[l.name].trainable_weights]
+            # tfmot swapped layer.kernel for its quantized tensor; the wrapper keeps the variables
+            named = {v.name.split("/")[-1].split(":")[0]: v for v in outer[l.name].trainable_weights}
+            kernel, bias = (np.asarray(named[n].numpy(), np.float32) for n in ("kernel", "bias"))
             layers.append(ir.Dense(name=l.name, kernel=kernel, bias=bias, activation=l.activation))
         else:
             layers.append(l)
@@ -686,9 +692,9 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
         model = from_keras(original, source=str(src) if isinstance(src, (str, os.PathLike)) else "")
     ds = _dataset(data, model, "data")
     calib_x = (_dataset(calib, model, "calib").x if calib is not None else ds.x)[:MAX_CALIB_SAMPLES]
-    classification = ds.is_classification
-    if classification and model.output_units < ds.num_classes:
-        raise EdgeRNNError(f"{ds.path}: labels go up to {ds.num_classes - 1} but the model has "
+    classification = np.issubdtype(ds.y.dtype, np.integer)
+    if classification and model.output_units <= int(ds.y.max()):
+        raise EdgeRNNError(f"{ds.path}: labels go up to {int(ds.y.max())} but the model has "
                            f"{model.output_units} outputs")
 
     import tensorflow as tf
@@ -730,3 +736,50 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
     path = _save(out_model, output) if output is not None else None
     return QATResult(model=out_model, path=path, ir_model=snapped, epochs_run=epochs, history=history,
                      ranges=ranges, int8_sim_metrics=sim)
+
+
+# --- measuring int8 accuracy --------------------------------------------------------------------
+
+def tflm_outputs(tflite: bytes, x: np.ndarray, *, arena_size: int = 400_000) -> np.ndarray:
+    """Run an int8 flatbuffer in the TFLM runtime on each sample of ``x``; dequantized outputs."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from ..tflite_model import parse
+
+    m = parse(tflite)
+    ti, to = m.input(0), m.output(0)
+    it = runtime.Interpreter.from_bytes(tflite, arena_size=arena_size)
+    outs = []
+    for sample in np.asarray(x, np.float32):
+        xq = np.clip(np.round(sample / ti.scale[0]) + ti.zero_point[0], -128, 127).astype(np.int8)
+        it.set_input(xq.reshape(ti.shape), 0)
+        it.invoke()
+        o = it.get_output(0).astype(np.float32)
+        it.reset()
+        outs.append((o.reshape(-1) - float(to.zero_point[0])) * float(to.scale[0]))
+    return np.stack(outs)
+
+
+def accuracy_table(model, data, test, *, qat_epochs: int = 5, seed: int = 0, learning_rate: float = 1e-3) -> dict:
+    """Float, PTQ int8 and QAT int8 top-1 accuracy of a classifier on ``test`` (TFLM runtime).
+
+    ``data``: the training set (fine-tuning and calibration). Returns a dict of the three
+    accuracies plus the QAT model's float accuracy.
+    """
+    from ..convert import convert
+    from ..frontend import from_keras, load_keras_object
+
+    keras_obj = load_keras_object(model) if isinstance(model, (str, os.PathLike)) else model
+    m = from_keras(keras_obj)
+    train = _dataset(data, m, "data")
+    te = _dataset(test, m, "data")
+
+    def acc(out):
+        return float(np.mean(np.argmax(out.reshape(len(te.x), -1), -1) == te.y))
+
+    float_acc = acc(np.asarray(keras_obj(te.x, training=False)))
+    ptq = acc(tflm_outputs(convert(keras_obj, train.x).tflite, te.x))
+    res = qat_finetune(keras_obj, train, epochs=qat_epochs, seed=seed, learning_rate=learning_rate)
+    qat_float = acc(np.asarray(res.model(te.x, training=False)))
+    qat = acc(tflm_outputs(convert(res.model, train.x).tflite, te.x))
+    return {"float": float_acc, "ptq_int8": ptq, "qat_int8": qat, "qat_float": qat_float}

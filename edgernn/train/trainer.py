@@ -31,6 +31,7 @@ class TrainResult:
     history: dict
     task: str  # "classification" | "regression"
     test_metrics: dict = field(default_factory=dict)
+    qat: object = None  # edgernn.quantize.qat.QATResult when train(..., qat=True)
 
 
 def _task(y: np.ndarray, return_sequences: bool) -> tuple[str, int]:
@@ -109,8 +110,13 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
           return_sequences: bool = False, clipnorm: float | None = 1.0, epochs: int = 100,
           batch_size: int = 32, learning_rate: float = 3e-3, patience: int = 10, validation_split: float = 0.2,
           seed: int = 0, test=None, output=None, activation: str = "tanh", dropout: float = 0.0,
-          progress: bool = True) -> TrainResult:
-    """Train a model on ``data`` (.npz path or :class:`Dataset`) and save it to ``output``."""
+          progress: bool = True, qat: bool = False, qat_epochs: int = 10) -> TrainResult:
+    """Train a model on ``data`` (.npz path or :class:`Dataset`) and save it to ``output``.
+
+    ``qat``: after float training, fine-tune ``qat_epochs`` epochs with int8 fake quantization
+    (:func:`edgernn.quantize.qat.qat_finetune` on the training split); the saved model is the
+    QAT one (float, weights on their int8 grid).
+    """
     import keras
 
     if output is not None and Path(output).suffix not in (".keras", ".h5"):
@@ -155,6 +161,14 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
                                                        restore_best_weights=True))
     hist = model.fit(xt, yt, validation_data=val, epochs=epochs, batch_size=batch_size, verbose=0,
                      callbacks=callbacks, shuffle=True)
+    qat_result = None
+    if qat:
+        from ..quantize.qat import qat_finetune
+        qat_result = qat_finetune(model, Dataset(ds.path, xt, yt), epochs=qat_epochs, seed=seed,
+                                  batch_size=batch_size, clipnorm=clipnorm)
+        model = qat_result.model
+        model.compile(loss="sparse_categorical_crossentropy" if task == "classification" else "mse",
+                      metrics=["accuracy"] if task == "classification" else ["mae"])
     test_metrics = {}
     if test_ds is not None:
         values = model.evaluate(test_ds.x, test_ds.y, verbose=0, return_dict=True)
@@ -172,4 +186,4 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
                 tmp.unlink()
     return TrainResult(model=model, path=path, epochs_run=len(hist.history.get("loss", [])),
                        history={k: [float(v) for v in vs] for k, vs in hist.history.items()},
-                       task=task, test_metrics=test_metrics)
+                       task=task, test_metrics=test_metrics, qat=qat_result)
