@@ -14,7 +14,7 @@
  * ------------------------------------------------------------------------------------- */
 
 /* round(a * b / 2^31), saturating the single overflow case INT32_MIN * INT32_MIN. */
-static int32_t edgernn_fixed_srdhm(int32_t a, int32_t b)
+static inline int32_t edgernn_fixed_srdhm(int32_t a, int32_t b)
 {
     int64_t ab;
     int64_t nudge;
@@ -28,7 +28,7 @@ static int32_t edgernn_fixed_srdhm(int32_t a, int32_t b)
 }
 
 /* x / 2^exponent rounded to nearest, ties away from zero. */
-static int32_t edgernn_fixed_rounding_divide_by_pot(int32_t x, int exponent)
+static inline int32_t edgernn_fixed_rounding_divide_by_pot(int32_t x, int exponent)
 {
     const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
     const int32_t remainder = x & mask;
@@ -38,7 +38,7 @@ static int32_t edgernn_fixed_rounding_divide_by_pot(int32_t x, int exponent)
 
 /* x * 2^exponent, saturating to the int32 range (gemmlowp SaturatingRoundingMultiplyByPOT
  * with a positive exponent). */
-static int32_t edgernn_fixed_saturating_shift_left(int32_t x, int exponent)
+static inline int32_t edgernn_fixed_saturating_shift_left(int32_t x, int exponent)
 {
     const int32_t threshold = (int32_t)(((int64_t)1 << (31 - exponent)) - 1);
     if (x > threshold) {
@@ -50,7 +50,7 @@ static int32_t edgernn_fixed_saturating_shift_left(int32_t x, int exponent)
     return (int32_t)((uint32_t)x << exponent);
 }
 
-int32_t edgernn_fixed_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
+static inline int32_t edgernn_fixed_mbqm(int32_t x, int32_t multiplier, int shift)
 {
     const int left_shift = shift > 0 ? shift : 0;
     const int right_shift = shift > 0 ? 0 : -shift;
@@ -59,7 +59,12 @@ int32_t edgernn_fixed_mul_by_quantized_multiplier(int32_t x, int32_t multiplier,
     return edgernn_fixed_rounding_divide_by_pot(edgernn_fixed_srdhm(shifted, multiplier), right_shift);
 }
 
-static int32_t edgernn_clamp(int32_t v, int32_t lo, int32_t hi)
+int32_t edgernn_fixed_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
+{
+    return edgernn_fixed_mbqm(x, multiplier, shift);
+}
+
+static inline int32_t edgernn_clamp(int32_t v, int32_t lo, int32_t hi)
 {
     return v < lo ? lo : (v > hi ? hi : v);
 }
@@ -97,7 +102,7 @@ static const uint16_t edgernn_sigmoid_table[256] = {
     65534, 65534, 65534, 65535
 };
 
-int16_t edgernn_activation_sigmoid_one_s16(int16_t x)
+static inline int16_t edgernn_sigmoid_s16(int16_t x)
 {
     /* Q3.12 input scaled by 3: the table covers |x| < 10.7 in steps of 1/24 with 9 bits of
      * interpolation (input_multiplier 0 -> 3, left shift 0 in TFLM's Logistic). */
@@ -117,6 +122,11 @@ int16_t edgernn_activation_sigmoid_one_s16(int16_t x)
     return (int16_t)(result >> 10);
 }
 
+int16_t edgernn_activation_sigmoid_one_s16(int16_t x)
+{
+    return edgernn_sigmoid_s16(x);
+}
+
 void edgernn_activation_sigmoid_s16(int16_t *data, int n)
 {
     int i;
@@ -125,7 +135,7 @@ void edgernn_activation_sigmoid_s16(int16_t *data, int n)
     }
 }
 
-int16_t edgernn_activation_tanh_one_s16(int16_t x, int32_t multiplier, int left_shift)
+static inline int16_t edgernn_tanh_s16(int16_t x, int32_t multiplier, int left_shift)
 {
     const int32_t round = left_shift > 0 ? ((int32_t)1 << (left_shift - 1)) : 0;
     const int32_t v = ((int32_t)x * multiplier + round) >> left_shift;
@@ -143,6 +153,11 @@ int16_t edgernn_activation_tanh_one_s16(int16_t x, int32_t multiplier, int left_
     result = v >= 0 ? result - (1 << (14 + 9)) + (1 << (9 - 2))
                     : -result + (1 << (14 + 9)) + (1 << (9 - 2)) - 1;
     return (int16_t)(result >> (9 - 1));
+}
+
+int16_t edgernn_activation_tanh_one_s16(int16_t x, int32_t multiplier, int left_shift)
+{
+    return edgernn_tanh_s16(x, multiplier, left_shift);
 }
 
 void edgernn_activation_tanh_s16(const int16_t *input, int16_t *output, int n,
@@ -175,7 +190,7 @@ void edgernn_fc_run_s8(const edgernn_fc_params *p, const int8_t *input, int8_t *
         const int m = p->n_multipliers > 1 ? c : 0;
         /* The bias already holds -input_zero_point * sum(w): acc = sum w (x - zp) + b. */
         int32_t acc = p->bias[c] + edgernn_dot_s8(p->weights + c * p->n_input, input, p->n_input);
-        acc = edgernn_fixed_mul_by_quantized_multiplier(acc, p->multiplier[m], (int)p->shift[m]);
+        acc = edgernn_fixed_mbqm(acc, p->multiplier[m], (int)p->shift[m]);
         acc += p->output_zero_point;
         output[c] = (int8_t)edgernn_clamp(acc, p->activation_min, p->activation_max);
     }
@@ -308,65 +323,87 @@ void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input
  * LSTM step (TFLM lstm_eval.h LstmStep<int8_t, int8_t, int16_t, int32_t>)
  * ------------------------------------------------------------------------------------- */
 
-/* Gate pre-activation in Q3.12: both fully connected outputs are requantized and saturated
- * to int16 separately, then added with saturation (CalculateLstmGate + AddElementWise). */
-static int16_t edgernn_lstm_gate_preactivation(const edgernn_lstm_gate *g, int unit, int n_input,
-                                               int n_cell, const int8_t *x, const int8_t *hidden)
+/* sum_j w[j] * v[j] over n (a multiple of EDGERNN_ROW_ALIGN) values. */
+static inline int32_t edgernn_dot_s8_s16(const int8_t *w, const int16_t *v, int n)
 {
-    int32_t from_input = g->input_bias[unit] + edgernn_dot_s8(g->input_weights + unit * n_input, x, n_input);
-    int32_t from_hidden = g->recurrent_bias[unit] +
-                          edgernn_dot_s8(g->recurrent_weights + unit * n_cell, hidden, n_cell);
-    from_input = edgernn_clamp(
-        edgernn_fixed_mul_by_quantized_multiplier(from_input, g->input_multiplier, g->input_shift),
-        EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-    from_hidden = edgernn_clamp(
-        edgernn_fixed_mul_by_quantized_multiplier(from_hidden, g->recurrent_multiplier, g->recurrent_shift),
-        EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-    return (int16_t)edgernn_clamp(from_input + from_hidden, EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+    int32_t sum = 0;
+    int j;
+    int k;
+    for (j = 0; j < n; j += EDGERNN_ROW_ALIGN) {
+        int32_t chunk = 0;
+        for (k = 0; k < EDGERNN_ROW_ALIGN; ++k) {
+            chunk += (int32_t)w[j + k] * (int32_t)v[j + k];
+        }
+        sum += chunk;
+    }
+    return sum;
 }
 
-/* Elementwise product of two int16 values requantized to int16 (MulElementwise). */
-static int32_t edgernn_mul_s16(int32_t a, int32_t b, int32_t multiplier, int shift)
+/* Elementwise product of two int16 values requantized (MulElementwise). */
+static inline int32_t edgernn_mul_s16(int32_t a, int32_t b, int32_t multiplier, int32_t shift)
 {
-    return edgernn_fixed_mul_by_quantized_multiplier(a * b, multiplier, shift);
+    return edgernn_fixed_mbqm(a * b, multiplier, (int)shift);
 }
 
 void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hidden,
-                       int16_t *cell, int8_t *new_hidden)
+                       int16_t *cell, int16_t *scratch)
 {
-    const edgernn_lstm_gate *gates = p->gate;
+    int16_t *x16 = scratch;
+    int16_t *h16 = scratch + p->input_stride;
     int u;
+    int g;
+    int j;
+
+    /* Widen this step's input and the previous hidden state once (zero padding). */
+    for (j = 0; j < p->input_stride; ++j) {
+        x16[j] = (int16_t)(j < p->n_input ? x[j] : 0);
+    }
+    for (j = 0; j < p->cell_stride; ++j) {
+        h16[j] = (int16_t)(j < p->n_cell ? hidden[j] : 0);
+    }
+
     for (u = 0; u < p->n_cell; ++u) {
-        /* forget = sigmoid(W_f [x, h] + b_f), input = sigmoid(...), g = tanh(...): Q0.15 */
-        const int16_t forget_gate = edgernn_activation_sigmoid_one_s16(edgernn_lstm_gate_preactivation(
-            &gates[EDGERNN_LSTM_FORGET_GATE], u, p->n_input, p->n_cell, x, hidden));
-        const int16_t input_gate = edgernn_activation_sigmoid_one_s16(edgernn_lstm_gate_preactivation(
-            &gates[EDGERNN_LSTM_INPUT_GATE], u, p->n_input, p->n_cell, x, hidden));
-        /* The cell gate uses tanh with the power-of-two scale 2^-12: multiplier 3, no shift. */
-        const int16_t cell_gate = edgernn_activation_tanh_one_s16(edgernn_lstm_gate_preactivation(
-            &gates[EDGERNN_LSTM_CELL_GATE], u, p->n_input, p->n_cell, x, hidden), 3, 0);
-        int16_t output_gate;
-        int16_t cell_tanh;
+        int32_t pre[4];
+        int32_t f;
+        int32_t i;
         int32_t c;
-        /* c = clip(forget * c + input * g) (UpdateLstmCell: two saturating Muls, one Add) */
-        c = edgernn_clamp(edgernn_mul_s16(forget_gate, cell[u], p->forget_mul_multiplier, p->forget_mul_shift),
+        int32_t o;
+        int32_t cell_tanh;
+        /* Gate pre-activations in Q3.12 (CalculateLstmGate: input FC + recurrent FC, each
+         * requantized to int16, then AddElementWise with saturation). */
+        for (g = 0; g < 4; ++g) {
+            const long row = (long)g * p->n_cell + u;
+            int32_t from_x = p->input_bias[row] +
+                             edgernn_dot_s8_s16(p->input_weights + row * p->input_stride, x16, p->input_stride);
+            int32_t from_h = p->recurrent_bias[row] +
+                             edgernn_dot_s8_s16(p->recurrent_weights + row * p->cell_stride, h16, p->cell_stride);
+            from_x = edgernn_clamp(edgernn_fixed_mbqm(from_x, p->input_multiplier[g], (int)p->input_shift[g]),
+                                   EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+            from_h = edgernn_clamp(edgernn_fixed_mbqm(from_h, p->recurrent_multiplier[g], (int)p->recurrent_shift[g]),
+                                   EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+            pre[g] = edgernn_clamp(from_x + from_h, EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+        }
+        /* forget, input, output = sigmoid(.), cell gate = tanh(.) at scale 2^-12 (x3, no
+         * shift); all Q0.15 */
+        f = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_FORGET_GATE]);
+        i = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_INPUT_GATE]);
+        c = edgernn_tanh_s16((int16_t)pre[EDGERNN_LSTM_CELL_GATE], 3, 0);
+        o = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_OUTPUT_GATE]);
+        /* cell = clip(f * cell + i * g): two saturating Muls, a saturating Add (UpdateLstmCell) */
+        c = edgernn_clamp(edgernn_mul_s16(i, c, p->input_mul_multiplier, p->input_mul_shift),
                           EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-        c += edgernn_clamp(edgernn_mul_s16(input_gate, cell_gate, p->input_mul_multiplier, p->input_mul_shift),
+        c += edgernn_clamp(edgernn_mul_s16(f, cell[u], p->forget_mul_multiplier, p->forget_mul_shift),
                            EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
         c = edgernn_clamp(c, EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
         if (p->cell_clip > 0) {
-            c = edgernn_clamp(c, -(int32_t)p->cell_clip, p->cell_clip);
+            c = edgernn_clamp(c, -p->cell_clip, p->cell_clip);
         }
         cell[u] = (int16_t)c;
-        /* h = output * tanh(c) (UpdateLstmHidden), requantized to the int8 hidden state */
-        output_gate = edgernn_activation_sigmoid_one_s16(edgernn_lstm_gate_preactivation(
-            &gates[EDGERNN_LSTM_OUTPUT_GATE], u, p->n_input, p->n_cell, x, hidden));
-        cell_tanh = edgernn_activation_tanh_one_s16((int16_t)c, p->cell_tanh_multiplier, p->cell_tanh_left_shift);
-        new_hidden[u] = (int8_t)edgernn_clamp(
-            p->hidden_zero_point + edgernn_mul_s16(cell_tanh, output_gate, p->hidden_mul_multiplier, p->hidden_mul_shift),
+        /* hidden = o * tanh(cell) requantized to int8 (UpdateLstmHidden); the dot products
+         * above read the int16 copy of the previous hidden state, so this is safe in place. */
+        cell_tanh = edgernn_tanh_s16((int16_t)c, p->cell_tanh_multiplier, (int)p->cell_tanh_left_shift);
+        hidden[u] = (int8_t)edgernn_clamp(
+            p->hidden_zero_point + edgernn_mul_s16(cell_tanh, o, p->hidden_mul_multiplier, p->hidden_mul_shift),
             EDGERNN_INT8_MIN, EDGERNN_INT8_MAX);
-    }
-    for (u = 0; u < p->n_cell; ++u) {
-        hidden[u] = new_hidden[u];
     }
 }

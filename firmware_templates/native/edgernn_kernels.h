@@ -89,17 +89,11 @@ void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input
  * LSTM cell, TFLM UNIDIRECTIONAL_SEQUENCE_LSTM integer kernel (8x8_16), one time step.
  * ------------------------------------------------------------------------------------- */
 
-/* One gate: pre = sat16(rescale(W_x x + b_x)) +sat sat16(rescale(W_h h + b_h)). */
-typedef struct {
-    const int8_t *input_weights;      /* [n_cell][n_input] */
-    const int32_t *input_bias;        /* [n_cell] gate bias - input_zero_point * row sums */
-    int32_t input_multiplier;         /* input_scale * w_scale / 2^-12 as Q0.31 + shift */
-    int input_shift;
-    const int8_t *recurrent_weights;  /* [n_cell][n_cell] */
-    const int32_t *recurrent_bias;    /* [n_cell] -hidden_zero_point * row sums */
-    int32_t recurrent_multiplier;     /* hidden_scale * w_scale / 2^-12 as Q0.31 + shift */
-    int recurrent_shift;
-} edgernn_lstm_gate;
+/* Weight rows are zero-padded to a multiple of EDGERNN_ROW_ALIGN columns and the step's input
+ * and hidden vectors are widened to int16 (also zero-padded), so every dot product is a
+ * fixed-length loop that compilers turn into 16-bit multiply-add instructions (pmaddwd on
+ * x86, SMLAD on Cortex-M4). */
+#define EDGERNN_ROW_ALIGN 16
 
 enum { EDGERNN_LSTM_INPUT_GATE = 0, EDGERNN_LSTM_FORGET_GATE = 1, EDGERNN_LSTM_CELL_GATE = 2,
        EDGERNN_LSTM_OUTPUT_GATE = 3 };
@@ -107,26 +101,36 @@ enum { EDGERNN_LSTM_INPUT_GATE = 0, EDGERNN_LSTM_FORGET_GATE = 1, EDGERNN_LSTM_C
 typedef struct {
     int n_input;
     int n_cell;
-    edgernn_lstm_gate gate[4];        /* indexed by EDGERNN_LSTM_*_GATE */
-    int32_t forget_mul_multiplier;    /* forget (Q0.15) x cell -> cell scale */
-    int forget_mul_shift;
-    int32_t input_mul_multiplier;     /* input gate (Q0.15) x cell gate (Q0.15) -> cell scale */
-    int input_mul_shift;
-    int32_t hidden_mul_multiplier;    /* output gate (Q0.15) x tanh(cell) (Q0.15) -> hidden */
-    int hidden_mul_shift;
+    int input_stride;                   /* n_input rounded up to a multiple of EDGERNN_ROW_ALIGN */
+    int cell_stride;                    /* n_cell rounded up to a multiple of EDGERNN_ROW_ALIGN */
+    /* Gates in TFLM's order (input, forget, cell, output), n_cell rows each. */
+    const int8_t *input_weights;        /* [4][n_cell][input_stride] */
+    const int32_t *input_bias;          /* [4][n_cell] gate bias - input_zero_point * row sum */
+    const int8_t *recurrent_weights;    /* [4][n_cell][cell_stride] */
+    const int32_t *recurrent_bias;      /* [4][n_cell] -hidden_zero_point * row sum */
+    int32_t input_multiplier[4];        /* per gate: input_scale * w_scale / 2^-12 as Q0.31 */
+    int32_t input_shift[4];
+    int32_t recurrent_multiplier[4];    /* per gate: hidden_scale * w_scale / 2^-12 as Q0.31 */
+    int32_t recurrent_shift[4];
+    int32_t forget_mul_multiplier;      /* forget (Q0.15) x cell -> cell scale */
+    int32_t forget_mul_shift;
+    int32_t input_mul_multiplier;       /* input gate (Q0.15) x cell gate (Q0.15) -> cell scale */
+    int32_t input_mul_shift;
+    int32_t hidden_mul_multiplier;      /* output gate (Q0.15) x tanh(cell) (Q0.15) -> hidden */
+    int32_t hidden_mul_shift;
     int32_t hidden_zero_point;
-    int16_t cell_clip;                /* quantized |cell| bound; 0: no clipping */
-    int32_t cell_tanh_multiplier;     /* brings the cell state to tanh's input scale */
-    int cell_tanh_left_shift;
+    int32_t cell_clip;                  /* quantized |cell| bound; 0: no clipping */
+    int32_t cell_tanh_multiplier;       /* brings the cell state to tanh's input scale */
+    int32_t cell_tanh_left_shift;
 } edgernn_lstm_params;
 
-/* One step: reads x[n_input] and the state (hidden[n_cell] int8, cell[n_cell] int16), writes
- * the new state in place. new_hidden is n_cell bytes of scratch. The gate order (forget,
- * input, cell, update cell, output, update hidden) and every rounding follow TFLM's
- * lstm_eval.h; fusing the four gates per unit changes no result because every unit only
- * reads the previous hidden state. */
+/* One step: reads x[n_input] and the state (hidden[n_cell] int8, cell[n_cell] int16) and
+ * updates the state in place. scratch holds input_stride + cell_stride int16 values. Same
+ * results as TFLM's LstmStep (forget, input and cell gates, cell update, output gate, hidden
+ * update), each gate's two fully connected products requantized and saturated to int16
+ * separately before their saturating sum. */
 void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hidden,
-                       int16_t *cell, int8_t *new_hidden);
+                       int16_t *cell, int16_t *scratch);
 
 #ifdef __cplusplus
 }

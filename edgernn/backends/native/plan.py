@@ -53,16 +53,18 @@ class ConstArray:
         return int(self.values.size) * {"int8_t": 1, "int16_t": 2, "int32_t": 4}[self.ctype]
 
 
+ROW_ALIGN = 16  # EDGERNN_ROW_ALIGN in edgernn_kernels.h
+
+
 @dataclass
 class LstmGatePlan:
     gate: str
-    input_weights: ConstArray
-    input_bias: ConstArray
+    input_weights_tensor: str
+    recurrent_weights_tensor: str
+    bias_tensor: str
     input_multiplier: int
     input_shift: int
     input_real: float
-    recurrent_weights: ConstArray
-    recurrent_bias: ConstArray
     recurrent_multiplier: int
     recurrent_shift: int
     recurrent_real: float
@@ -74,6 +76,8 @@ class LstmPlan:
     op_index: int
     n_input: int
     n_cell: int
+    input_stride: int
+    cell_stride: int
     input_scale: float
     input_zero_point: int
     hidden_scale: float
@@ -81,6 +85,10 @@ class LstmPlan:
     cell_scale: float
     cell_scale_power: int
     gates: list[LstmGatePlan]
+    input_weights: ConstArray
+    input_bias: ConstArray
+    recurrent_weights: ConstArray
+    recurrent_bias: ConstArray
     forget_mul: tuple[int, int]
     input_mul: tuple[int, int]
     hidden_mul: tuple[int, int]
@@ -96,14 +104,24 @@ class LstmPlan:
 
     @property
     def arrays(self) -> list[ConstArray]:
-        out = []
-        for g in self.gates:
-            out += [g.input_weights, g.input_bias, g.recurrent_weights, g.recurrent_bias]
-        return out
+        return [self.input_weights, self.input_bias, self.recurrent_weights, self.recurrent_bias]
 
     @property
     def state_bytes(self) -> int:
         return self.n_cell * 1 + self.n_cell * 2  # int8 hidden + int16 cell
+
+
+def padded(n: int) -> int:
+    return -(-n // ROW_ALIGN) * ROW_ALIGN
+
+
+def pack_gate_rows(per_gate: list[np.ndarray], stride: int) -> np.ndarray:
+    """The four gates' [n_cell, n] matrices stacked, each row zero-padded to ``stride``."""
+    n_cell, n = per_gate[0].shape
+    out = np.zeros((4, n_cell, stride), np.int8)
+    for g, w in enumerate(per_gate):
+        out[g, :, :n] = w
+    return out
 
 
 @dataclass
@@ -199,8 +217,13 @@ class NativePlan:
         return min(2, max(0, len(self.head) - 1))
 
     @property
+    def vector_buffer(self) -> int:
+        """int16 values of the widened input + hidden vectors, shared by the recurrent layers."""
+        return max(layer.input_stride + layer.cell_stride for layer in self.recurrent)
+
+    @property
     def scratch_bytes(self) -> int:
-        return max(layer.n_cell for layer in self.recurrent) + self.head_buffers * self.head_buffer
+        return 2 * self.vector_buffer + self.head_buffers * self.head_buffer
 
     @property
     def weight_bytes(self) -> int:
@@ -257,6 +280,7 @@ def _lstm(m: TFLiteModel, sg: Subgraph, op: Operator, op_index: int, index: int)
         raise _fail(m, f"{where}: cell state scale {c_scale:g} is not a power of two, which TFLM's "
                        "integer LSTM requires")
     gates = []
+    wxs, whs, bxs, bhs = [], [], [], []
     for g in GATES:
         wx = _need(m, sg, op, LSTM_INPUT_WEIGHTS[g], f"input-to-{g} weights")
         wh = _need(m, sg, op, LSTM_RECURRENT_WEIGHTS[g], f"recurrent-to-{g} weights")
@@ -272,34 +296,49 @@ def _lstm(m: TFLiteModel, sg: Subgraph, op: Operator, op_index: int, index: int)
         if wx.data.shape != (n_cell, n_input) or wh.data.shape != (n_cell, n_cell):
             raise _fail(m, f"{where}: {g} gate weight shapes {wx.data.shape}, {wh.data.shape} do not match "
                            f"{n_cell} units x {n_input} inputs")
-        if b.dtype != "int32" or b.data is None:
-            raise _fail(m, f"{where}: {g} gate bias '{b.name}' is {b.dtype}; int32 constants expected")
+        if b.dtype != "int32" or b.data is None or b.data.shape != (n_cell,):
+            raise _fail(m, f"{where}: {g} gate bias '{b.name}' is {b.dtype} {b.shape}; int32 [{n_cell}] expected")
         real_x = prepare.conv_multiplier(in_scale, _scale(wx), prepare.GATE_PREACTIVATION_SCALE)
         real_h = prepare.conv_multiplier(h_scale, _scale(wh), prepare.GATE_PREACTIVATION_SCALE)
         mx, sx = prepare.quantize_multiplier(real_x)
         mh, sh = prepare.quantize_multiplier(real_h)
-        p = f"l{index}_{g}"
+        wxs.append(np.asarray(wx.data, np.int8))
+        whs.append(np.asarray(wh.data, np.int8))
+        bxs.append(prepare.folded_bias(wx.data, b.data, in_zp))
+        bhs.append(prepare.folded_bias(wh.data, None, h_zp))
         gates.append(LstmGatePlan(
-            gate=g,
-            input_weights=ConstArray(f"{p}_input_weights", "int8_t", np.asarray(wx.data, np.int8),
-                                     f"tensor {wx.index} '{wx.name}': input-to-{g} weights [{n_cell}][{n_input}], "
-                                     f"scale {_scale(wx):.9g}"),
-            input_bias=ConstArray(f"{p}_input_bias", "int32_t", prepare.folded_bias(wx.data, b.data, in_zp),
-                                  f"tensor {b.index} '{b.name}' ({g} gate bias) - input zero point ({in_zp}) "
-                                  f"x row sums of tensor {wx.index}"),
+            gate=g, input_weights_tensor=f"{wx.index} '{wx.name}' (scale {_scale(wx):.9g})",
+            recurrent_weights_tensor=f"{wh.index} '{wh.name}' (scale {_scale(wh):.9g})",
+            bias_tensor=f"{b.index} '{b.name}'",
             input_multiplier=mx, input_shift=sx, input_real=real_x,
-            recurrent_weights=ConstArray(f"{p}_recurrent_weights", "int8_t", np.asarray(wh.data, np.int8),
-                                         f"tensor {wh.index} '{wh.name}': recurrent-to-{g} weights "
-                                         f"[{n_cell}][{n_cell}], scale {_scale(wh):.9g}"),
-            recurrent_bias=ConstArray(f"{p}_recurrent_bias", "int32_t", prepare.folded_bias(wh.data, None, h_zp),
-                                      f"-hidden zero point ({h_zp}) x row sums of tensor {wh.index} "
-                                      "(the recurrent product has no bias)"),
             recurrent_multiplier=mh, recurrent_shift=sh, recurrent_real=real_h))
+    in_stride, cell_stride = padded(n_input), padded(n_cell)
+    p = f"lstm{index}"
+    order = ", ".join(GATES)
+    input_weights = ConstArray(
+        f"{p}_input_weights", "int8_t", pack_gate_rows(wxs, in_stride),
+        f"input-to-gate weights ({order}: tensors "
+        f"{', '.join(str(op.inputs[LSTM_INPUT_WEIGHTS[g]]) for g in GATES)}) [4][{n_cell}][{in_stride}], "
+        f"rows zero-padded from {n_input} to {in_stride} columns")
+    recurrent_weights = ConstArray(
+        f"{p}_recurrent_weights", "int8_t", pack_gate_rows(whs, cell_stride),
+        f"recurrent-to-gate weights ({order}: tensors "
+        f"{', '.join(str(op.inputs[LSTM_RECURRENT_WEIGHTS[g]]) for g in GATES)}) [4][{n_cell}][{cell_stride}]"
+        + (f", rows zero-padded from {n_cell} columns" if cell_stride != n_cell else ""))
+    input_bias = ConstArray(
+        f"{p}_input_bias", "int32_t", np.concatenate(bxs),
+        f"gate biases (tensors {', '.join(str(op.inputs[LSTM_BIASES[g]]) for g in GATES)}) "
+        f"- input zero point ({in_zp}) x row sums of the input weights, [4][{n_cell}]")
+    recurrent_bias = ConstArray(
+        f"{p}_recurrent_bias", "int32_t", np.concatenate(bhs),
+        f"-hidden zero point ({h_zp}) x row sums of the recurrent weights (the recurrent product has no bias)")
     clip = float(getattr(opts, "cellClip", 0.0) or 0.0)
     return LstmPlan(
-        index=index, op_index=op_index, n_input=n_input, n_cell=n_cell, input_scale=in_scale,
+        index=index, op_index=op_index, n_input=n_input, n_cell=n_cell, input_stride=in_stride,
+        cell_stride=cell_stride, input_scale=in_scale,
         input_zero_point=in_zp, hidden_scale=h_scale, hidden_zero_point=h_zp, cell_scale=c_scale,
-        cell_scale_power=power, gates=gates,
+        cell_scale_power=power, gates=gates, input_weights=input_weights, input_bias=input_bias,
+        recurrent_weights=recurrent_weights, recurrent_bias=recurrent_bias,
         forget_mul=prepare.inter_gate_mul_multiplier(prepare.GATE_OUTPUT_SCALE, c_scale, c_scale),
         input_mul=prepare.inter_gate_mul_multiplier(prepare.GATE_OUTPUT_SCALE, prepare.GATE_OUTPUT_SCALE, c_scale),
         hidden_mul=prepare.inter_gate_mul_multiplier(prepare.GATE_OUTPUT_SCALE, prepare.GATE_OUTPUT_SCALE, h_scale),
