@@ -1,4 +1,4 @@
-"""Elementwise int8 kernels (ADD, SUB, MUL, LOGISTIC, TANH, RELU, LESS, QUANTIZE,
+"""Elementwise int8 kernels (ADD, SUB, MUL, LOGISTIC, TANH, RELU, RELU6, LESS, QUANTIZE,
 DEQUANTIZE) and control flow (WHILE), each mirroring its TFLM reference kernel.
 
 These serve the int8 GRU / SimpleRNN graphs the converter builds as WHILE loops. Every
@@ -136,9 +136,9 @@ class Tanh(_GemmlowpActivation):
         return np.where(d <= -self.radius, -128, np.where(d >= self.radius, 127, out))
 
 
-@kernel("RELU", "RELU6", "RELU_N1_TO_1")
+@kernel("RELU")
 class Relu(Kernel):
-    """TFLM ``ReluQuantized``: requantize input to output scale, clamp at the quantized 0 (and 6 / +-1)."""
+    """TFLM ``ReluQuantized`` (int8): requantize to the output scale, clamp at the quantized 0."""
 
     def __init__(self, sim, sg, op):
         super().__init__(sim, sg, op)
@@ -148,18 +148,35 @@ class Relu(Kernel):
         sx, sy = float(np.float32(scale_of(x_t))), np.float32(scale_of(y_t))
         self.m = fp.quantize_multiplier(sx / float(sy))
         self.x_zp, self.y_zp = zp_of(x_t), zp_of(y_t)
-        lo, hi = {"RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}[op.opcode]
-
-        def q(v):  # roundf(v / scale): float division, half away from zero
-            return int(fp.tflite_round(float(np.float32(np.float32(v) / sy))))
-        self.lo = max(-128, self.y_zp + q(lo))
-        self.hi = 127 if hi is None else min(127, self.y_zp + q(hi))
+        self.lo = max(-128, self.y_zp)  # zp + roundf(0 / scale)
         self.table = np.clip(self.y_zp + fp.multiply_by_quantized_multiplier(
-            np.arange(-128, 128) - self.x_zp, *self.m), self.lo, self.hi).astype(np.int8)
+            np.arange(-128, 128) - self.x_zp, *self.m), self.lo, 127).astype(np.int8)
 
     def __call__(self, ins):
         v = ins[0]
         return [Val(self.table[v.a.astype(np.int64) + 128], v.batched)]
+
+
+@kernel("RELU6")
+class Relu6(Kernel):
+    """TFLM ``Relu6Quantized`` (int8): clamp the raw input to [zp_in, q_in(6.0)].
+
+    TFLM does not requantize here: the output reuses the input's integers even when the output
+    tensor's scale differs (the simulator follows TFLM, not the flatbuffer's output scale).
+    """
+
+    def __init__(self, sim, sg, op):
+        super().__init__(sim, sg, op)
+        x_t = self.t_in(0)
+        if x_t.dtype != "int8":
+            self.fail(f"only int8 is simulated (got {x_t.dtype})")
+        zp = zp_of(x_t)
+        six = zp + int(fp.tflite_round(float(np.float32(6.0) / np.float32(scale_of(x_t)))))
+        self.lo, self.hi = zp, min(127, max(-128, six))
+
+    def __call__(self, ins):
+        v = ins[0]
+        return [Val(np.clip(v.a, self.lo, self.hi).astype(np.int8), v.batched)]
 
 
 @kernel("LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "EQUAL", "NOT_EQUAL")

@@ -1,0 +1,132 @@
+"""The int8 simulator equals TFLM's Python runtime bit for bit (0 LSB) on real models.
+
+Every comparison runs TFLM once per sample (``reset()`` first, as a fresh inference) and the
+simulator on all samples at once, with both simulator engines (numpy reference and the
+compiled LSTM loop).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import Spec, load_npz
+
+from edgernn.errors import EdgeRNNError
+from edgernn.simulate import Simulator
+from edgernn.simulate import _fast
+
+ENGINES = ["numpy"] + (["numba"] if _fast.numba is not None else [])
+
+
+def tflm_outputs(path, xq: np.ndarray) -> np.ndarray:
+    from tflite_micro.python.tflite_micro import runtime
+
+    ip = runtime.Interpreter.from_file(str(path))
+    shape = ip.get_input_details(0)["shape"]
+    outs = []
+    for i in range(len(xq)):
+        ip.reset()
+        ip.set_input(xq[i:i + 1].reshape(shape), 0)
+        ip.invoke()
+        outs.append(ip.get_output(0).copy())
+    return np.concatenate(outs)
+
+
+def assert_exact(path, x_float, engine):
+    sim = Simulator.from_file(path, engine=engine)
+    xq = sim.quantize_input(x_float)
+    got = sim.run(xq)
+    want = tflm_outputs(path, xq).reshape(got.shape)
+    diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+    assert diff.max() == 0, f"{int((diff > 0).sum())} of {diff.size} outputs differ, max {diff.max()} LSB"
+    return sim, got
+
+
+# --------------------------------------------------------------------------- LSTM models
+@pytest.mark.parametrize("engine", ENGINES)
+def test_headline_lstm32_equals_tflm_on_every_test_sample(zoo, engine):
+    path = zoo.tflite(Spec())
+    _, test = zoo.data("basic_motions")
+    x, _ = load_npz(test)
+    sim, y = assert_exact(path, x, engine)
+    assert sim.engine == engine
+    assert y.shape == (len(x), 4) and y.dtype == np.int8
+    # the outputs are not degenerate: the softmax rows sum to ~1 and the classes vary
+    probs = sim.dequantize_output(y)
+    assert np.allclose(probs.sum(1), 1.0, atol=0.05)
+    assert len(set(y.argmax(1))) > 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [Spec(layers=2, units=16), Spec(dataset="digits", units=16, epochs=20)],
+                         ids=["stacked-lstm16x2-basic_motions", "lstm16-digits"])
+def test_more_lstm_models_equal_tflm(zoo, spec):
+    path = zoo.tflite(spec)
+    _, test = zoo.data(spec.dataset)
+    x, _ = load_npz(test)
+    for engine in ENGINES:
+        assert_exact(path, x, engine)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_while_loop_gru_and_simple_rnn_graphs_equal_tflm(zoo, cell):
+    """GRU / SimpleRNN convert to WHILE loops of FC, ADD, SUB, MUL, LOGISTIC, TANH, SLICE, LESS."""
+    spec = Spec(cell=cell, dataset="digits", units=16, epochs=20)
+    path = zoo.tflite(spec)
+    _, test = zoo.data("digits")
+    x, _ = load_npz(test)
+    sim, _ = assert_exact(path, x, "numpy")
+    assert "WHILE" in sim.model.op_counts
+
+
+def test_capture_matches_tflm_intermediate_tensors(zoo):
+    """``run(capture=True)`` returns every tensor; each equals what TFLM computed for it."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    path = zoo.tflite(Spec())
+    _, test = zoo.data("basic_motions")
+    x, _ = load_npz(test)
+    sim = Simulator.from_file(path)
+    xq = sim.quantize_input(x[:4])
+    y, tensors = sim.run(xq, capture=True)
+    assert np.array_equal(y, sim.run(xq))
+    ip = runtime.Interpreter.from_file(str(path), intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    main = sim.model.main
+    checked = 0
+    for i in range(len(xq)):
+        ip.reset()
+        ip.set_input(xq[i:i + 1], 0)
+        ip.invoke()
+        for op in main.operators:
+            for ti in op.outputs:
+                want = ip.GetTensor(ti, 0)["tensor_data"]
+                got = tensors[main.tensors[ti].name][i]
+                assert np.array_equal(got.reshape(want.shape), want), main.tensors[ti].name
+                checked += 1
+    assert checked >= 4 * 4
+    lstm_out = next(t.name for t in main.tensors if "lstm" in t.name and len(t.shape) == 3)
+    assert tensors[lstm_out].shape == (4, 1, 100, 32)
+    assert any(k.endswith(":final") and v.dtype == np.int16 for k, v in tensors.items())
+
+
+def test_api_errors_and_quantization_round_trip(zoo):
+    path = zoo.tflite(Spec())
+    sim = Simulator.from_bytes(path.read_bytes())
+    d = sim.get_input_details(0)
+    assert tuple(d["shape"]) == (1, 100, 6) and d["dtype"] == np.int8
+    scale = float(d["quantization_parameters"]["scales"][0])
+    zp = int(d["quantization_parameters"]["zero_points"][0])
+    x = np.random.default_rng(0).normal(size=(3, 100, 6)).astype(np.float32)
+    q = sim.quantize_input(x)
+    assert q.dtype == np.int8
+    inside = (q > -128) & (q < 127)
+    assert np.abs((q[inside].astype(np.float64) - zp) * scale - x[inside]).max() <= scale / 2 + 1e-6
+    with pytest.raises(EdgeRNNError, match="int8"):
+        sim.run(x)  # float data must be quantized first
+    with pytest.raises(EdgeRNNError, match=r"expected \(N, 100, 6\)"):
+        sim.run(q[:, :50])
+    with pytest.raises(EdgeRNNError, match="engine"):
+        Simulator.from_file(path, engine="fast")
+    with pytest.raises(EdgeRNNError, match="no such"):
+        Simulator.from_file(path.with_name("missing.tflite"))

@@ -1,0 +1,173 @@
+"""Op-level exactness: tiny float tf_keras models, int8 PTQ with the TF converter, simulator vs
+TFLM on every sample; and the fixed-point helpers against their definitions."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from edgernn.simulate import Simulator
+from edgernn.simulate import fixedpoint as fp
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _convert(model, calib: np.ndarray, float_io: bool) -> bytes:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([calib[i:i + 1]] for i in range(len(calib)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if not float_io:
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def _elementwise_model(seed: int):
+    """Dense -> tanh / sigmoid, multiply, add, subtract (+ fused relu), concatenate (with the
+    requantizing QUANTIZE the converter inserts), slice, gather, relu / relu6, flatten,
+    dense + softmax: one graph touching every elementwise int8 kernel."""
+    import tensorflow as tf
+    import tf_keras as tfk
+
+    tfk.utils.set_random_seed(seed)
+    inp = tfk.Input((8, 6), batch_size=1)
+    d = tfk.layers.Dense(12)(inp)
+    a = tfk.layers.Activation("tanh")(d)
+    b = tfk.layers.Activation("sigmoid")(tfk.layers.Dense(12)(inp))
+    m = tfk.layers.Multiply()([a, b])
+    s = tfk.layers.Add()([m, d])
+    u = tfk.layers.Subtract()([s, b])
+    r = tfk.layers.ReLU()(u)
+    c = tfk.layers.Concatenate()([r, a])
+    sl = tfk.layers.Lambda(lambda z: z[:, 2:7, :])(c)
+    g = tfk.layers.Lambda(lambda z: tf.gather(z, [3, 0, 5, 1], axis=2))(sl)
+    g = tfk.layers.Concatenate()([tfk.layers.ReLU()(g), tfk.layers.ReLU(max_value=6.0)(g)])
+    f = tfk.layers.Flatten()(g)
+    out = tfk.layers.Dense(5, activation="softmax")(f)
+    return tfk.Model(inp, out)
+
+
+@pytest.fixture(scope="module")
+def op_models(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    calib = rng.normal(0, 1.5, size=(64, 8, 6)).astype(np.float32)
+    test = rng.normal(0, 2.0, size=(300, 8, 6)).astype(np.float32)  # wider: saturating inputs too
+    root = tmp_path_factory.mktemp("simops")
+    paths = {}
+    for name, float_io in (("int8-io", False), ("float-io", True)):
+        p = root / f"{name}.tflite"
+        p.write_bytes(_convert(_elementwise_model(3), calib, float_io))
+        paths[name] = p
+    return paths, test
+
+
+def _tflm(path, x):
+    from tflite_micro.python.tflite_micro import runtime
+
+    ip = runtime.Interpreter.from_file(str(path))
+    out = []
+    for i in range(len(x)):
+        ip.reset()
+        ip.set_input(x[i:i + 1], 0)
+        ip.invoke()
+        out.append(ip.get_output(0).copy())
+    return np.concatenate(out)
+
+
+def test_elementwise_ops_equal_tflm(op_models):
+    paths, x = op_models
+    sim = Simulator.from_file(paths["int8-io"])
+    ops = set(sim.model.op_counts)
+    for needed in ("FULLY_CONNECTED", "TANH", "LOGISTIC", "MUL", "ADD", "SUB", "CONCATENATION",
+                   "STRIDED_SLICE", "GATHER", "RESHAPE", "SOFTMAX", "RELU", "RELU6", "QUANTIZE"):
+        assert needed in ops, f"the converter no longer emits {needed}: {sorted(ops)}"
+    xq = sim.quantize_input(x)
+    got = sim.run(xq)
+    want = _tflm(paths["int8-io"], xq)
+    assert np.array_equal(got, want), f"max {np.abs(got.astype(int) - want).max()} LSB"
+    # every intermediate is int8 with a leading sample axis
+    _, tensors = sim.run(xq[:5], capture=True)
+    assert all(v.shape[0] == 5 for v in tensors.values())
+
+
+def test_float_io_quantize_dequantize_equal_tflm(op_models):
+    paths, x = op_models
+    sim = Simulator.from_file(paths["float-io"])
+    assert {"QUANTIZE", "DEQUANTIZE"} <= set(sim.model.op_counts)
+    got = sim.run(x.astype(np.float32))
+    want = _tflm(paths["float-io"], x.astype(np.float32))
+    assert got.dtype == np.float32
+    assert np.array_equal(got, want)
+
+
+# --------------------------------------------------------------------------- fixed-point helpers
+def _srdhm_def(a: int, b: int) -> int:
+    if a == b == -(1 << 31):
+        return (1 << 31) - 1
+    ab = a * b
+    v = ab + ((1 << 30) if ab >= 0 else 1 - (1 << 30))
+    return v // (1 << 31) if v >= 0 else -((-v) // (1 << 31))  # C division truncates
+
+
+def _rdbpot_def(x: int, e: int) -> int:
+    # round half away from zero of x / 2^e, from exact rationals
+    from fractions import Fraction
+    q = Fraction(x, 1 << e)
+    return int(math.floor(abs(q) + Fraction(1, 2))) * (1 if q >= 0 else -1)
+
+
+def test_rounding_primitives_match_their_definitions():
+    rng = np.random.default_rng(0)
+    a = rng.integers(-(1 << 31), 1 << 31, size=2000)
+    b = rng.integers(0, 1 << 31, size=2000)
+    got = fp.saturating_rounding_doubling_high_mul(a, b)
+    want = [_srdhm_def(int(x), int(y)) for x, y in zip(a, b)]
+    assert got.tolist() == want
+    assert int(fp.saturating_rounding_doubling_high_mul(-(1 << 31), -(1 << 31))) == (1 << 31) - 1
+    x = rng.integers(-(1 << 31), 1 << 31, size=2000)
+    e = rng.integers(0, 31, size=2000)
+    assert fp.rounding_divide_by_pot(x, e).tolist() == [_rdbpot_def(int(v), int(s)) for v, s in zip(x, e)]
+    # ties round away from zero
+    assert fp.rounding_divide_by_pot(np.array([3, -3, 5, -5]), 1).tolist() == [2, -2, 3, -3]
+
+
+def test_quantize_multiplier_reconstructs_the_scale():
+    for real in (0.5, 0.999999999, 1.0, 3.7, 1e-3, 2.0 ** -20, 0.000244140625 / 0.0076):
+        m, shift = fp.quantize_multiplier(real)
+        assert (1 << 30) <= m < (1 << 31)
+        assert abs(m * 2.0 ** (shift - 31) - real) <= real * 2.0 ** -30
+    assert fp.quantize_multiplier(0.0) == (0, 0)
+    assert fp.quantize_multiplier(2.0 ** -40) == (0, 0)  # flushed like TFLM
+    # MultiplyByQuantizedMultiplier approximates x * real to within one unit
+    x = np.arange(-5000, 5000, 7)
+    m, s = fp.quantize_multiplier(0.0123)
+    assert np.abs(fp.multiply_by_quantized_multiplier(x, m, s) - x * 0.0123).max() <= 1.0
+
+
+def test_int16_lut_activations_track_float_functions():
+    x = np.arange(-32768, 32768, dtype=np.int64)  # Q3.12
+    sig = fp.logistic_int16(x) / 32768.0
+    assert np.abs(sig - 1 / (1 + np.exp(-x / 4096.0))).max() < 2e-3
+    assert np.all(np.diff(fp.logistic_int16(x)) >= 0)
+    th = fp.lstm_tanh_int16(x, -12) / 32768.0
+    assert np.abs(th - np.tanh(x / 4096.0)).max() < 2e-3
+    # cell state at scale 2^-11 (Q4.11): the tanh input is shifted accordingly
+    th11 = fp.lstm_tanh_int16(x, -11) / 32768.0
+    assert np.abs(th11 - np.tanh(x / 2048.0)).max() < 2e-3
+
+
+def test_gemmlowp_functions_track_float_functions():
+    q = np.linspace(-7.9, 7.9, 4001)
+    raw = np.round(q * (1 << 27)).astype(np.int64)  # Q4.27
+    assert np.abs(fp.fixed_point_logistic(raw, 4) / 2.0 ** 31 - 1 / (1 + np.exp(-q))).max() < 1e-6
+    assert np.abs(fp.fixed_point_tanh(raw, 4) / 2.0 ** 31 - np.tanh(q)).max() < 1e-6
+    neg = -np.abs(raw)
+    assert np.abs(fp.exp_on_negative_values(neg, 4) / 2.0 ** 31 - np.exp(-np.abs(q))).max() < 1e-6
+    r, bits = fp.get_reciprocal(np.array([3 << 19]), 12)  # 3.0 in Q12.19
+    assert abs(r[0] / 2.0 ** 31 * 2.0 ** -int(bits[0]) - 1 / 3) < 1e-6
