@@ -1,0 +1,175 @@
+"""Quantization-aware training: weights on the int8 grid, ranges equal to the converter's,
+the fake-quantized model tracking the TFLM int8 outputs, accuracy against PTQ."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import Spec, load_npz
+
+from edgernn.quantize import qat
+
+
+def test_snap_weight_is_on_the_converters_per_channel_grid():
+    from edgernn.quantize.params import quantize_weights
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(6, 12)).astype(np.float32) * np.linspace(0.01, 3, 12, dtype=np.float32)
+    snapped = qat.snap_weight(w, None)
+    q, scale = quantize_weights(snapped.T)  # the GRU/SimpleRNN/Dense path of edgernn convert
+    np.testing.assert_array_equal((q.astype(np.float32) * scale[:, None]).T, snapped)
+    np.testing.assert_array_equal(qat.snap_weight(snapped, None), snapped)
+    assert np.max(np.abs(snapped - w)) <= np.max(qat.weight_scales(w, None)) / 2 + 1e-7
+    assert not np.array_equal(snapped, w)
+
+
+def test_snap_weight_per_gate_block_uses_one_scale_per_block():
+    w = np.random.default_rng(1).normal(size=(5, 16)).astype(np.float32)
+    s = qat.weight_scales(w, 4)
+    assert len(np.unique(s)) == 4
+    for g in range(4):
+        blk = w[:, 4 * g:4 * g + 4]
+        assert s[4 * g] == pytest.approx(np.abs(blk).max() / 127)
+    snapped = qat.snap_weight(w, 4)
+    np.testing.assert_allclose(snapped / s, np.round(snapped / s), atol=1e-4)
+
+
+def _int8_acc(tflite: bytes, x, y) -> float:
+    return float(np.mean(np.argmax(qat.tflm_outputs(tflite, x), -1) == y))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [pytest.param(Spec(dataset="digits", units=16, epochs=20), id="lstm-fused"),
+                                  pytest.param(Spec(cell="gru", dataset="digits", units=16, epochs=20), id="gru"),
+                                  pytest.param(Spec(cell="rnn", dataset="digits", units=16, epochs=20), id="rnn")])
+def test_fake_quant_model_tracks_tflm_int8(zoo, spec):
+    """The QAT forward pass (before any fine-tuning) is closer to the TFLM int8 outputs than
+    the float model is: the fake quantization models the int8 arithmetic."""
+    import edgernn
+
+    train, test = zoo.data(spec.dataset)
+    xtr, _ = load_npz(train)
+    xte, _ = load_npz(test)
+    xte = xte[:150]
+    m = edgernn.load_model(zoo.keras(spec))
+    int8 = qat.tflm_outputs(edgernn.convert(m, calib=train).tflite, xte)
+    qm = qat.build_qat_model(m, xtr.shape[1])
+    qat.calibrate(qm, xtr[:qat.MAX_CALIB_SAMPLES])
+    sim = np.asarray(qm(xte, training=False))
+    import keras
+    flt = np.asarray(keras.saving.load_model(zoo.keras(spec))(xte))
+    err_sim, err_float = np.mean(np.abs(sim - int8)), np.mean(np.abs(flt - int8))
+    assert err_sim < 0.7 * err_float, (err_sim, err_float)
+    assert np.mean(sim.argmax(-1) == int8.argmax(-1)) >= np.mean(flt.argmax(-1) == int8.argmax(-1))
+
+
+@pytest.fixture(scope="module")
+def lstm_qat(zoo, tmp_path_factory):
+    """The digits LSTM fine-tuned 3 epochs, saved, and converted with the training data."""
+    import edgernn
+
+    spec = Spec(dataset="digits", units=16, epochs=20)
+    train, _ = zoo.data("digits")
+    out = tmp_path_factory.mktemp("qat") / "lstm_qat.keras"
+    res = qat.qat_finetune(zoo.keras(spec), train, epochs=3, output=out, seed=0)
+    conv = edgernn.convert(out, calib=train)
+    return spec, res, conv
+
+
+@pytest.mark.slow
+def test_qat_model_is_float_keras_with_weights_on_the_int8_grid(lstm_qat):
+    from edgernn import tflite_model
+
+    _, res, conv = lstm_qat
+    assert res.path.exists() and res.path.suffix == ".keras"
+    import keras
+    reloaded = keras.saving.load_model(res.path)
+    assert all(w.dtype == np.float32 for w in reloaded.get_weights())
+    lstm = res.ir_model.layers[0]
+    m = tflite_model.parse(conv.tflite)
+    # the fused LSTM keeps one int8 matrix per gate: dequantized, each equals the QAT weights
+    mats = [t for t in m.main.tensors if t.dtype == "int8" and t.data is not None and len(t.shape) == 2
+            and t.shape[0] == lstm.units]
+    assert len(mats) == 8
+    want = [lstm.kernel[:, g * lstm.units:(g + 1) * lstm.units].T for g in range(4)]
+    want += [lstm.recurrent_kernel[:, g * lstm.units:(g + 1) * lstm.units].T for g in range(4)]
+    for w in want:
+        assert any(t.data.shape == w.shape and np.allclose(t.data.astype(np.float32) * t.scale[0], w, rtol=0,
+                                                           atol=1e-6) for t in mats)
+    head = next(t for t in m.main.tensors if t.data is not None and t.dtype == "int8" and t.shape == (10, lstm.units))
+    np.testing.assert_allclose(head.data.astype(np.float32) * head.scale[:, None], res.ir_model.layers[-1].kernel.T,
+                               atol=1e-6, rtol=0)
+
+
+@pytest.mark.slow
+def test_trained_ranges_are_the_ones_convert_calibrates(lstm_qat):
+    from edgernn import tflite_model
+
+    _, res, conv = lstm_qat
+    m = tflite_model.parse(conv.tflite)
+
+    def scale_of(lo_hi):
+        lo, hi = lo_hi
+        return (hi - lo) / 255.0
+
+    inp = next(v for k, v in res.ranges.items() if k.endswith("input_quant/output"))
+    assert m.input(0).scale[0] == pytest.approx(scale_of(inp), rel=1e-5)
+    h = next(v for k, v in res.ranges.items() if k.endswith("/h"))
+    lstm_out = next(t for t in m.main.tensors if "unidirectional_sequence_lstm" in t.name.lower())
+    assert lstm_out.scale[0] == pytest.approx(scale_of(h), rel=1e-4)
+    cell = next(v for k, v in res.ranges.items() if k.endswith("cell_state"))
+    cell_t = next(t for t in m.main.tensors if t.is_variable and t.dtype == "int16")
+    assert cell_t.scale[0] == pytest.approx(cell[1] / 32768.0, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_qat_not_worse_than_ptq_where_ptq_works(zoo, lstm_qat):
+    import edgernn
+
+    spec, res, conv = lstm_qat
+    train, test = zoo.data("digits")
+    x, y = load_npz(test)
+    ptq = _int8_acc(edgernn.convert(zoo.keras(spec), calib=train).tflite, x, y)
+    q = _int8_acc(conv.tflite, x, y)
+    assert q >= ptq - 0.005, (q, ptq)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [pytest.param(Spec(cell="gru", units=12, bidirectional=True, epochs=40), id="bi-gru"),
+                                  pytest.param(Spec(units=16, layers=2, epochs=30), id="lstm16x2")])
+def test_qat_handles_stacked_and_bidirectional(zoo, spec, tmp_path):
+    import edgernn
+
+    train, test = zoo.data(spec.dataset)
+    res = qat.qat_finetune(zoo.keras(spec), train, epochs=1, output=tmp_path / "m.keras", seed=0)
+    before = edgernn.load_model(zoo.keras(spec))
+    assert [l.kind for l in res.ir_model.layers] == [l.kind for l in before.layers]
+    assert len(res.history["loss"]) == 1 and np.isfinite(res.history["loss"][0])
+    x, y = load_npz(test)
+    conv = edgernn.convert(res.path, calib=train)
+    assert 0.0 <= _int8_acc(conv.tflite, x, y) <= 1.0
+
+
+@pytest.mark.slow
+def test_train_with_qat_flag_saves_the_qat_model(zoo, tmp_path):
+    import edgernn
+
+    train, _ = zoo.data("digits")
+    out = tmp_path / "m.keras"
+    r = edgernn.train(train, cell="rnn", units=8, epochs=3, output=out, progress=False, qat=True, qat_epochs=1)
+    assert r.qat is not None and r.qat.epochs_run == 1
+    saved = edgernn.load_model(out)
+    for l in saved.layers:
+        if l.kind == "recurrent":
+            np.testing.assert_array_equal(qat.snap_weight(l.kernel, None), l.kernel)
+    np.testing.assert_array_equal(saved.layers[0].kernel, r.qat.ir_model.layers[0].kernel)
+
+
+def test_qat_refuses_bad_arguments(tmp_path):
+    from edgernn.errors import EdgeRNNError
+
+    with pytest.raises(EdgeRNNError, match="epoch"):
+        qat.qat_finetune(tmp_path / "m.keras", tmp_path / "d.npz", epochs=0)
+    with pytest.raises(EdgeRNNError, match=r"\.keras"):
+        qat.qat_finetune(tmp_path / "m.keras", tmp_path / "d.npz", epochs=1, output=tmp_path / "m.tflite")
