@@ -1,0 +1,127 @@
+"""`convert --streaming`: one sample per invoke, state kept by TFLM, identical to the sequence model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgernn
+from edgernn import tflite_model
+from edgernn.backends.tflm.convert import convert_ir
+from edgernn.backends.tflm.runtime import TFLMRunner
+from edgernn.errors import EdgeRNNError
+from edgernn.frontend import from_keras
+
+from conftest import Spec, load_npz
+from test_cells import keras3_model
+
+ARENA = 300_000
+
+
+def _stream(runner: TFLMRunner, x_int8: np.ndarray) -> np.ndarray:
+    """Feed each sequence one time step per invoke (reset between sequences): (N, T, *out)."""
+    it = runner.interpreter
+    outs = []
+    for seq in x_int8:
+        it.reset()
+        steps = []
+        for t in range(seq.shape[0]):
+            it.set_input(seq[t].reshape(1, 1, -1), 0)
+            it.invoke()
+            steps.append(np.array(it.get_output(0))[0])
+        outs.append(np.stack(steps))
+    return np.stack(outs)
+
+
+def _assert_streaming_equals_sequence(m, calib, x):
+    seq = TFLMRunner(convert_ir(m, calib), arena_size=ARENA)
+    one = TFLMRunner(convert_ir(m, calib, streaming=True), arena_size=ARENA)
+    assert tuple(one.input_details["shape"]) == (1, 1, m.input.features)
+    assert one.input_quant == seq.input_quant and one.output_quant == seq.output_quant
+    xq = seq.quantize_input(x)
+    whole = seq.run(xq)
+    stepped = _stream(one, xq)
+    if m.per_step_output:  # (N, T, C): every step's output
+        np.testing.assert_array_equal(stepped.reshape(whole.shape), whole)
+    else:  # (N, C): the output after the last sample
+        np.testing.assert_array_equal(stepped[:, -1], whole)
+    return one
+
+
+@pytest.mark.parametrize("kind", ["gru", "gru_reset_before", "rnn_tanh", "rnn_relu", "lstm", "gru_x2",
+                                  "mixed_lstm_gru", "per_step_gru", "per_step_lstm",
+                                  "per_step_rnn_relu_dense"])
+def test_streaming_equals_sequence_on_every_test_sample(kind, bm_data):
+    """BasicMotions test set (40 x 100 steps): bit-identical int8 outputs, every sample."""
+    xtr, _ = load_npz(bm_data[0])
+    xte, _ = load_npz(bm_data[1])
+    m = from_keras(keras3_model(kind))
+    one = _assert_streaming_equals_sequence(m, xtr, xte)
+    tm = tflite_model.parse(one.raw)
+    assert not any(op in tm.op_counts for op in ("WHILE", "UNIDIRECTIONAL_SEQUENCE_RNN"))
+    variables = [t for t in tm.main.tensors if t.is_variable]
+    n_states = sum(2 if l.cell == "lstm" else 1 for l in m.recurrent_layers)
+    assert len(variables) >= n_states  # the fused LSTM also keeps an int16 cell state
+
+
+def test_streaming_state_persists_until_reset(bm_data):
+    """The state is carried between invokes until reset(): one sample after 30 others answers
+    differently from the same sample after a reset, and a reset replays exactly."""
+    xte, _ = load_npz(bm_data[1])
+    m = from_keras(keras3_model("gru"))
+    one = TFLMRunner(convert_ir(m, xte, streaming=True), arena_size=ARENA)
+    it = one.interpreter
+    x0 = one.quantize_input(xte[0])
+
+    def feed(steps):
+        for t in steps:
+            it.set_input(x0[t].reshape(1, 1, -1), 0)
+            it.invoke()
+        return np.array(it.get_output(0))
+
+    it.reset()
+    after_history = feed(range(31))
+    it.reset()
+    fresh = feed([30])
+    it.reset()
+    np.testing.assert_array_equal(feed(range(31)), after_history)
+    assert not np.array_equal(after_history, fresh)
+
+
+@pytest.mark.parametrize("kind", ["bi_gru_concat", "bi_lstm"])
+def test_bidirectional_streaming_refused_in_one_line(kind, tmp_path, bm_data):
+    model = keras3_model(kind)
+    with pytest.raises(EdgeRNNError, match="Bidirectional.*cannot stream") as e:
+        edgernn.convert(model, calib=bm_data[0], output=tmp_path / "s.tflite", streaming=True)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "s.tflite").exists()
+
+
+def test_streaming_metadata_and_result(tmp_path, bm_data):
+    model = keras3_model("gru")
+    res = edgernn.convert(model, calib=bm_data[0], output=tmp_path / "s.tflite", streaming=True)
+    assert res.streaming and res.timesteps == 1
+    from test_cells import _metadata
+
+    meta = _metadata(res.path.read_bytes())
+    assert meta["form"] == "streaming" and meta["timesteps"] == 1
+    tm = tflite_model.parse(res.path.read_bytes())
+    (layer,) = meta["layers"]
+    assert layer["subgraph"] == 0 and layer["while_op"] is None
+    state = tm.main.tensors[layer["tensors"]["state"]]
+    assert state.is_variable and layer["tensors"]["state"] == layer["tensors"]["state_out"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [Spec(cell="gru", units=16, epochs=40), Spec(cell="lstm", units=16, epochs=40,
+                                                                              dataset="digits")],
+                         ids=["gru-basic_motions", "lstm-digits"])
+def test_trained_streaming_equals_sequence(zoo, tmp_path, spec):
+    """A trained model through `edgernn.convert(..., streaming=True)`: same int8 as the zoo's sequence model."""
+    train, test = zoo.data(spec.dataset)
+    xte, _ = load_npz(test)
+    res = edgernn.convert(zoo.keras(spec), calib=train, output=tmp_path / "s.tflite", streaming=True)
+    seq = TFLMRunner(zoo.tflite(spec).read_bytes(), arena_size=ARENA)
+    one = TFLMRunner(res.path.read_bytes(), arena_size=ARENA)
+    xq = seq.quantize_input(xte)
+    np.testing.assert_array_equal(_stream(one, xq)[:, -1], seq.run(xq))
