@@ -15,7 +15,7 @@ import pytest
 import edgernn
 from edgernn.backends.native.emit import emit_native
 from edgernn.backends.tflm.runtime import TFLMRunner
-from edgernn.firmware import run_project, write_project
+from edgernn.firmware import measure_project, run_project, write_project
 
 from conftest import Spec, load_npz
 
@@ -75,3 +75,15 @@ def test_native_size_report_splits_weights_and_agrees_with_arm_size(zoo, tmp_pat
     assert s.ram_parts["kernels"] >= state
     with pytest.raises(edgernn.EdgeRNNError, match=rf"flash {s.flash} bytes > --max-flash {s.flash_parts['weights']}"):
         s.check_budget(max_flash=s.flash_parts["weights"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["arduino", "zephyr"])
+def test_native_arduino_and_zephyr_projects_build_for_cortex_m4(zoo, tmp_path, target):
+    project, _ = native_project(zoo, Spec(), target, tmp_path, k=2)
+    model_dir = project.dir / ("src" if target == "arduino" else "model")
+    assert {"motion.h", "motion.c", "edgernn_kernels.c", "edgernn_kernels.h"} <= {p.name for p in model_dir.iterdir()}
+    sizes = measure_project(project.dir)  # the same sources, built with arm-none-eabi-gcc for a Cortex-M4F
+    assert sizes.flash_parts["weights"] >= edgernn.load_model(zoo.keras(Spec())).param_count
+    with pytest.raises(edgernn.EdgeRNNError, match=r"over budget: flash \d+ bytes > --max-flash 4096 bytes"):
+        measure_project(project.dir, max_flash=4096)

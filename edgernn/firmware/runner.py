@@ -100,6 +100,14 @@ class FirmwareResult:
     perf: Perf | None = None
 
     @property
+    def target(self) -> str:
+        return self.project.target
+
+    @property
+    def backend(self) -> str:
+        return self.project.backend
+
+    @property
     def outputs(self) -> np.ndarray:
         """(K, outputs) int8: what the device computed for each self-test vector."""
         return np.stack([v.y for v in self.vectors]) if self.vectors else np.zeros((0, 0), np.int8)
