@@ -163,3 +163,28 @@ def undefined_symbols(obj: Path) -> set[str]:
                     if sym.name and sym["st_shndx"] == "SHN_UNDEF":
                         names.add(sym.name)
     return names
+
+
+def tflite_with_timesteps(raw: bytes, timesteps: int) -> bytes:
+    """The same int8 flatbuffer (same weights) for sequences of ``timesteps`` steps.
+
+    Rewrites the time axis of every (1, T, ...) tensor of the main graph, which is all the
+    fused UNIDIRECTIONAL_SEQUENCE_LSTM graphs need (their STRIDED_SLICE takes step -1).
+    Used to compare the native C with TFLM at any T and by the T sweep of the benchmark.
+    """
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0)
+    sg = model.subgraphs[0]
+    old = int(sg.tensors[sg.inputs[0]].shape[1])
+    for t in sg.tensors:
+        for attr in ("shape", "shapeSignature"):
+            shape = getattr(t, attr)
+            if shape is not None and len(shape) == 3 and int(shape[0]) == 1 and int(shape[1]) == old:
+                shape = [int(d) for d in shape]
+                shape[1] = int(timesteps)
+                setattr(t, attr, shape)
+    builder = flatbuffers.Builder(len(raw) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -1,0 +1,215 @@
+"""Native C99 backend: the generated C equals the TFLM runtime bit for bit on real models.
+
+Every test compiles the C that ``emit_native`` writes (gcc -Werror, and arm-none-eabi-gcc for
+the Cortex-M4) and runs it through the host harness, against
+``tflite_micro.runtime`` on the same int8 inputs (reset between samples).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import Spec, load_npz
+from edgernn.backends.native import emit_native
+from edgernn.backends.native.host import (C_FLAGS, CORTEX_M4_FLAGS, NativeBuild, compile_c, run_native,
+                                          tflite_with_timesteps, undefined_symbols)
+from edgernn.errors import EdgeRNNError
+from edgernn.tflite_model import read
+
+MODELS = {
+    "lstm32-basic_motions": (Spec(), "basic_motions"),
+    "lstm16x2-basic_motions": (Spec(layers=2, units=16), "basic_motions"),
+    "lstm16-digits": (Spec(dataset="digits", units=16, epochs=20), "digits"),
+}
+IDS = list(MODELS)
+
+
+def quantize(x: np.ndarray, model) -> np.ndarray:
+    inp = model.input()
+    q = np.round(x / inp.scale[0]) + inp.zero_point[0]
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def tflm_outputs(raw: bytes, xq: np.ndarray) -> np.ndarray:
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(raw, arena_size=4 << 20)
+    out = []
+    for sample in xq:
+        it.reset()
+        it.set_input(sample[None], 0)
+        it.invoke()
+        out.append(np.array(it.get_output(0)).reshape(-1))
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def native(zoo, tmp_path_factory):
+    """key -> (tflite path, int8 test inputs, labels, NativeBuild)."""
+    cache = {}
+
+    def get(key):
+        if key not in cache:
+            spec, dataset = MODELS[key]
+            path = zoo.tflite(spec)
+            x, y = load_npz(zoo.data(dataset)[1])
+            xq = quantize(x, read(path))
+            build = NativeBuild.create(path, tmp_path_factory.mktemp(f"native-{key}"), name="model")
+            cache[key] = (path, xq, y, build)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", IDS)
+def test_native_equals_tflm_runtime_on_every_test_sample(native, key):
+    path, xq, labels, build = native(key)
+    want = tflm_outputs(read(path).raw, xq)
+    got = build.run(xq)
+    assert got.shape == want.shape
+    mismatching = np.flatnonzero((got != want).any(axis=1))
+    assert mismatching.size == 0, f"{mismatching.size}/{len(xq)} samples differ, first {mismatching[:5]}"
+    # and the model is not trivially constant: it classifies the real test set
+    assert np.mean(got.argmax(1) == labels) > 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", IDS)
+def test_step_by_step_equals_run(native, key):
+    _, xq, _, build = native(key)
+    xq = xq[:12]
+    steps = build.steps(xq)  # NAME_reset, then NAME_step over every time step
+    run = build.run(xq)
+    assert np.array_equal(steps[:, -1], run)
+    # a shorter sequence through NAME_run equals the step output at that time step
+    t = xq.shape[1] // 2
+    assert np.array_equal(build.run(xq[:, :t]), steps[:, t - 1])
+
+
+@pytest.mark.slow
+def test_any_sequence_length_matches_tflm_with_the_same_weights(native):
+    path, xq, _, build = native("lstm32-basic_motions")
+    raw = read(path).raw
+    for t in (1, 37, 250):
+        x = np.resize(xq[:4], (4, t, xq.shape[2])) if t > xq.shape[1] else xq[:4, :t]
+        x = np.ascontiguousarray(x.astype(np.int8))
+        assert np.array_equal(build.run(x), tflm_outputs(tflite_with_timesteps(raw, t), x)), f"T={t}"
+
+
+@pytest.mark.slow
+def test_run_native_one_call_and_float_wrappers(native):
+    path, xq, _, build = native("lstm16-digits")
+    y = run_native(path, xq[:20])
+    assert np.array_equal(y, build.run(xq[:20]))
+    # NAME_run_f32: quantizes (round half away from zero), runs, dequantizes
+    m = read(path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 2, size=(6, xq.shape[1], xq.shape[2])).astype(np.float32)
+    s, zp = float(m.input().scale[0]), int(m.input().zero_point[0])
+    v = (x / np.float32(s)).astype(np.float32)
+    q = np.clip(np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + zp, -128, 127).astype(np.int8)
+    out = m.output()
+    want = (build.run(q).astype(np.float32) - out.zero_point[0]) * out.scale[0]
+    assert np.allclose(build.run_f32(x), want, rtol=0, atol=1e-7)
+
+
+def _sources(tmp_path, path, name="kws"):
+    files = emit_native(path, tmp_path, name)
+    return files, [f for f in files if f.suffix == ".c"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", IDS)
+def test_werror_clean_with_gcc_and_arm_none_eabi_gcc(zoo, tmp_path, key):
+    path = zoo.tflite(MODELS[key][0])
+    _, sources = _sources(tmp_path, path)
+    for src in sources:
+        compile_c("gcc", [src], src.with_suffix(".host.o"), (*C_FLAGS, "-Wshadow", "-Wundef"),
+                  compile_only=True)
+        compile_c("arm-none-eabi-gcc", [src], src.with_suffix(".arm.o"), (*C_FLAGS, *CORTEX_M4_FLAGS),
+                  compile_only=True)
+
+
+@pytest.mark.slow
+def test_no_malloc_and_no_floating_point_in_the_int8_path(zoo, tmp_path):
+    path = zoo.tflite(MODELS["lstm16x2-basic_motions"][0])
+    _, sources = _sources(tmp_path, path)
+    heap = {"malloc", "calloc", "realloc", "free", "aligned_alloc"}
+    for src in sources:
+        obj = src.with_suffix(".o")
+        compile_c("arm-none-eabi-gcc", [src], obj, (*C_FLAGS, *CORTEX_M4_FLAGS), compile_only=True)
+        assert not heap & undefined_symbols(obj), src.name
+    # the kernels compiled for a soft-float ABI call no float helper: no float in the int8 path
+    kernels = tmp_path / "edgernn_kernels.c"
+    soft = tmp_path / "kernels_soft.o"
+    compile_c("arm-none-eabi-gcc", [kernels], soft, (*C_FLAGS, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"),
+              compile_only=True)
+    helpers = {s for s in undefined_symbols(soft) if re.match(r"__aeabi_[fd]|__(add|sub|mul|div)[sd]f3", s)}
+    assert not helpers and undefined_symbols(soft) <= {"memcpy", "memset"}
+
+
+@pytest.mark.slow
+def test_header_contract_and_the_documented_usage_compiles(zoo, tmp_path):
+    path = zoo.tflite(MODELS["lstm32-basic_motions"][0])
+    m = read(path)
+    files, sources = _sources(tmp_path, path, "kws")
+    header = (tmp_path / "kws.h").read_text()
+    source = (tmp_path / "kws.c").read_text()
+    assert {f.name for f in files} == {"kws.h", "kws.c", "edgernn_kernels.h", "edgernn_kernels.c"}
+    assert "generated by edgernn" in header and "do not edit" in header and path.name in header
+    for proto in ("void kws_reset(void);", "int kws_step(const int8_t *x_t, int8_t *y);",
+                  "int kws_run(const int8_t *x, int T, int8_t *y);", "int kws_step_f32(const float *x_t, float *y);",
+                  "int kws_run_f32(const float *x, int T, float *y);"):
+        assert proto in header
+    macros = dict(re.findall(r"#define (KWS_\w+) (\S+)", header))
+    assert macros["KWS_TIMESTEPS"] == str(m.input().shape[1]) and macros["KWS_FEATURES"] == str(m.input().shape[2])
+    assert macros["KWS_OUTPUTS"] == str(m.output().shape[-1])
+    assert macros["KWS_INPUT_ZERO_POINT"] == f"({int(m.input().zero_point[0])})"
+    assert np.float32(macros["KWS_OUTPUT_SCALE"].rstrip("f")) == m.output().scale[0]
+    assert int(macros["KWS_STATE_BYTES"]) == 32 * 3  # int8 hidden + int16 cell of 32 units
+    assert 0 < int(macros["KWS_SCRATCH_BYTES"]) < 1024
+    assert "malloc" not in source
+    assert not re.search(r"\b(float|double)\b", (tmp_path / "edgernn_kernels.c").read_text())
+    # the usage from the header comment, as a user would write it
+    main = tmp_path / "main.c"
+    main.write_text("""#include <stdio.h>
+#include "kws.h"
+int main(void) {
+    static int8_t x[KWS_TIMESTEPS * KWS_FEATURES];
+    int8_t y[KWS_OUTPUTS];
+    int8_t y_t[KWS_STEP_OUTPUTS];
+    float xf[KWS_FEATURES] = {0};
+    float yf[KWS_STEP_OUTPUTS];
+    int t;
+    if (kws_run(x, KWS_TIMESTEPS, y) != 0) return 1;
+    kws_reset();
+    for (t = 0; t < KWS_TIMESTEPS; ++t) kws_step(x + t * KWS_FEATURES, y_t);
+    if (kws_run(NULL, 3, y) == 0 || kws_run(x, 0, y) == 0) return 2;
+    if (kws_step_f32(xf, yf) != 0) return 3;
+    printf("%d %d\\n", y[0], y_t[0]);
+    return y[0] == y_t[0] ? 0 : 4;
+}
+""")
+    exe = tmp_path / "usage"
+    compile_c("gcc", [main, *sources], exe)
+    proc = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_refusals_name_the_problem(tmp_path, zoo):
+    with pytest.raises(EdgeRNNError, match="--name"):
+        emit_native(zoo.tflite(Spec()), tmp_path, name="my model")
+    with pytest.raises(EdgeRNNError, match="no such .tflite"):
+        emit_native(tmp_path / "missing.tflite", tmp_path)
+
+
+def test_compiler_errors_surface_as_one_line(tmp_path):
+    bad = tmp_path / "bad.c"
+    bad.write_text("int f(void) { return undefined_name; }\n")
+    with pytest.raises(EdgeRNNError, match="gcc failed to compile.*undefined_name"):
+        compile_c("gcc", [bad], tmp_path / "bad.o", C_FLAGS, compile_only=True)
