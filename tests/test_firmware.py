@@ -102,6 +102,8 @@ def test_input_errors(tmp_path):
                       model_sources=SOURCES)
     with pytest.raises(EdgeRNNError, match="--max-ram -1"):
         project(tmp_path, "host", max_ram=-1)
+    with pytest.raises(EdgeRNNError, match="stack_bytes=1001: must be a multiple of 8"):
+        project(tmp_path, "cortex-m4", stack_bytes=1001)
     with pytest.raises(EdgeRNNError, match="no edgernn_project.json"):
         run_project(tmp_path)
 
@@ -374,3 +376,19 @@ def test_instruction_count_survives_systick_wraps(tmp_path, m4_result):
     assert r.passed
     extra = r.perf.per_inference - m4_result.perf.per_inference
     assert extra == pytest.approx(2 * loops + 1, abs=8)  # the loop, plus mov, give or take a register move
+
+
+@pytest.mark.slow
+def test_broken_float_wrapper_fails_the_vector(tmp_path):
+    bad = tmp_path / "src"
+    bad.mkdir()
+    for s in SOURCES:
+        shutil.copy(s, bad / s.name)
+    c = bad / "movavg.c"
+    c.write_text(c.read_text().replace("y[i] = (yq[i] - MOVAVG_OUTPUT_ZERO_POINT) * MOVAVG_OUTPUT_SCALE;",
+                                       "y[i] = (yq[i] - MOVAVG_OUTPUT_ZERO_POINT + 1) * MOVAVG_OUTPUT_SCALE;"))
+    x, y = vectors(2)
+    r = run_project(project(tmp_path, "host", vectors=(x, y), sources=sorted(bad.iterdir())).dir)
+    assert not r.passed and r.failed_vectors == [0, 1]
+    assert all(not v.float_api_ok and v.matches for v in r.vectors)  # int8 API still right
+    assert "f32=FAIL" in r.output

@@ -184,6 +184,10 @@ def write_project(out_dir, *, target: str, name: str, vectors_x_int8, vectors_y_
     for label, value in (("--max-flash", max_flash), ("--max-ram", max_ram)):
         if value is not None and int(value) <= 0:
             raise EdgeRNNError(f"{label} {value}: must be a positive number of bytes")
+    for label, value, least in (("stack_bytes", stack_bytes, 512), ("heap_bytes", heap_bytes, 0)):
+        if int(value) < least or int(value) % 8:
+            raise EdgeRNNError(f"{label}={value}: must be a multiple of 8 bytes, at least {least} "
+                               "(the Cortex-M stack pointer is 8-byte aligned)")
     srcs = [Path(p) for p in model_sources]
     missing = [str(p) for p in srcs if not p.is_file()]
     if missing or not srcs:

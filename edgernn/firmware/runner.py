@@ -57,6 +57,7 @@ class VectorResult:
     y_stream: np.ndarray | None = None  # streaming outputs, printed only when they differ from y
     expected: np.ndarray | None = None  # what the simulator computed (from the project's vectors)
     rc: int = 0
+    float_api_ok: bool = True  # NAME_run_f32 gave the expected outputs within half a step
     ticks: dict = field(default_factory=dict)  # run_ticks, stream_ticks, step_max_ticks
 
     @property
@@ -124,6 +125,7 @@ class FirmwareResult:
             verdict = "PASS" if v.passed and v.matches is not False else "FAIL"
             extra = "" if v.expected is None or v.matches else f" expected={','.join(map(str, v.expected.tolist()))}"
             stream = "" if v.y_stream is None else f" stream={','.join(map(str, v.y_stream.tolist()))}"
+            stream += "" if v.float_api_ok else " (float API differs)"
             lines.append(f"vector {v.index}: {verdict} y={','.join(map(str, v.y.tolist()))}{stream}{extra}")
         if self.sizes is not None:
             s = self.sizes
@@ -148,6 +150,7 @@ class FirmwareResult:
                     name=self.project.name, passed=self.passed, device_passed=self.device_passed,
                     vectors=[dict(index=v.index, passed=v.passed, matches=v.matches, y=v.y.tolist(),
                                   y_stream=None if v.y_stream is None else v.y_stream.tolist(), rc=v.rc,
+                                  float_api_ok=v.float_api_ok,
                                   ticks=v.ticks) for v in self.vectors],
                     sizes=None if self.sizes is None else self.sizes.to_dict(),
                     perf=None if self.perf is None else self.perf.to_dict())
@@ -234,6 +237,7 @@ def parse_output(text: str, expected: np.ndarray | None = None) -> tuple[list[Ve
             vectors.append(VectorResult(
                 index=k, passed=parts[2] == "PASS", y=_int8s(kv.get("y", "")),
                 y_stream=_int8s(kv["stream"]) if "stream" in kv else None, expected=exp, rc=int(kv.get("rc", 0)),
+                float_api_ok=kv.get("f32", "PASS") != "FAIL",
                 ticks={key: int(v) for key, v in kv.items() if key.endswith("ticks")}))
         elif line.startswith("EDGERNN_RESULT "):
             info["result"] = line.split()[1]
