@@ -107,7 +107,8 @@ class NativeBuild:
         return out.reshape(n, k) if self.plan.last_step_only else out.reshape(n, t, k)
 
     def time_per_inference_ns(self, x, repeats: int = 100) -> float:
-        """Mean wall time of one ``NAME_run`` call, timed inside the harness over ``repeats`` passes."""
+        """Mean CPU time (ns) of one ``NAME_run`` call, timed inside the harness over ``repeats`` passes
+        (process CPU time, so other processes on the machine do not inflate it)."""
         x = self._check_input(x)
         n, t, _ = x.shape
         return float(self._exec(["bench", str(n), str(t), str(int(repeats))], x.tobytes()).decode().strip())
