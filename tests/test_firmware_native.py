@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import edgernn
-from edgernn.backends.native.emit import emit_native
+from edgernn.backends.native import emit_native
 from edgernn.backends.tflm.runtime import TFLMRunner
 from edgernn.firmware import measure_project, run_project, write_project
 
@@ -21,8 +21,9 @@ from conftest import Spec, load_npz
 
 K = 4  # self-test vectors per project
 
+# The same zoo models as test_native*.py, so the session trains each once.
 MODELS = [pytest.param(Spec(), id="lstm32"),
-          pytest.param(Spec(units=16, layers=2, epochs=30), id="lstm16x2")]
+          pytest.param(Spec(layers=2, units=16), id="lstm16x2")]
 
 
 def native_project(zoo, spec: Spec, target: str, out, k: int = K):
