@@ -52,11 +52,21 @@ static inline int32_t edgernn_fixed_saturating_shift_left(int32_t x, int exponen
 
 static inline int32_t edgernn_fixed_mbqm(int32_t x, int32_t multiplier, int shift)
 {
+    /* Same result as RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x << left, m), right)
+     * for the positive multipliers QuantizeMultiplier produces, in fewer operations:
+     *  - SaturatingRoundingDoublingHighMul(a, m) == (a * m + 2^30) >> 31 (floor): its nudge
+     *    and truncating division round ties up for both signs, and a == m == INT32_MIN cannot
+     *    happen with m > 0;
+     *  - RoundingDivideByPOT(v, e) == (v + 2^(e-1) - (v < 0)) >> e: ties away from zero. */
     const int left_shift = shift > 0 ? shift : 0;
     const int right_shift = shift > 0 ? 0 : -shift;
     /* x * (1 << left_shift) wraps like TFLM's int32 product (done unsigned to stay defined). */
     const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
-    return edgernn_fixed_rounding_divide_by_pot(edgernn_fixed_srdhm(shifted, multiplier), right_shift);
+    const int64_t high = ((int64_t)shifted * multiplier + ((int64_t)1 << 30)) >> 31;
+    if (right_shift == 0) {
+        return (int32_t)high;
+    }
+    return (int32_t)((high + ((int64_t)1 << (right_shift - 1)) - (high < 0 ? 1 : 0)) >> right_shift);
 }
 
 int32_t edgernn_fixed_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
@@ -340,29 +350,59 @@ static inline int32_t edgernn_dot_s8_s16(const int8_t *w, const int16_t *v, int 
 }
 
 /* Elementwise product of two int16 values requantized (MulElementwise). */
-static inline int32_t edgernn_mul_s16(int32_t a, int32_t b, int32_t multiplier, int32_t shift)
+static inline int32_t edgernn_mul_s16(int32_t a, int32_t b, int32_t multiplier, int shift)
 {
-    return edgernn_fixed_mbqm(a * b, multiplier, (int)shift);
+    return edgernn_fixed_mbqm(a * b, multiplier, shift);
 }
 
 void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hidden,
                        int16_t *cell, int16_t *scratch)
 {
+    /* Parameters copied to locals: the int8 stores below may alias anything, and locals keep
+     * the compiler from reloading them after every store. */
+    const int n_input = p->n_input;
+    const int n_cell = p->n_cell;
+    const int input_stride = p->input_stride;
+    const int cell_stride = p->cell_stride;
+    const int8_t *const input_weights = p->input_weights;
+    const int8_t *const recurrent_weights = p->recurrent_weights;
+    const int32_t *const input_bias = p->input_bias;
+    const int32_t *const recurrent_bias = p->recurrent_bias;
+    const int32_t forget_mul_multiplier = p->forget_mul_multiplier;
+    const int forget_mul_shift = (int)p->forget_mul_shift;
+    const int32_t input_mul_multiplier = p->input_mul_multiplier;
+    const int input_mul_shift = (int)p->input_mul_shift;
+    const int32_t hidden_mul_multiplier = p->hidden_mul_multiplier;
+    const int hidden_mul_shift = (int)p->hidden_mul_shift;
+    const int32_t hidden_zero_point = p->hidden_zero_point;
+    const int32_t cell_clip = p->cell_clip;
+    const int32_t cell_tanh_multiplier = p->cell_tanh_multiplier;
+    const int cell_tanh_left_shift = (int)p->cell_tanh_left_shift;
+    int32_t input_multiplier[4];
+    int input_shift[4];
+    int32_t recurrent_multiplier[4];
+    int recurrent_shift[4];
     int16_t *x16 = scratch;
-    int16_t *h16 = scratch + p->input_stride;
+    int16_t *h16 = scratch + input_stride;
     int u;
     int g;
     int j;
 
-    /* Widen this step's input and the previous hidden state once (zero padding). */
-    for (j = 0; j < p->input_stride; ++j) {
-        x16[j] = (int16_t)(j < p->n_input ? x[j] : 0);
+    for (g = 0; g < 4; ++g) {
+        input_multiplier[g] = p->input_multiplier[g];
+        input_shift[g] = (int)p->input_shift[g];
+        recurrent_multiplier[g] = p->recurrent_multiplier[g];
+        recurrent_shift[g] = (int)p->recurrent_shift[g];
     }
-    for (j = 0; j < p->cell_stride; ++j) {
-        h16[j] = (int16_t)(j < p->n_cell ? hidden[j] : 0);
+    /* Widen this step's input and the previous hidden state once (zero padding). */
+    for (j = 0; j < input_stride; ++j) {
+        x16[j] = (int16_t)(j < n_input ? x[j] : 0);
+    }
+    for (j = 0; j < cell_stride; ++j) {
+        h16[j] = (int16_t)(j < n_cell ? hidden[j] : 0);
     }
 
-    for (u = 0; u < p->n_cell; ++u) {
+    for (u = 0; u < n_cell; ++u) {
         int32_t pre[4];
         int32_t f;
         int32_t i;
@@ -372,14 +412,13 @@ void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hi
         /* Gate pre-activations in Q3.12 (CalculateLstmGate: input FC + recurrent FC, each
          * requantized to int16, then AddElementWise with saturation). */
         for (g = 0; g < 4; ++g) {
-            const long row = (long)g * p->n_cell + u;
-            int32_t from_x = p->input_bias[row] +
-                             edgernn_dot_s8_s16(p->input_weights + row * p->input_stride, x16, p->input_stride);
-            int32_t from_h = p->recurrent_bias[row] +
-                             edgernn_dot_s8_s16(p->recurrent_weights + row * p->cell_stride, h16, p->cell_stride);
-            from_x = edgernn_clamp(edgernn_fixed_mbqm(from_x, p->input_multiplier[g], (int)p->input_shift[g]),
+            const long row = (long)g * n_cell + u;
+            int32_t from_x = input_bias[row] + edgernn_dot_s8_s16(input_weights + row * input_stride, x16, input_stride);
+            int32_t from_h = recurrent_bias[row] +
+                             edgernn_dot_s8_s16(recurrent_weights + row * cell_stride, h16, cell_stride);
+            from_x = edgernn_clamp(edgernn_fixed_mbqm(from_x, input_multiplier[g], input_shift[g]),
                                    EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-            from_h = edgernn_clamp(edgernn_fixed_mbqm(from_h, p->recurrent_multiplier[g], (int)p->recurrent_shift[g]),
+            from_h = edgernn_clamp(edgernn_fixed_mbqm(from_h, recurrent_multiplier[g], recurrent_shift[g]),
                                    EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
             pre[g] = edgernn_clamp(from_x + from_h, EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
         }
@@ -390,20 +429,20 @@ void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hi
         c = edgernn_tanh_s16((int16_t)pre[EDGERNN_LSTM_CELL_GATE], 3, 0);
         o = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_OUTPUT_GATE]);
         /* cell = clip(f * cell + i * g): two saturating Muls, a saturating Add (UpdateLstmCell) */
-        c = edgernn_clamp(edgernn_mul_s16(i, c, p->input_mul_multiplier, p->input_mul_shift),
+        c = edgernn_clamp(edgernn_mul_s16(i, c, input_mul_multiplier, input_mul_shift),
                           EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-        c += edgernn_clamp(edgernn_mul_s16(f, cell[u], p->forget_mul_multiplier, p->forget_mul_shift),
+        c += edgernn_clamp(edgernn_mul_s16(f, cell[u], forget_mul_multiplier, forget_mul_shift),
                            EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
         c = edgernn_clamp(c, EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-        if (p->cell_clip > 0) {
-            c = edgernn_clamp(c, -p->cell_clip, p->cell_clip);
+        if (cell_clip > 0) {
+            c = edgernn_clamp(c, -cell_clip, cell_clip);
         }
         cell[u] = (int16_t)c;
         /* hidden = o * tanh(cell) requantized to int8 (UpdateLstmHidden); the dot products
          * above read the int16 copy of the previous hidden state, so this is safe in place. */
-        cell_tanh = edgernn_tanh_s16((int16_t)c, p->cell_tanh_multiplier, (int)p->cell_tanh_left_shift);
+        cell_tanh = edgernn_tanh_s16((int16_t)c, cell_tanh_multiplier, cell_tanh_left_shift);
         hidden[u] = (int8_t)edgernn_clamp(
-            p->hidden_zero_point + edgernn_mul_s16(cell_tanh, o, p->hidden_mul_multiplier, p->hidden_mul_shift),
+            hidden_zero_point + edgernn_mul_s16(cell_tanh, o, hidden_mul_multiplier, hidden_mul_shift),
             EDGERNN_INT8_MIN, EDGERNN_INT8_MAX);
     }
 }
