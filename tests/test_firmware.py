@@ -392,3 +392,10 @@ def test_broken_float_wrapper_fails_the_vector(tmp_path):
     assert not r.passed and r.failed_vectors == [0, 1]
     assert all(not v.float_api_ok and v.matches for v in r.vectors)  # int8 API still right
     assert "f32=FAIL" in r.output
+
+
+@pytest.mark.slow
+def test_firmware_larger_than_the_boards_ram_is_a_link_error(tmp_path):
+    p = project(tmp_path, "cortex-m4", stack_bytes=5 * 1024 * 1024)  # mps2-an386 has 4 MiB of SSRAM2/3
+    with pytest.raises(FirmwareBuildError, match=r"build failed: .*region `RAM' overflowed by \d+ bytes"):
+        run_project(p.dir)

@@ -164,9 +164,12 @@ def _check_tools(target: str) -> None:
 
 
 def _compiler_errors(log: str) -> str:
-    errs = [l.strip() for l in log.splitlines() if re.search(r"\b(error|undefined reference)\b", l)]
+    """The compiler's or linker's own words: its error lines, collect2's summary last."""
+    lines = [l.strip() for l in log.splitlines()]
+    errs = [l for l in lines if re.search(r"\b(error|undefined reference|overflowed|will not fit|multiple definition)\b", l)
+            and not l.startswith(("collect2:", "make:", "make["))]
     if not errs:
-        errs = [l.strip() for l in log.splitlines() if l.strip()][-3:]
+        errs = [l for l in lines if l][-3:]
     return " | ".join(errs[:3])
 
 
