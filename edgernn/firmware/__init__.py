@@ -3,7 +3,17 @@
 ``write_project`` renders a buildable project for a target (host, cortex-m4, arduino, zephyr)
 with embedded self-test vectors; ``run_project`` builds it (gcc or arm-none-eabi-gcc through
 its Makefile), runs it (directly, or in QEMU's mps2-an386 for the Cortex-M4), parses what the
-device printed and reports pass/fail per vector, flash/RAM and instructions per inference.
+device printed and reports pass/fail per vector, flash/RAM and instructions per inference::
+
+    from edgernn.backends.native import emit_native
+    from edgernn.firmware import write_project, run_project
+
+    sources = emit_native("model.tflite", "scratch/", "motion")
+    write_project("fw/", target="cortex-m4", name="motion", model_sources=sources,
+                  vectors_x_int8=x_q, vectors_y_int8=simulator_outputs, max_flash=64 * 1024)
+    result = run_project("fw/", timeout=120)
+    print("\n".join(result.summary_lines()))      # per vector PASS/FAIL, flash/RAM, instructions
+    result.passed, result.outputs, result.sizes.flash, result.perf.per_inference
 """
 
 from .project import BACKENDS, MANIFEST, TARGETS, Project, write_project

@@ -215,7 +215,6 @@ def write_project(out_dir, *, target: str, name: str, vectors_x_int8, vectors_y_
                P=header.prefix, header=header_path.name, count=len(x), timesteps=header.timesteps,
                features=header.features, outputs=header.outputs, model_c=model_c, binary=binary, opt=opt,
                stack_bytes=int(stack_bytes), heap_bytes=int(heap_bytes), icount_shift=ICOUNT_SHIFT,
-               model_files=[p.name for p in srcs],
                xs=[textwrap.indent(c_array(v, per_line=header.features * max(1, 24 // header.features)), " " * 8)
                    for v in x],
                ys=[c_array(v, per_line=max(len(v), 1)) for v in y])
