@@ -12,7 +12,7 @@ device printed and reports pass/fail per vector, flash/RAM and instructions per 
     write_project("fw/", target="cortex-m4", name="motion", model_sources=sources,
                   vectors_x_int8=x_q, vectors_y_int8=simulator_outputs, max_flash=64 * 1024)
     result = run_project("fw/", timeout=120)
-    print("\n".join(result.summary_lines()))      # per vector PASS/FAIL, flash/RAM, instructions
+    print("\\n".join(result.summary_lines()))      # per vector PASS/FAIL, flash/RAM, instructions
     result.passed, result.outputs, result.sizes.flash, result.perf.per_inference
 """
 
