@@ -473,8 +473,11 @@ def _classes() -> dict:
 
 # --- the QAT model -----------------------------------------------------------------------------
 
-def build_qat_model(model: ir.Model, timesteps: int):
-    """The fake-quantized tf_keras model of ``model`` (weights copied from the IR)."""
+def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = False):
+    """The fake-quantized tf_keras model of ``model`` (weights copied from the IR).
+
+    ``stateful``: batch 1 and stateful recurrent layers (the calibration twin of a fused LSTM).
+    """
     import tf_keras as tfk
     import tensorflow_model_optimization as tfmot
 
@@ -485,9 +488,10 @@ def build_qat_model(model: ir.Model, timesteps: int):
     def rnn(l: ir.Recurrent, name=None, go_backwards=None):
         cell = C["QATCell"](l.cell, l.units, activation=l.activation, reset_after=l.reset_after, fused=fused)
         return tfk.layers.RNN(cell, return_sequences=l.return_sequences, unroll=False, name=name or l.name,
+                              stateful=stateful,
                               go_backwards=l.go_backwards if go_backwards is None else go_backwards)
 
-    inp = tfk.Input(shape=(timesteps, model.input.features), name="input")
+    inp = tfk.Input(shape=(timesteps, model.input.features), batch_size=1 if stateful else None, name="input")
     h = annotate(C["InputQuant"](name="input_quant"), C["OutputQuantizeConfig"]())(inp)
     pending = []
     for l in model.layers:
@@ -515,7 +519,9 @@ def build_qat_model(model: ir.Model, timesteps: int):
         for var, w in zip(targets, weights, strict=True):
             var.assign(np.asarray(w, np.float32))
     with tfmot.quantization.keras.quantize_scope({n: c for n, c in C.items() if n != "Scheme"}):
-        return tfmot.quantization.keras.quantize_apply(annotated, scheme=C["Scheme"]())
+        qmodel = tfmot.quantization.keras.quantize_apply(annotated, scheme=C["Scheme"]())
+    object.__setattr__(qmodel, "_edgernn_ir", model)  # for calibrate(); not a tracked attribute
+    return qmodel
 
 
 def _range_variables(qmodel) -> dict:
@@ -527,20 +533,53 @@ def _range_variables(qmodel) -> dict:
     return out
 
 
+def _observe_fn(qmodel):
+    """``qmodel``'s forward pass traced once in observe mode (the quantizers record ranges)."""
+    import tensorflow as tf
+
+    fn = getattr(qmodel, "_edgernn_observe", None)
+    if fn is None:
+        fn = tf.function(lambda x: qmodel(x, training=False), reduce_retracing=True)
+        object.__setattr__(qmodel, "_edgernn_observe", fn)  # not a tracked Keras attribute
+    return fn
+
+
 def calibrate(qmodel, x: np.ndarray) -> dict:
-    """Set every activation range of ``qmodel`` the way the TFLite calibrator would on ``x``:
-    min/max (0 included) of the float model's tensors. Returns {tensor: (min, max)}."""
-    variables = _range_variables(qmodel)
-    for v in variables.values():
+    """Set every activation range of ``qmodel`` the way ``edgernn convert`` will calibrate them
+    on ``x``: min/max (0 included) of each tensor of the float model. Returns {tensor: (min, max)}.
+
+    For models that become the fused TFLite LSTM, the TFLite calibrator runs the samples one
+    after another without resetting the LSTM's state variables, so each sample starts from the
+    previous one's final h and c (this widens the ranges, the cell state's most). The
+    calibration pass does the same, on a stateful batch-1 twin of ``qmodel``.
+    """
+    model = getattr(qmodel, "_edgernn_ir", None)
+    twin = None
+    if model is not None and uses_fused_lstm(model):
+        twin = getattr(qmodel, "_edgernn_twin", None)
+        if twin is None:
+            twin = build_qat_model(model, int(x.shape[1]), stateful=True)
+            object.__setattr__(qmodel, "_edgernn_twin", twin)
+        twin.set_weights(qmodel.get_weights())
+    target = twin if twin is not None else qmodel
+    for v in _range_variables(target).values():
         v.assign(0.0)
+    fn = _observe_fn(target)
     _OBSERVING[0] = True
     try:
-        for i in range(0, len(x), _CALIB_BATCH):
-            qmodel(x[i:i + _CALIB_BATCH], training=False)
+        if twin is not None:
+            twin.reset_states()
+            for i in range(len(x)):
+                fn(x[i:i + 1])
+        else:
+            for i in range(0, len(x), _CALIB_BATCH):
+                fn(x[i:i + _CALIB_BATCH])
     finally:
         _OBSERVING[0] = False
+    if twin is not None:
+        qmodel.set_weights(twin.get_weights())
     ranges: dict[str, tuple[float, float]] = {}
-    for name, v in variables.items():
+    for name, v in _range_variables(qmodel).items():
         base, _, which = name.rpartition("_")
         lo, hi = ranges.get(base, (0.0, 0.0))
         val = float(v.numpy())
