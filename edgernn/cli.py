@@ -270,6 +270,41 @@ def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreeme
         sys.exit(EXIT_THRESHOLD)
 
 
+@main.group()
+def firmware():
+    """Build and run the firmware projects `edgernn emit` wrote."""
+
+
+@firmware.command("run")
+@click.argument("project_dir", type=click.Path())
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds the program may run.")
+@click.option("--max-flash", type=int, help="Fail when flash (text+rodata+data) exceeds this many bytes.")
+@click.option("--max-ram", type=int, help="Fail when RAM (data+bss+stack) exceeds this many bytes.")
+@click.option("--json", "as_json", type=click.Path(), help="Write the result as JSON.")
+@_friendly
+def firmware_run(project_dir, timeout, max_flash, max_ram, as_json):
+    """Build DIR (gcc or arm-none-eabi-gcc), run it (host or QEMU mps2-an386), compare every
+    self-test vector with the simulator's outputs, print flash/RAM and instructions.
+
+    \b
+    Example:
+      edgernn emit model.tflite -o fw/ --backend native --target cortex-m4 --test-data test.npz
+      edgernn firmware run fw/
+    """
+    from .firmware import run_project
+
+    res = run_project(project_dir, timeout=timeout, max_flash=max_flash, max_ram=max_ram)
+    for line in res.summary_lines():
+        click.echo(line)
+    if as_json:
+        from pathlib import Path
+        Path(as_json).write_text(json.dumps(res.to_dict(), indent=2, default=str))
+    if not res.passed:
+        click.echo(f"error: {project_dir}: the device's outputs differ from the simulator's on vectors "
+                   f"{res.failed_vectors}", err=True)
+        sys.exit(EXIT_THRESHOLD)
+
+
 @main.command()
 @click.argument("config", type=click.Path())
 @_friendly

@@ -22,6 +22,7 @@ from .backends.tflm.emit import SelfTest, write_tflm_sources
 from .backends.tflm.runtime import TFLMRunner
 from .data import load_dataset
 from .errors import EdgeRNNError
+from .firmware import write_project
 
 BACKENDS = ("tflm", "native")
 TARGETS = ("host", "cortex-m4", "arduino", "zephyr")
@@ -36,19 +37,24 @@ class EmitResult:
     files: list[Path] = field(default_factory=list)
     n_vectors: int = 0
     tflite_bytes: int = 0
+    sizes: object = None  # firmware size report, when budgets were checked
 
 
-def _selftest(m: tflite_model.TFLiteModel, test_data, samples: int) -> SelfTest | None:
-    if test_data is None:
-        return None
+def _selftest(m: tflite_model.TFLiteModel, test_data, samples: int) -> SelfTest:
+    """K vectors from ``test_data`` (or one all-zero input without it) and TFLM's outputs for them."""
     if samples < 1:
         raise EdgeRNNError(f"--samples {samples}: must be at least 1")
     tin = m.input()
-    ds = load_dataset(test_data, features=tin.shape[-1],
-                      timesteps=tin.shape[1] if len(tin.shape) == 3 else None).take(samples)
     runner = TFLMRunner(m.raw)
-    xq = runner.quantize_input(ds.x)
-    return SelfTest(x=xq, y=runner.run(xq), labels=ds.y)
+    if test_data is None:
+        x = np.zeros((1,) + tuple(tin.shape[1:]), np.float32)
+        labels = None
+    else:
+        ds = load_dataset(test_data, features=tin.shape[-1],
+                          timesteps=tin.shape[1] if len(tin.shape) == 3 else None).take(samples)
+        x, labels = ds.x, ds.y
+    xq = runner.quantize_input(x)
+    return SelfTest(x=xq, y=runner.run(xq), labels=labels)
 
 
 def _resolve_tflite(model, calib) -> tflite_model.TFLiteModel:
@@ -91,13 +97,24 @@ def emit(model, out_dir, *, backend: str = "tflm", target: str = "host", test_da
     out = Path(out_dir)
     tmp = _prepare_out_dir(out)
     try:
-        if backend == "tflm":
-            files = write_tflm_sources(m, tmp, name=name, selftest=selftest, source=str(model))
-        else:
-            raise EdgeRNNError("--backend native is not available in this version; use --backend tflm")
+        with tempfile.TemporaryDirectory(prefix="edgernn-src-") as src:
+            if backend == "tflm":
+                sources = write_tflm_sources(m, Path(src), name=name, selftest=selftest, source=str(model))
+            else:
+                from .backends.native import emit_native
+                sources = emit_native(m.path, Path(src), name)
+            project = write_project(tmp, target=target, backend=backend, name=name, vectors_x_int8=selftest.x,
+                                    vectors_y_int8=selftest.y.reshape(len(selftest.y), -1), model_sources=sources,
+                                    source=Path(str(model)).name, max_flash=max_flash, max_ram=max_ram)
+        sizes = None
+        if backend == "native" and (max_flash is not None or max_ram is not None):
+            from .firmware import measure_project
+            sizes = measure_project(tmp)  # raises with both numbers when a budget is broken
+        files = project.files
         _commit_out_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return EmitResult(out_dir=out, backend=backend, target=target, files=[out / f.name for f in files],
-                      n_vectors=0 if selftest is None else len(selftest.x), tflite_bytes=len(m.raw))
+    return EmitResult(out_dir=out, backend=backend, target=target,
+                      files=[out / Path(f).relative_to(tmp) for f in files],
+                      n_vectors=len(selftest.x), tflite_bytes=len(m.raw), sizes=sizes)
