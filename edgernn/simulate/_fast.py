@@ -1,9 +1,9 @@
 """Compiled (numba) twin of the integer LSTM time loop; used when numba is installed.
 
-Same arithmetic as :meth:`edgernn.simulate.ops.UnidirectionalSequenceLstm.run` (the numpy
-reference, which mirrors TFLM), fused into one loop per sample so the gate maths never leaves
-registers; samples run in parallel. The tests check both engines against TFLM bit for bit.
-Set ``EDGERNN_SIM_ENGINE=numpy`` to force the numpy path.
+Same arithmetic as :meth:`edgernn.simulate.ops.UnidirectionalSequenceLstm.run_numpy` (the
+numpy reference, which mirrors TFLM), fused into one loop per sample so the gate maths stays
+in registers and cache. The tests check both engines against TFLM bit for bit. Set
+``EDGERNN_SIM_ENGINE=numpy`` (or ``Simulator(..., engine="numpy")``) to use the numpy path.
 """
 
 from __future__ import annotations
@@ -17,34 +17,23 @@ log = logging.getLogger(__name__)
 
 try:  # numba ships with aeon (a test/examples extra); the simulator works without it
     import numba
-    from numba import njit
 except Exception:  # pragma: no cover - exercised when numba is absent
     numba = None
+
+
+def njit(**options):
+    """``numba.njit`` with an on-disk cache when the package directory is writable."""
+    def deco(fn):
+        try:
+            return numba.njit(**options)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            options.pop("cache", None)
+            return numba.njit(**options)(fn)
+    return deco
 
 AVAILABLE = numba is not None and os.environ.get("EDGERNN_SIM_ENGINE", "").lower() != "numpy"
 
 if numba is not None:
-    @njit(inline="always", cache=True)
-    def _mbqm_int(x, m, shift):
-        """MultiplyByQuantizedMultiplier (double rounding) on an int64 holding an int32."""
-        left = shift if shift > 0 else 0
-        right = -shift if shift < 0 else 0
-        xs = x << left
-        xs = ((xs + 2147483648) & 0xFFFFFFFF) - 2147483648  # int32 wrap of x * 2^left
-        ab = xs * m
-        s = ab + (1073741824 if ab >= 0 else -1073741823)
-        q = (s >> 31) if s >= 0 else -((-s) >> 31)
-        if right == 0:
-            return q
-        mask = (np.int64(1) << right) - 1
-        rem = q & mask
-        thr = (mask >> 1) + (1 if q < 0 else 0)
-        return (q >> right) + (1 if rem > thr else 0)
-
-    @njit(inline="always", cache=True)
-    def _clamp(v, lo, hi):
-        return lo if v < lo else (hi if v > hi else v)
-
     @njit(inline="always", cache=True)
     def _mbqm_f(x, m_hi, m_lo, lmul, rmul):
         """MultiplyByQuantizedMultiplier in float64 arithmetic, exact for |x * 2^left| < 2^31.
@@ -70,8 +59,8 @@ if numba is not None:
                        lut_sig, lut_cell, lut_tanh_c, mul3, q_clip, h_min, h_max, h0, c0, out, h_last, c_last):
         """One sample at a time; weights transposed (k, 4U) so gate rows are the SIMD axis.
 
-        The recurrent products run in float32, exact while U * 255 * 128 < 2^24 (the caller
-        checks); the input products and bias in float64.
+        Products and sums run in float64, exact for these integer ranges (the caller checks
+        the bounds, see ``UnidirectionalSequenceLstm.compiled_exact``).
 
         ``mul3`` rows: (m_hi, m_lo, 2^left, 2^-right) of the forget*cell, input*cell-gate and
         tanh(cell)*output multiplications.
@@ -138,3 +127,4 @@ def split_multiplier(mult, shift):
     shift = np.asarray(shift, np.int64)
     return ((mult >> 16).astype(np.float64), (mult & 0xFFFF).astype(np.float64),
             np.ldexp(1.0, np.maximum(shift, 0)), np.ldexp(1.0, -np.maximum(-shift, 0)))
+

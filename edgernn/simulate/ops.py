@@ -230,8 +230,11 @@ class UnidirectionalSequenceLstm(Kernel):
         self.lut_tanh_cell = lut16(lambda v: fp.lstm_tanh_int16(v, self.cell_power))
         self.h_min, self.h_max = _QRANGE[h_t.dtype]
         # The compiled loop is exact while its float accumulators hold integers exactly.
+        # (_fast._mbqm_f needs |x * 2^left| < 2^31, the same range TFLM's int32 arithmetic has.)
         in_bound = (np.abs(self.wx).sum(1) * 256 + np.abs(self.bias)).max() * 2 ** max(0, int(self.mx_shift.max()))
-        self.compiled_exact = bool(self.units * 255 * 128 < (1 << 24) and in_bound < (1 << 31))
+        rec_bound = self.units * 255 * 128 * 2 ** max(0, int(self.mh_shift.max()))
+        self.compiled_exact = bool(in_bound < (1 << 31) and rec_bound < (1 << 31)
+                                   and max(self.mul_fc[1], self.mul_ig[1], self.mul_h[1]) <= 0)
         self.out_index = op.outputs[0]
         self.state_inputs = (op.inputs[18], op.inputs[19])
 
@@ -267,7 +270,7 @@ class UnidirectionalSequenceLstm(Kernel):
         return self.run_numpy(x, h, c)
 
     def run_compiled(self, x, h, c) -> np.ndarray:
-        """The same loop through the numba kernel in :mod:`._fast` (fused per sample, parallel)."""
+        """The same loop through the numba kernel in :mod:`._fast` (all gate maths fused per sample)."""
         from . import _fast
 
         nb, steps, _ = x.shape
