@@ -182,7 +182,7 @@ def test_arduino_library_structure_and_sources_compile(tmp_path):
     ex = d / "examples" / "movavg_selftest"
     ino = (ex / "movavg_selftest.ino").read_text()
     assert "#include <movavg.h>" in ino and "edgernn_selftest_run()" in ino and "Serial.begin" in ino
-    with pytest.raises(EdgeRNNError, match="arduino-cli compile"):
+    with pytest.raises(EdgeRNNError, match="runs on a board: build it with arduino-cli"):
         run_project(d)
     # The C sources as the Arduino core would build them for a Cortex-M4 board, and the sketch
     # as C++ against a stub Arduino.h.
@@ -209,7 +209,7 @@ def test_zephyr_application_structure_and_sources_compile(tmp_path):
     assert "CONFIG_PRINTK=y" in (d / "prj.conf").read_text()
     main = (d / "src" / "main.c").read_text()
     assert "#include <zephyr/kernel.h>" in main and "edgernn_selftest_run()" in main
-    with pytest.raises(EdgeRNNError, match="west build"):
+    with pytest.raises(EdgeRNNError, match="runs on a board: build it with west"):
         run_project(d)
     stub = tmp_path / "stub" / "zephyr"
     (stub / "sys").mkdir(parents=True)
@@ -218,6 +218,43 @@ def test_zephyr_application_structure_and_sources_compile(tmp_path):
     for c in sorted(listed):
         _compile(["arm-none-eabi-gcc", *ARM, "-std=c99", "-pedantic", f"-I{stub.parent}", "-Isrc", "-Imodel", "-c",
                   c, "-o", str(tmp_path / (Path(c).stem + ".o"))], d)
+
+
+def _shim(bin_dir: Path, tool: str, script: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / tool
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(0o755)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["arduino", "zephyr"])
+def test_vendor_tools_build_arduino_and_zephyr_projects_when_installed(tmp_path, monkeypatch, m4_result, target):
+    """arduino-cli / west stand-ins record their arguments and put an ELF where the real tools do."""
+    p = project(tmp_path, target)
+    monkeypatch.setenv("PATH", str(tmp_path / "nobin"))  # neither tool installed
+    monkeypatch.delenv("ZEPHYR_BASE", raising=False)
+    tool = "arduino-cli" if target == "arduino" else "west"
+    want = ("arduino-cli on PATH.*`arduino-cli compile --fqbn arduino:mbed_nano:nano33ble --library "
+            if target == "arduino" else r"west on PATH and ZEPHYR_BASE set.*`west build -b qemu_cortex_m3 ")
+    with pytest.raises(EdgeRNNError, match=want):
+        build_project(p.dir)
+    bin_dir = tmp_path / "bin"
+    elf = (p.dir / "build" / ("movavg_selftest.ino.elf" if target == "arduino" else "zephyr/zephyr.elf"))
+    _shim(bin_dir, tool, f'echo "$@" > {tmp_path}/args\nmkdir -p {elf.parent}\ncp {m4_result.sizes.elf} {elf}\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("ZEPHYR_BASE", str(tmp_path))
+    binary, _ = build_project(p.dir)
+    args = (tmp_path / "args").read_text().split()
+    if target == "arduino":
+        assert args == ["compile", "--fqbn", "arduino:mbed_nano:nano33ble", "--library", str(p.dir), "--output-dir",
+                        str(p.dir / "build"), str(p.dir / "examples" / "movavg_selftest")]
+    else:
+        assert args == ["build", "-b", "qemu_cortex_m3", "-d", str(p.dir / "build"), str(p.dir)]
+    assert binary == elf and size_report(binary).flash == m4_result.sizes.flash
+    _shim(bin_dir, tool, 'echo "sketch.ino:3:1: error: expected declaration" >&2\nexit 1\n')
+    with pytest.raises(FirmwareBuildError, match="build failed: sketch.ino:3:1: error: expected declaration"):
+        build_project(p.dir)
 
 
 # ---------------------------------------------------------------- host and Cortex-M4 runs

@@ -173,15 +173,52 @@ def _compiler_errors(log: str) -> str:
     return " | ".join(errs[:3])
 
 
+ARDUINO_FQBN = "arduino:mbed_nano:nano33ble"  # a Cortex-M4F board; override with EDGERNN_ARDUINO_FQBN
+ZEPHYR_BOARD = "qemu_cortex_m3"  # override with EDGERNN_ZEPHYR_BOARD
+
+
+def _vendor_build(p: Project, timeout: float) -> tuple[Path, str]:
+    """Arduino and Zephyr projects: compiled with arduino-cli / west when they are installed."""
+    if p.target == "arduino":
+        tool = shutil.which("arduino-cli")
+        fqbn = os.environ.get("EDGERNN_ARDUINO_FQBN", ARDUINO_FQBN)
+        sketch = p.dir / "examples" / f"{p.name}_selftest"
+        cmd = [tool or "arduino-cli", "compile", "--fqbn", fqbn, "--library", str(p.dir), "--output-dir",
+               str(p.dir / "build"), str(sketch)]
+        binary = p.dir / "build" / f"{p.name}_selftest.ino.elf"
+        ready = tool is not None
+    else:
+        tool = shutil.which("west")
+        board = os.environ.get("EDGERNN_ZEPHYR_BOARD", ZEPHYR_BOARD)
+        cmd = [tool or "west", "build", "-b", board, "-d", str(p.dir / "build"), str(p.dir)]
+        binary = p.dir / "build" / "zephyr" / "zephyr.elf"
+        ready = tool is not None and bool(os.environ.get("ZEPHYR_BASE"))
+    if not ready:
+        need = "arduino-cli on PATH" if p.target == "arduino" else "west on PATH and ZEPHYR_BASE set (a Zephyr workspace)"
+        raise EdgeRNNError(f"{p.dir}: a {p.target} project is built with its own tools ({need}): "
+                           f"`{' '.join(cmd)}`; use measure_project() for its Cortex-M4F flash/RAM")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, LC_ALL="C"))
+    except subprocess.TimeoutExpired:
+        raise EdgeRNNError(f"{p.dir}: `{' '.join(cmd)}` took longer than {timeout:.0f} s") from None
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise FirmwareBuildError(f"{p.dir}: build failed: {_compiler_errors(log)}", log)
+    if not binary.is_file():
+        raise FirmwareBuildError(f"{p.dir}: `{' '.join(cmd)}` succeeded but wrote no {binary.name}", log)
+    return binary, log
+
+
 def build_project(project: Project | str | os.PathLike, *, timeout: float = 600) -> tuple[Path, str]:
-    """Run the project's Makefile; return (the built binary, the build log)."""
+    """Build the project; return (the built binary, the build log).
+
+    Host and cortex-m4 projects (and TFLM projects, given ``TFLM_DIR``) through their Makefile;
+    Arduino projects with ``arduino-cli compile`` and Zephyr projects with ``west build`` when
+    those tools are installed (board from ``EDGERNN_ARDUINO_FQBN`` / ``EDGERNN_ZEPHYR_BOARD``).
+    """
     p = project if isinstance(project, Project) else Project.load(project)
     if p.target in ("arduino", "zephyr"):
-        how = ("open examples/{0}_selftest/{0}_selftest.ino in the Arduino IDE, or `arduino-cli compile "
-               "--library {1} {1}/examples/{0}_selftest`" if p.target == "arduino" else
-               "`west build -b <board> {1}` in a Zephyr workspace")
-        raise EdgeRNNError(f"{p.dir}: a {p.target} project is built with its own tools: "
-                           f"{how.format(p.name, p.dir)}; edgernn builds and runs host and cortex-m4 projects")
+        return _vendor_build(p, timeout)
     cmd = ["make", "-C", str(p.dir)]
     env = dict(os.environ, LC_ALL="C")  # plain ASCII quotes in compiler messages
     if p.backend == "tflm":
@@ -334,6 +371,10 @@ def run_project(project_dir, *, timeout: float = 120.0, build_timeout: float = 6
     ``result.passed`` (the CLI exits non-zero on it).
     """
     p = Project.load(project_dir)
+    if p.target in ("arduino", "zephyr"):
+        raise EdgeRNNError(f"{p.dir}: a {p.target} project runs on a board: build it with "
+                           f"{'arduino-cli' if p.target == 'arduino' else 'west'} (see its README.md) and read the "
+                           "EDGERNN_ lines from its console; edgernn runs host and cortex-m4 projects")
     binary, build_log = build_project(p, timeout=build_timeout)
     m = p.manifest
     sizes = _project_sizes(p, binary)
