@@ -87,3 +87,24 @@ def test_help_has_examples():
     for cmd in ("train", "convert", "inspect", "emit", "validate"):
         r = run(cmd, "--help")
         assert r.returncode == 0 and "Example" in r.stdout, cmd
+
+
+@pytest.mark.slow
+def test_emit_native_and_firmware_run_in_qemu(tmp_path, lstm_tflite, bm_data):
+    fw = tmp_path / "fw"
+    r = run("emit", lstm_tflite, "-o", fw, "--backend", "native", "--target", "cortex-m4", "--test-data", bm_data[1],
+            "--samples", "2", "--name", "motion")
+    assert r.returncode == 0, r.stderr
+    assert (fw / "model" / "motion.c").exists() and (fw / "mps2_an386.ld").exists()
+    r = run("firmware", "run", fw, "--json", tmp_path / "fw.json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "RESULT PASS 2/2 vectors" in r.stdout and "instructions per inference" in r.stdout
+    res = json.loads((tmp_path / "fw.json").read_text())
+    assert res["passed"] and res["sizes"]["flash"] > 0
+
+
+def test_emit_budget_too_small_fails_with_both_numbers(tmp_path, lstm_tflite):
+    fw = tmp_path / "fw"
+    r = run("emit", lstm_tflite, "-o", fw, "--backend", "native", "--target", "host", "--max-flash", "1000")
+    _assert_one_line_error(r, "--max-flash 1000", "flash")
+    assert not fw.exists() and list(tmp_path.iterdir()) == []
