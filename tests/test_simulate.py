@@ -69,10 +69,13 @@ def test_more_lstm_models_equal_tflm(zoo, spec):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell", ["gru", "rnn"])
-def test_while_loop_gru_and_simple_rnn_graphs_equal_tflm(zoo, cell):
-    """GRU / SimpleRNN convert to WHILE loops of FC, ADD, SUB, MUL, LOGISTIC, TANH, SLICE, LESS."""
-    spec = Spec(cell=cell, dataset="digits", units=16, epochs=20)
+@pytest.mark.parametrize("spec", [Spec(cell="gru", dataset="digits", units=16, epochs=20),
+                                  Spec(cell="rnn", dataset="digits", units=16, epochs=20),
+                                  Spec(cell="lstm", bidirectional=True, dataset="digits", units=8, epochs=5)],
+                         ids=["gru16-digits", "rnn16-digits", "bilstm8-digits"])
+def test_while_loop_graphs_equal_tflm(zoo, spec):
+    """GRU, SimpleRNN and Bidirectional models convert to WHILE loops of FC, ADD, SUB, MUL,
+    LOGISTIC, TANH, SLICE, LESS, ... (edgernn's own graph writer)."""
     path = zoo.tflite(spec)
     _, test = zoo.data("digits")
     x, _ = load_npz(test)
