@@ -330,6 +330,45 @@ void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Elementwise int8 (TFLM reference_integer_ops::AddElementwise / SubElementwise /
+ * MulElementwise; LOGISTIC and TANH as 256-entry tables)
+ * ------------------------------------------------------------------------------------- */
+
+#define EDGERNN_ADD_LEFT_SHIFT 20 /* TFLM's left_shift for int8 ADD/SUB */
+
+void edgernn_add_run_s8(const edgernn_add_params *p, const int8_t *a, const int8_t *b, int8_t *out, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        const int32_t a_shifted = (int32_t)((uint32_t)(p->input1_offset + a[i]) << EDGERNN_ADD_LEFT_SHIFT);
+        const int32_t b_shifted = (int32_t)((uint32_t)(p->input2_offset + b[i]) << EDGERNN_ADD_LEFT_SHIFT);
+        const int32_t a_scaled = edgernn_fixed_mbqm(a_shifted, p->input1_multiplier, (int)p->input1_shift);
+        const int32_t b_scaled = edgernn_fixed_mbqm(b_shifted, p->input2_multiplier, (int)p->input2_shift);
+        const int32_t raw = p->subtract ? a_scaled - b_scaled : a_scaled + b_scaled;
+        const int32_t y = edgernn_fixed_mbqm(raw, p->output_multiplier, (int)p->output_shift) + p->output_offset;
+        out[i] = (int8_t)edgernn_clamp(y, p->activation_min, p->activation_max);
+    }
+}
+
+void edgernn_mul_run_s8(const edgernn_mul_params *p, const int8_t *a, const int8_t *b, int8_t *out, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        const int32_t product = (p->input1_offset + a[i]) * (p->input2_offset + b[i]);
+        const int32_t y = edgernn_fixed_mbqm(product, p->multiplier, (int)p->shift) + p->output_offset;
+        out[i] = (int8_t)edgernn_clamp(y, p->activation_min, p->activation_max);
+    }
+}
+
+void edgernn_lut_run_s8(const int8_t *table, const int8_t *in, int8_t *out, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        out[i] = table[(int)in[i] + 128];
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
  * LSTM step (TFLM lstm_eval.h LstmStep<int8_t, int8_t, int16_t, int32_t>)
  * ------------------------------------------------------------------------------------- */
 

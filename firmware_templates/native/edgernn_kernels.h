@@ -86,6 +86,46 @@ typedef struct {
 void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input, int8_t *output);
 
 /* ---------------------------------------------------------------------------------------
+ * Elementwise int8 ops of the GRU / SimpleRNN step graphs (TFLM reference_integer_ops).
+ * ------------------------------------------------------------------------------------- */
+
+/* ADD / SUB: both inputs (minus their zero points) shifted left by 20 bits, scaled by their
+ * scale over twice the larger input scale, added (subtracted), requantized to the output. */
+typedef struct {
+    int32_t input1_offset;        /* -input1 zero point */
+    int32_t input2_offset;        /* -input2 zero point */
+    int32_t input1_multiplier;
+    int32_t input1_shift;
+    int32_t input2_multiplier;
+    int32_t input2_shift;
+    int32_t output_multiplier;
+    int32_t output_shift;
+    int32_t output_offset;        /* output zero point */
+    int32_t activation_min;
+    int32_t activation_max;
+    int32_t subtract;             /* 0: input1 + input2, 1: input1 - input2 */
+} edgernn_add_params;
+
+void edgernn_add_run_s8(const edgernn_add_params *p, const int8_t *a, const int8_t *b, int8_t *out, int n);
+
+/* MUL: (a - za) * (b - zb) requantized by s_a * s_b / s_out, plus the output zero point. */
+typedef struct {
+    int32_t input1_offset;
+    int32_t input2_offset;
+    int32_t multiplier;
+    int32_t shift;
+    int32_t output_offset;
+    int32_t activation_min;
+    int32_t activation_max;
+} edgernn_mul_params;
+
+void edgernn_mul_run_s8(const edgernn_mul_params *p, const int8_t *a, const int8_t *b, int8_t *out, int n);
+
+/* int8 -> int8 functions of one input (LOGISTIC, TANH): TFLM's result for each of the 256
+ * inputs, tabulated at generation time; out[i] = table[in[i] + 128]. */
+void edgernn_lut_run_s8(const int8_t *table, const int8_t *in, int8_t *out, int n);
+
+/* ---------------------------------------------------------------------------------------
  * LSTM cell, TFLM UNIDIRECTIONAL_SEQUENCE_LSTM integer kernel (8x8_16), one time step.
  * ------------------------------------------------------------------------------------- */
 

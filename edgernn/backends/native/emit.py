@@ -56,8 +56,7 @@ def _env():
 
 
 def _context(plan: NativePlan, name: str) -> dict:
-    return dict(plan=plan, name=name, macro=name.upper(), guard=f"{name.upper()}_H", version=__version__,
-                max_cell=max(layer.n_cell for layer in plan.recurrent))
+    return dict(plan=plan, name=name, macro=name.upper(), guard=f"{name.upper()}_H", version=__version__)
 
 
 def load_plan(tflite) -> NativePlan:
@@ -82,6 +81,7 @@ def emit_native(tflite_path, out_dir, name: str = "model", *, harness: bool = Fa
         raise EdgeRNNError(f"{out}: exists and is not a directory; pass a directory to -o")
     out.mkdir(parents=True, exist_ok=True)
     env = _env()
+    env.filters["cexpr"] = lambda expr: str(expr).replace("$", f"{name}_")
     ctx = _context(plan, name)
     written = []
     for template, filename in (("model.h.j2", f"{name}.h"), ("model.c.j2", f"{name}.c")) + \

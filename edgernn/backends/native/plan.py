@@ -24,7 +24,8 @@ from ...errors import UnsupportedLayerError
 from ...tflite_model import Operator, Subgraph, Tensor, TFLiteModel
 from . import prepare
 
-SUPPORTED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "STRIDED_SLICE (last time step)", "FULLY_CONNECTED", "SOFTMAX")
+SUPPORTED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "WHILE loops of GRU/SimpleRNN steps", "STRIDED_SLICE (last time step)",
+                 "FULLY_CONNECTED", "SOFTMAX")
 
 # Input positions of UNIDIRECTIONAL_SEQUENCE_LSTM (TFLM lstm_shared.h).
 LSTM_INPUT = 0
@@ -109,6 +110,10 @@ class LstmPlan:
     @property
     def state_bytes(self) -> int:
         return self.n_cell * 1 + self.n_cell * 2  # int8 hidden + int16 cell
+
+    @property
+    def output_state(self) -> str:
+        return f"$hidden{self.index}"
 
 
 def padded(n: int) -> int:
@@ -218,12 +223,18 @@ class NativePlan:
 
     @property
     def vector_buffer(self) -> int:
-        """int16 values of the widened input + hidden vectors, shared by the recurrent layers."""
-        return max(layer.input_stride + layer.cell_stride for layer in self.recurrent)
+        """int16 values of the widened input + hidden vectors, shared by the LSTM layers."""
+        return max([layer.input_stride + layer.cell_stride for layer in self.recurrent if layer.kind == "lstm"],
+                   default=0)
+
+    @property
+    def loop_scratch(self) -> int:
+        """int8 bytes of the step intermediates, shared by the WHILE-loop layers."""
+        return max([layer.scratch_bytes for layer in self.recurrent if layer.kind == "loop"], default=0)
 
     @property
     def scratch_bytes(self) -> int:
-        return 2 * self.vector_buffer + self.head_buffers * self.head_buffer
+        return 2 * self.vector_buffer + self.loop_scratch + self.head_buffers * self.head_buffer
 
     @property
     def weight_bytes(self) -> int:
@@ -364,9 +375,10 @@ def _is_last_step_slice(sg: Subgraph, op: Operator, seq: Tensor) -> bool:
 
 def build_plan(m: TFLiteModel) -> NativePlan:
     sg = m.main
-    if len(m.subgraphs) > 1 or "WHILE" in m.op_counts:
-        raise _fail(m, "operator WHILE (a GRU/SimpleRNN loop) is not supported by the native backend yet; "
-                       f"it compiles {', '.join(SUPPORTED_OPS)} -- use --backend tflm for this model")
+    if "WHILE" in m.op_counts:
+        from .loop import build_loop_model
+
+        return build_loop_model(m)
     if len(sg.inputs) != 1 or len(sg.outputs) != 1:
         raise _fail(m, f"the native backend compiles models with one input and one output, "
                        f"this one has {len(sg.inputs)} and {len(sg.outputs)}")
