@@ -261,8 +261,11 @@ def test_vendor_tools_build_arduino_and_zephyr_projects_when_installed(tmp_path,
 
 @pytest.fixture(scope="module")
 def m4_result(tmp_path_factory):
-    p = project(tmp_path_factory.mktemp("m4"), "cortex-m4")
-    return run_project(p.dir, timeout=60)
+    root = tmp_path_factory.mktemp("m4")
+    project(root, "cortex-m4")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # a relative project path, as `edgernn firmware run fw/` passes it
+        return run_project("cortex-m4", timeout=60)
 
 
 @pytest.mark.slow

@@ -59,7 +59,7 @@ class Project:
     @classmethod
     def load(cls, project_dir) -> "Project":
         """Read ``DIR/edgernn_project.json`` (or recognise a TFLM project the lead's emit wrote)."""
-        d = Path(project_dir)
+        d = Path(project_dir).absolute()  # results stay valid when the working directory changes
         if not d.is_dir():
             raise EdgeRNNError(f"{d}: not a directory; pass the directory `edgernn emit` wrote")
         mpath = d / MANIFEST

@@ -249,7 +249,7 @@ def run_command(p: Project, binary: Path) -> list[str]:
         shift = int(p.manifest.get("icount_shift", ICOUNT_SHIFT))
         return ["qemu-system-arm", "-M", QEMU_MACHINE, "-nographic", "-monitor", "none", "-serial", "none",
                 "-semihosting-config", "enable=on,target=native",
-                "-icount", f"shift={shift},align=off,sleep=off", "-kernel", str(binary)]
+                "-icount", f"shift={shift},align=off,sleep=off", "-kernel", str(binary.resolve())]
     return [str(binary.resolve())]
 
 
