@@ -439,3 +439,13 @@ def test_firmware_larger_than_the_boards_ram_is_a_link_error(tmp_path):
     p = project(tmp_path, "cortex-m4", stack_bytes=5 * 1024 * 1024)  # mps2-an386 has 4 MiB of SSRAM2/3
     with pytest.raises(FirmwareBuildError, match=r"build failed: .*region `RAM' overflowed by \d+ bytes"):
         run_project(p.dir)
+
+
+@pytest.mark.slow
+def test_host_reports_time_per_inference(tmp_path):
+    r = run_project(project(tmp_path, "host").dir)
+    f = r.perf
+    assert f.unit == "seconds" and f.counter == "monotonic_ns" and f.counter_hz == 1_000_000_000
+    # movavg is a handful of operations per step: well under a millisecond, more than nothing.
+    assert 0 < f.per_step < 1e-3 and 0 < f.per_inference < 1e-2
+    assert any(l.startswith("host time per inference") for l in r.summary_lines())
