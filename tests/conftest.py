@@ -28,11 +28,13 @@ class Spec:
     dataset: str = "basic_motions"  # or "digits"
     epochs: int = 60
     seed: int = 0
+    activation: str = "tanh"  # SimpleRNN only: "tanh" or "relu"
 
     @property
     def key(self) -> str:
         bi = "bi" if self.bidirectional else ""
-        return f"{bi}{self.cell}{self.units}x{self.layers}-{self.dataset}-e{self.epochs}-s{self.seed}"
+        act = "" if self.activation == "tanh" else f"-{self.activation}"
+        return f"{bi}{self.cell}{self.units}x{self.layers}{act}-{self.dataset}-e{self.epochs}-s{self.seed}"
 
 
 class ModelZoo:
@@ -57,7 +59,7 @@ class ModelZoo:
             out = self.root / "models" / f"{spec.key}.keras"
             edgernn.train(train, cell=spec.cell, units=spec.units, layers=spec.layers,
                           bidirectional=spec.bidirectional, epochs=spec.epochs, seed=spec.seed,
-                          output=out, progress=False)
+                          activation=spec.activation, output=out, progress=False)
             self._models[spec.key] = out
         return self._models[spec.key]
 
