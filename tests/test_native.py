@@ -1,5 +1,8 @@
 """Native C99 backend: the generated C equals the TFLM runtime bit for bit on real models.
 
+LSTM models (fused UNIDIRECTIONAL_SEQUENCE_LSTM) and GRU / SimpleRNN models (WHILE loops),
+single and stacked, on BasicMotions and digits.
+
 Every test compiles the C that ``emit_native`` writes (gcc -Werror, and arm-none-eabi-gcc for
 the Cortex-M4) and runs it through the host harness, against
 ``tflite_micro.runtime`` on the same int8 inputs (reset between samples).
@@ -24,6 +27,10 @@ MODELS = {
     "lstm32-basic_motions": (Spec(), "basic_motions"),
     "lstm16x2-basic_motions": (Spec(layers=2, units=16), "basic_motions"),
     "lstm16-digits": (Spec(dataset="digits", units=16, epochs=20), "digits"),
+    # WHILE-loop graphs (the zoo models the simulator and cell tests train too)
+    "gru16-digits": (Spec(cell="gru", dataset="digits", units=16, epochs=20), "digits"),
+    "rnn16-digits": (Spec(cell="rnn", dataset="digits", units=16, epochs=20), "digits"),
+    "gru32x2-basic_motions": (Spec(cell="gru", layers=2), "basic_motions"),
 }
 IDS = list(MODELS)
 
@@ -199,6 +206,13 @@ int main(void) {
     compile_c("gcc", [main, *sources], exe)
     proc = subprocess.run([str(exe)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_bidirectional_models_are_refused_with_the_reason(zoo, tmp_path):
+    path = zoo.tflite(Spec(cell="gru", units=12, bidirectional=True, epochs=40))
+    with pytest.raises(EdgeRNNError, match="backward .*Bidirectional.*--backend tflm"):
+        emit_native(path, tmp_path)
 
 
 def test_refusals_name_the_problem(tmp_path, zoo):
