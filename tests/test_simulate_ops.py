@@ -137,6 +137,21 @@ def test_rounding_primitives_match_their_definitions():
     assert fp.rounding_divide_by_pot(np.array([3, -3, 5, -5]), 1).tolist() == [2, -2, 3, -3]
 
 
+def test_fast_requantization_equals_the_integer_reference():
+    """The float64 MultiplyByQuantizedMultiplier the kernels use == the int32 reference, ties included."""
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        m, shift = int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(-31, 8))
+        lim = (1 << 31) >> max(shift, 0)
+        x = np.concatenate([rng.integers(-lim, lim, size=20000), [0, 1, -1, lim - 1, -lim]])
+        assert np.array_equal(fp.multiply_by_quantized_multiplier(x, m, shift),
+                              fp.multiply_by_quantized_multiplier_fast(x, m, shift).astype(np.int64)), (m, shift)
+    x = np.arange(-70000, 70000)
+    for shift in range(-12, 1):
+        assert np.array_equal(fp.multiply_by_quantized_multiplier(x, 1 << 30, shift),
+                              fp.multiply_by_quantized_multiplier_fast(x, 1 << 30, shift).astype(np.int64))
+
+
 def test_quantize_multiplier_reconstructs_the_scale():
     for real in (0.5, 0.999999999, 1.0, 3.7, 1e-3, 2.0 ** -20, 0.000244140625 / 0.0076):
         m, shift = fp.quantize_multiplier(real)

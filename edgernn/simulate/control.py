@@ -59,10 +59,9 @@ class AddSub(_Binary):
         if self.dtype == "int32":
             y = fp.wrap_int32(a + self.sign * b)
             return [Val(np.clip(y, self.lo, self.hi).astype(np.int32), batched)]
-        sa = fp.multiply_by_quantized_multiplier((a + self.off1) << self.left_shift, *self.m1)
-        sb = fp.multiply_by_quantized_multiplier((b + self.off2) << self.left_shift, *self.m2)
-        raw = fp.wrap_int32(sa + self.sign * sb)
-        y = fp.multiply_by_quantized_multiplier(raw, *self.mo) + self.off_out
+        sa = fp.multiply_by_quantized_multiplier_fast((a + self.off1) << self.left_shift, *self.m1)
+        sb = fp.multiply_by_quantized_multiplier_fast((b + self.off2) << self.left_shift, *self.m2)
+        y = fp.multiply_by_quantized_multiplier_fast(sa + self.sign * sb, *self.mo) + self.off_out
         return [Val(np.clip(y, self.lo, self.hi).astype(np.int8), batched)]
 
 
@@ -83,7 +82,7 @@ class Mul(_Binary):
         a, b = a.astype(np.int64), b.astype(np.int64)
         if self.dtype == "int32":
             return [Val(np.clip(fp.wrap_int32(a * b), self.lo, self.hi).astype(np.int32), batched)]
-        y = fp.multiply_by_quantized_multiplier((a + self.off1) * (b + self.off2), *self.m) + self.off_out
+        y = fp.multiply_by_quantized_multiplier_fast((a + self.off1) * (b + self.off2), *self.m) + self.off_out
         return [Val(np.clip(y, self.lo, self.hi).astype(np.int8), batched)]
 
 

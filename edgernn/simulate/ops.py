@@ -260,7 +260,7 @@ class UnidirectionalSequenceLstm(Kernel):
         """Input FC of all gates for all steps: (NB, T, F) -> int16-saturated (NB, T, 4U)."""
         xi = x - self.x_zp
         acc = int_matmul(xi.reshape(-1, xi.shape[-1]), self.wx.T, xi.shape[-1] * 255 * 128 + 1) + self.bias
-        pre = fp.multiply_by_quantized_multiplier(acc, self.mx_mult, self.mx_shift)
+        pre = fp.multiply_by_quantized_multiplier_fast(acc, self.mx_mult, self.mx_shift)
         return np.clip(pre, -32768, 32767).reshape(x.shape[0], x.shape[1], -1)
 
     def run(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -307,19 +307,20 @@ class UnidirectionalSequenceLstm(Kernel):
         whT = self.wh.T
         for t in range(steps):
             acc_h = int_matmul(h - self.h_zp, whT, bound_h)
-            pre_h = np.clip(fp.multiply_by_quantized_multiplier(acc_h, self.mh_mult, self.mh_shift), -32768, 32767)
-            pre = np.clip(pre_x[:, t] + pre_h, -32768, 32767) + 32768
+            pre_h = np.clip(fp.multiply_by_quantized_multiplier_fast(acc_h, self.mh_mult, self.mh_shift), -32768, 32767)
+            pre = np.clip(pre_x[:, t] + pre_h, -32768, 32767).astype(np.int64) + 32768
             i_g = self.lut_sigmoid[pre[:, 0:u]]
             f_g = self.lut_sigmoid[pre[:, u:2 * u]]
             g_g = self.lut_cell_act[pre[:, 2 * u:3 * u]]
             o_g = self.lut_sigmoid[pre[:, 3 * u:]]
-            c = np.clip(fp.multiply_by_quantized_multiplier(f_g * c, *self.mul_fc), -32768, 32767)
-            ig = np.clip(fp.multiply_by_quantized_multiplier(i_g * g_g, *self.mul_ig), -32768, 32767)
-            c = np.clip(c + ig, -32768, 32767)
+            c = np.clip(fp.multiply_by_quantized_multiplier_fast(f_g * c, *self.mul_fc), -32768, 32767)
+            ig = np.clip(fp.multiply_by_quantized_multiplier_fast(i_g * g_g, *self.mul_ig), -32768, 32767)
+            c = np.clip(c + ig, -32768, 32767).astype(np.int64)
             if self.cell_clip > 0:
                 c = np.clip(c, -self.q_cell_clip, self.q_cell_clip)
             tc = self.lut_tanh_cell[c + 32768]
-            h = np.clip(self.h_zp + fp.multiply_by_quantized_multiplier(tc * o_g, *self.mul_h), self.h_min, self.h_max)
+            h = np.clip(self.h_zp + fp.multiply_by_quantized_multiplier_fast(tc * o_g, *self.mul_h),
+                        self.h_min, self.h_max).astype(np.int64)
             out[:, t] = h
         self.h_last, self.c_last = h, c
         return out
@@ -366,7 +367,7 @@ class FullyConnected(Kernel):
         acc = int_matmul(x, (self.w - self.w_zp).T, k * 255 * 255 + 1)
         if self.bias is not None:
             acc = acc + self.bias
-        y = fp.multiply_by_quantized_multiplier(fp.wrap_int32(acc), self.mult, self.shift) + self.y_zp
+        y = fp.multiply_by_quantized_multiplier_fast(fp.wrap_int32(acc), self.mult, self.shift) + self.y_zp
         y = np.clip(y, self.lo, self.hi).astype(np.int8)
         return [Val(y.reshape(_out_shape(v, self.out_shape)), v.batched)]
 

@@ -8,6 +8,7 @@ tensors (zero LSTM states), i.e. like TFLM's ``reset()`` before every sample.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -19,6 +20,17 @@ from . import control  # noqa: F401 - registers WHILE and the elementwise kernel
 from .ops import KERNELS, Val, _NP, scale_of, zp_of
 
 MAX_WHILE_ITERATIONS = 1_000_000
+
+
+def _one_blas_thread():
+    """The simulator's matrix products are small: a multi-threaded BLAS mostly waits on its
+    threads (several times slower on a busy machine), so run them on one thread when
+    threadpoolctl is installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 class _Graph:
@@ -142,7 +154,8 @@ class Simulator:
             n = x.shape[0]
             vals.append(Val(x, True))
         self._captured = {} if capture else None
-        outs = self.run_subgraph(0, vals)
+        with _one_blas_thread():
+            outs = self.run_subgraph(0, vals)
         result = []
         for i, v in enumerate(outs):
             t = self.model.output(i)
