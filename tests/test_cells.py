@@ -256,13 +256,13 @@ def test_tf_keras_h5_and_keras3_gru_both_convert(tmp_path, bm_data):
 
 # --- trained models on real data (zoo) --------------------------------------------------------
 
-TRAINED = [
-    pytest.param(Spec(cell="gru", units=16, epochs=40), 2, id="gru-basic_motions"),
-    pytest.param(Spec(cell="rnn", units=16, epochs=60, dataset="digits"), 3, id="rnn-digits"),
-    pytest.param(Spec(cell="gru", units=16, layers=2, epochs=40), 2, id="gru-x2-basic_motions"),
-    pytest.param(Spec(cell="gru", units=12, bidirectional=True, epochs=40), 2, id="bi-gru-basic_motions"),
-    pytest.param(Spec(cell="lstm", units=16, epochs=40, dataset="digits"), 2, id="lstm-digits"),
+TRAINED = [  # BasicMotions has 40 test recordings: one flipped answer costs 2.5 points
     pytest.param(Spec(cell="gru", units=16, epochs=30, dataset="digits"), 2, id="gru-digits"),
+    pytest.param(Spec(cell="rnn", units=16, epochs=60, dataset="digits"), 3, id="rnn-digits"),
+    pytest.param(Spec(cell="rnn"), 3, id="rnn-basic_motions"),
+    pytest.param(Spec(cell="gru", layers=2), 2, id="gru-x2-basic_motions"),
+    pytest.param(Spec(cell="gru", units=16, bidirectional=True), 2, id="bi-gru-basic_motions"),
+    pytest.param(Spec(cell="lstm", units=16, epochs=40, dataset="digits"), 2, id="lstm-digits"),
 ]
 
 
@@ -280,5 +280,6 @@ def test_trained_int8_agrees_with_float(zoo, spec, max_drop_points):
     yf = np.asarray(model.predict(xte, verbose=0)).argmax(-1)
     agreement = float(np.mean(y8 == yf))
     drop = 100 * (np.mean(yf == yte) - np.mean(y8 == yte))
+    assert np.mean(yf == yte) > 2.0 / (int(yte.max()) + 1), spec.key  # a trained model, not chance
     assert agreement >= 0.97, (spec.key, agreement)
     assert drop <= max_drop_points, (spec.key, drop)

@@ -70,6 +70,7 @@ class Program:
     graphs: list[Graph]
     ties: list[tuple[str, ...]] = field(default_factory=list)  # names that share one quantization
     fixed: dict[str, QParams] = field(default_factory=dict)  # kernel-imposed output quantization
+    clip: dict[str, tuple[float, float]] = field(default_factory=dict)  # range limits (saturating inputs)
     metadata: dict = field(default_factory=dict)
 
     def tie(self, *names: str) -> None:
@@ -115,6 +116,9 @@ def assign_quantization(program: Program, ranges: dict[str, tuple[float, float]]
             seen = [ranges[n] for n in group if n in ranges]
             lo = min((r[0] for r in seen), default=0.0)
             hi = max((r[1] for r in seen), default=1.0)
+            limits = [program.clip[n] for n in group if n in program.clip]
+            if limits and len(limits) == len(group):
+                lo, hi = max(lo, max(l[0] for l in limits)), min(hi, min(l[1] for l in limits))
             q = activation_params(lo, hi)
         for n in group:
             out[n] = q

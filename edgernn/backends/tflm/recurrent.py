@@ -41,6 +41,7 @@ import numpy as np
 from ... import ir
 from ...errors import EdgeRNNError
 from ...quantize.calibrate import Ranges, run_float
+from ...quantize.params import TANH_OUT
 from .graph import Graph, Program, assign_quantization, fixed_output, write_flatbuffer
 
 METADATA_VERSION = 1
@@ -101,12 +102,21 @@ def _out(g: Graph, name: str, shape, dtype: str = "int8") -> str:
     return g.add(name, shape, dtype)
 
 
-def _unary(prog: Program, g: Graph, code: str, x: str, name: str, shape) -> str:
+# Beyond these inputs the int8 outputs are saturated (sigmoid(6.2) > 1 - 1/512, tanh(3.1) >
+# 1 - 1/256), so a pre-activation read only by LOGISTIC / TANH is quantized over at most this
+# range: finer steps where the output still changes, same output where it does not.
+SATURATING_RANGE = {"LOGISTIC": (-8.0, 8.0), "TANH": (-4.0, 4.0)}
+
+
+def _unary(prog: Program, g: Graph, code: str, x: str, name: str, shape, *, x_only_here: bool = False) -> str:
+    """``out = code(x)``; ``x_only_here``: no other op reads x, so its range may be clipped."""
     out = _out(g, name, shape)
     g.op(code, [x], [out])
     q = fixed_output(code)
     if q is not None:
         prog.fixed[out] = q
+    if x_only_here and code in SATURATING_RANGE:
+        prog.clip[x] = SATURATING_RANGE[code]
     return out
 
 
@@ -146,8 +156,10 @@ def _cell_step(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
 
     if layer.cell == "gru":
         ra = layer.reset_after
-        z = _unary(prog, g, "LOGISTIC", _binary(g, "ADD", *gate_pre(0, "z", ra), f"{p}z_pre", s), f"{p}z", s)
-        rg = _unary(prog, g, "LOGISTIC", _binary(g, "ADD", *gate_pre(1, "r", ra), f"{p}r_pre", s), f"{p}r", s)
+        z = _unary(prog, g, "LOGISTIC", _binary(g, "ADD", *gate_pre(0, "z", ra), f"{p}z_pre", s), f"{p}z", s,
+                   x_only_here=True)
+        rg = _unary(prog, g, "LOGISTIC", _binary(g, "ADD", *gate_pre(1, "r", ra), f"{p}r_pre", s), f"{p}r", s,
+                    x_only_here=True)
         if ra:  # hh = tanh(W_h x + b_h + r * (U_h h + b_rh))
             xh, hh = gate_pre(2, "h", True)
             rhh = _binary(g, "MUL", rg, hh, f"{p}r_hh", s)
@@ -157,7 +169,7 @@ def _cell_step(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
             rhh, hw, _ = _fc(g, f"{p}hh", rh, r[:, 2 * u:], None, s)
             rkern.append(hw)
             rbias.append(None)
-        hc = _unary(prog, g, "TANH", _binary(g, "ADD", xh, rhh, f"{p}hc_pre", s), f"{p}hc", s)
+        hc = _unary(prog, g, "TANH", _binary(g, "ADD", xh, rhh, f"{p}hc_pre", s), f"{p}hc", s, x_only_here=True)
         d = _binary(g, "SUB", h, hc, f"{p}h_minus_hc", s)
         zd = _binary(g, "MUL", z, d, f"{p}z_d", s)
         _binary(g, "ADD", hc, zd, h_out, s)  # h' = z*h + (1-z)*hh = hh + z*(h - hh)
@@ -169,12 +181,13 @@ def _cell_step(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
             gates = [h_out]
         else:
             pre = _binary(g, "ADD", xo, ho, f"{p}h_pre", s)
-            gates = [_unary(prog, g, "TANH", pre, h_out, s)]
+            gates = [_unary(prog, g, "TANH", pre, h_out, s, x_only_here=True)]
     elif layer.cell == "lstm":
         acts = []
         for gi, gname in enumerate("ifco"):
             pre = _binary(g, "ADD", *gate_pre(gi, gname, False), f"{p}{gname}_pre", s)
-            acts.append(_unary(prog, g, "TANH" if gname == "c" else "LOGISTIC", pre, f"{p}{gname}_gate", s))
+            acts.append(_unary(prog, g, "TANH" if gname == "c" else "LOGISTIC", pre, f"{p}{gname}_gate", s,
+                               x_only_here=True))
         i_, f_, g_, o_ = acts
         fc_ = _binary(g, "MUL", f_, c, f"{p}f_c", s)
         ig = _binary(g, "MUL", i_, g_, f"{p}i_g", s)
@@ -184,6 +197,10 @@ def _cell_step(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
         gates = acts
     else:  # pragma: no cover - the IR checks cells
         raise AssertionError(layer.cell)
+    if layer.cell in ("gru", "lstm"):
+        # |h| < 1 (a blend of tanh values / a sigmoid times a tanh): the state gets TANH's
+        # own symmetric 1/128 scale, exact zero, nothing clipped however long the stream runs
+        prog.fixed[h_out] = TANH_OUT
     t.update(kernel=kern, recurrent_kernel=rkern, bias=bias,
              recurrent_bias=rbias if (layer.cell == "gru" and layer.reset_after) else None,
              input=x, state=h, state_out=h_out, cell_state=c, cell_state_out=c_out, gate_out=gates)
