@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="digits only")
     ap.add_argument("--qat-epochs", type=int, default=5)
-    ap.add_argument("--learning-rate", type=float, default=1e-3, help="QAT fine-tuning learning rate")
+    ap.add_argument("--learning-rate", type=float, default=3e-4, help="QAT fine-tuning learning rate")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = ap.parse_args(argv)
 

@@ -24,11 +24,16 @@ TFLite calibration does), per cell:
   fixed scale 2^-12 (range [-8, 8)), the cell state in int16 with the power-of-two scale the
   converter picks (``2^ceil(log2 max|c|) / 32768``), ``h`` in int8. The int16 outputs of the
   gate sigmoids/tanh (scale 2^-15) are left in float: their rounding is below 1e-4.
-* GRU and SimpleRNN (unfused int8 graphs: FULLY_CONNECTED / ADD / MUL / LOGISTIC / TANH):
-  the input projection ``x W + b``, the recurrent projection ``h U``, each gate's sum, every
-  product, ``h``; LOGISTIC outputs on the fixed int8 grid scale 1/256 zero point -128, TANH
-  outputs on scale 1/128 zero point 0; a relu SimpleRNN's ``h`` on its calibrated range (the
-  relu is fused into the ADD).
+* GRU, SimpleRNN, and LSTMs that are not fused (Bidirectional, ``go_backwards``, mixed stacks):
+  the ``WHILE`` graphs of :mod:`edgernn.backends.tflm.recurrent`, all int8, one
+  FULLY_CONNECTED per gate. Quantized: each gate's input projection ``x W_g + b_g`` and
+  recurrent projection ``h U_g`` (+ ``b_rg``), each gate's sum, each product (GRU ``r * hh``,
+  ``h - hc``, ``z * (h - hc)``; LSTM ``f * c``, ``i * g``), the LSTM cell state (int8 here),
+  ``h``; LOGISTIC outputs on the fixed grid scale 1/256 zero point -128, TANH outputs on scale
+  1/128 zero point 0; a relu SimpleRNN's ``h`` on its calibrated range (the relu is fused into
+  the ADD). One approximation: the graph gives both directions of a Bidirectional layer the
+  concatenation's scale; QAT quantizes each direction's ``h`` on its own range and the merged
+  output on the merged range.
 
 Built on tensorflow-model-optimization, and where by hand
 ---------------------------------------------------------
@@ -54,17 +59,22 @@ an annotated identity layer.
 
 Ranges: calibrated, not moving averages
 ---------------------------------------
-tfmot's moving-average ranges would differ from what the deployed model uses: the TFLite
-converter takes every scale from its own calibration pass (min/max over the representative
-data), and the fused TFLM LSTM has no other way to receive its cell-state and hidden-state
-scales. So each QAT epoch starts with a calibration pass computed the converter's way (the
-float model run over the first ``MAX_CALIB_SAMPLES`` calibration samples, min/max of every
-quantized tensor), and the epoch trains with those ranges fixed. After the last epoch the
-same pass runs on the final weights: ``QATResult.ranges`` are then exactly what
-``edgernn convert`` finds when given the same calibration data, which is why ``convert``
-keeps its calibration step instead of reading ranges from the QAT model (a plain float model
-carries none, and the fused LSTM could not take them). Calibrate with the data passed to
-``qat_finetune`` (the default: its training inputs) to deploy the trained ranges.
+tfmot's moving-average ranges would differ from what the deployed model uses: ``edgernn
+convert`` takes every scale from its own calibration (min/max over the first 500 calibration
+samples, 0 included), and the fused TFLM LSTM has no other way to receive its cell-state and
+hidden-state scales. So each QAT epoch starts with a calibration pass computed the converter's
+way (:func:`calibrate`: the float model, i.e. quantizers observing instead of rounding, over
+the first ``MAX_CALIB_SAMPLES`` calibration inputs), and the epoch trains with those ranges
+fixed. One quirk is reproduced on purpose: the TFLite calibrator runs the representative
+samples one after another without resetting the fused LSTM's state variables, so each sample
+starts from the previous one's final ``h`` and ``c`` (on digits this doubles the cell-state
+range); for fused-LSTM models the pass runs on a stateful batch-1 twin of the model, sample by
+sample. After the last epoch the pass runs again on the final weights: ``QATResult.ranges``
+then equal the scales ``edgernn convert`` writes when given the same calibration data (checked
+by the tests). That is why ``convert`` keeps its calibration step rather than reading ranges
+from the QAT model: a plain float model carries none, the fused LSTM could not take them, and
+with the same data the calibration re-derives exactly the trained ranges. Calibrate with the
+data passed to ``qat_finetune`` (by default its training inputs).
 """
 
 from __future__ import annotations
@@ -705,7 +715,7 @@ def _dataset(data, model: ir.Model, what: str) -> Dataset:
 
 
 def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, seed: int = 0,
-                 calib=None, learning_rate: float = 1e-3, batch_size: int = 32, clipnorm: float | None = 1.0,
+                 calib=None, learning_rate: float = 3e-4, batch_size: int = 32, clipnorm: float | None = 1.0,
                  progress_callback=None) -> QATResult:
     """Fine-tune a trained model with int8 fake quantization; return (and save) the float model.
 
@@ -799,7 +809,7 @@ def tflm_outputs(tflite: bytes, x: np.ndarray, *, arena_size: int = 400_000) -> 
     return np.stack(outs)
 
 
-def accuracy_table(model, data, test, *, qat_epochs: int = 5, seed: int = 0, learning_rate: float = 1e-3) -> dict:
+def accuracy_table(model, data, test, *, qat_epochs: int = 5, seed: int = 0, learning_rate: float = 3e-4) -> dict:
     """Float, PTQ int8 and QAT int8 top-1 accuracy of a classifier on ``test`` (TFLM runtime).
 
     ``data``: the training set (fine-tuning and calibration). Returns a dict of the three
