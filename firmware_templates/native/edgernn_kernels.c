@@ -372,20 +372,66 @@ void edgernn_lut_run_s8(const int8_t *table, const int8_t *in, int8_t *out, int 
  * LSTM step (TFLM lstm_eval.h LstmStep<int8_t, int8_t, int16_t, int32_t>)
  * ------------------------------------------------------------------------------------- */
 
-/* sum_j w[j] * v[j] over n (a multiple of EDGERNN_ROW_ALIGN) values. */
-static inline int32_t edgernn_dot_s8_s16(const int8_t *w, const int16_t *v, int n)
+/* The four gate rows of one unit (w, w + n, w + 2n, w + 3n) times v, n a multiple of
+ * EDGERNN_ROW_ALIGN: the fixed-length inner loop becomes 16-bit multiply-adds. */
+static inline void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n, int32_t *out)
 {
-    int32_t sum = 0;
+    const int8_t *w1 = w + n;
+    const int8_t *w2 = w + 2 * n;
+    const int8_t *w3 = w + 3 * n;
+    int32_t s0 = 0;
+    int32_t s1 = 0;
+    int32_t s2 = 0;
+    int32_t s3 = 0;
     int j;
     int k;
     for (j = 0; j < n; j += EDGERNN_ROW_ALIGN) {
-        int32_t chunk = 0;
+        int32_t c0 = 0;
+        int32_t c1 = 0;
+        int32_t c2 = 0;
+        int32_t c3 = 0;
         for (k = 0; k < EDGERNN_ROW_ALIGN; ++k) {
-            chunk += (int32_t)w[j + k] * (int32_t)v[j + k];
+            const int32_t vk = v[j + k];
+            c0 += (int32_t)w[j + k] * vk;
+            c1 += (int32_t)w1[j + k] * vk;
+            c2 += (int32_t)w2[j + k] * vk;
+            c3 += (int32_t)w3[j + k] * vk;
         }
-        sum += chunk;
+        s0 += c0;
+        s1 += c1;
+        s2 += c2;
+        s3 += c3;
     }
-    return sum;
+    out[0] = s0;
+    out[1] = s1;
+    out[2] = s2;
+    out[3] = s3;
+}
+
+/* edgernn_fixed_mbqm with the shift split once per gate: left shift, right shift and the two
+ * rounding constants of RoundingDivideByPOT (2^(r-1) for x >= 0, 2^(r-1) - 1 below zero). */
+typedef struct {
+    int32_t multiplier;
+    int left;
+    int right;
+    int64_t round_up;
+    int64_t round_down;
+} edgernn_rescale;
+
+static void edgernn_rescale_init(edgernn_rescale *r, int32_t multiplier, int32_t shift)
+{
+    r->multiplier = multiplier;
+    r->left = shift > 0 ? (int)shift : 0;
+    r->right = shift > 0 ? 0 : (int)-shift;
+    r->round_up = r->right > 0 ? ((int64_t)1 << (r->right - 1)) : 0;
+    r->round_down = r->right > 0 ? r->round_up - 1 : 0;
+}
+
+static inline int32_t edgernn_rescale_apply(const edgernn_rescale *r, int32_t x)
+{
+    const int32_t shifted = (int32_t)((uint32_t)x << r->left);
+    const int64_t high = ((int64_t)shifted * r->multiplier + ((int64_t)1 << 30)) >> 31;
+    return (int32_t)((high + (high < 0 ? r->round_down : r->round_up)) >> r->right);
 }
 
 /* Elementwise product of two int16 values requantized (MulElementwise). */
@@ -417,10 +463,8 @@ void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hi
     const int32_t cell_clip = p->cell_clip;
     const int32_t cell_tanh_multiplier = p->cell_tanh_multiplier;
     const int cell_tanh_left_shift = (int)p->cell_tanh_left_shift;
-    int32_t input_multiplier[4];
-    int input_shift[4];
-    int32_t recurrent_multiplier[4];
-    int recurrent_shift[4];
+    edgernn_rescale from_input[4];
+    edgernn_rescale from_hidden[4];
     int16_t *x16 = scratch;
     int16_t *h16 = scratch + input_stride;
     int u;
@@ -428,10 +472,8 @@ void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hi
     int j;
 
     for (g = 0; g < 4; ++g) {
-        input_multiplier[g] = p->input_multiplier[g];
-        input_shift[g] = (int)p->input_shift[g];
-        recurrent_multiplier[g] = p->recurrent_multiplier[g];
-        recurrent_shift[g] = (int)p->recurrent_shift[g];
+        edgernn_rescale_init(&from_input[g], p->input_multiplier[g], p->input_shift[g]);
+        edgernn_rescale_init(&from_hidden[g], p->recurrent_multiplier[g], p->recurrent_shift[g]);
     }
     /* Widen this step's input and the previous hidden state once (zero padding). */
     for (j = 0; j < input_stride; ++j) {
@@ -450,15 +492,15 @@ void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hi
         int32_t cell_tanh;
         /* Gate pre-activations in Q3.12 (CalculateLstmGate: input FC + recurrent FC, each
          * requantized to int16, then AddElementWise with saturation). */
+        int32_t acc_x[4];
+        int32_t acc_h[4];
+        edgernn_dot4_s8_s16(input_weights + (long)u * 4 * input_stride, x16, input_stride, acc_x);
+        edgernn_dot4_s8_s16(recurrent_weights + (long)u * 4 * cell_stride, h16, cell_stride, acc_h);
         for (g = 0; g < 4; ++g) {
-            const long row = (long)g * n_cell + u;
-            int32_t from_x = input_bias[row] + edgernn_dot_s8_s16(input_weights + row * input_stride, x16, input_stride);
-            int32_t from_h = recurrent_bias[row] +
-                             edgernn_dot_s8_s16(recurrent_weights + row * cell_stride, h16, cell_stride);
-            from_x = edgernn_clamp(edgernn_fixed_mbqm(from_x, input_multiplier[g], input_shift[g]),
-                                   EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-            from_h = edgernn_clamp(edgernn_fixed_mbqm(from_h, recurrent_multiplier[g], recurrent_shift[g]),
-                                   EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+            const int32_t from_x = edgernn_clamp(edgernn_rescale_apply(&from_input[g], input_bias[g * n_cell + u] + acc_x[g]),
+                                                 EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
+            const int32_t from_h = edgernn_clamp(edgernn_rescale_apply(&from_hidden[g], recurrent_bias[g * n_cell + u] + acc_h[g]),
+                                                 EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
             pre[g] = edgernn_clamp(from_x + from_h, EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
         }
         /* forget, input, output = sigmoid(.), cell gate = tanh(.) at scale 2^-12 (x3, no

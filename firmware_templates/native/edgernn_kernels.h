@@ -143,10 +143,11 @@ typedef struct {
     int n_cell;
     int input_stride;                   /* n_input rounded up to a multiple of EDGERNN_ROW_ALIGN */
     int cell_stride;                    /* n_cell rounded up to a multiple of EDGERNN_ROW_ALIGN */
-    /* Gates in TFLM's order (input, forget, cell, output), n_cell rows each. */
-    const int8_t *input_weights;        /* [4][n_cell][input_stride] */
+    /* Gates in TFLM's order (input, forget, cell, output); the four rows of a unit are
+     * stored together. */
+    const int8_t *input_weights;        /* [n_cell][4][input_stride] */
     const int32_t *input_bias;          /* [4][n_cell] gate bias - input_zero_point * row sum */
-    const int8_t *recurrent_weights;    /* [4][n_cell][cell_stride] */
+    const int8_t *recurrent_weights;    /* [n_cell][4][cell_stride] */
     const int32_t *recurrent_bias;      /* [4][n_cell] -hidden_zero_point * row sum */
     int32_t input_multiplier[4];        /* per gate: input_scale * w_scale / 2^-12 as Q0.31 */
     int32_t input_shift[4];
