@@ -133,3 +133,38 @@ def test_api_errors_and_quantization_round_trip(zoo):
         Simulator.from_file(path, engine="fast")
     with pytest.raises(EdgeRNNError, match="no such"):
         Simulator.from_file(path.with_name("missing.tflite"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_streaming_one_step_models_keep_state_like_tflm(zoo, cell, tmp_path):
+    """``run(stateful=True)`` carries the variable tensors from call to call, as TFLM does
+    between two ``invoke()`` without ``reset()``."""
+    import edgernn
+    from tflite_micro.python.tflite_micro import runtime
+
+    spec = Spec(cell=cell, dataset="digits", units=16, epochs=20)
+    train, test = zoo.data("digits")
+    path = tmp_path / f"{cell}-streaming.tflite"
+    edgernn.convert(zoo.keras(spec), calib=train, output=path, streaming=True)
+    x, _ = load_npz(test)
+    x = x[:60]
+    ip = runtime.Interpreter.from_file(str(path))
+    for engine in ENGINES:
+        sim = Simulator.from_file(path, engine=engine)
+        xq = sim.quantize_input(x)
+        sim.reset()
+        got = np.stack([sim.run(xq[:, t:t + 1], stateful=True) for t in range(x.shape[1])], 1)
+        want = np.empty_like(got)
+        for i in range(len(xq)):
+            ip.reset()
+            for t in range(x.shape[1]):
+                ip.set_input(xq[i:i + 1, t:t + 1], 0)
+                ip.invoke()
+                want[i, t] = ip.get_output(0)[0]
+        assert np.array_equal(got, want)
+        # without stateful, every call starts from the initial state: the steps then differ
+        fresh = np.stack([sim.run(xq[:, t:t + 1]) for t in range(x.shape[1])], 1)
+        assert np.array_equal(fresh[:, 0], got[:, 0]) and not np.array_equal(fresh, got)
+        with pytest.raises(EdgeRNNError, match="reset"):
+            sim.run(xq[:5, :1], stateful=True)

@@ -250,10 +250,13 @@ class UnidirectionalSequenceLstm(Kernel):
         out = self.run(x.reshape(n * b, steps, feat), h, c).reshape(n, b, steps, u)
         if self.time_major:
             out = np.swapaxes(out, 1, 2)
-        self.captured = {
-            f"{self.sg.tensors[self.state_inputs[0]].name}:final": self.h_last.reshape(n, b, u).astype(np.int8),
-            f"{self.sg.tensors[self.state_inputs[1]].name}:final": self.c_last.reshape(n, b, u).astype(np.int16),
-        }
+        h_fin = self.h_last.reshape(n, b, u).astype(np.int8)
+        c_fin = self.c_last.reshape(n, b, u).astype(np.int16)
+        ht, ct = (self.sg.tensors[i] for i in self.state_inputs)
+        self.captured = {f"{ht.name}:final": h_fin, f"{ct.name}:final": c_fin}
+        # TFLM updates the state variables in place; stateful runs carry them to the next call.
+        self.state_updates = {ht.index: Val(h_fin.reshape((n,) + ht.shape), True),
+                              ct.index: Val(c_fin.reshape((n,) + ct.shape), True)}
         return [Val(np.ascontiguousarray(out), True)]
 
     def gate_preactivations_x(self, x: np.ndarray) -> np.ndarray:

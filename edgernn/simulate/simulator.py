@@ -72,6 +72,8 @@ class Simulator:
         self.path = model.path
         self.graphs = [_Graph(self, i) for i in range(len(model.subgraphs))]
         self._captured: dict[str, np.ndarray] | None = None
+        self._state: dict[int, Val] = {}  # main-graph variable tensors kept by run(stateful=True)
+        self._stateful = False
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -125,13 +127,22 @@ class Simulator:
         return (float(np.float32(scale_of(t))) * (np.asarray(y, np.int64) - zp_of(t))).astype(np.float32)
 
     # ------------------------------------------------------------------ running
-    def run(self, *inputs, capture: bool = False):
+    def reset(self) -> None:
+        """Forget the state kept by ``run(stateful=True)`` (TFLM's ``reset()``)."""
+        self._state = {}
+
+    def run(self, *inputs, capture: bool = False, stateful: bool = False):
         """Run N samples. Each input: (N, *shape[1:]) (or the full (N, *shape) when shape[0] != 1).
 
         Returns the output array (N, *out_shape[1:]) — a list when the model has several outputs.
         With ``capture=True`` returns ``(outputs, tensors)`` where ``tensors`` maps every tensor
         name of the main graph (and each LSTM's final states, as ``'<state>:final'``) to its
         int8/int16/int32 values with a leading axis of N.
+
+        By default every run starts from the initial variable tensors (a whole-sequence model
+        needs nothing else). ``stateful=True`` keeps the variable tensors (the RNN state of a
+        ``--streaming`` one-step model) from one call to the next, per sample, like TFLM's
+        interpreter between two ``invoke()`` without ``reset()``; :meth:`reset` clears them.
         """
         if len(inputs) != self.num_inputs:
             raise EdgeRNNError(f"{self.path}: the model has {self.num_inputs} input(s), got {len(inputs)}")
@@ -154,8 +165,14 @@ class Simulator:
             n = x.shape[0]
             vals.append(Val(x, True))
         self._captured = {} if capture else None
-        with _one_blas_thread():
-            outs = self.run_subgraph(0, vals)
+        self._stateful = stateful
+        if stateful and self._state and any(v.batched and v.a.shape[0] != n for v in self._state.values()):
+            raise EdgeRNNError(f"{self.path}: the kept state is for another number of samples; call reset() first")
+        try:
+            with _one_blas_thread():
+                outs = self.run_subgraph(0, vals)
+        finally:
+            self._stateful = False
         result = []
         for i, v in enumerate(outs):
             t = self.model.output(i)
@@ -183,6 +200,8 @@ class Simulator:
                 # TFLM's ResetVariableTensors: int8 variables start at their zero point, others at 0.
                 fill = zp_of(t) if t.dtype == "int8" else 0
                 env[t.index] = Val(np.full(t.shape, fill, _NP.get(t.dtype, np.int8)), False)
+        if index == 0 and self._stateful:
+            env.update(self._state)
         for idx, v in zip(sg.inputs, inputs):
             env[idx] = v
         capture = self._captured is not None and index == 0
@@ -203,8 +222,12 @@ class Simulator:
                 env[i] = v
                 if capture:
                     self._captured[sg.tensors[i].name] = v.a
+            if getattr(k, "state_updates", None):  # kernels that write variable tensors in place (LSTM)
+                env.update(k.state_updates)
             if capture and getattr(k, "captured", None):
                 self._captured.update(k.captured)
+        if index == 0 and self._stateful:
+            self._state = {t.index: env[t.index] for t in sg.tensors if t.is_variable}
         return [env[i] for i in sg.outputs]
 
 
