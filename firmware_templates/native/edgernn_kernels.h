@@ -165,6 +165,10 @@ typedef struct {
     int32_t cell_tanh_left_shift;
 } edgernn_lstm_params;
 
+/* The four rows w, w + n, w + 2n, w + 3n (int8) times v (int16): out[0..3]. n must be a
+ * multiple of EDGERNN_ROW_ALIGN. */
+void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n, int32_t *out);
+
 /* One step: reads x[n_input] and the state (hidden[n_cell] int8, cell[n_cell] int16) and
  * updates the state in place. scratch holds input_stride + cell_stride int16 values. Same
  * results as TFLM's LstmStep (forget, input and cell gates, cell update, output gate, hidden
