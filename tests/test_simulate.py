@@ -168,3 +168,25 @@ def test_streaming_one_step_models_keep_state_like_tflm(zoo, cell, tmp_path):
         assert np.array_equal(fresh[:, 0], got[:, 0]) and not np.array_equal(fresh, got)
         with pytest.raises(EdgeRNNError, match="reset"):
             sim.run(xq[:5, :1], stateful=True)
+
+
+def test_tflm_style_calls_keep_state_until_reset(zoo):
+    """set_input / invoke / get_output behave as TFLM's: state persists until reset()."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    path = zoo.tflite(Spec())
+    _, test = zoo.data("basic_motions")
+    x, _ = load_npz(test)
+    sim = Simulator.from_file(path)
+    xq = sim.quantize_input(x[:3])
+    ip = runtime.Interpreter.from_file(str(path))
+    for i in range(3):  # no reset between samples: the LSTM state carries over in both
+        ip.set_input(xq[i:i + 1], 0)
+        ip.invoke()
+        sim.set_input(xq[i:i + 1])
+        sim.invoke()
+        assert np.array_equal(sim.get_output(0), ip.get_output(0))
+    sim.reset()
+    sim.set_input(xq[:1])
+    sim.invoke()
+    assert np.array_equal(sim.get_output(), sim.run(xq[:1]))

@@ -112,7 +112,7 @@ class Kernel:
         return self.sg.tensors[self.op.outputs[i]]
 
     def where(self) -> str:
-        return f"op {self.op.opcode} (output '{self.t_out().name}')"
+        return f"{self.sim.path}: op {self.op.opcode} (output '{self.t_out().name}')"
 
     def fail(self, what: str):
         raise EdgeRNNError(f"{self.where()}: {what}")
@@ -121,7 +121,8 @@ class Kernel:
         raise NotImplementedError
 
 
-def _out_shape(v: Val, shape, n: int | None = None):
+def _out_shape(v: Val, shape) -> tuple:
+    """``shape`` with the sample axis of ``v`` in front when ``v`` is batched."""
     return ((v.a.shape[0],) if v.batched else ()) + tuple(shape)
 
 

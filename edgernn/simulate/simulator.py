@@ -128,8 +128,31 @@ class Simulator:
 
     # ------------------------------------------------------------------ running
     def reset(self) -> None:
-        """Forget the state kept by ``run(stateful=True)`` (TFLM's ``reset()``)."""
+        """Forget the state kept by ``run(stateful=True)`` / ``invoke()`` (TFLM's ``reset()``)."""
         self._state = {}
+
+    # TFLM-runtime style calls, for code written against tflite_micro.runtime.Interpreter
+    def set_input(self, x, i: int = 0) -> None:
+        """Stage input ``i`` (N samples, as :meth:`run` takes them) for :meth:`invoke`."""
+        if not hasattr(self, "_staged"):
+            self._staged: dict[int, np.ndarray] = {}
+        self._staged[i] = np.asarray(x)
+
+    def invoke(self) -> None:
+        """Run the staged inputs. Like TFLM, variable tensors persist between invokes until
+        :meth:`reset` (call it before each new sequence of a whole-sequence model)."""
+        staged = getattr(self, "_staged", {})
+        missing = [i for i in range(self.num_inputs) if i not in staged]
+        if missing:
+            raise EdgeRNNError(f"{self.path}: set_input() was not called for input(s) {missing}")
+        out = self.run(*(staged[i] for i in range(self.num_inputs)), stateful=True)
+        self._outputs = out if isinstance(out, list) else [out]
+
+    def get_output(self, i: int = 0) -> np.ndarray:
+        """Output ``i`` of the last :meth:`invoke`, (N, *shape[1:])."""
+        if not hasattr(self, "_outputs"):
+            raise EdgeRNNError(f"{self.path}: call invoke() before get_output()")
+        return self._outputs[i]
 
     def run(self, *inputs, capture: bool = False, stateful: bool = False):
         """Run N samples. Each input: (N, *shape[1:]) (or the full (N, *shape) when shape[0] != 1).
