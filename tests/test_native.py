@@ -227,3 +227,104 @@ def test_compiler_errors_surface_as_one_line(tmp_path):
     bad.write_text("int f(void) { return undefined_name; }\n")
     with pytest.raises(EdgeRNNError, match="gcc failed to compile.*undefined_name"):
         compile_c("gcc", [bad], tmp_path / "bad.o", C_FLAGS, compile_only=True)
+
+
+PRIMITIVES_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "edgernn_kernels.h"
+/* stdin: n, then n lines "x multiplier shift"; stdout: sigmoid/tanh of every int16, then MBQM */
+int main(void) {
+    long v, n, i;
+    for (v = -32768; v < 32768; ++v) {
+        printf("%d %d %d %d\n", edgernn_activation_sigmoid_one_s16((int16_t)v),
+               edgernn_activation_tanh_one_s16((int16_t)v, 3, 0), edgernn_activation_tanh_one_s16((int16_t)v, 6, 0),
+               edgernn_activation_tanh_one_s16((int16_t)v, 3, 2));
+    }
+    if (scanf("%ld", &n) != 1) return 1;
+    for (i = 0; i < n; ++i) {
+        long x, m, s;
+        if (scanf("%ld %ld %ld", &x, &m, &s) != 3) return 1;
+        printf("%ld\n", (long)edgernn_fixed_mul_by_quantized_multiplier((int32_t)x, (int32_t)m, (int)s));
+    }
+    return 0;
+}
+"""
+
+
+def test_kernel_primitives_equal_the_fixed_point_reference(tmp_path):
+    """int16 sigmoid/tanh on every input and MultiplyByQuantizedMultiplier on 20k values equal
+    the numpy twins of TFLM's routines (edgernn.simulate.fixedpoint)."""
+    from edgernn.backends.native.emit import TEMPLATE_DIR
+    from edgernn.simulate import fixedpoint as fp
+
+    src = tmp_path / "primitives.c"
+    src.write_text(PRIMITIVES_C)
+    exe = tmp_path / "primitives"
+    compile_c("gcc", [src, TEMPLATE_DIR / "edgernn_kernels.c"], exe, (*C_FLAGS, f"-I{TEMPLATE_DIR}"))
+    rng = np.random.default_rng(1)
+    n = 20000
+    x = np.concatenate([rng.integers(-(1 << 31), 1 << 31, n // 2), rng.integers(-70000, 70000, n // 2)])
+    m = rng.integers(1 << 30, (1 << 31) - 1, n)
+    s = rng.integers(-31, 3, n)
+    x[:200], m[:200] = rng.integers(-40000, 40000, 200), 1 << 30  # exact ties
+    stdin = f"{n}\n" + "\n".join(f"{a} {b} {c}" for a, b, c in zip(x, m, s)) + "\n"
+    out = subprocess.run([str(exe)], input=stdin, capture_output=True, text=True, check=True).stdout.split("\n")
+    acts = np.array([list(map(int, line.split())) for line in out[:65536]])
+    v = np.arange(-32768, 32768)
+    assert np.array_equal(acts[:, 0], fp.logistic_int16(v))
+    assert np.array_equal(acts[:, 1], fp.tanh_int16(v, 3, 0))
+    assert np.array_equal(acts[:, 2], fp.tanh_int16(v, 6, 0))
+    assert np.array_equal(acts[:, 3], fp.tanh_int16(v, 3, 2))
+    mbqm = np.array(list(map(int, out[65536:65536 + n])))
+    want = np.array([int(fp.multiply_by_quantized_multiplier(int(a), int(b), int(c)))
+                     for a, b, c in zip(fp.wrap_int32(x), m, s)])
+    assert np.array_equal(mbqm, want)
+
+
+def _single_op_model(opcode: str, in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> bytes:
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    code = getattr(schema.BuiltinOperator, opcode)
+    m = schema.ModelT()
+    m.version = 3
+    oc = schema.OperatorCodeT()
+    oc.builtinCode = oc.deprecatedBuiltinCode = code
+    oc.version = 1
+    m.operatorCodes = [oc]
+    m.buffers = [schema.BufferT() for _ in range(3)]
+    tensors = []
+    for i, (name, scale, zp) in enumerate((("x", in_scale, in_zp), ("y", out_scale, out_zp))):
+        t = schema.TensorT()
+        t.shape, t.type, t.name, t.buffer = [1, 256], schema.TensorType.INT8, name, i + 1
+        q = schema.QuantizationParametersT()
+        q.scale, q.zeroPoint = [scale], [zp]
+        t.quantization = q
+        tensors.append(t)
+    sg = schema.SubGraphT()
+    sg.tensors, sg.inputs, sg.outputs = tensors, [0], [1]
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
+    sg.operators = [op]
+    m.subgraphs = [sg]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+@pytest.mark.parametrize("opcode,out_scale,out_zp", [("LOGISTIC", 1 / 256, -128), ("TANH", 1 / 128, 0)])
+@pytest.mark.parametrize("in_scale,in_zp", [(0.0465, 7), (0.21, -100), (0.0031, 0)])
+def test_int8_activation_tables_equal_tflm_on_all_256_inputs(opcode, out_scale, out_zp, in_scale, in_zp):
+    from tflite_micro.python.tflite_micro import runtime
+
+    from edgernn.backends.native.loop import int8_activation_table
+    from edgernn.tflite_model import parse
+
+    raw = _single_op_model(opcode, in_scale, in_zp, out_scale, out_zp)
+    m = parse(raw)
+    table = int8_activation_table(opcode, m.main.tensors[0], m.main.tensors[1])
+    it = runtime.Interpreter.from_bytes(raw, arena_size=1 << 16)
+    it.set_input(np.arange(-128, 128, dtype=np.int8)[None], 0)
+    it.invoke()
+    assert np.array_equal(table, np.array(it.get_output(0)).reshape(-1))
