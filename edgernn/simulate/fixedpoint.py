@@ -156,20 +156,6 @@ def multiply_by_quantized_multiplier_fast(x, quantized_multiplier, shift) -> np.
     return np.where(q < 0, -a, a)
 
 
-def multiply_by_quantized_multiplier_int64(x, quantized_multiplier, shift) -> np.ndarray:
-    """``MultiplyByQuantizedMultiplier(int64_t x, int32_t m, int shift)`` (16-bit activation path).
-
-    Uses the multiplier reduced to 16 bits, ``(m + 2^15) >> 16`` (``0x7FFF`` when m >= 0x7FFF0000),
-    and one rounding right shift by ``15 - shift``.
-    """
-    x = _i64(x)
-    m = _i64(quantized_multiplier)
-    reduced = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
-    total_shift = 15 - _i64(shift)
-    r = (x * reduced + (np.int64(1) << (total_shift - 1))) >> total_shift
-    return wrap_int32(r)
-
-
 def multiply_by_quantized_multiplier_greater_than_one(x, quantized_multiplier, left_shift) -> np.ndarray:
     """``MultiplyByQuantizedMultiplierGreaterThanOne``: ``SRDHM(x * 2^left_shift, m)``."""
     return saturating_rounding_doubling_high_mul(wrap_int32(_i64(x) << _i64(left_shift)), quantized_multiplier)
@@ -235,9 +221,12 @@ def _scale_int16_input(x, input_multiplier: int, input_left_shift: int) -> np.nd
 def logistic_int16(x, input_multiplier: int = 0, input_left_shift: int = 0) -> np.ndarray:
     """``reference_integer_ops::Logistic`` for int16 (Q3.12 in, Q0.15 out), as the LSTM gates use it.
 
-    The input is scaled by 3 (to Q?.?, [-10.7, 10.7] over the 256-entry table), the table is
-    indexed with ``|x| >> 9`` and linearly interpolated with the low 9 bits; negative inputs
-    use ``1 - sigmoid(|x|)``. The LSTM kernel calls it with multiplier 0 and shift 0.
+    Multiplier 0 means "times 3, no shift": ``v = 3 * x`` puts one table step (24 table
+    entries per unit of x) at 512 = 2^9 raw units, since 4096 * 3 / 24 = 512. The table is
+    indexed with ``|v| >> 9`` and linearly interpolated with the low 9 bits (``uint32``
+    maths); ``|v| >> 9 >= 255`` saturates; negative inputs use ``2^25 - r`` (i.e. 1 - s).
+    Result ``(r + 2^9) >> 10`` (positive) as int16. The LSTM kernel calls it with multiplier 0
+    and shift 0.
     """
     v = _scale_int16_input(x, input_multiplier, input_left_shift)
     a = np.abs(v)
@@ -254,7 +243,9 @@ def logistic_int16(x, input_multiplier: int = 0, input_left_shift: int = 0) -> n
 def tanh_int16(x, input_multiplier: int, input_left_shift: int) -> np.ndarray:
     """``reference_integer_ops::Tanh`` for int16: the sigmoid table read as tanh(x) = 2 sigmoid(2x) - 1.
 
-    Index ``|x| >> 8``, interpolation on the low 8 bits, output Q0.15.
+    Same scaling as :func:`logistic_int16` but indexed with ``|v| >> 8`` (twice the slope),
+    interpolated on the low 8 bits; ``r - 2^23 + 2^7`` (positive) or ``-r + 2^23 + 2^7 - 1``
+    (negative) then an arithmetic shift right by 8, output Q0.15.
     """
     v = _scale_int16_input(x, input_multiplier, input_left_shift)
     a = np.abs(v)
@@ -286,10 +277,6 @@ def lstm_tanh_int16(x, cell_state_scale_power: int) -> np.ndarray:
 # Fixed-point values below are int32 raws with ``integer_bits`` integer bits (Q<ib>.<31-ib>).
 def _fp_mul(a, b):
     return saturating_rounding_doubling_high_mul(a, b)
-
-
-def _rescaling_constant(raw32: int) -> int:
-    return raw32  # int32 raws: no rescaling needed (16-bit raws would shift by 16)
 
 
 def exp_on_interval_between_negative_one_quarter_and_0_excl(a) -> np.ndarray:
@@ -384,4 +371,5 @@ def get_reciprocal(x, x_integer_digits: int):
     return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit
 
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [name for name, obj in list(globals().items())
+           if not name.startswith("_") and (name.isupper() or getattr(obj, "__module__", None) == __name__)]
