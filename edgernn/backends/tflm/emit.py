@@ -27,6 +27,7 @@ from .arena import ARENA_MARGIN_BYTES, min_arena_bytes
 # TFLite builtin op -> the MicroMutableOpResolver method that registers it.
 RESOLVER_METHODS = {
     "ADD": "AddAdd", "CONCATENATION": "AddConcatenation", "DEQUANTIZE": "AddDequantize",
+    "DYNAMIC_UPDATE_SLICE": "AddDynamicUpdateSlice",
     "FULLY_CONNECTED": "AddFullyConnected", "GATHER": "AddGather", "LESS": "AddLess",
     "LOGISTIC": "AddLogistic", "MUL": "AddMul", "PACK": "AddPack", "QUANTIZE": "AddQuantize",
     "RELU": "AddRelu", "RESHAPE": "AddReshape", "REVERSE_V2": "AddReverseV2", "SHAPE": "AddShape",
