@@ -328,3 +328,28 @@ def test_int8_activation_tables_equal_tflm_on_all_256_inputs(opcode, out_scale, 
     it.set_input(np.arange(-128, 128, dtype=np.int8)[None], 0)
     it.invoke()
     assert np.array_equal(table, np.array(it.get_output(0)).reshape(-1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_per_step_outputs_return_sequences(tmp_path, cell):
+    """LSTM/GRU(return_sequences=True) -> Dense(softmax) on every step: NAME_run writes T outputs."""
+    import keras
+
+    import edgernn
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 20, 5)).astype(np.float32)
+    inp = keras.Input((20, 5))
+    layer = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
+    y = keras.layers.Dense(3, activation="softmax")(layer(8, return_sequences=True, seed=1)(inp))
+    keras.Model(inp, y).save(tmp_path / "m.keras")
+    path = tmp_path / "m.tflite"
+    edgernn.convert(tmp_path / "m.keras", calib=x, output=path)
+    xq = quantize(x[:8], read(path))
+    build = NativeBuild.create(path, tmp_path / "native")
+    assert not build.plan.last_step_only and build.plan.outputs == 20 * 3
+    got = build.run(xq)
+    assert got.shape == (8, 20, 3)
+    assert np.array_equal(got.reshape(8, -1), tflm_outputs(read(path).raw, xq))
+    assert np.array_equal(build.steps(xq), got)

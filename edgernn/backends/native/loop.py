@@ -331,6 +331,7 @@ def build_loop_model(m: TFLiteModel):
     recurrent: list[LoopPlan] = []
     head: list = []
     cur = None
+    per_step = False
     names = []
     for i, op in enumerate(sg.operators):
         names.append(op.opcode)
@@ -357,11 +358,11 @@ def build_loop_model(m: TFLiteModel):
             raise _fail(m, f"op {i} ({op.opcode}) before the first recurrent layer is not supported")
         if op.inputs[0] != cur:
             src = where.get(op.inputs[0])
-            if src is not None and src[0] == "seq":
-                raise _fail(m, f"op {i} ({op.opcode}) runs on every time step (return_sequences=True); the native "
-                               "backend compiles per-step heads of LSTM models only -- use --backend tflm")
-            raise _fail(m, f"op {i} ({op.opcode}) does not read the previous op's output; the native backend "
-                           "compiles a single chain of layers")
+            if not head and src == ("seq", len(recurrent) - 1):
+                per_step = True  # return_sequences=True: the head runs on every step's output
+            else:
+                raise _fail(m, f"op {i} ({op.opcode}) does not read the previous op's output; the native "
+                               "backend compiles a single chain of layers")
         if op.opcode == "FULLY_CONNECTED":
             head.append(_fully_connected(m, sg, op, i, len(head)))
         elif op.opcode == "SOFTMAX":
@@ -370,10 +371,12 @@ def build_loop_model(m: TFLiteModel):
             raise _fail(m, f"operator {op.opcode} (op {i}) after the recurrent layers is not supported by the "
                            "native backend (FULLY_CONNECTED and SOFTMAX are) -- use --backend tflm for this model")
         cur = op.outputs[0]
-    if cur != sg.outputs[0] or not recurrent:
+    if recurrent and not head and where.get(sg.outputs[0]) == ("seq", len(recurrent) - 1):
+        per_step = True  # the output is the last layer's whole hidden-state sequence
+    elif not recurrent or cur != sg.outputs[0]:
         raise _fail(m, "the graph's output is not the end of a recurrent-layer chain")
-    y = sg.tensors[cur]
+    y = sg.tensors[sg.outputs[0]]
     return NativePlan(source=Path(m.path).name, sha256=hashlib.sha256(m.raw).hexdigest(),
                       flatbuffer_bytes=len(m.raw), timesteps=int(x.shape[1]), features=int(x.shape[2]),
                       input_scale=_scale(x), input_zero_point=_zp(x), output_scale=_scale(y), output_zero_point=_zp(y),
-                      recurrent=recurrent, last_step_only=True, head=head, ops=names)
+                      recurrent=recurrent, last_step_only=not per_step, head=head, ops=names)
