@@ -110,3 +110,18 @@ def test_refuses_to_overwrite_foreign_directory(tmp_path, lstm_tflite):
 def test_bad_c_name(tmp_path, lstm_tflite):
     with pytest.raises(EdgeRNNError, match="C identifier"):
         edgernn.emit(lstm_tflite, tmp_path / "fw", name="3d-model")
+
+
+def test_gru_while_graph_harness(tmp_path, zoo):
+    """A GRU (edgernn's WHILE graph) gets a harness registering its ops, and it compiles."""
+    from conftest import Spec
+    tfl = zoo.tflite(Spec(cell="gru", dataset="digits", units=16, epochs=20))
+    out = tmp_path / "fw"
+    edgernn.emit(tfl, out, backend="tflm", test_data=zoo.data("digits")[1], samples=2)
+    ops = tflite_model.read(tfl).op_counts
+    assert "WHILE" in ops
+    calls = re.findall(r"resolver\.(Add\w+)\(\)", (out / "main.cc").read_text())
+    assert sorted(calls) == sorted(RESOLVER_METHODS[op] for op in ops)
+    proc = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", f"-I{TFLM_API}",
+                           f"-I{out}", str(out / "main.cc")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
