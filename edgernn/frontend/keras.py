@@ -65,6 +65,8 @@ def _recurrent(layer, input_dim: int, *, allow_backwards: bool = False) -> ir.Re
         _unsupported(layer, "go_backwards", True, "reverse the input instead, or wrap the layer in Bidirectional")
     if cfg.get("return_state"):
         _unsupported(layer, "return_state", True, "use return_state=False")
+    if cfg.get("time_major"):
+        _unsupported(layer, "time_major", True, "use time_major=False (inputs shaped batch, time, features)")
     act = _act_name(cfg.get("activation", "tanh"))
     allowed = ("tanh", "relu") if cell == "rnn" else ("tanh",)
     if act not in allowed:
