@@ -77,7 +77,8 @@ def test_fake_quant_model_tracks_tflm_int8(zoo, which, request):
     xtr, _ = load_npz(train)
     xte, _ = load_npz(test)
     xte = xte[:150]
-    m = edgernn.load_model(path)
+    # weights snapped first: convert calibrates with the float weights, QAT with snapped ones
+    m = qat.snap_model(edgernn.load_model(path))
     int8 = qat.tflm_outputs(edgernn.convert(m, calib=train).tflite, xte)
     qm = qat.build_qat_model(m, xtr.shape[1])
     ranges = qat.calibrate(qm, xtr[:qat.MAX_CALIB_SAMPLES])
@@ -168,14 +169,23 @@ def test_trained_ranges_are_the_ones_convert_calibrates(lstm_qat):
 
 
 @pytest.mark.slow
-def test_qat_not_worse_than_ptq_where_ptq_works(zoo, lstm_qat):
+@pytest.mark.parametrize("which", ["lstm-fused", "gru-while"])
+def test_qat_not_worse_than_ptq_where_ptq_works(zoo, lstm_qat, which, tmp_path):
+    """Digits models whose PTQ int8 accuracy is already within a point of float: QAT's int8
+    accuracy is never more than 0.5 points below PTQ's (450 test digits, TFLM runtime)."""
     import edgernn
 
-    spec, res, conv = lstm_qat
     train, test = zoo.data("digits")
     x, y = load_npz(test)
+    if which == "lstm-fused":
+        spec, _, conv = lstm_qat
+        qat_tflite = conv.tflite
+    else:
+        spec = Spec(cell="gru", dataset="digits", units=16, epochs=20)
+        res = qat.qat_finetune(zoo.keras(spec), train, epochs=3, seed=0, output=tmp_path / "gru_qat.keras")
+        qat_tflite = edgernn.convert(res.path, calib=train).tflite
     ptq = _int8_acc(edgernn.convert(zoo.keras(spec), calib=train).tflite, x, y)
-    q = _int8_acc(conv.tflite, x, y)
+    q = _int8_acc(qat_tflite, x, y)
     assert q >= ptq - 0.005, (q, ptq)
 
 
