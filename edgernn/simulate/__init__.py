@@ -1,13 +1,19 @@
 """Bit-exact numpy simulator of int8 TFLite Micro models, vectorized over a batch of samples.
 
     from edgernn.simulate import Simulator
-    sim = Simulator.from_file("model.tflite")
+    sim = Simulator.from_file("model.tflite")           # or Simulator.from_bytes(data)
     y = sim.run(sim.quantize_input(x_float))            # (N, ...) int8, equal to TFLM's outputs
     probs = sim.dequantize_output(y)
     y, tensors = sim.run(x_int8, capture=True)          # every intermediate tensor by name
+    sim.run(x_step, stateful=True); sim.reset()         # --streaming models: state across calls
 
-:mod:`.fixedpoint` holds the shared fixed-point helpers (the C twins mirror them) and
-:mod:`.diagnostics` the per-layer float-vs-int8 report.
+Each ``run`` starts from the model's initial state, like TFLM after ``reset()``; the
+TFLM-style ``set_input`` / ``invoke`` / ``get_output`` keep state until ``reset()`` as TFLM does.
+``engine="numba"`` (the default when numba is installed) runs the LSTM time loop compiled;
+``engine="numpy"`` runs the reference kernels; both give the same bits.
+
+:mod:`.fixedpoint` holds the shared fixed-point helpers (the C twins mirror them), :mod:`.ops`
+and :mod:`.control` the op kernels, :mod:`.diagnostics` the per-layer float-vs-int8 report.
 """
 
 from .simulator import Simulator, simulate

@@ -14,12 +14,15 @@ refuse the model with one line naming the op.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import EdgeRNNError
 from . import fixedpoint as fp
+
+log = logging.getLogger(__name__)
 
 KERNELS: dict[str, type] = {}
 
@@ -270,7 +273,13 @@ class UnidirectionalSequenceLstm(Kernel):
     def run(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> np.ndarray:
         """The integer LSTM over (NB, T, F) inputs from states h (int8 values), c (int16)."""
         if self.sim.engine == "numba" and self.compiled_exact:
-            return self.run_compiled(x, h, c)
+            try:
+                return self.run_compiled(x, h, c)
+            except Exception as exc:  # a numba build problem must not stop a simulation
+                if type(exc).__module__.split(".")[0] != "numba":
+                    raise
+                log.warning("compiled LSTM loop unavailable (%s); using the numpy kernels", exc)
+                self.sim.engine = "numpy"
         return self.run_numpy(x, h, c)
 
     def run_compiled(self, x, h, c) -> np.ndarray:
