@@ -9,7 +9,7 @@ import edgernn
 from edgernn import tflite_model
 from edgernn.backends.tflm.convert import _strategy, convert_ir
 from edgernn.backends.tflm.runtime import TFLMRunner
-from edgernn.backends.tflm.streaming import lstm_one_step
+from edgernn.backends.tflm.streaming import is_streaming_model, lstm_one_step, run_streaming
 from edgernn.errors import EdgeRNNError
 from edgernn.frontend import from_keras
 
@@ -20,18 +20,7 @@ ARENA = 300_000
 
 
 def _stream(runner: TFLMRunner, x_int8: np.ndarray) -> np.ndarray:
-    """Feed each sequence one time step per invoke (reset between sequences): (N, T, *out)."""
-    it = runner.interpreter
-    outs = []
-    for seq in x_int8:
-        it.reset()
-        steps = []
-        for t in range(seq.shape[0]):
-            it.set_input(seq[t].reshape(1, 1, -1), 0)
-            it.invoke()
-            steps.append(np.array(it.get_output(0))[0])
-        outs.append(np.stack(steps))
-    return np.stack(outs)
+    return run_streaming(runner.interpreter, x_int8)
 
 
 def _assert_streaming_equals_sequence(m, calib, x):
@@ -42,6 +31,7 @@ def _assert_streaming_equals_sequence(m, calib, x):
         one_bytes = convert_ir(m, calib, streaming=True)
     seq = TFLMRunner(seq_bytes, arena_size=ARENA)
     one = TFLMRunner(one_bytes, arena_size=ARENA)
+    assert not is_streaming_model(tflite_model.parse(seq_bytes))
     assert tuple(one.input_details["shape"]) == (1, 1, m.input.features)
     assert one.input_quant == seq.input_quant and one.output_quant == seq.output_quant
     xq = seq.quantize_input(x)
@@ -65,7 +55,8 @@ def test_streaming_equals_sequence_on_every_test_sample(kind, bm_data):
     m = from_keras(keras3_model(kind))
     one = _assert_streaming_equals_sequence(m, xtr, xte)
     tm = tflite_model.parse(one.raw)
-    assert not any(op in tm.op_counts for op in ("WHILE", "UNIDIRECTIONAL_SEQUENCE_RNN"))
+    assert is_streaming_model(tm)
+    assert "WHILE" not in tm.op_counts
     variables = [t for t in tm.main.tensors if t.is_variable]
     n_states = sum(2 if l.cell == "lstm" else 1 for l in m.recurrent_layers)
     assert len(variables) >= n_states  # the fused LSTM also keeps an int16 cell state

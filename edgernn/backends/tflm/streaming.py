@@ -42,3 +42,33 @@ def lstm_one_step(data: bytes, model: ir.Model) -> bytes:
     b = flatbuffers.Builder(1024)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
+
+
+def is_streaming_model(tm) -> bool:
+    """True for a one-step model (input ``(1, 1, F)`` and state kept in variable tensors).
+
+    ``tm`` is a :class:`edgernn.tflite_model.TFLiteModel`. Both streaming forms qualify: the
+    fused LSTM rewritten to T=1 and the one-step GRU / SimpleRNN / LSTM graphs.
+    """
+    shape = tm.input().shape
+    return len(shape) == 3 and shape[1] == 1 and any(t.is_variable for t in tm.main.tensors)
+
+
+def run_streaming(interpreter, x_int8: np.ndarray) -> np.ndarray:
+    """Feed each int8 sequence of ``x_int8`` (N, T, F) one time step per ``invoke()``.
+
+    ``interpreter``: a ``tflite_micro`` runtime interpreter of a streaming model. The state is
+    reset before each sequence, exactly as a device calls ``reset()`` between recordings.
+    Returns the int8 output after every step, shape (N, T, *output_shape[1:]); a per-sequence
+    classifier's answer is ``[:, -1]``.
+    """
+    outs = []
+    for seq in np.asarray(x_int8, np.int8):
+        interpreter.reset()
+        steps = []
+        for t in range(seq.shape[0]):
+            interpreter.set_input(seq[t].reshape(1, 1, -1), 0)
+            interpreter.invoke()
+            steps.append(np.array(interpreter.get_output(0))[0])
+        outs.append(np.stack(steps))
+    return np.stack(outs)
