@@ -1,9 +1,15 @@
 """IR -> int8 TFLite Micro flatbuffer.
 
-LSTM layers take the TFLite converter's own route: the model is rebuilt as tf_keras with
-batch 1 and ``unroll=False`` so each LSTM fuses into one ``UNIDIRECTIONAL_SEQUENCE_LSTM``,
-then full-int8 post-training quantization with the calibration data. The converter runs in a
-child process (see :mod:`.subprocess_util`).
+Two routes, chosen by :func:`_strategy`:
+
+* ``fused-lstm``: unidirectional LSTM models (stacked allowed) take the TFLite converter's own
+  route: the model is rebuilt as tf_keras with batch 1 and ``unroll=False`` so each LSTM fuses
+  into one ``UNIDIRECTIONAL_SEQUENCE_LSTM``, then full-int8 post-training quantization with
+  the calibration data. The converter runs in a child process (see :mod:`.subprocess_util`).
+  Streaming: the same flatbuffer with T rewritten to 1 (:mod:`.streaming`).
+* ``while-graph``: GRU, SimpleRNN, Bidirectional layers and mixed stacks, whose int8
+  conversion crashes the TFLite converter, are written by edgernn itself as WHILE loops of
+  builtin int8 ops, calibrated on a float run of the same graph (:mod:`.recurrent`).
 """
 
 from __future__ import annotations
