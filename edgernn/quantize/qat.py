@@ -772,6 +772,8 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
         h = qmodel.fit(ds.x, y, epochs=1, batch_size=batch_size, shuffle=True, verbose=0)
         for k, v in h.history.items():
             history.setdefault(k, []).append(float(v[-1]))
+        log.info("QAT epoch %d/%d: %s", epoch + 1, epochs,
+                 " ".join(f"{k}={v[-1]:.4f}" for k, v in history.items()))
         if progress_callback is not None:
             progress_callback(epoch, {k: v[-1] for k, v in history.items()})
     ranges = calibrate(qmodel, calib_x)
