@@ -27,7 +27,7 @@ MODELS = {
     "lstm32-basic_motions": (Spec(), "basic_motions"),
     "lstm16x2-basic_motions": (Spec(layers=2, units=16), "basic_motions"),
     "lstm16-digits": (Spec(dataset="digits", units=16, epochs=20), "digits"),
-    # WHILE-loop graphs (the zoo models the simulator and cell tests train too)
+    # WHILE-loop graphs (zoo models the simulator and cell tests train too)
     "gru16-digits": (Spec(cell="gru", dataset="digits", units=16, epochs=20), "digits"),
     "rnn16-digits": (Spec(cell="rnn", dataset="digits", units=16, epochs=20), "digits"),
     "gru32x2-basic_motions": (Spec(cell="gru", layers=2), "basic_motions"),
@@ -209,10 +209,21 @@ int main(void) {
 
 
 @pytest.mark.slow
-def test_bidirectional_models_are_refused_with_the_reason(zoo, tmp_path):
+def test_bidirectional_run_equals_tflm_and_step_is_refused(zoo):
+    """Bidirectional(GRU) then Dense: NAME_run bit-exact; NAME_step returns EDGERNN_ERR_UNSUPPORTED."""
+    import tempfile
+
     path = zoo.tflite(Spec(cell="gru", units=12, bidirectional=True, epochs=40))
-    with pytest.raises(EdgeRNNError, match="backward .*Bidirectional.*--backend tflm"):
-        emit_native(path, tmp_path)
+    x, _ = load_npz(zoo.data("basic_motions")[1])
+    xq = quantize(x, read(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        build = NativeBuild.create(path, tmp)
+        assert build.plan.bidirectional
+        assert np.array_equal(build.run(xq), tflm_outputs(read(path).raw, xq))
+        with pytest.raises(EdgeRNNError, match="status 4"):
+            build.steps(xq[:1])
+        header = (build.directory / "model.h").read_text()
+        assert "#define MODEL_BIDIRECTIONAL 1" in header and "EDGERNN_ERR_UNSUPPORTED" in header
 
 
 def test_refusals_name_the_problem(tmp_path, zoo):

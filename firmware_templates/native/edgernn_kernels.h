@@ -30,6 +30,7 @@ extern "C" {
 /* Status codes returned by the generated NAME_* functions. */
 #define EDGERNN_OK 0
 #define EDGERNN_ERR_ARGUMENT 1 /* NULL pointer or T < 1 */
+#define EDGERNN_ERR_UNSUPPORTED 2 /* NAME_step of a Bidirectional model: use NAME_run */
 
 /* ---------------------------------------------------------------------------------------
  * Fixed-point helpers (TFLM kernels/internal/common.h, gemmlowp fixedpoint.h).

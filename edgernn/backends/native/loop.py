@@ -89,6 +89,7 @@ class LoopPlan:
     slots: int
     slot_size: int
     arrays: list[ConstArray] = field(default_factory=list)
+    direction: str = "forward"  # "backward": walks t = T-1 .. 0 (the reverse half of a Bidirectional)
 
     @property
     def kind(self) -> str:
@@ -159,9 +160,6 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int, me
     body_index = int(op.options.bodySubgraphIndex)
     body = m.subgraphs[body_index]
     cell = (meta or {}).get("cell", "rnn")
-    if meta is not None and meta.get("direction", "forward") != "forward":
-        raise _fail(m, f"{where}: backward (Bidirectional) recurrent layers are not supported by the native "
-                       "backend yet; use --backend tflm for this model")
     slices = [o for o in body.operators if o.opcode == "SLICE"]
     dus = [o for o in body.operators if o.opcode == "DYNAMIC_UPDATE_SLICE"]
     if len(slices) != 1 or len(dus) > 1:
@@ -171,12 +169,14 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int, me
     x_t = slices[0].outputs[0]
     seq_pos = body.inputs.index(dus[0].inputs[0]) if dus else None
     pos_tensor = slices[0].inputs[1]
+    direction = None
     for o in body.operators:
         if o.opcode == "ADD" and o.inputs and o.inputs[0] == pos_tensor:
             step = body.tensors[o.inputs[1]].data
-            if step is None or [int(v) for v in np.asarray(step).reshape(-1)] != [0, 1, 0]:
-                raise _fail(m, f"{where}: the loop does not walk the time axis forward; only forward loops "
-                               "are compiled")
+            step = None if step is None else [int(v) for v in np.asarray(step).reshape(-1)]
+            direction = {(0, 1, 0): "forward", (0, -1, 0): "backward"}.get(tuple(step or ()))
+    if direction is None:
+        raise _fail(m, f"{where}: the loop does not walk the time axis one step at a time")
     main = m.main
     states: dict[int, LoopState] = {}
     for pos, t_in in enumerate(body.inputs):
@@ -286,7 +286,7 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int, me
         out_pos = min(states)
     plan = LoopPlan(index=index, op_index=op_index, cell=cell, n_input=n_input, n_cell=states[out_pos].n,
                     body=body_index, ops=ops, states=list(states.values()), output_state=states[out_pos].name,
-                    slots=n_slots, slot_size=slot_size, arrays=arrays)
+                    slots=n_slots, slot_size=slot_size, arrays=arrays, direction=direction)
     mapping = {"x": x_pos, "seq": seq_pos, "states": {p: s.name for p, s in states.items()}, "out_pos": out_pos}
     return plan, mapping
 
@@ -332,27 +332,38 @@ def build_loop_model(m: TFLiteModel):
     head: list = []
     cur = None
     per_step = False
+    merge = None
     names = []
     for i, op in enumerate(sg.operators):
         names.append(op.opcode)
         if op.opcode == "FILL":
             continue  # the initial value of an output sequence: not needed step by step
         if op.opcode == "WHILE":
-            if head:
+            if head or merge is not None:
                 raise _fail(m, f"op {i}: a recurrent layer after the output layers is not supported")
             plan, mp = build_loop_layer(m, op, i, len(recurrent), layer_meta.get(i))
             src = where.get(op.inputs[mp["x"]])
-            want = ("input", None) if not recurrent else ("seq", len(recurrent) - 1)
-            if src != want:
-                raise _fail(m, f"op {i} (WHILE): its input sequence is not "
-                               f"{'the model input' if not recurrent else 'the previous layer output sequence'}; "
-                               "the native backend compiles a single chain of unidirectional layers")
+            if plan.direction == "backward":
+                # the reverse half of a Bidirectional layer: supported as the first layer only
+                if len(recurrent) != 1 or recurrent[0].direction != "forward" or src != ("input", None):
+                    raise _fail(m, f"op {i} (WHILE): a backward layer that is not the second half of a first-layer "
+                                   "Bidirectional is not supported by the native backend -- use --backend tflm")
+            else:
+                want = ("input", None) if not recurrent else ("seq", len(recurrent) - 1)
+                if src != want or (recurrent and recurrent[-1].direction == "backward"):
+                    raise _fail(m, f"op {i} (WHILE): its input sequence is not "
+                                   f"{'the model input' if not recurrent else 'the previous layer output sequence'}; "
+                                   "the native backend compiles a chain of layers (a Bidirectional layer only as "
+                                   "the last recurrent layer)")
             for pos, state in mp["states"].items():
                 where[op.outputs[pos]] = ("state", len(recurrent), state)
             if mp["seq"] is not None:
                 where[op.outputs[mp["seq"]]] = ("seq", len(recurrent))
             recurrent.append(plan)
             cur = op.outputs[mp["out_pos"]]
+            continue
+        if recurrent and recurrent[-1].direction == "backward" and merge is None:
+            merge, cur = _merge(m, sg, op, i, where, recurrent)
             continue
         if not recurrent:
             raise _fail(m, f"op {i} ({op.opcode}) before the first recurrent layer is not supported")
@@ -371,6 +382,8 @@ def build_loop_model(m: TFLiteModel):
             raise _fail(m, f"operator {op.opcode} (op {i}) after the recurrent layers is not supported by the "
                            "native backend (FULLY_CONNECTED and SOFTMAX are) -- use --backend tflm for this model")
         cur = op.outputs[0]
+    if recurrent and recurrent[-1].direction == "backward" and merge is None:
+        raise _fail(m, "a Bidirectional layer must be merged (concat or sum) before the output")
     if recurrent and not head and where.get(sg.outputs[0]) == ("seq", len(recurrent) - 1):
         per_step = True  # the output is the last layer's whole hidden-state sequence
     elif not recurrent or cur != sg.outputs[0]:
@@ -379,4 +392,45 @@ def build_loop_model(m: TFLiteModel):
     return NativePlan(source=Path(m.path).name, sha256=hashlib.sha256(m.raw).hexdigest(),
                       flatbuffer_bytes=len(m.raw), timesteps=int(x.shape[1]), features=int(x.shape[2]),
                       input_scale=_scale(x), input_zero_point=_zp(x), output_scale=_scale(y), output_zero_point=_zp(y),
-                      recurrent=recurrent, last_step_only=not per_step, head=head, ops=names)
+                      recurrent=recurrent, last_step_only=not per_step, head=head, ops=names,
+                      bidirectional=merge is not None, merge=merge)
+
+
+@dataclass
+class MergePlan:
+    """How a Bidirectional layer's two final states become one vector (CONCATENATION or ADD)."""
+
+    op_index: int
+    kind: str  # "concat" | "add"
+    forward: str
+    backward: str
+    n_forward: int
+    n_backward: int
+    add: AddPlan | None = None
+
+    @property
+    def n(self) -> int:
+        return self.n_forward + self.n_backward if self.kind == "concat" else self.n_forward
+
+
+def _merge(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, where: dict, recurrent: list) -> tuple[MergePlan, int]:
+    fwd, bwd = recurrent[-2], recurrent[-1]
+    want = [("state", len(recurrent) - 2, fwd.output_state), ("state", len(recurrent) - 1, bwd.output_state)]
+    got = [where.get(t) for t in op.inputs[:2]]
+    if got != want:
+        if any(g is not None and g[0] == "seq" for g in got):
+            raise _fail(m, f"op {i} ({op.opcode}): a Bidirectional layer returning sequences is not supported by "
+                           "the native backend (its final states are) -- use --backend tflm")
+        raise _fail(m, f"op {i} ({op.opcode}) does not merge the forward and backward final states")
+    y = sg.tensors[op.outputs[0]]
+    if op.opcode == "CONCATENATION":
+        a, b = (sg.tensors[t] for t in op.inputs[:2])
+        if len(op.inputs) != 2 or any(_scale(t) != _scale(y) or _zp(t) != _zp(y) for t in (a, b)):
+            raise _fail(m, f"op {i} (CONCATENATION): inputs quantized unlike the output are not supported")
+        return MergePlan(op_index=i, kind="concat", forward=fwd.output_state, backward=bwd.output_state,
+                         n_forward=fwd.n_cell, n_backward=bwd.n_cell), op.outputs[0]
+    if op.opcode == "ADD":
+        return MergePlan(op_index=i, kind="add", forward=fwd.output_state, backward=bwd.output_state,
+                         n_forward=fwd.n_cell, n_backward=bwd.n_cell,
+                         add=_add_plan(m, sg, op, f"op {i} (ADD)")), op.outputs[0]
+    raise _fail(m, f"op {i}: Bidirectional merge {op.opcode} is not supported (concat and sum are)")

@@ -199,10 +199,19 @@ class NativePlan:
     last_step_only: bool  # True: the head runs on the last step; False: on every step
     head: list = field(default_factory=list)  # FullyConnectedPlan | SoftmaxPlan
     ops: list[str] = field(default_factory=list)
+    bidirectional: bool = False  # the last two layers are a Bidirectional pair: NAME_run only
+    merge: object = None  # loop.MergePlan of the Bidirectional pair
+
+    @property
+    def head_source(self) -> str:
+        """C expression (``$`` = model prefix) of the vector the head reads."""
+        return "$merged" if self.merge is not None else self.recurrent[-1].output_state
 
     @property
     def step_outputs(self) -> int:
-        return self.head[-1].n_out if self.head else self.recurrent[-1].n_cell
+        if self.head:
+            return self.head[-1].n_out
+        return self.merge.n if self.merge is not None else self.recurrent[-1].n_cell
 
     @property
     def outputs(self) -> int:
@@ -235,7 +244,8 @@ class NativePlan:
 
     @property
     def scratch_bytes(self) -> int:
-        return 2 * self.vector_buffer + self.loop_scratch + self.head_buffers * self.head_buffer
+        merged = self.merge.n if self.merge is not None else 0
+        return 2 * self.vector_buffer + self.loop_scratch + self.head_buffers * self.head_buffer + merged
 
     @property
     def weight_bytes(self) -> int:
