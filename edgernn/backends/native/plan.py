@@ -6,10 +6,12 @@ per time step, an optional "last time step" slice, and a head (fully connected l
 softmax) run on the last step's output, or on every step's output when the model has no
 slice (per-step outputs).
 
-Supported: the graphs ``edgernn convert`` writes for LSTM models, i.e.
-UNIDIRECTIONAL_SEQUENCE_LSTM (int8 x int8 -> int16 cell, stacked), STRIDED_SLICE of the last
-step, FULLY_CONNECTED (per-tensor or per-channel, fused NONE/RELU/RELU6/RELU_N1_TO_1) and
-SOFTMAX. Anything else is refused with a one-line error naming the operator.
+Supported: the graphs ``edgernn convert`` writes. LSTM models: UNIDIRECTIONAL_SEQUENCE_LSTM
+(int8 x int8 -> int16 cell, stacked), STRIDED_SLICE of the last step or per-step heads;
+GRU / SimpleRNN models: WHILE loops whose body is compiled op by op (:mod:`.loop`), stacked,
+per-step heads, a Bidirectional first layer (``NAME_run`` only). Heads: FULLY_CONNECTED
+(per-tensor or per-channel, fused NONE/RELU/RELU6/RELU_N1_TO_1) and SOFTMAX. Anything else is
+refused with a one-line error naming the operator.
 """
 
 from __future__ import annotations
