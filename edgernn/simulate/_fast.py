@@ -54,13 +54,17 @@ if numba is not None:
     def _clampf(v, lo, hi):
         return min(max(v, lo), hi)
 
-    @njit(cache=True, nogil=True)
-    def lstm_int8x8_16(x, x_zp, wxT, bias, mx_hi, mx_lo, mx_l, mx_r, whT, h_zp, mh_hi, mh_lo, mh_l, mh_r,
+    # fastmath: only reassociation and contraction, which cannot change a result here: every
+    # product and partial sum below is an integer (or a dyadic fraction) held exactly.
+    @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+    def lstm_int8x8_16(x, x_zp, wxT, bias, mx_hi, mx_lo, mx_l, mx_r, wh, h_zp, mh_hi, mh_lo, mh_l, mh_r,
                        lut_sig, lut_cell, lut_tanh_c, mul3, q_clip, h_min, h_max, h0, c0, out, h_last, c_last):
-        """One sample at a time; weights transposed (k, 4U) so gate rows are the SIMD axis.
+        """One sample at a time. ``wxT``: input weights (F, 4U) float64, ``wh``: recurrent
+        weights (4U, U) float32; gate rows in TFLite order i, f, c, o.
 
-        Products and sums run in float64, exact for these integer ranges (the caller checks
-        the bounds, see ``UnidirectionalSequenceLstm.compiled_exact``).
+        Input products and the bias sum in float64, recurrent dot products in float32: all
+        exact for these integer ranges (the caller checks the bounds, see
+        ``UnidirectionalSequenceLstm.compiled_exact``).
 
         ``mul3`` rows: (m_hi, m_lo, 2^left, 2^-right) of the forget*cell, input*cell-gate and
         tanh(cell)*output multiplications.
@@ -71,6 +75,7 @@ if numba is not None:
         for n in range(nb):
             acc = np.empty(g4, np.float64)
             acch = np.empty(g4, np.float64)
+            hd = np.empty(u, np.float32)
             pre = np.empty(g4, np.int64)
             c = np.empty(u, np.float64)
             h = np.empty(u, np.float64)
@@ -84,15 +89,17 @@ if numba is not None:
             for t in range(steps):
                 for r in range(g4):
                     acc[r] = bias[r]
-                    acch[r] = 0.0
                 for k in range(feat):
                     xk = np.float64(x[n, t, k] - x_zp)
                     for r in range(g4):
                         acc[r] += wxT[k, r] * xk
                 for k in range(u):
-                    hk = h[k] - h_zp
-                    for r in range(g4):
-                        acch[r] += whT[k, r] * hk
+                    hd[k] = np.float32(h[k] - h_zp)
+                for r in range(g4):  # recurrent FC: float32 dot products, exact below 2^24
+                    s = np.float32(0.0)
+                    for k in range(u):
+                        s += wh[r, k] * hd[k]
+                    acch[r] = s
                 for r in range(g4):
                     px = _clampf(_mbqm_f(acc[r], mx_hi[r], mx_lo[r], mx_l[r], mx_r[r]), -32768.0, 32767.0)
                     ph = _clampf(_mbqm_f(np.float64(acch[r]), mh_hi[r], mh_lo[r], mh_l[r], mh_r[r]), -32768.0, 32767.0)

@@ -236,8 +236,9 @@ class UnidirectionalSequenceLstm(Kernel):
         # The compiled loop is exact while its float accumulators hold integers exactly.
         # (_fast._mbqm_f needs |x * 2^left| < 2^31, the same range TFLM's int32 arithmetic has.)
         in_bound = (np.abs(self.wx).sum(1) * 256 + np.abs(self.bias)).max() * 2 ** max(0, int(self.mx_shift.max()))
-        rec_bound = self.units * 255 * 128 * 2 ** max(0, int(self.mh_shift.max()))
-        self.compiled_exact = bool(in_bound < (1 << 31) and rec_bound < (1 << 31)
+        rec_bound = self.units * 255 * 128  # float32 recurrent dot products: exact below 2^24
+        self.compiled_exact = bool(in_bound < (1 << 31) and rec_bound < (1 << 24)
+                                   and rec_bound * 2 ** max(0, int(self.mh_shift.max())) < (1 << 31)
                                    and max(self.mul_fc[1], self.mul_ig[1], self.mul_h[1]) <= 0)
         self.out_index = op.outputs[0]
         self.state_inputs = (op.inputs[18], op.inputs[19])
@@ -294,15 +295,15 @@ class UnidirectionalSequenceLstm(Kernel):
             mul3 = np.array([np.concatenate([np.atleast_1d(a) for a in _fast.split_multiplier(*m)])
                              for m in (self.mul_fc, self.mul_ig, self.mul_h)], np.float64)
             self._packed = (np.ascontiguousarray(self.wx.T, np.float64), self.bias.astype(np.float64), *mx,
-                            np.ascontiguousarray(self.wh.T, np.float64), *mh,
+                            np.ascontiguousarray(self.wh, np.float32), *mh,
                             self.lut_sigmoid.astype(np.float64), self.lut_cell_act.astype(np.float64),
                             self.lut_tanh_cell.astype(np.float64), mul3)
-        (wxT, bias, mx_hi, mx_lo, mx_l, mx_r, whT, mh_hi, mh_lo, mh_l, mh_r, ls, lc, lt, mul3) = self._packed
+        (wxT, bias, mx_hi, mx_lo, mx_l, mx_r, wh, mh_hi, mh_lo, mh_l, mh_r, ls, lc, lt, mul3) = self._packed
         out = np.empty((nb, steps, u), np.int8)
         h_last = np.empty((nb, u), np.int64)
         c_last = np.empty((nb, u), np.int64)
         _fast.lstm_int8x8_16(
-            np.ascontiguousarray(x, np.int8), self.x_zp, wxT, bias, mx_hi, mx_lo, mx_l, mx_r, whT, float(self.h_zp),
+            np.ascontiguousarray(x, np.int8), self.x_zp, wxT, bias, mx_hi, mx_lo, mx_l, mx_r, wh, float(self.h_zp),
             mh_hi, mh_lo, mh_l, mh_r, ls, lc, lt, mul3, float(self.q_cell_clip if self.cell_clip > 0 else 0),
             float(self.h_min), float(self.h_max),
             np.ascontiguousarray(h, np.float64), np.ascontiguousarray(c, np.float64), out, h_last, c_last)
