@@ -79,7 +79,8 @@ def measure(tflite: Path, xq, work: Path, *, repeats: int, native_repeats: int) 
     arena = min_arena_bytes(raw)
     ram = plan.state_bytes + plan.scratch_bytes
     return dict(
-        units=plan.recurrent[0].n_cell, layers=len(plan.recurrent), timesteps=int(xq.shape[1]), bit_exact=bool(np.array_equal(got, want)), samples=len(xq),
+        units=plan.recurrent[0].n_cell, layers=len(plan.recurrent), timesteps=int(xq.shape[1]),
+        bit_exact=bool(np.array_equal(got, want)), samples=len(xq),
         native_ram=ram, state_bytes=plan.state_bytes, scratch_bytes=plan.scratch_bytes, tflm_arena=arena,
         ram_ratio=arena / ram, native_flash=flash, flash_parts=sizes, flatbuffer=len(raw),
         flash_over_flatbuffer=flash - len(raw), native_us=native_ns / 1e3, tflm_us=tflm_ns / 1e3,

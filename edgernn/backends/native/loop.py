@@ -131,7 +131,8 @@ def _add_plan(m, sg: Subgraph, op: Operator, where: str) -> AddPlan:
         raise _fail(m, f"{where}: fused activation {prepare.ACT_NAMES.get(act, act)} is not supported")
     lo, hi = prepare.activation_range(act, _scale(y), _zp(y))
     return AddPlan(kind="add", subtract=op.opcode == "SUB", input1_offset=-_zp(a), input2_offset=-_zp(b),
-                   input1=prepare.quantize_multiplier(s1 / twice_max), input2=prepare.quantize_multiplier(s2 / twice_max),
+                   input1=prepare.quantize_multiplier(s1 / twice_max),
+                   input2=prepare.quantize_multiplier(s2 / twice_max),
                    output=prepare.quantize_multiplier(twice_max / ((1 << 20) * so)), output_offset=_zp(y),
                    activation_min=lo, activation_max=hi)
 
@@ -152,7 +153,8 @@ def _numel(t: Tensor) -> int:
     return int(np.prod(t.shape)) if t.shape else 1
 
 
-def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int, meta: dict | None) -> tuple[LoopPlan, dict]:
+def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int,
+                     meta: dict | None) -> tuple[LoopPlan, dict]:
     """The plan of one WHILE layer and, for the caller, how its WHILE outputs map to C buffers:
     ``{"x": position of the input sequence, "seq": position of the output sequence or None,
     "states": {position: state C suffix}}``."""
@@ -218,10 +220,10 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int, me
             raise _fail(m, f"{w}: operator {o.opcode} in a loop body is not supported by the native backend; "
                            f"it compiles {', '.join(STEP_OPS)} -- use --backend tflm for this model")
         y = body.tensors[o.outputs[0]]
-        if y.dtype != "int8" or any(body.tensors[t].dtype != "int8" for t in o.inputs[:1 if o.opcode in
-                                                                                         ("LOGISTIC", "TANH", "FULLY_CONNECTED") else 2]):
+        data_inputs = o.inputs[:1 if o.opcode in ("LOGISTIC", "TANH", "FULLY_CONNECTED") else 2]
+        if y.dtype != "int8" or any(body.tensors[t].dtype != "int8" for t in data_inputs):
             raise _fail(m, f"{w}: only int8 step ops are compiled")
-        for t in o.inputs[:1 if o.opcode in ("LOGISTIC", "TANH", "FULLY_CONNECTED") else 2]:
+        for t in data_inputs:
             if t not in names:
                 raise _fail(m, f"{w}: reads tensor '{body.tensors[t].name}' that is neither the step input, "
                                "a state nor computed before")
@@ -237,7 +239,7 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int, me
         for t in set(o.inputs):
             if t in slot_of and last_use.get(t) == k:
                 free.append(slot_of.pop(t))
-        ins = [names[t] for t in o.inputs[:1 if o.opcode in ("LOGISTIC", "TANH", "FULLY_CONNECTED") else 2]]
+        ins = [names[t] for t in data_inputs]
         label = f"op {i} {o.opcode} -> tensor {o.outputs[0]} '{y.name}'"
         if o.opcode == "FULLY_CONNECTED":
             fc: FullyConnectedPlan = _fully_connected(m, body, o, i, len(ops))

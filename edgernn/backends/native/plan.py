@@ -276,8 +276,9 @@ def _need(m: TFLiteModel, sg: Subgraph, op: Operator, pos: int, what: str) -> Te
 def _lstm(m: TFLiteModel, sg: Subgraph, op: Operator, op_index: int, index: int) -> LstmPlan:
     opts = op.options
     where = f"{op.opcode} (op {op_index})"
-    for pos, what in [(p, "peephole weights") for p in LSTM_PEEPHOLES] + \
-                     [(p, "projection") for p in LSTM_PROJECTION] + [(p, "layer normalization") for p in LSTM_LAYER_NORM]:
+    variants = ([(p, "peephole weights") for p in LSTM_PEEPHOLES] + [(p, "projection") for p in LSTM_PROJECTION]
+                + [(p, "layer normalization") for p in LSTM_LAYER_NORM])
+    for pos, what in variants:
         if pos < len(op.inputs) and op.inputs[pos] >= 0:
             raise _fail(m, f"{where} uses {what}, which the native backend does not implement; "
                            "use --backend tflm for this model")
@@ -376,7 +377,9 @@ def _is_last_step_slice(sg: Subgraph, op: Operator, seq: Tensor) -> bool:
         return False
     begin, end, strides = (np.asarray(sg.tensors[i].data).reshape(-1) for i in op.inputs[1:4])
     o = op.options
-    if len(seq.shape) != 3 or len(begin) != 3 or int(getattr(o, "ellipsisMask", 0)) or int(getattr(o, "newAxisMask", 0)):
+    if len(seq.shape) != 3 or len(begin) != 3:
+        return False
+    if int(getattr(o, "ellipsisMask", 0)) or int(getattr(o, "newAxisMask", 0)):
         return False
     t = seq.shape[1]
     shrink = int(getattr(o, "shrinkAxisMask", 0))
@@ -449,7 +452,8 @@ def _fully_connected(m: TFLiteModel, sg: Subgraph, op: Operator, op_index: int, 
     y = sg.tensors[op.outputs[0]]
     where = f"FULLY_CONNECTED (op {op_index})"
     if x.dtype != "int8" or w.dtype != "int8" or y.dtype != "int8" or w.data is None:
-        raise _fail(m, f"{where} is {x.dtype} x {w.dtype} -> {y.dtype}; the native backend compiles int8 x int8 -> int8")
+        raise _fail(m, f"{where} is {x.dtype} x {w.dtype} -> {y.dtype}; the native backend compiles "
+                       "int8 x int8 -> int8")
     if b is not None and (b.dtype != "int32" or b.data is None):
         raise _fail(m, f"{where}: bias '{b.name}' is {b.dtype}; int32 constants expected")
     if w.data.ndim != 2:
