@@ -110,8 +110,10 @@ if numba is not None:
                     gg[j] = lut_cell[pre[2 * u + j]]
                     go[j] = lut_sig[pre[3 * u + j]]
                 for j in range(u):
-                    cc = _clampf(_mbqm_f(gf[j] * c[j], mul3[0, 0], mul3[0, 1], mul3[0, 2], mul3[0, 3]), -32768.0, 32767.0)
-                    ig = _clampf(_mbqm_f(gi[j] * gg[j], mul3[1, 0], mul3[1, 1], mul3[1, 2], mul3[1, 3]), -32768.0, 32767.0)
+                    cc = _clampf(_mbqm_f(gf[j] * c[j], mul3[0, 0], mul3[0, 1], mul3[0, 2], mul3[0, 3]),
+                                 -32768.0, 32767.0)
+                    ig = _clampf(_mbqm_f(gi[j] * gg[j], mul3[1, 0], mul3[1, 1], mul3[1, 2], mul3[1, 3]),
+                                 -32768.0, 32767.0)
                     cc = _clampf(cc + ig, -32768.0, 32767.0)
                     if q_clip > 0:
                         cc = _clampf(cc, -q_clip, q_clip)

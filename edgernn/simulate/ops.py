@@ -178,7 +178,8 @@ class UnidirectionalSequenceLstm(Kernel):
         o = self.opts
         self.time_major = bool(o.timeMajor)
         if any(op.inputs[i] >= 0 for i in list(range(9, 12)) + [16, 17] + list(range(20, 24)) if i < len(op.inputs)):
-            self.fail("peephole, projection and layer-norm LSTMs are not supported (TFLM's micro kernel refuses them too)")
+            self.fail("peephole, projection and layer-norm LSTMs are not supported "
+                      "(TFLM's micro kernel refuses them too)")
         x_t, h_t, c_t = self.t_in(0), self.t_in(18), self.t_in(19)
         if x_t.dtype != "int8" or c_t is None or c_t.dtype != "int16":
             self.fail(f"only the int8 x int8 -> int16-cell LSTM is simulated (input {x_t.dtype}, "
