@@ -115,21 +115,19 @@ static const uint16_t edgernn_sigmoid_table[256] = {
 static inline int16_t edgernn_sigmoid_s16(int16_t x)
 {
     /* Q3.12 input scaled by 3: the table covers |x| < 10.7 in steps of 1/24 with 9 bits of
-     * interpolation (input_multiplier 0 -> 3, left shift 0 in TFLM's Logistic). */
+     * interpolation (input_multiplier 0 -> 3, left shift 0 in TFLM's Logistic). Written
+     * without data-dependent branches (the index is clamped, then the saturated value
+     * selected), as gate values change sign all the time. */
     const int32_t v = (int32_t)x * 3;
     const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
     const uint32_t index = abs_v >> 9;
-    uint32_t result;
-    if (index >= 255u) {
-        result = (uint32_t)0x7FFF << 10;
-    } else {
-        const uint32_t a = edgernn_sigmoid_table[index];
-        const uint32_t b = edgernn_sigmoid_table[index + 1u];
-        const uint32_t frac = abs_v & 0x1FFu;
-        result = (a << 9) + frac * (b - a);
-    }
-    result = v >= 0 ? result + (1u << 9) : (1u << (16 + 9)) - result + (1u << 9) - 1u;
-    return (int16_t)(result >> 10);
+    const uint32_t i0 = index < 254u ? index : 254u;
+    const uint32_t a = edgernn_sigmoid_table[i0];
+    const uint32_t b = edgernn_sigmoid_table[i0 + 1u];
+    const uint32_t interpolated = (a << 9) + (abs_v & 0x1FFu) * (b - a);
+    const uint32_t result = index >= 255u ? ((uint32_t)0x7FFF << 10) : interpolated;
+    const uint32_t signed_result = v >= 0 ? result + (1u << 9) : (1u << (16 + 9)) - result + (1u << 9) - 1u;
+    return (int16_t)(signed_result >> 10);
 }
 
 int16_t edgernn_activation_sigmoid_one_s16(int16_t x)
@@ -151,18 +149,14 @@ static inline int16_t edgernn_tanh_s16(int16_t x, int32_t multiplier, int left_s
     const int32_t v = ((int32_t)x * multiplier + round) >> left_shift;
     const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
     const uint32_t index = abs_v >> 8;
-    int32_t result;
-    if (index >= 255u) {
-        result = (int32_t)0xFFFF << 8;
-    } else {
-        const uint32_t a = edgernn_sigmoid_table[index];
-        const uint32_t b = edgernn_sigmoid_table[index + 1u];
-        const uint32_t frac = abs_v & 0xFFu;
-        result = (int32_t)((a << 8) + frac * (b - a));
-    }
-    result = v >= 0 ? result - (1 << (14 + 9)) + (1 << (9 - 2))
-                    : -result + (1 << (14 + 9)) + (1 << (9 - 2)) - 1;
-    return (int16_t)(result >> (9 - 1));
+    const uint32_t i0 = index < 254u ? index : 254u;
+    const uint32_t a = edgernn_sigmoid_table[i0];
+    const uint32_t b = edgernn_sigmoid_table[i0 + 1u];
+    const int32_t interpolated = (int32_t)((a << 8) + (abs_v & 0xFFu) * (b - a));
+    const int32_t result = index >= 255u ? ((int32_t)0xFFFF << 8) : interpolated;
+    const int32_t signed_result = v >= 0 ? result - (1 << (14 + 9)) + (1 << (9 - 2))
+                                         : -result + (1 << (14 + 9)) + (1 << (9 - 2)) - 1;
+    return (int16_t)(signed_result >> (9 - 1));
 }
 
 int16_t edgernn_activation_tanh_one_s16(int16_t x, int32_t multiplier, int left_shift)
