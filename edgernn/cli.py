@@ -92,11 +92,12 @@ def main(verbose: bool):
 @click.option("--seed", type=int, default=0, show_default=True, help="Makes training deterministic.")
 @click.option("--test", "test", type=click.Path(), help="Test set .npz; its metrics are printed.")
 @click.option("--qat", is_flag=True, help="Fine-tune with quantization-aware training after float training.")
+@click.option("--qat-epochs", type=int, default=10, show_default=True, help="QAT fine-tuning epochs (with --qat).")
 @click.option("-o", "--output", type=click.Path(), required=True, help="Model file to write (.keras).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_friendly
 def train(data, cell, units, layers, bidirectional, return_sequences, activation, clipnorm, epochs, batch_size,
-          learning_rate, patience, validation_split, seed, test, qat, output, no_progress):
+          learning_rate, patience, validation_split, seed, test, qat, qat_epochs, output, no_progress):
     """Train a SimpleRNN / LSTM / GRU model on DATA (.npz with x (N, T, F) and y).
 
     \b
@@ -110,11 +111,37 @@ def train(data, cell, units, layers, bidirectional, return_sequences, activation
                   learning_rate=learning_rate, patience=patience, validation_split=validation_split, seed=seed,
                   test=test, output=output, activation=activation, progress=not no_progress)
     if qat:
-        kwargs["qat"] = True
+        kwargs.update(qat=True, qat_epochs=qat_epochs)
     res = _train(data, **kwargs)
     click.echo(f"trained {res.task} model for {res.epochs_run} epochs -> {res.path}")
     for k, v in res.test_metrics.items():
         click.echo(f"  test {k}: {v:.4f}")
+
+
+@main.command()
+@click.argument("model", type=click.Path())
+@click.option("--data", type=click.Path(), required=True, help="Training data (.npz with x and y).")
+@click.option("-o", "--output", type=click.Path(), required=True, help="QAT model to write (.keras).")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=3e-4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--calib", type=click.Path(), help="Calibration data for the activation ranges (default: --data).")
+@_friendly
+def qat(model, data, output, epochs, learning_rate, seed, calib):
+    """Fine-tune a trained MODEL with int8 quantization-aware training.
+
+    \b
+    Example:
+      edgernn qat model.keras --data train.npz -o model_qat.keras
+      edgernn convert model_qat.keras --calib train.npz -o model_qat.tflite
+    """
+    from .quantize.qat import qat_finetune
+
+    res = qat_finetune(model, data, epochs=epochs, output=output, seed=seed, calib=calib,
+                       learning_rate=learning_rate)
+    click.echo(f"QAT fine-tuned {res.epochs_run} epochs -> {res.path}")
+    for k, v in res.int8_sim_metrics.items():
+        click.echo(f"  fake-quantized {k}: {v:.4f}")
 
 
 @main.command()
@@ -231,13 +258,14 @@ def emit(model, out_dir, backend, target, test_data, samples, name, calib, max_f
 @click.option("--max-abs-error", type=float, help="Fail when max |float - int8| output error exceeds this.")
 @click.option("--min-snr-db", type=float, help="Fail when the output SNR (dB) is below this.")
 @click.option("--max-rmse-increase", type=float, help="Regression: fail when RMSE grows by more than this.")
+@click.option("--qat", "qat_quant", type=click.Path(), help="The QAT model's .tflite: its accuracy is shown beside PTQ.")
 @click.option("--per-layer", is_flag=True, help="Per-layer float vs int8 diagnostics (needs the simulator).")
 @click.option("--report", type=click.Path(), help="Write a JSON report.")
 @click.option("--junit", type=click.Path(), help="Write a JUnit XML report (one testcase per threshold).")
 @click.option("--markdown", type=click.Path(), help="Write a Markdown table for a pull-request comment.")
 @_friendly
 def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreement, min_accuracy, max_abs_error,
-             min_snr_db, max_rmse_increase, per_layer, report, junit, markdown):
+             min_snr_db, max_rmse_increase, qat_quant, per_layer, report, junit, markdown):
     """Compare float MODEL with int8 QUANT on --data; exit 1 when a threshold is broken.
 
     \b
@@ -249,12 +277,14 @@ def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreeme
 
     engines = {None: None, "both": ["simulator", "tflm"], "all": ["simulator", "tflm", "native"]}.get(engine, [engine])
     rep = _validate(model, quant, data, engines=engines, samples=samples, per_layer=per_layer, report=report,
+                    qat_quant=qat_quant,
                     junit=junit, markdown=markdown, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
                     min_accuracy=min_accuracy, max_abs_error=max_abs_error, min_snr_db=min_snr_db,
                     max_rmse_increase=max_rmse_increase)
     m = rep.metrics
     click.echo(f"{rep.model_name}: {rep.n_samples} samples, {rep.task}, engines {', '.join(rep.engines)}")
-    keys = ["accuracy_float", "accuracy_int8", "accuracy_drop", "top1_agreement", "rmse_float", "rmse_int8",
+    keys = ["accuracy_float", "accuracy_int8", "accuracy_drop", "accuracy_int8_qat", "accuracy_drop_qat",
+            "top1_agreement", "rmse_float", "rmse_int8",
             "max_abs_error", "mean_abs_error", "snr_db", "cosine", "simulator_vs_tflm_max_lsb",
             "native_vs_tflm_max_lsb"]
     for k in keys:

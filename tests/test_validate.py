@@ -52,3 +52,14 @@ def test_cli_exit_codes_and_junit(tmp_path, lstm_keras, lstm_tflite, bm_data):
     assert "| min_accuracy |" in md.read_text() and "FAIL" in md.read_text()
     usage = runner.invoke(main, base[:-2] + ["--engine", "tflm", "--data", str(tmp_path / "none.npz")])
     assert usage.exit_code == 2 and "no such data file" in usage.output
+
+
+def test_qat_model_shown_beside_ptq(lstm_keras, lstm_tflite, zoo, bm_data):
+    """--qat runs a second flatbuffer through TFLM and reports its accuracy beside PTQ's."""
+    from conftest import Spec
+    other = zoo.tflite(Spec(layers=2, units=16))  # any other int8 model of the same input
+    rep = edgernn.validate(lstm_keras, lstm_tflite, bm_data[1], engines=["tflm"], qat_quant=other)
+    m = rep.metrics
+    same = edgernn.validate(zoo.keras(Spec(layers=2, units=16)), other, bm_data[1], engines=["tflm"])
+    assert m["accuracy_int8_qat"] == same.metrics["accuracy_int8"]
+    assert m["accuracy_drop_qat"] == pytest.approx(m["accuracy_float"] - m["accuracy_int8_qat"])

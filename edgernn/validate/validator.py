@@ -114,12 +114,16 @@ def default_engines() -> list[str]:
 
 
 def validate(model, quant, data, *, engines=None, report=None, junit=None, markdown=None, samples: int | None = None,
-             per_layer: bool = False, **thresholds) -> ValidateReport:
+             per_layer: bool = False, qat_quant=None, **thresholds) -> ValidateReport:
     """Validate ``quant`` (.tflite) against the float ``model`` on ``data`` (.npz).
 
     Thresholds (keyword arguments, None = not checked): ``max_accuracy_drop``, ``min_agreement``,
     ``min_accuracy``, ``max_abs_error``, ``min_snr_db``, ``min_cosine``, ``max_rmse_increase``,
     ``max_engine_lsb``. The report's ``passed`` is false when any is broken.
+
+    ``qat_quant``: the .tflite of the quantization-aware-trained model; its int8 accuracy (in
+    the TFLM runtime) is reported beside PTQ's as ``accuracy_int8_qat`` / ``accuracy_drop_qat``
+    (relative to the float ``model``).
     """
     unknown = set(thresholds) - set(THRESHOLDS)
     if unknown:
@@ -167,6 +171,19 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
         if "native" in raw and "tflm" in raw:
             metrics["native_vs_tflm_max_lsb"] = int(np.max(np.abs(raw["native"].astype(np.int32)
                                                                   - raw["tflm"].astype(np.int32))))
+
+    if qat_quant is not None:
+        mq = tflite_model.read(qat_quant)
+        qin, qout = mq.input(), mq.output()
+        yq = TFLMRunner(mq.raw).run(quantize(ds.x, float(qin.scale[0]), int(qin.zero_point[0])))
+        y_qat = dequantize(yq, float(qout.scale[0]), int(qout.zero_point[0])).reshape(y_float.shape)
+        if task == "classification":
+            cq = M.classification(ds.y, y_float, y_qat)
+            metrics["accuracy_int8_qat"] = cq["accuracy_int8"]
+            metrics["accuracy_drop_qat"] = cq["accuracy_float"] - cq["accuracy_int8"]
+        else:
+            metrics["rmse_int8_qat"] = M.regression(ds.y, y_float, y_qat)["rmse_int8"]
+        metrics["max_abs_error_qat"] = M.output_agreement(y_float, y_qat)["max_abs_error"]
 
     checks = []
     for opt, limit in thresholds.items():
