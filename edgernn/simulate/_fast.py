@@ -2,8 +2,9 @@
 
 Same arithmetic as :meth:`edgernn.simulate.ops.UnidirectionalSequenceLstm.run_numpy` (the
 numpy reference, which mirrors TFLM), fused into one loop per sample so the gate maths stays
-in registers and cache. The tests check both engines against TFLM bit for bit. Set
-``EDGERNN_SIM_ENGINE=numpy`` (or ``Simulator(..., engine="numpy")``) to use the numpy path.
+in registers and cache; samples run in parallel on ``NUMBA_NUM_THREADS`` threads. The tests
+check both engines against TFLM bit for bit. Set ``EDGERNN_SIM_ENGINE=numpy`` (or
+``Simulator(..., engine="numpy")``) to use the numpy path.
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ if numba is not None:
 
     # fastmath: only reassociation and contraction, which cannot change a result here: every
     # product and partial sum below is an integer (or a dyadic fraction) held exactly.
-    @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+    @njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
     def lstm_int8x8_16(x, x_zp, wxT, bias, mx_hi, mx_lo, mx_l, mx_r, wh, h_zp, mh_hi, mh_lo, mh_l, mh_r,
                        lut_sig, lut_cell, lut_tanh_c, mul3, q_clip, h_min, h_max, h0, c0, out, h_last, c_last):
-        """One sample at a time. ``wxT``: input weights (F, 4U) float64, ``wh``: recurrent
+        """One sample per parallel iteration. ``wxT``: input weights (F, 4U) float64, ``wh``: recurrent
         weights (4U, U) float32; gate rows in TFLite order i, f, c, o.
 
         Input products and the bias sum in float64, recurrent dot products in float32: all
@@ -72,7 +73,7 @@ if numba is not None:
         nb, steps, feat = x.shape
         g4 = wxT.shape[1]
         u = g4 // 4
-        for n in range(nb):
+        for n in numba.prange(nb):  # samples are independent: spread over NUMBA_NUM_THREADS
             acc = np.empty(g4, np.float64)
             acch = np.empty(g4, np.float64)
             hd = np.empty(u, np.float32)
