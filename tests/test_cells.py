@@ -56,6 +56,8 @@ def _layers(kind: str):
         "per_step_bi_gru": [L.Bidirectional(cell("gru", return_sequences=True))],
         "per_step_rnn_relu_dense": [cell("rnn", activation="relu", return_sequences=True),
                                     L.Dense(8, activation="relu")],
+        "gru32_x2": [cell("gru", 32, return_sequences=True), cell("gru", 32)],
+        "bi_gru32": [L.Bidirectional(cell("gru", 32))],
     }
     return table[kind]
 
@@ -135,7 +137,8 @@ def _synthetic(t_steps: int, n: int = 24, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind", ["gru", "gru_reset_before", "rnn_tanh", "rnn_relu",
-                                  pytest.param("lstm", marks=pytest.mark.slow), "per_step_gru", "bi_gru_concat"])
+                                  pytest.param("lstm", marks=pytest.mark.slow), "per_step_gru", "bi_gru_concat",
+                                  "gru32_x2", "bi_gru32"])
 def test_flatbuffer_size_does_not_grow_with_t(kind):
     """At T=25 and T=150: flatbuffer bytes <= int8 weight bytes + 16 KB, and the same at both."""
     sizes = []
