@@ -79,7 +79,7 @@ def measure(tflite: Path, xq, work: Path, *, repeats: int, native_repeats: int) 
     arena = min_arena_bytes(raw)
     ram = plan.state_bytes + plan.scratch_bytes
     return dict(
-        units=plan.recurrent[0].n_cell, layers=len(plan.recurrent), timesteps=int(xq.shape[1]),
+        cell=getattr(plan.recurrent[0], "cell", "lstm"), units=plan.recurrent[0].n_cell, layers=len(plan.recurrent), timesteps=int(xq.shape[1]),
         bit_exact=bool(np.array_equal(got, want)), samples=len(xq),
         native_ram=ram, state_bytes=plan.state_bytes, scratch_bytes=plan.scratch_bytes, tflm_arena=arena,
         ram_ratio=arena / ram, native_flash=flash, flash_parts=sizes, flatbuffer=len(raw),
@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=8, help="test samples per measurement")
     ap.add_argument("--repeats", type=int, default=5, help="passes over the samples for TFLM timing")
     ap.add_argument("--native-repeats", type=int, default=50, help="passes over the samples for native timing")
-    ap.add_argument("--sweep", default=",".join(map(str, SWEEP)), help="time steps of the T sweep")
+    ap.add_argument("--sweep", default=",".join(map(str, SWEEP)),
+                    help="time steps of the T sweep ('' to skip; fused-LSTM models only)")
     ap.add_argument("--work", type=Path, help="keep the build directories here")
     ap.add_argument("--json", type=Path, help="also write the numbers to this file")
     args = ap.parse_args(argv)
@@ -143,23 +144,29 @@ def main(argv=None) -> int:
         kw = dict(repeats=args.repeats, native_repeats=args.native_repeats)
         headline = measure(tflite, xq, work / "headline", **kw)
         sweep = []
-        for t in (int(v) for v in args.sweep.split(",") if v):
+        steps = [int(v) for v in args.sweep.split(",") if v]
+        if steps and "WHILE" in m.op_counts:
+            print("note: the T sweep rewrites fused-LSTM flatbuffers only; skipped for this WHILE-loop model")
+            steps = []
+        for t in steps:
             path = work / f"model_T{t}.tflite"
             path.write_bytes(tflite_with_timesteps(m.raw, t))
             xt = np.ascontiguousarray(np.resize(xq, (len(xq), t, xq.shape[2])) if t > xq.shape[1] else xq[:, :t])
             sweep.append(measure(path, xt.astype(np.int8), work / f"T{t}", **kw))
 
-    title = (f"native C99 vs TFLM interpreter: LSTM({headline['units']}) x{headline['layers']} on "
+    title = (f"native C99 vs TFLM interpreter: {headline['cell'].upper()}({headline['units']}) "
+             f"x{headline['layers']} on "
              f"{inp.shape[1]} x {inp.shape[2]}, {m.output().shape[-1]} classes ({tflite.name})")
     print_table([headline], title)
-    print()
-    print_table(sweep, "same weights, sequence length swept (time should grow linearly with T, RAM stay constant)")
-    us_per_step = [r["native_us"] / r["timesteps"] for r in sweep]
-    tflm_per_step = [r["tflm_us"] / r["timesteps"] for r in sweep]
-    print(f"\nper time step: native {min(us_per_step):.2f}-{max(us_per_step):.2f} us, "
-          f"TFLM {min(tflm_per_step):.2f}-{max(tflm_per_step):.2f} us; native RAM "
-          f"{'constant' if len({r['native_ram'] for r in sweep}) == 1 else 'NOT constant'} "
-          f"({sweep[0]['native_ram']} B), TFLM arena {sweep[0]['tflm_arena']:,}..{sweep[-1]['tflm_arena']:,} B")
+    if sweep:
+        print()
+        print_table(sweep, "same weights, sequence length swept (time should grow linearly with T, RAM stay constant)")
+        us_per_step = [r["native_us"] / r["timesteps"] for r in sweep]
+        tflm_per_step = [r["tflm_us"] / r["timesteps"] for r in sweep]
+        print(f"\nper time step: native {min(us_per_step):.2f}-{max(us_per_step):.2f} us, "
+              f"TFLM {min(tflm_per_step):.2f}-{max(tflm_per_step):.2f} us; native RAM "
+              f"{'constant' if len({r['native_ram'] for r in sweep}) == 1 else 'NOT constant'} "
+              f"({sweep[0]['native_ram']} B), TFLM arena {sweep[0]['tflm_arena']:,}..{sweep[-1]['tflm_arena']:,} B")
     h = headline
     checks = [
         ("RAM <= 1/4 of the TFLM arena", h["ram_ratio"] >= TARGETS["ram"], f"{h['ram_ratio']:.1f}x smaller"),
