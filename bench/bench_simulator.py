@@ -89,8 +89,9 @@ def main(argv=None) -> int:
             row.append(f"{t_sim:.3f} | {t_tflm / t_sim:.1f}x")
         rows.append(row)
 
+    threads = f", numba threads {_fast.numba.get_num_threads()}" if _fast.numba is not None else ""
     print(f"LSTM(32) on BasicMotions 100x6, int8 ({tfl_path.stat().st_size} bytes); outputs identical to TFLM "
-          f"on every sample. First-call (compile/warm-up) seconds: "
+          f"on every sample{threads}, {os.cpu_count()} CPUs. First-call (compile/warm-up) seconds: "
           + ", ".join(f"{e} {s:.2f}" for e, s in compile_s.items()))
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * (len(head) + len(engines)))
