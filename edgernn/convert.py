@@ -64,5 +64,12 @@ def convert(model, calib, output=None, *, streaming: bool = False) -> ConvertRes
     if output is not None:
         path = Path(output)
         write_atomic(path, data)
+    from .backends.tflm.convert import _strategy
+
+    notes = ["fused int8 LSTM (TFLite converter)" if _strategy(m) == "fused-lstm" else
+             "WHILE loop of builtin int8 ops per recurrent layer (written by edgernn)"]
+    if streaming:
+        notes.append("streaming: one time step per invoke(), state kept in TFLM variable tensors "
+                     "until reset()")
     return ConvertResult(path=path, tflite=data, model=m, timesteps=1 if streaming else int(x.shape[1]),
-                         streaming=streaming, float_check_max_diff=diff)
+                         streaming=streaming, float_check_max_diff=diff, notes=notes)
