@@ -106,6 +106,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="a trained Keras model for BasicMotions (skips training)")
     ap.add_argument("--tflite", type=Path, help="an int8 .tflite from `edgernn convert` (skips training and convert)")
+    ap.add_argument("--dataset", choices=["basic_motions", "digits"],
+                    help="test data (default: the one matching the model's features, 6 -> basic_motions, 8 -> digits)")
     ap.add_argument("--units", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--samples", type=int, default=8, help="test samples per measurement")
@@ -127,7 +129,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="edgernn-bench-native-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        train, test = datasets.write("basic_motions", work / "data")
+        dataset = args.dataset
+        if dataset is None and args.tflite is not None:
+            dataset = "digits" if read(args.tflite).input().shape[-1] == 8 else "basic_motions"
+        train, test = datasets.write(dataset or "basic_motions", work / "data")
         tflite = args.tflite
         if tflite is None:
             model = args.model
