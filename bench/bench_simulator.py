@@ -52,12 +52,17 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="simulator runs per size (best is kept)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the data and models here")
     args = ap.parse_args(argv)
+    if args.workdir is None:
+        with tempfile.TemporaryDirectory(prefix="edgernn-bench-") as tmp:
+            return run(args, Path(tmp))
+    return run(args, args.workdir)
 
+
+def run(args, work: Path) -> int:
     import edgernn
     from edgernn import datasets
     from edgernn.simulate import Simulator, _fast
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="edgernn-bench-"))
     train, test = datasets.write("basic_motions", work / "data")
     keras_path, tfl_path = work / "lstm32.keras", work / "lstm32.tflite"
     if not tfl_path.exists():
