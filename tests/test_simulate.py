@@ -12,7 +12,7 @@ import pytest
 from conftest import Spec, load_npz
 
 from edgernn.errors import EdgeRNNError
-from edgernn.simulate import Simulator
+from edgernn.simulate import Simulator, simulate
 from edgernn.simulate import _fast
 
 ENGINES = ["numpy"] + (["numba"] if _fast.numba is not None else [])
@@ -125,6 +125,7 @@ def test_api_errors_and_quantization_round_trip(zoo):
     assert q.dtype == np.int8
     inside = (q > -128) & (q < 127)
     assert np.abs((q[inside].astype(np.float64) - zp) * scale - x[inside]).max() <= scale / 2 + 1e-6
+    assert np.array_equal(simulate(path, q), sim.run(q))
     with pytest.raises(EdgeRNNError, match="int8"):
         sim.run(x)  # float data must be quantized first
     with pytest.raises(EdgeRNNError, match=r"expected \(N, 100, 6\)"):
