@@ -88,3 +88,13 @@ def test_native_arduino_and_zephyr_projects_build_for_cortex_m4(zoo, tmp_path, t
     assert sizes.flash_parts["weights"] >= edgernn.load_model(zoo.keras(Spec())).param_count
     with pytest.raises(edgernn.EdgeRNNError, match=r"over budget: flash \d+ bytes > --max-flash 4096 bytes"):
         measure_project(project.dir, max_flash=4096)
+
+
+@pytest.mark.slow
+def test_bidirectional_native_model_runs_its_selftest(zoo, tmp_path):
+    """A bidirectional model has no streaming form; its self-test checks NAME_run only."""
+    spec = Spec(cell="gru", units=12, bidirectional=True, epochs=40)  # shared with test_native.py
+    project, y = native_project(zoo, spec, "host", tmp_path, k=2)
+    r = run_project(project.dir, timeout=300)
+    assert r.passed, "\n".join(r.summary_lines())
+    assert np.array_equal(r.outputs, y.reshape(2, -1))

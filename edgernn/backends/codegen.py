@@ -45,8 +45,15 @@ def camel(name: str) -> str:
 
 
 def c_float(value: float) -> str:
-    """A float literal that round-trips the float32 value exactly."""
-    return f"{float(np.float32(value)):.9g}f"
+    """A C float literal that round-trips the float32 value exactly.
+
+    >>> c_float(1.0), c_float(0.00390625), c_float(1e-10)
+    ('1.0f', '0.00390625f', '1.00000001e-10f')
+    """
+    text = f"{float(np.float32(value)):.9g}"
+    if not any(c in text for c in ".eEn"):  # "1" -> "1.0": "1f" is not a C literal
+        text += ".0"
+    return text + "f"
 
 
 @lru_cache(maxsize=1)
