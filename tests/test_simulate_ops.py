@@ -106,6 +106,32 @@ def test_float_io_quantize_dequantize_equal_tflm(op_models):
     assert np.array_equal(got, want)
 
 
+def test_quantize_rounds_like_tflm_at_ties(op_models):
+    """QUANTIZE divides in float32 and rounds half away from zero: check values at and next to
+    the .5 ties, where a double division or banker's rounding would differ."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    paths, _ = op_models
+    sim = Simulator.from_file(paths["float-io"])
+    main = sim.model.main
+    qop = next(op for op in main.operators if op.opcode == "QUANTIZE")
+    qt = main.tensors[qop.outputs[0]]
+    scale, zp = np.float32(qt.scale[0]), int(qt.zero_point[0])
+    k = np.arange(-140 - zp, 140 - zp, dtype=np.float32)
+    ties = (k + np.float32(0.5)) * scale
+    vals = np.concatenate([ties, np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf))])
+    vals = np.resize(vals.astype(np.float32), (len(vals) // 48 + 1) * 48).reshape(-1, 8, 6)
+    _, tensors = sim.run(vals, capture=True)
+    ip = runtime.Interpreter.from_file(str(paths["float-io"]),
+                                       intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    for i in range(len(vals)):
+        ip.reset()
+        ip.set_input(vals[i:i + 1], 0)
+        ip.invoke()
+        want = ip.GetTensor(qop.outputs[0], 0)["tensor_data"]
+        assert np.array_equal(tensors[qt.name][i].reshape(want.shape), want)
+
+
 # --------------------------------------------------------------------------- fixed-point helpers
 def _srdhm_def(a: int, b: int) -> int:
     if a == b == -(1 << 31):

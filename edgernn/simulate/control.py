@@ -213,8 +213,8 @@ class LogicalAnd(Kernel):
 
 @kernel("QUANTIZE")
 class Quantize(Kernel):
-    """TFLM QUANTIZE: float -> int8 (``round(x / scale) + zp`` in double, half away from zero)
-    or int8/int16 -> int8 requantization (``MultiplyByQuantizedMultiplier`` by s_in / s_out)."""
+    """TFLM QUANTIZE: float -> int8 (``round(x / scale) + zp``, float32 division, half away from
+    zero) or int8/int16 -> int8 requantization (``MultiplyByQuantizedMultiplier`` by s_in / s_out)."""
 
     def __init__(self, sim, sg, op):
         super().__init__(sim, sg, op)
@@ -230,8 +230,7 @@ class Quantize(Kernel):
     def __call__(self, ins):
         v = ins[0]
         if self.src == "float32":
-            q = v.a.astype(np.float32).astype(np.float64) / self.y_scale
-            q = np.sign(q) * np.floor(np.abs(q) + 0.5) + self.y_zp
+            q = fp.round_half_away(v.a.astype(np.float32) / np.float32(self.y_scale)) + self.y_zp
         else:
             q = fp.multiply_by_quantized_multiplier(v.a.astype(np.int64) - self.x_zp, *self.m) + self.y_zp
         return [Val(np.clip(q, self.lo, self.hi).astype(self.out_dtype), v.batched)]

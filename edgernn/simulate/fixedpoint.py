@@ -53,6 +53,15 @@ def tflite_round(x: float) -> float:
     return math.floor(abs(x) + 0.5) * (1.0 if x >= 0 else -1.0)
 
 
+def round_half_away(x) -> np.ndarray:
+    """``TfLiteRound`` (``std::round`` / ``roundf``) on arrays: half away from zero, exact.
+
+    Done in float64 so ``|x| + 0.5`` cannot round (float32 inputs are exact there).
+    """
+    x = np.asarray(x, np.float64)
+    return np.copysign(np.floor(np.abs(x) + 0.5), x)
+
+
 def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
     """``QuantizeMultiplier(double, int32_t*, int*)``: a real scale as (Q31 multiplier, shift).
 

@@ -17,6 +17,7 @@ import numpy as np
 from .. import tflite_model
 from ..errors import EdgeRNNError
 from . import control  # noqa: F401 - registers WHILE and the elementwise kernels
+from . import fixedpoint as fp
 from .ops import KERNELS, Val, _NP, scale_of, zp_of
 
 MAX_WHILE_ITERATIONS = 1_000_000
@@ -110,14 +111,13 @@ class Simulator:
     def quantize_input(self, x_float, i: int = 0) -> np.ndarray:
         """Float inputs -> int8 exactly as TFLM's QUANTIZE: ``round(x / scale) + zp``, clamped.
 
-        ``x / scale`` is computed in double from the float32 values, rounded half away from zero.
+        ``x / scale`` is a float32 division (``val / static_cast<float>(scale)``), rounded half
+        away from zero (``TfLiteRound``).
         """
         t = self.model.input(i)
         if t.dtype not in ("int8", "int16"):
             raise EdgeRNNError(f"{self.path}: input '{t.name}' is {t.dtype}, not a quantized integer tensor")
-        x = np.asarray(x_float, np.float32).astype(np.float64)
-        q = x / float(np.float32(scale_of(t)))
-        q = np.sign(q) * np.floor(np.abs(q) + 0.5) + zp_of(t)
+        q = fp.round_half_away(np.asarray(x_float, np.float32) / np.float32(scale_of(t))) + zp_of(t)
         lo, hi = (-128, 127) if t.dtype == "int8" else (-32768, 32767)
         return np.clip(q, lo, hi).astype(_NP[t.dtype])
 
