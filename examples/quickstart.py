@@ -1,4 +1,4 @@
-"""End-to-end on real accelerometer data: train -> int8 -> TFLM flatbuffer -> firmware -> validate.
+"""End-to-end on real accelerometer data: train -> int8 -> TFLM flatbuffer + native C -> QEMU -> validate.
 
 BasicMotions (shipped inside aeon's wheel): 6-axis accelerometer + gyroscope at 10 Hz,
 100 time steps, 4 activities. Trains an LSTM(32), quantizes it to int8 with the training set
@@ -28,24 +28,31 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
 
-    print(f"[1/5] dataset: BasicMotions -> {out}")
+    print(f"[1/6] dataset: BasicMotions -> {out}")
     train, test = datasets.write("basic_motions", out)
 
-    print(f"[2/5] train: {args.cell.upper()}({args.units}), gradient clipping, early stopping")
+    print(f"[2/6] train: {args.cell.upper()}({args.units}), gradient clipping, early stopping")
     model_path = out / f"{args.cell}{args.units}.keras"
     res = edgernn.train(train, cell=args.cell, units=args.units, epochs=args.epochs, seed=args.seed, test=test,
                         output=model_path)
 
-    print("[3/5] convert: int8 post-training quantization -> TFLite Micro flatbuffer")
+    print("[3/6] convert: int8 post-training quantization -> TFLite Micro flatbuffer")
     tflite_path = model_path.with_suffix(".tflite")
     edgernn.convert(model_path, calib=train, output=tflite_path)
     info = edgernn.inspect(tflite_path)
 
-    print("[4/5] emit: TFLM firmware sources with 5 self-test vectors")
+    print("[4/6] emit: TFLM sources, and native C99 for a Cortex-M4, each with 5 self-test vectors")
     fw = edgernn.emit(tflite_path, out / "firmware_tflm", backend="tflm", test_data=test, samples=5)
+    m4 = edgernn.emit(tflite_path, out / "firmware_m4", backend="native", target="cortex-m4", test_data=test,
+                      samples=5, name="motion")
 
-    print("[5/5] validate: float vs int8 in the TFLM runtime")
-    rep = edgernn.validate(model_path, tflite_path, test, max_accuracy_drop=0.02, min_agreement=0.97,
+    print("[5/6] firmware run: build with arm-none-eabi-gcc, run in QEMU (mps2-an386), compare bit for bit")
+    from edgernn.firmware import run_project
+    dev = run_project(m4.out_dir, timeout=300)
+
+    print("[6/6] validate: float vs int8 (simulator, TFLM runtime, compiled C)")
+    rep = edgernn.validate(model_path, tflite_path, test, engines=["simulator", "tflm", "native"],
+                           max_accuracy_drop=0.02, min_agreement=0.97,
                            report=out / "validate.json", junit=out / "validate.xml", markdown=out / "validate.md")
     m = rep.metrics
     print()
@@ -59,10 +66,15 @@ def main(argv=None) -> int:
     print(f"  flatbuffer            {info.flatbuffer_bytes:,} bytes  ({tflite_path})")
     print(f"  TFLM arena (exact)    {info.arena_bytes:,} bytes")
     print(f"  ops                   {', '.join(sorted(info.ops))}")
-    print(f"  firmware sources      {fw.out_dir}")
+    print(f"  engines agree         simulator vs TFLM {m['simulator_vs_tflm_max_lsb']} LSB, "
+          f"native C vs TFLM {m['native_vs_tflm_max_lsb']} LSB")
+    print(f"  Cortex-M4 (QEMU)      {'PASS' if dev.passed else 'FAIL'} {len(dev.vectors)} vectors, "
+          f"{dev.perf.per_inference:,.0f} instructions/inference, flash {dev.sizes.flash:,} B, RAM {dev.sizes.ram:,} B "
+          f"(incl. stack)")
+    print(f"  firmware sources      {fw.out_dir} (TFLM), {m4.out_dir} (native C, Cortex-M4)")
     print(f"  reports               {out / 'validate.json'}, {out / 'validate.xml'}, {out / 'validate.md'}")
     print(f"  thresholds            {'PASS' if rep.passed else 'FAIL: ' + '; '.join(c.describe() for c in rep.failed_checks)}")
-    return 0 if rep.passed else 1
+    return 0 if rep.passed and dev.passed else 1
 
 
 if __name__ == "__main__":

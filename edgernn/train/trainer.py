@@ -87,7 +87,7 @@ class _RichProgress:
                 self.progress = None
                 if enabled:
                     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-                    self.progress = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.fields[info]}"),
+                    self.progress = Progress(BarColumn(bar_width=24), TextColumn("{task.fields[info]}"),
                                              TimeElapsedColumn(), transient=False)
                     self.progress.start()
                     self.task = self.progress.add_task("train", total=epochs, info="")
