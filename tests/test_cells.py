@@ -37,29 +37,29 @@ def _layers(kind: str):
         return cls(units, **kw)
 
     table = {
-        "gru": [cell("gru")],
-        "gru_reset_before": [cell("gru", reset_after=False)],
-        "rnn_tanh": [cell("rnn")],
-        "rnn_relu": [cell("rnn", activation="relu")],
-        "lstm": [cell("lstm")],
-        "gru_x2": [cell("gru", return_sequences=True), cell("gru")],
-        "rnn_x3": [cell("rnn", return_sequences=True), cell("rnn", return_sequences=True), cell("rnn")],
-        "gru_x4": [cell("gru", 6, return_sequences=True) for _ in range(3)] + [cell("gru", 6)],
-        "mixed_lstm_gru": [cell("lstm", return_sequences=True), cell("gru")],
-        "bi_gru_concat": [L.Bidirectional(cell("gru"))],
-        "bi_gru_sum": [L.Bidirectional(cell("gru"), merge_mode="sum")],
-        "bi_lstm": [L.Bidirectional(cell("lstm"))],
-        "bi_rnn_relu_sum": [L.Bidirectional(cell("rnn", activation="relu"), merge_mode="sum")],
-        "bi_gru_x2": [L.Bidirectional(cell("gru", return_sequences=True)), L.Bidirectional(cell("gru"))],
-        "per_step_gru": [cell("gru", return_sequences=True)],
-        "per_step_lstm": [cell("lstm", return_sequences=True)],
-        "per_step_bi_gru": [L.Bidirectional(cell("gru", return_sequences=True))],
-        "per_step_rnn_relu_dense": [cell("rnn", activation="relu", return_sequences=True),
-                                    L.Dense(8, activation="relu")],
-        "gru32_x2": [cell("gru", 32, return_sequences=True), cell("gru", 32)],
-        "bi_gru32": [L.Bidirectional(cell("gru", 32))],
+        "gru": lambda: [cell("gru")],
+        "gru_reset_before": lambda: [cell("gru", reset_after=False)],
+        "rnn_tanh": lambda: [cell("rnn")],
+        "rnn_relu": lambda: [cell("rnn", activation="relu")],
+        "lstm": lambda: [cell("lstm")],
+        "gru_x2": lambda: [cell("gru", return_sequences=True), cell("gru")],
+        "rnn_x3": lambda: [cell("rnn", return_sequences=True), cell("rnn", return_sequences=True), cell("rnn")],
+        "gru_x4": lambda: [cell("gru", 6, return_sequences=True) for _ in range(3)] + [cell("gru", 6)],
+        "mixed_lstm_gru": lambda: [cell("lstm", return_sequences=True), cell("gru")],
+        "bi_gru_concat": lambda: [L.Bidirectional(cell("gru"))],
+        "bi_gru_sum": lambda: [L.Bidirectional(cell("gru"), merge_mode="sum")],
+        "bi_lstm": lambda: [L.Bidirectional(cell("lstm"))],
+        "bi_rnn_relu_sum": lambda: [L.Bidirectional(cell("rnn", activation="relu"), merge_mode="sum")],
+        "bi_gru_x2": lambda: [L.Bidirectional(cell("gru", return_sequences=True)), L.Bidirectional(cell("gru"))],
+        "per_step_gru": lambda: [cell("gru", return_sequences=True)],
+        "per_step_lstm": lambda: [cell("lstm", return_sequences=True)],
+        "per_step_bi_gru": lambda: [L.Bidirectional(cell("gru", return_sequences=True))],
+        "per_step_rnn_relu_dense": lambda: [cell("rnn", activation="relu", return_sequences=True),
+                                            L.Dense(8, activation="relu")],
+        "gru32_x2": lambda: [cell("gru", 32, return_sequences=True), cell("gru", 32)],
+        "bi_gru32": lambda: [L.Bidirectional(cell("gru", 32))],
     }
-    return table[kind]
+    return table[kind]()  # built lazily: only this topology's layers draw random weights
 
 
 TOPOLOGIES = ["gru", "gru_reset_before", "rnn_tanh", "rnn_relu", "lstm", "gru_x2", "rnn_x3", "gru_x4",
@@ -124,9 +124,9 @@ def test_int8_runs_in_tflm_close_to_float(kind, bm_arrays):
     yf = np.asarray(model(xte, training=False))
     assert y8.shape == yf.shape
     err = np.abs(y8 - yf)  # softmax outputs, 1 LSB = 1/256; untrained (random) weights
-    assert err.mean() < 0.02, kind
     # untrained SimpleRNNs over 100 steps amplify rounding more than gated cells do
-    assert err.max() < (0.2 if "rnn" in kind else 0.06), kind
+    assert err.mean() < (0.03 if "rnn" in kind else 0.01), kind
+    assert err.max() < (0.2 if "rnn" in kind else 0.1), kind
 
 
 def _synthetic(t_steps: int, n: int = 24, seed: int = 0) -> np.ndarray:
