@@ -50,28 +50,9 @@ static inline int32_t edgernn_fixed_saturating_shift_left(int32_t x, int exponen
     return (int32_t)((uint32_t)x << exponent);
 }
 
-static inline int32_t edgernn_fixed_mbqm(int32_t x, int32_t multiplier, int shift)
-{
-    /* Same result as RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x << left, m), right)
-     * for the positive multipliers QuantizeMultiplier produces, in fewer operations:
-     *  - SaturatingRoundingDoublingHighMul(a, m) == (a * m + 2^30) >> 31 (floor): its nudge
-     *    and truncating division round ties up for both signs, and a == m == INT32_MIN cannot
-     *    happen with m > 0;
-     *  - RoundingDivideByPOT(v, e) == (v + 2^(e-1) - (v < 0)) >> e: ties away from zero. */
-    const int left_shift = shift > 0 ? shift : 0;
-    const int right_shift = shift > 0 ? 0 : -shift;
-    /* x * (1 << left_shift) wraps like TFLM's int32 product (done unsigned to stay defined). */
-    const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
-    const int64_t high = ((int64_t)shifted * multiplier + ((int64_t)1 << 30)) >> 31;
-    if (right_shift == 0) {
-        return (int32_t)high;
-    }
-    return (int32_t)((high + ((int64_t)1 << (right_shift - 1)) - (high < 0 ? 1 : 0)) >> right_shift);
-}
-
 int32_t edgernn_fixed_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
 {
-    return edgernn_fixed_mbqm(x, multiplier, shift);
+    return edgernn_mbqm(x, multiplier, shift);
 }
 
 static inline int32_t edgernn_clamp(int32_t v, int32_t lo, int32_t hi)
@@ -87,7 +68,7 @@ static inline int32_t edgernn_clamp(int32_t v, int32_t lo, int32_t hi)
  * common.h). Shared by sigmoid and tanh, since tanh(x) = 2 sigmoid(2x) - 1. The values are
  * TFLM's own (a few entries differ by one from any closed-form rounding), so they are kept
  * verbatim for bit-exactness. */
-static const uint16_t edgernn_sigmoid_table[256] = {
+const uint16_t edgernn_sigmoid_table[256] = {
     32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149,
     40794, 41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369,
     47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169,
@@ -112,24 +93,6 @@ static const uint16_t edgernn_sigmoid_table[256] = {
     65534, 65534, 65534, 65535
 };
 
-static inline int16_t edgernn_sigmoid_s16(int16_t x)
-{
-    /* Q3.12 input scaled by 3: the table covers |x| < 10.7 in steps of 1/24 with 9 bits of
-     * interpolation (input_multiplier 0 -> 3, left shift 0 in TFLM's Logistic). Written
-     * without data-dependent branches (the index is clamped, then the saturated value
-     * selected), as gate values change sign all the time. */
-    const int32_t v = (int32_t)x * 3;
-    const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
-    const uint32_t index = abs_v >> 9;
-    const uint32_t i0 = index < 254u ? index : 254u;
-    const uint32_t a = edgernn_sigmoid_table[i0];
-    const uint32_t b = edgernn_sigmoid_table[i0 + 1u];
-    const uint32_t interpolated = (a << 9) + (abs_v & 0x1FFu) * (b - a);
-    const uint32_t result = index >= 255u ? ((uint32_t)0x7FFF << 10) : interpolated;
-    const uint32_t signed_result = v >= 0 ? result + (1u << 9) : (1u << (16 + 9)) - result + (1u << 9) - 1u;
-    return (int16_t)(signed_result >> 10);
-}
-
 int16_t edgernn_activation_sigmoid_one_s16(int16_t x)
 {
     return edgernn_sigmoid_s16(x);
@@ -141,22 +104,6 @@ void edgernn_activation_sigmoid_s16(int16_t *data, int n)
     for (i = 0; i < n; ++i) {
         data[i] = edgernn_activation_sigmoid_one_s16(data[i]);
     }
-}
-
-static inline int16_t edgernn_tanh_s16(int16_t x, int32_t multiplier, int left_shift)
-{
-    const int32_t round = left_shift > 0 ? ((int32_t)1 << (left_shift - 1)) : 0;
-    const int32_t v = ((int32_t)x * multiplier + round) >> left_shift;
-    const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
-    const uint32_t index = abs_v >> 8;
-    const uint32_t i0 = index < 254u ? index : 254u;
-    const uint32_t a = edgernn_sigmoid_table[i0];
-    const uint32_t b = edgernn_sigmoid_table[i0 + 1u];
-    const int32_t interpolated = (int32_t)((a << 8) + (abs_v & 0xFFu) * (b - a));
-    const int32_t result = index >= 255u ? ((int32_t)0xFFFF << 8) : interpolated;
-    const int32_t signed_result = v >= 0 ? result - (1 << (14 + 9)) + (1 << (9 - 2))
-                                         : -result + (1 << (14 + 9)) + (1 << (9 - 2)) - 1;
-    return (int16_t)(signed_result >> (9 - 1));
 }
 
 int16_t edgernn_activation_tanh_one_s16(int16_t x, int32_t multiplier, int left_shift)
@@ -194,7 +141,7 @@ void edgernn_fc_run_s8(const edgernn_fc_params *p, const int8_t *input, int8_t *
         const int m = p->n_multipliers > 1 ? c : 0;
         /* The bias already holds -input_zero_point * sum(w): acc = sum w (x - zp) + b. */
         int32_t acc = p->bias[c] + edgernn_dot_s8(p->weights + c * p->n_input, input, p->n_input);
-        acc = edgernn_fixed_mbqm(acc, p->multiplier[m], (int)p->shift[m]);
+        acc = edgernn_mbqm(acc, p->multiplier[m], (int)p->shift[m]);
         acc += p->output_zero_point;
         output[c] = (int8_t)edgernn_clamp(acc, p->activation_min, p->activation_max);
     }
@@ -336,10 +283,10 @@ void edgernn_add_run_s8(const edgernn_add_params *p, const int8_t *a, const int8
     for (i = 0; i < n; ++i) {
         const int32_t a_shifted = (int32_t)((uint32_t)(p->input1_offset + a[i]) << EDGERNN_ADD_LEFT_SHIFT);
         const int32_t b_shifted = (int32_t)((uint32_t)(p->input2_offset + b[i]) << EDGERNN_ADD_LEFT_SHIFT);
-        const int32_t a_scaled = edgernn_fixed_mbqm(a_shifted, p->input1_multiplier, (int)p->input1_shift);
-        const int32_t b_scaled = edgernn_fixed_mbqm(b_shifted, p->input2_multiplier, (int)p->input2_shift);
+        const int32_t a_scaled = edgernn_mbqm(a_shifted, p->input1_multiplier, (int)p->input1_shift);
+        const int32_t b_scaled = edgernn_mbqm(b_shifted, p->input2_multiplier, (int)p->input2_shift);
         const int32_t raw = p->subtract ? a_scaled - b_scaled : a_scaled + b_scaled;
-        const int32_t y = edgernn_fixed_mbqm(raw, p->output_multiplier, (int)p->output_shift) + p->output_offset;
+        const int32_t y = edgernn_mbqm(raw, p->output_multiplier, (int)p->output_shift) + p->output_offset;
         out[i] = (int8_t)edgernn_clamp(y, p->activation_min, p->activation_max);
     }
 }
@@ -349,7 +296,7 @@ void edgernn_mul_run_s8(const edgernn_mul_params *p, const int8_t *a, const int8
     int i;
     for (i = 0; i < n; ++i) {
         const int32_t product = (p->input1_offset + a[i]) * (p->input2_offset + b[i]);
-        const int32_t y = edgernn_fixed_mbqm(product, p->multiplier, (int)p->shift) + p->output_offset;
+        const int32_t y = edgernn_mbqm(product, p->multiplier, (int)p->shift) + p->output_offset;
         out[i] = (int8_t)edgernn_clamp(y, p->activation_min, p->activation_max);
     }
 }
@@ -359,156 +306,5 @@ void edgernn_lut_run_s8(const int8_t *table, const int8_t *in, int8_t *out, int 
     int i;
     for (i = 0; i < n; ++i) {
         out[i] = table[(int)in[i] + 128];
-    }
-}
-
-/* ---------------------------------------------------------------------------------------
- * LSTM step (TFLM lstm_eval.h LstmStep<int8_t, int8_t, int16_t, int32_t>)
- * ------------------------------------------------------------------------------------- */
-
-/* Masking n tells the compiler it is a multiple of EDGERNN_ROW_ALIGN, which lets it turn the
- * loop into 16-bit multiply-adds with no scalar remainder (pmaddwd on x86 at -O2). Kept as an
- * out-of-line function: inlined into the LSTM step, gcc no longer vectorizes it. */
-void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n, int32_t *out)
-{
-    const int8_t *w1 = w + n;
-    const int8_t *w2 = w + 2 * n;
-    const int8_t *w3 = w + 3 * n;
-    const int m = (int)((unsigned)n & ~(unsigned)(EDGERNN_ROW_ALIGN - 1));
-    int32_t s0 = 0;
-    int32_t s1 = 0;
-    int32_t s2 = 0;
-    int32_t s3 = 0;
-    int j;
-    for (j = 0; j < m; ++j) {
-        const int32_t vj = v[j];
-        s0 += (int32_t)w[j] * vj;
-        s1 += (int32_t)w1[j] * vj;
-        s2 += (int32_t)w2[j] * vj;
-        s3 += (int32_t)w3[j] * vj;
-    }
-    out[0] = s0;
-    out[1] = s1;
-    out[2] = s2;
-    out[3] = s3;
-}
-
-/* edgernn_fixed_mbqm with the shift split once per gate: left shift, right shift and the two
- * rounding constants of RoundingDivideByPOT (2^(r-1) for x >= 0, 2^(r-1) - 1 below zero). */
-typedef struct {
-    int32_t multiplier;
-    int left;
-    int right;
-    int64_t round_up;
-    int64_t round_down;
-} edgernn_rescale;
-
-static void edgernn_rescale_init(edgernn_rescale *r, int32_t multiplier, int32_t shift)
-{
-    r->multiplier = multiplier;
-    r->left = shift > 0 ? (int)shift : 0;
-    r->right = shift > 0 ? 0 : (int)-shift;
-    r->round_up = r->right > 0 ? ((int64_t)1 << (r->right - 1)) : 0;
-    r->round_down = r->right > 0 ? r->round_up - 1 : 0;
-}
-
-static inline int32_t edgernn_rescale_apply(const edgernn_rescale *r, int32_t x)
-{
-    const int32_t shifted = (int32_t)((uint32_t)x << r->left);
-    const int64_t high = ((int64_t)shifted * r->multiplier + ((int64_t)1 << 30)) >> 31;
-    return (int32_t)((high + (high < 0 ? r->round_down : r->round_up)) >> r->right);
-}
-
-/* Elementwise product of two int16 values requantized (MulElementwise). */
-static inline int32_t edgernn_mul_s16(int32_t a, int32_t b, int32_t multiplier, int shift)
-{
-    return edgernn_fixed_mbqm(a * b, multiplier, shift);
-}
-
-void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hidden,
-                       int16_t *cell, int16_t *scratch)
-{
-    /* Parameters copied to locals: the int8 stores below may alias anything, and locals keep
-     * the compiler from reloading them after every store. */
-    const int n_input = p->n_input;
-    const int n_cell = p->n_cell;
-    const int input_stride = p->input_stride;
-    const int cell_stride = p->cell_stride;
-    const int8_t *const input_weights = p->input_weights;
-    const int8_t *const recurrent_weights = p->recurrent_weights;
-    const int32_t *const input_bias = p->input_bias;
-    const int32_t *const recurrent_bias = p->recurrent_bias;
-    const int32_t forget_mul_multiplier = p->forget_mul_multiplier;
-    const int forget_mul_shift = (int)p->forget_mul_shift;
-    const int32_t input_mul_multiplier = p->input_mul_multiplier;
-    const int input_mul_shift = (int)p->input_mul_shift;
-    const int32_t hidden_mul_multiplier = p->hidden_mul_multiplier;
-    const int hidden_mul_shift = (int)p->hidden_mul_shift;
-    const int32_t hidden_zero_point = p->hidden_zero_point;
-    const int32_t cell_clip = p->cell_clip;
-    const int32_t cell_tanh_multiplier = p->cell_tanh_multiplier;
-    const int cell_tanh_left_shift = (int)p->cell_tanh_left_shift;
-    edgernn_rescale from_input[4];
-    edgernn_rescale from_hidden[4];
-    int16_t *x16 = scratch;
-    int16_t *h16 = scratch + input_stride;
-    int u;
-    int g;
-    int j;
-
-    for (g = 0; g < 4; ++g) {
-        edgernn_rescale_init(&from_input[g], p->input_multiplier[g], p->input_shift[g]);
-        edgernn_rescale_init(&from_hidden[g], p->recurrent_multiplier[g], p->recurrent_shift[g]);
-    }
-    /* Widen this step's input and the previous hidden state once (zero padding). */
-    for (j = 0; j < input_stride; ++j) {
-        x16[j] = (int16_t)(j < n_input ? x[j] : 0);
-    }
-    for (j = 0; j < cell_stride; ++j) {
-        h16[j] = (int16_t)(j < n_cell ? hidden[j] : 0);
-    }
-
-    for (u = 0; u < n_cell; ++u) {
-        int32_t pre[4];
-        int32_t f;
-        int32_t i;
-        int32_t c;
-        int32_t o;
-        int32_t cell_tanh;
-        /* Gate pre-activations in Q3.12 (CalculateLstmGate: input FC + recurrent FC, each
-         * requantized to int16, then AddElementWise with saturation). */
-        int32_t acc_x[4];
-        int32_t acc_h[4];
-        edgernn_dot4_s8_s16(input_weights + (long)u * 4 * input_stride, x16, input_stride, acc_x);
-        edgernn_dot4_s8_s16(recurrent_weights + (long)u * 4 * cell_stride, h16, cell_stride, acc_h);
-        for (g = 0; g < 4; ++g) {
-            const int32_t from_x = edgernn_clamp(edgernn_rescale_apply(&from_input[g], input_bias[g * n_cell + u] + acc_x[g]),
-                                                 EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-            const int32_t from_h = edgernn_clamp(edgernn_rescale_apply(&from_hidden[g], recurrent_bias[g * n_cell + u] + acc_h[g]),
-                                                 EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-            pre[g] = edgernn_clamp(from_x + from_h, EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-        }
-        /* forget, input, output = sigmoid(.), cell gate = tanh(.) at scale 2^-12 (x3, no
-         * shift); all Q0.15 */
-        f = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_FORGET_GATE]);
-        i = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_INPUT_GATE]);
-        c = edgernn_tanh_s16((int16_t)pre[EDGERNN_LSTM_CELL_GATE], 3, 0);
-        o = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_OUTPUT_GATE]);
-        /* cell = clip(f * cell + i * g): two saturating Muls, a saturating Add (UpdateLstmCell) */
-        c = edgernn_clamp(edgernn_mul_s16(i, c, input_mul_multiplier, input_mul_shift),
-                          EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-        c += edgernn_clamp(edgernn_mul_s16(f, cell[u], forget_mul_multiplier, forget_mul_shift),
-                           EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-        c = edgernn_clamp(c, EDGERNN_INT16_MIN, EDGERNN_INT16_MAX);
-        if (cell_clip > 0) {
-            c = edgernn_clamp(c, -cell_clip, cell_clip);
-        }
-        cell[u] = (int16_t)c;
-        /* hidden = o * tanh(cell) requantized to int8 (UpdateLstmHidden); the dot products
-         * above read the int16 copy of the previous hidden state, so this is safe in place. */
-        cell_tanh = edgernn_tanh_s16((int16_t)c, cell_tanh_multiplier, cell_tanh_left_shift);
-        hidden[u] = (int8_t)edgernn_clamp(
-            hidden_zero_point + edgernn_mul_s16(cell_tanh, o, hidden_mul_multiplier, hidden_mul_shift),
-            EDGERNN_INT8_MIN, EDGERNN_INT8_MAX);
     }
 }

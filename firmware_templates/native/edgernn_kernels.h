@@ -22,6 +22,22 @@
 #define EDGERNN_KERNELS_H
 
 #include <stdint.h>
+#include <string.h>
+
+/* Cores with the Arm DSP extension (Cortex-M4/M7/M33...) get SMLAD dot products. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#define EDGERNN_USE_SMLAD 1
+#else
+#define EDGERNN_USE_SMLAD 0
+#endif
+
+/* The LSTM step is inlined into the generated code so that its parameters fold to constants. */
+#if defined(__GNUC__)
+#define EDGERNN_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define EDGERNN_ALWAYS_INLINE
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -132,9 +148,10 @@ void edgernn_lut_run_s8(const int8_t *table, const int8_t *in, int8_t *out, int 
 
 /* Weight rows are zero-padded to a multiple of EDGERNN_ROW_ALIGN columns and the step's input
  * and hidden vectors are widened to int16 (also zero-padded), so every dot product is a
- * fixed-length loop that compilers turn into 16-bit multiply-add instructions (pmaddwd on
- * x86, SMLAD on Cortex-M4). */
-#define EDGERNN_ROW_ALIGN 16
+ * fixed-length loop of 16-bit multiply-adds: pmaddwd on x86 (gcc vectorizes it), SMLAD on
+ * cores with the Arm DSP extension (Cortex-M4/M7/M33: four int8 weights per 32-bit load,
+ * two SXTB16 and two SMLAD per four multiply-accumulates). */
+#define EDGERNN_ROW_ALIGN 8
 
 enum { EDGERNN_LSTM_INPUT_GATE = 0, EDGERNN_LSTM_FORGET_GATE = 1, EDGERNN_LSTM_CELL_GATE = 2,
        EDGERNN_LSTM_OUTPUT_GATE = 3 };
@@ -166,17 +183,223 @@ typedef struct {
     int32_t cell_tanh_left_shift;
 } edgernn_lstm_params;
 
-/* The four rows w, w + n, w + 2n, w + 3n (int8) times v (int16): out[0..3]. n must be a
- * multiple of EDGERNN_ROW_ALIGN. */
-void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n, int32_t *out);
-
 /* One step: reads x[n_input] and the state (hidden[n_cell] int8, cell[n_cell] int16) and
  * updates the state in place. scratch holds input_stride + cell_stride int16 values. Same
  * results as TFLM's LstmStep (forget, input and cell gates, cell update, output gate, hidden
  * update), each gate's two fully connected products requantized and saturated to int16
- * separately before their saturating sum. */
-void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hidden,
-                       int16_t *cell, int16_t *scratch);
+ * separately before their saturating sum.
+ *
+ * Defined below as a static inline function: the generated NAME.c calls it with a pointer to
+ * its `static const` parameters, so once inlined every size, shift and multiplier is a
+ * compile-time constant (fixed trip counts, no remainder loops, constant shifts). */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x,
+                                                            int8_t *hidden, int16_t *cell, int16_t *scratch);
+
+/* ---------------------------------------------------------------------------------------
+ * Inline helpers of the LSTM step (not part of the API).
+ * ------------------------------------------------------------------------------------- */
+
+/* sigmoid(i / 24) in Q0.16 for i = 0..255: TFLM's sigmoid_table_uint16, in edgernn_kernels.c. */
+extern const uint16_t edgernn_sigmoid_table[256];
+
+static inline int32_t edgernn_clamp_s16(int32_t v)
+{
+    return v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
+}
+
+/* TFLM MultiplyByQuantizedMultiplier for the positive multipliers QuantizeMultiplier
+ * produces, in fewer operations with the same results:
+ *  - SaturatingRoundingDoublingHighMul(a, m) == (a * m + 2^30) >> 31 (floor): its nudge and
+ *    truncating division round ties up for both signs, and a == m == INT32_MIN cannot happen
+ *    with m > 0;
+ *  - RoundingDivideByPOT(v, e) == (v + 2^(e-1) - (v < 0)) >> e: ties away from zero.
+ * With a constant shift (the inlined LSTM step) the branches fold away. */
+static inline int32_t edgernn_mbqm(int32_t x, int32_t multiplier, int shift)
+{
+    const int left_shift = shift > 0 ? shift : 0;
+    const int right_shift = shift > 0 ? 0 : -shift;
+    /* x * (1 << left_shift) wraps like TFLM's int32 product (done unsigned to stay defined). */
+    const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
+    const int64_t high = ((int64_t)shifted * multiplier + ((int64_t)1 << 30)) >> 31;
+    if (right_shift == 0) {
+        return (int32_t)high;
+    }
+    return (int32_t)((high + ((int64_t)1 << (right_shift - 1)) - (high < 0 ? 1 : 0)) >> right_shift);
+}
+
+/* TFLM Logistic int16 on a Q3.12 input (input_multiplier 0 -> 3, no shift): the table covers
+ * |x| < 10.7 in steps of 1/24 with 9 bits of interpolation. Branch-free (the index is
+ * clamped, then the saturated value selected), as gate values change sign all the time. */
+static inline int16_t edgernn_sigmoid_s16(int16_t x)
+{
+    const int32_t v = (int32_t)x * 3;
+    const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
+    const uint32_t index = abs_v >> 9;
+    const uint32_t i0 = index < 254u ? index : 254u;
+    const uint32_t a = edgernn_sigmoid_table[i0];
+    const uint32_t b = edgernn_sigmoid_table[i0 + 1u];
+    const uint32_t interpolated = (a << 9) + (abs_v & 0x1FFu) * (b - a);
+    const uint32_t result = index >= 255u ? ((uint32_t)0x7FFF << 10) : interpolated;
+    const uint32_t signed_result = v >= 0 ? result + (1u << 9) : (1u << (16 + 9)) - result + (1u << 9) - 1u;
+    return (int16_t)(signed_result >> 10);
+}
+
+/* TFLM Tanh int16: v = (x * multiplier + round) >> left_shift brings the input to the table's
+ * scale, tanh(v) = 2 sigmoid(2 v) - 1 read from the same table with 8 bits of interpolation. */
+static inline int16_t edgernn_tanh_s16(int16_t x, int32_t multiplier, int left_shift)
+{
+    const int32_t round = left_shift > 0 ? ((int32_t)1 << (left_shift - 1)) : 0;
+    const int32_t v = ((int32_t)x * multiplier + round) >> left_shift;
+    const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
+    const uint32_t index = abs_v >> 8;
+    const uint32_t i0 = index < 254u ? index : 254u;
+    const uint32_t a = edgernn_sigmoid_table[i0];
+    const uint32_t b = edgernn_sigmoid_table[i0 + 1u];
+    const int32_t interpolated = (int32_t)((a << 8) + (abs_v & 0xFFu) * (b - a));
+    const int32_t result = index >= 255u ? ((int32_t)0xFFFF << 8) : interpolated;
+    const int32_t signed_result = v >= 0 ? result - (1 << (14 + 9)) + (1 << (9 - 2))
+                                         : -result + (1 << (14 + 9)) + (1 << (9 - 2)) - 1;
+    return (int16_t)(signed_result >> (9 - 1));
+}
+
+/* v[0..n) widened to int16 into out[0..stride), zero-padded. With SMLAD, each group of four
+ * is stored as (v0, v2, v1, v3): the order in which SXTB16 unpacks four int8 weights. */
+static inline void edgernn_widen_s8(const int8_t *v, int n, int stride, int16_t *out)
+{
+    int j;
+    for (j = 0; j < stride; ++j) {
+#if EDGERNN_USE_SMLAD
+        const int src = (j & ~3) | ((j & 1) << 1) | ((j & 2) >> 1);
+#else
+        const int src = j;
+#endif
+        out[j] = (int16_t)(src < n ? v[src] : 0);
+    }
+}
+
+/* The four rows w, w + n, w + 2n, w + 3n (int8) times v (int16, widened as above): out[0..3].
+ * n is a multiple of EDGERNN_ROW_ALIGN. Integer sums are exact, so the order of the
+ * multiply-adds does not change the result. */
+static inline void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n, int32_t *out)
+{
+    int32_t s0 = 0;
+    int32_t s1 = 0;
+    int32_t s2 = 0;
+    int32_t s3 = 0;
+    int j;
+#if EDGERNN_USE_SMLAD
+    for (j = 0; j < n; j += 4) {
+        uint32_t v02;
+        uint32_t v13;
+        uint32_t w0;
+        uint32_t w1;
+        uint32_t w2;
+        uint32_t w3;
+        memcpy(&v02, v + j, 4);
+        memcpy(&v13, v + j + 2, 4);
+        memcpy(&w0, w + j, 4);
+        memcpy(&w1, w + n + j, 4);
+        memcpy(&w2, w + 2 * n + j, 4);
+        memcpy(&w3, w + 3 * n + j, 4);
+        s0 = __smlad(__sxtb16((int32_t)w0), (int32_t)v02, s0);
+        s0 = __smlad(__sxtb16((int32_t)(w0 >> 8)), (int32_t)v13, s0);
+        s1 = __smlad(__sxtb16((int32_t)w1), (int32_t)v02, s1);
+        s1 = __smlad(__sxtb16((int32_t)(w1 >> 8)), (int32_t)v13, s1);
+        s2 = __smlad(__sxtb16((int32_t)w2), (int32_t)v02, s2);
+        s2 = __smlad(__sxtb16((int32_t)(w2 >> 8)), (int32_t)v13, s2);
+        s3 = __smlad(__sxtb16((int32_t)w3), (int32_t)v02, s3);
+        s3 = __smlad(__sxtb16((int32_t)(w3 >> 8)), (int32_t)v13, s3);
+    }
+#else
+    for (j = 0; j < n; ++j) {
+        const int32_t vj = v[j];
+        s0 += (int32_t)w[j] * vj;
+        s1 += (int32_t)w[n + j] * vj;
+        s2 += (int32_t)w[2 * n + j] * vj;
+        s3 += (int32_t)w[3 * n + j] * vj;
+    }
+#endif
+    out[0] = s0;
+    out[1] = s1;
+    out[2] = s2;
+    out[3] = s3;
+}
+
+/* A gate's pre-activation: the input and recurrent products (bias included) each requantized
+ * to Q3.12 and saturated to int16, then added with saturation. */
+static inline int32_t edgernn_lstm_gate(int32_t acc_x, int32_t mx, int32_t sx, int32_t acc_h, int32_t mh, int32_t sh)
+{
+    return edgernn_clamp_s16(edgernn_clamp_s16(edgernn_mbqm(acc_x, mx, (int)sx)) +
+                             edgernn_clamp_s16(edgernn_mbqm(acc_h, mh, (int)sh)));
+}
+
+static inline void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hidden,
+                                     int16_t *cell, int16_t *scratch)
+{
+    /* Parameters copied to locals: the int8 stores below may alias anything, and locals keep
+     * the compiler from reloading them after every store. */
+    const int n_cell = p->n_cell;
+    const int input_stride = p->input_stride;
+    const int cell_stride = p->cell_stride;
+    const int8_t *const input_weights = p->input_weights;
+    const int8_t *const recurrent_weights = p->recurrent_weights;
+    const int32_t *const input_bias = p->input_bias;
+    const int32_t *const recurrent_bias = p->recurrent_bias;
+    int16_t *const x16 = scratch;
+    int16_t *const h16 = scratch + input_stride;
+    int u;
+    int g;
+
+    /* Widen this step's input and the previous hidden state once (zero padding). */
+    edgernn_widen_s8(x, p->n_input, input_stride, x16);
+    edgernn_widen_s8(hidden, n_cell, cell_stride, h16);
+
+    for (u = 0; u < n_cell; ++u) {
+        int32_t pre[4];
+        int32_t acc_x[4];
+        int32_t acc_h[4];
+        int32_t f;
+        int32_t i;
+        int32_t c;
+        int32_t o;
+        int32_t cell_tanh;
+        /* Gate pre-activations in Q3.12 (CalculateLstmGate: input FC + recurrent FC, each
+         * requantized to int16, then AddElementWise with saturation). */
+        edgernn_dot4_s8_s16(input_weights + (long)u * 4 * input_stride, x16, input_stride, acc_x);
+        edgernn_dot4_s8_s16(recurrent_weights + (long)u * 4 * cell_stride, h16, cell_stride, acc_h);
+        for (g = 0; g < 4; ++g) {
+            acc_x[g] += input_bias[g * n_cell + u];
+            acc_h[g] += recurrent_bias[g * n_cell + u];
+        }
+        pre[0] = edgernn_lstm_gate(acc_x[0], p->input_multiplier[0], p->input_shift[0], acc_h[0],
+                                   p->recurrent_multiplier[0], p->recurrent_shift[0]);
+        pre[1] = edgernn_lstm_gate(acc_x[1], p->input_multiplier[1], p->input_shift[1], acc_h[1],
+                                   p->recurrent_multiplier[1], p->recurrent_shift[1]);
+        pre[2] = edgernn_lstm_gate(acc_x[2], p->input_multiplier[2], p->input_shift[2], acc_h[2],
+                                   p->recurrent_multiplier[2], p->recurrent_shift[2]);
+        pre[3] = edgernn_lstm_gate(acc_x[3], p->input_multiplier[3], p->input_shift[3], acc_h[3],
+                                   p->recurrent_multiplier[3], p->recurrent_shift[3]);
+        /* forget, input, output = sigmoid(.), cell gate = tanh(.) at scale 2^-12 (x3, no
+         * shift); all Q0.15 */
+        f = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_FORGET_GATE]);
+        i = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_INPUT_GATE]);
+        c = edgernn_tanh_s16((int16_t)pre[EDGERNN_LSTM_CELL_GATE], 3, 0);
+        o = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_OUTPUT_GATE]);
+        /* cell = clip(f * cell + i * g): two saturating Muls, a saturating Add (UpdateLstmCell) */
+        c = edgernn_clamp_s16(edgernn_mbqm(i * c, p->input_mul_multiplier, (int)p->input_mul_shift));
+        c += edgernn_clamp_s16(edgernn_mbqm(f * cell[u], p->forget_mul_multiplier, (int)p->forget_mul_shift));
+        c = edgernn_clamp_s16(c);
+        if (p->cell_clip > 0) {
+            c = c < -p->cell_clip ? -p->cell_clip : (c > p->cell_clip ? p->cell_clip : c);
+        }
+        cell[u] = (int16_t)c;
+        /* hidden = o * tanh(cell) requantized to int8 (UpdateLstmHidden); the dot products
+         * above read the int16 copy of the previous hidden state, so this is safe in place. */
+        cell_tanh = edgernn_tanh_s16((int16_t)c, p->cell_tanh_multiplier, (int)p->cell_tanh_left_shift);
+        c = p->hidden_zero_point + edgernn_mbqm(cell_tanh * o, p->hidden_mul_multiplier, (int)p->hidden_mul_shift);
+        hidden[u] = (int8_t)(c < -128 ? -128 : (c > 127 ? 127 : c));
+    }
+}
 
 #ifdef __cplusplus
 }
