@@ -191,3 +191,30 @@ def test_tflm_style_calls_keep_state_until_reset(zoo):
     sim.set_input(xq[:1])
     sim.invoke()
     assert np.array_equal(sim.get_output(), sim.run(xq[:1]))
+
+
+@pytest.mark.parametrize("topology", ["stacked-gru", "per-step-gru", "bi-rnn-then-lstm"])
+def test_sequence_buffers_fill_and_dynamic_update_slice(tmp_path, topology):
+    """Stacked and per-step WHILE graphs (FILL + DYNAMIC_UPDATE_SLICE) equal TFLM bit for bit."""
+    import keras
+    import edgernn
+    from edgernn.backends.tflm.runtime import TFLMRunner
+    from edgernn.simulate import Simulator
+
+    keras.utils.set_random_seed(0)
+    layers = {
+        "stacked-gru": [keras.layers.GRU(8, return_sequences=True), keras.layers.GRU(8),
+                        keras.layers.Dense(3, activation="softmax")],
+        "per-step-gru": [keras.layers.GRU(8, return_sequences=True), keras.layers.Dense(3, activation="softmax")],
+        "bi-rnn-then-lstm": [keras.layers.Bidirectional(keras.layers.SimpleRNN(6, return_sequences=True)),
+                             keras.layers.LSTM(5), keras.layers.Dense(2)],
+    }[topology]
+    model = keras.Sequential([keras.Input((30, 3))] + layers)
+    x = np.random.default_rng(0).normal(size=(24, 30, 3)).astype(np.float32)
+    path = tmp_path / "m.tflite"
+    edgernn.convert(model, x, path)
+    tflm = TFLMRunner(path.read_bytes())
+    xq = tflm.quantize_input(x)
+    want = tflm.run(xq)
+    got = Simulator.from_file(path).run(xq)
+    np.testing.assert_array_equal(got.reshape(want.shape), want)

@@ -551,3 +551,48 @@ class Concatenation(Kernel):
             n = max(a.shape[0] for a in arrs)
             arrs = [np.broadcast_to(a, (n,) + a.shape[1:]) for a in arrs]
         return [Val(np.concatenate(arrs, axis=self.axis + (1 if batched else 0)), batched)]
+
+
+@kernel("FILL")
+class Fill(Kernel):
+    """``reference_ops::Fill``: a tensor of the given dims holding one value (a copy, exact).
+
+    edgernn's WHILE graphs use it to start an output sequence without a T-sized constant."""
+
+    def __call__(self, ins):
+        dims, value = ins[0], ins[1]
+        if dims.batched:
+            self.fail("dims must be the same for every sample")
+        shape = tuple(int(d) for d in np.asarray(dims.a).reshape(-1))
+        dtype = _NP[self.t_out().dtype]
+        if value.batched:
+            v = np.asarray(value.a).reshape(value.a.shape[0])
+            return [Val(np.broadcast_to(v.reshape((-1,) + (1,) * len(shape)), (len(v),) + shape).astype(dtype),
+                        True)]
+        return [Val(np.full(shape, np.asarray(value.a).reshape(-1)[0], dtype=dtype), False)]
+
+
+@kernel("DYNAMIC_UPDATE_SLICE")
+class DynamicUpdateSlice(Kernel):
+    """``DYNAMIC_UPDATE_SLICE``: ``operand`` with ``update`` written at ``start`` (a copy, exact).
+
+    Start indices are clamped so the update fits, as TFLite's kernel does. Operand and update
+    share one quantization (edgernn's graphs write the hidden state into the sequence buffer)."""
+
+    def __call__(self, ins):
+        operand, update, start = ins
+        if start.batched:
+            self.fail("start indices must be the same for every sample")
+        dims = self.t_in(0).shape
+        up_dims = self.t_in(1).shape
+        begin = [min(max(int(s), 0), d - u) for s, d, u in zip(np.asarray(start.a).reshape(-1), dims, up_dims)]
+        batched = operand.batched or update.batched
+        base = operand.a
+        if batched and not operand.batched:
+            n = update.a.shape[0]
+            base = np.broadcast_to(base, (n,) + base.shape)
+        out = np.array(base, copy=True)
+        idx = tuple(slice(b, b + u) for b, u in zip(begin, up_dims))
+        lead = (slice(None),) if batched else ()
+        out[lead + idx] = update.a if (update.batched or not batched) else update.a[None]
+        return [Val(out, batched)]
