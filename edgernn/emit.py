@@ -44,16 +44,21 @@ def _selftest(m: tflite_model.TFLiteModel, test_data, samples: int) -> SelfTest:
     """K vectors from ``test_data`` (or one all-zero input without it) and TFLM's outputs for them."""
     if samples < 1:
         raise EdgeRNNError(f"--samples {samples}: must be at least 1")
+    from .backends.tflm.streaming import is_streaming_model, run_streaming
+
     tin = m.input()
     runner = TFLMRunner(m.raw)
+    streaming = is_streaming_model(m)
     if test_data is None:
         x = np.zeros((1,) + tuple(tin.shape[1:]), np.float32)
         labels = None
     else:
         ds = load_dataset(test_data, features=tin.shape[-1],
-                          timesteps=tin.shape[1] if len(tin.shape) == 3 else None).take(samples)
+                          timesteps=tin.shape[1] if len(tin.shape) == 3 and not streaming else None).take(samples)
         x, labels = ds.x, ds.y
     xq = runner.quantize_input(x)
+    if streaming:  # the device feeds one step per invoke; it checks the output after the last step
+        return SelfTest(x=xq, y=run_streaming(runner.interpreter, xq)[:, -1], labels=labels)
     return SelfTest(x=xq, y=runner.run(xq), labels=labels)
 
 
@@ -93,6 +98,11 @@ def emit(model, out_dir, *, backend: str = "tflm", target: str = "host", test_da
     if target not in TARGETS:
         raise EdgeRNNError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
     m = _resolve_tflite(model, calib)
+    if backend == "native":
+        from .backends.tflm.streaming import is_streaming_model
+        if is_streaming_model(m):
+            raise EdgeRNNError(f"{m.path}: a streaming (one-step) flatbuffer; --backend native takes the "
+                               "whole-sequence .tflite, whose generated NAME_step() is the streaming API")
     selftest = _selftest(m, test_data, samples)
     out = Path(out_dir)
     tmp = _prepare_out_dir(out)

@@ -121,3 +121,27 @@ def test_trained_streaming_equals_sequence(zoo, tmp_path, spec):
     one = TFLMRunner(res.path.read_bytes(), arena_size=ARENA)
     xq = seq.quantize_input(xte)
     np.testing.assert_array_equal(_stream(one, xq)[:, -1], seq.run(xq))
+
+
+def test_streaming_model_validates_and_emits(tmp_path, zoo):
+    """validate feeds a streaming model one step per call; emit's harness does the same."""
+    import re
+    import edgernn
+    from conftest import Spec
+    from edgernn.errors import EdgeRNNError
+
+    spec = Spec()
+    train, test = zoo.data(spec.dataset)
+    stream = tmp_path / "stream.tflite"
+    edgernn.convert(zoo.keras(spec), train, stream, streaming=True)
+    whole = edgernn.validate(zoo.keras(spec), zoo.tflite(spec), test, engines=["tflm"])
+    rep = edgernn.validate(zoo.keras(spec), stream, test, engines=["simulator", "tflm"])
+    assert rep.metrics["simulator_vs_tflm_max_lsb"] == 0
+    assert rep.metrics["accuracy_int8"] == whole.metrics["accuracy_int8"]
+    assert rep.metrics["max_abs_error"] == whole.metrics["max_abs_error"]  # bit-identical outputs
+    out = tmp_path / "fw"
+    edgernn.emit(stream, out, backend="tflm", test_data=test, samples=2)
+    assert "kModelStepsPerVector = 100;" in (out / "selftest_data.h").read_text()
+    assert re.search(r"for \(int step = 0; step < kModelStepsPerVector", (out / "main.cc").read_text())
+    with pytest.raises(EdgeRNNError, match="whole-sequence .tflite"):
+        edgernn.emit(stream, tmp_path / "native", backend="native")

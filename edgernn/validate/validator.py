@@ -87,7 +87,26 @@ def _float_outputs(model, x: np.ndarray) -> tuple[np.ndarray, str]:
     return np.concatenate(outs), obj.name
 
 
+def _run_streaming(engine: str, m: tflite_model.TFLiteModel, xq: np.ndarray) -> np.ndarray:
+    """A one-step model fed each sequence one sample per call: (N, T, *output) int8."""
+    if engine == "tflm":
+        from ..backends.tflm.streaming import run_streaming
+        return run_streaming(TFLMRunner(m.raw).interpreter, xq)
+    if engine == "simulator":
+        from ..simulate import Simulator
+        sim = Simulator.from_bytes(m.raw)
+        sim.reset()
+        steps = [np.asarray(sim.run(xq[:, t:t + 1], stateful=True)) for t in range(xq.shape[1])]
+        return np.stack(steps, axis=1)
+    raise EdgeRNNError(f"--engine {engine}: {m.path} is a streaming (one-step) model; validate the native C "
+                       "with the whole-sequence .tflite (its NAME_step streams the same model)")
+
+
 def _run_engine(engine: str, m: tflite_model.TFLiteModel, xq: np.ndarray) -> np.ndarray:
+    from ..backends.tflm.streaming import is_streaming_model
+
+    if is_streaming_model(m):
+        return _run_streaming(engine, m, xq)
     if engine == "tflm":
         return TFLMRunner(m.raw).run(xq)
     if engine == "simulator":
@@ -128,9 +147,12 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
     unknown = set(thresholds) - set(THRESHOLDS)
     if unknown:
         raise EdgeRNNError(f"unknown threshold(s) {sorted(unknown)}; known: {', '.join(THRESHOLDS)}")
+    from ..backends.tflm.streaming import is_streaming_model
+
     m = tflite_model.read(quant)
     tin, tout = m.input(), m.output()
-    timesteps = tin.shape[1] if len(tin.shape) == 3 else None
+    streaming = is_streaming_model(m)
+    timesteps = tin.shape[1] if len(tin.shape) == 3 and not streaming else None
     ds = load_dataset(data, require_y=True, features=tin.shape[-1], timesteps=timesteps).take(samples)
     engines = list(engines) if engines else default_engines()
     for e in engines:
@@ -142,6 +164,9 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
     out_scale, out_zp = float(tout.scale[0]), int(tout.zero_point[0])
     xq = quantize(ds.x, in_scale, in_zp)
     raw = {e: _run_engine(e, m, xq) for e in engines}
+    if streaming:  # outputs after every step: a per-sequence model's answer is the last step's
+        per_sequence = y_float.ndim == 2
+        raw = {e: (o[:, -1] if per_sequence else o) for e, o in raw.items()}
     primary = "tflm" if "tflm" in raw else engines[0]
     y_int8 = dequantize(raw[primary], out_scale, out_zp).reshape(y_float.shape)
 

@@ -81,8 +81,13 @@ def write_tflm_sources(m: TFLiteModel, out: Path, *, name: str, selftest: SelfTe
         ops=sorted(m.op_counts), resolver_calls=resolver_calls(m),
         n_vectors=0 if selftest is None else len(selftest.x),
     )
+    # A streaming model takes one time step per Invoke(); the harness feeds each vector's steps.
+    step_elems = int(np.prod(tin.shape))
+    ctx["steps"] = 1 if selftest is None else int(np.prod(selftest.x.shape[1:])) // step_elems
+    ctx["step_elems"] = step_elems
+    ctx["vector_elems"] = step_elems * ctx["steps"]
     if selftest is not None:
-        ctx["vec_x"] = c_array(selftest.x.reshape(len(selftest.x), -1), per_line=ctx["input_elems"] if ctx["input_elems"] <= 24 else 24)
+        ctx["vec_x"] = c_array(selftest.x.reshape(len(selftest.x), -1), per_line=min(ctx["vector_elems"], 24))
         ctx["vec_y"] = c_array(selftest.y.reshape(len(selftest.y), -1), per_line=max(ctx["output_elems"], 1))
     files = {
         "model_data.h": "tflm/model_data.h.j2", "model_data.cc": "tflm/model_data.cc.j2",
