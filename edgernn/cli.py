@@ -259,13 +259,15 @@ def emit(model, out_dir, backend, target, test_data, samples, name, calib, max_f
 @click.option("--min-snr-db", type=float, help="Fail when the output SNR (dB) is below this.")
 @click.option("--max-rmse-increase", type=float, help="Regression: fail when RMSE grows by more than this.")
 @click.option("--qat", "qat_quant", type=click.Path(), help="The QAT model's .tflite: its accuracy is shown beside PTQ.")
+@click.option("--config", "config", type=click.Path(), help="TOML file with thresholds ([validate] table or top level); "
+              "options given on the command line win.")
 @click.option("--per-layer", is_flag=True, help="Per-layer float vs int8 diagnostics (needs the simulator).")
 @click.option("--report", type=click.Path(), help="Write a JSON report.")
 @click.option("--junit", type=click.Path(), help="Write a JUnit XML report (one testcase per threshold).")
 @click.option("--markdown", type=click.Path(), help="Write a Markdown table for a pull-request comment.")
 @_friendly
 def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreement, min_accuracy, max_abs_error,
-             min_snr_db, max_rmse_increase, qat_quant, per_layer, report, junit, markdown):
+             min_snr_db, max_rmse_increase, qat_quant, config, per_layer, report, junit, markdown):
     """Compare float MODEL with int8 QUANT on --data; exit 1 when a threshold is broken.
 
     \b
@@ -276,11 +278,15 @@ def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreeme
     from . import validate as _validate
 
     engines = {None: None, "both": ["simulator", "tflm"], "all": ["simulator", "tflm", "native"]}.get(engine, [engine])
+    thresholds = dict(max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, min_accuracy=min_accuracy,
+                      max_abs_error=max_abs_error, min_snr_db=min_snr_db, max_rmse_increase=max_rmse_increase)
+    if config:
+        from .validate import load_thresholds
+        for k, v in load_thresholds(config).items():
+            if thresholds.get(k) is None:
+                thresholds[k] = v
     rep = _validate(model, quant, data, engines=engines, samples=samples, per_layer=per_layer, report=report,
-                    qat_quant=qat_quant,
-                    junit=junit, markdown=markdown, max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement,
-                    min_accuracy=min_accuracy, max_abs_error=max_abs_error, min_snr_db=min_snr_db,
-                    max_rmse_increase=max_rmse_increase)
+                    qat_quant=qat_quant, junit=junit, markdown=markdown, **thresholds)
     m = rep.metrics
     click.echo(f"{rep.model_name}: {rep.n_samples} samples, {rep.task}, engines {', '.join(rep.engines)}")
     keys = ["accuracy_float", "accuracy_int8", "accuracy_drop", "accuracy_int8_qat", "accuracy_drop_qat",

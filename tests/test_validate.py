@@ -63,3 +63,20 @@ def test_qat_model_shown_beside_ptq(lstm_keras, lstm_tflite, zoo, bm_data):
     same = edgernn.validate(zoo.keras(Spec(layers=2, units=16)), other, bm_data[1], engines=["tflm"])
     assert m["accuracy_int8_qat"] == same.metrics["accuracy_int8"]
     assert m["accuracy_drop_qat"] == pytest.approx(m["accuracy_float"] - m["accuracy_int8_qat"])
+
+
+def test_thresholds_from_toml(tmp_path, lstm_keras, lstm_tflite, bm_data):
+    cfg = tmp_path / "gate.toml"
+    cfg.write_text("[validate]\nmax_accuracy_drop = 0.02\nmin_accuracy = 1.01\n")
+    runner = CliRunner()
+    base = ["validate", str(lstm_keras), str(lstm_tflite), "--data", str(bm_data[1]), "--engine", "tflm",
+            "--config", str(cfg), "--report", str(tmp_path / "r.json")]
+    r = runner.invoke(main, base)
+    assert r.exit_code == 1 and "min_accuracy" in r.output
+    names = [c["name"] for c in json.loads((tmp_path / "r.json").read_text())["checks"]]
+    assert sorted(names) == ["max_accuracy_drop", "min_accuracy"]
+    ok = runner.invoke(main, base + ["--min-accuracy", "0.5"])  # the command line wins
+    assert ok.exit_code == 0, ok.output
+    cfg.write_text("max_acuracy_drop = 0.02\n")
+    bad = runner.invoke(main, base)
+    assert bad.exit_code == 2 and "max_acuracy_drop" in bad.output

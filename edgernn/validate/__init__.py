@@ -1,5 +1,5 @@
 """``edgernn.validate``: float vs int8 on a dataset, with thresholds that fail a CI job."""
 
-from .validator import Check, ValidateReport, validate
+from .validator import THRESHOLDS, Check, ValidateReport, load_thresholds, validate
 
-__all__ = ["Check", "ValidateReport", "validate"]
+__all__ = ["THRESHOLDS", "Check", "ValidateReport", "load_thresholds", "validate"]

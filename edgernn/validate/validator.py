@@ -124,6 +124,30 @@ def _run_engine(engine: str, m: tflite_model.TFLiteModel, xq: np.ndarray) -> np.
     raise EdgeRNNError(f"--engine {engine!r}: use one of {', '.join(ENGINES)}")
 
 
+def load_thresholds(path) -> dict:
+    """Thresholds from a TOML file: a ``[validate]`` table, or keys at the top level.
+
+    Keys are the threshold names (``max_accuracy_drop = 0.02``, ``min_agreement = 0.97``, …)."""
+    import tomllib
+
+    p = Path(path)
+    if not p.exists():
+        raise EdgeRNNError(f"{p}: no such thresholds file")
+    try:
+        cfg = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise EdgeRNNError(f"{p}: not valid TOML ({exc})") from None
+    table = cfg.get("validate", cfg)
+    out = {k: v for k, v in table.items() if k in THRESHOLDS}
+    unknown = sorted(k for k, v in table.items() if k not in THRESHOLDS and not isinstance(v, (dict, list, str)))
+    if unknown:
+        raise EdgeRNNError(f"{p}: unknown threshold(s) {unknown}; known: {', '.join(THRESHOLDS)}")
+    for k, v in out.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise EdgeRNNError(f"{p}: threshold {k} = {v!r} must be a number")
+    return out
+
+
 def default_engines() -> list[str]:
     try:
         from ..simulate import Simulator  # noqa: F401
