@@ -98,3 +98,16 @@ def load_dataset(path, *, require_y: bool = False, features: int | None = None,
     elif require_y:
         raise EdgeRNNError(f"{p}: no array 'y' (labels or targets) in the file; it is needed here")
     return Dataset(str(p), x, y)
+
+
+def read_toml(path, what: str = "config") -> dict:
+    """A TOML file as a dict; one clear line when it is missing or malformed."""
+    import tomllib
+
+    p = Path(path)
+    if not p.exists():
+        raise EdgeRNNError(f"{p}: no such {what} file")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise EdgeRNNError(f"{p}: not valid TOML ({exc})") from None

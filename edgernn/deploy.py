@@ -38,10 +38,10 @@ Relative paths are relative to the config file. Example::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data import read_toml
 from .errors import EdgeRNNError
 
 _PATH_KEYS = {"data", "output", "path", "calib", "test_data", "test", "report", "junit", "markdown"}
@@ -72,12 +72,7 @@ def _resolve(section: dict, base: Path) -> dict:
 
 def load_config(path) -> dict:
     p = Path(path)
-    if not p.exists():
-        raise EdgeRNNError(f"{p}: no such config file")
-    try:
-        cfg = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise EdgeRNNError(f"{p}: not valid TOML ({exc})") from None
+    cfg = read_toml(p)
     unknown = set(cfg) - _SECTIONS
     if unknown:
         raise EdgeRNNError(f"{p}: unknown section(s) {sorted(unknown)}; known: {sorted(_SECTIONS)}")

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import tflite_model
 from ..backends.tflm.runtime import TFLMRunner, dequantize, quantize
-from ..data import load_dataset
+from ..data import load_dataset, read_toml
 from ..errors import EdgeRNNError
 from . import metrics as M
 from .reports import write_reports
@@ -128,15 +128,8 @@ def load_thresholds(path) -> dict:
     """Thresholds from a TOML file: a ``[validate]`` table, or keys at the top level.
 
     Keys are the threshold names (``max_accuracy_drop = 0.02``, ``min_agreement = 0.97``, …)."""
-    import tomllib
-
     p = Path(path)
-    if not p.exists():
-        raise EdgeRNNError(f"{p}: no such thresholds file")
-    try:
-        cfg = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise EdgeRNNError(f"{p}: not valid TOML ({exc})") from None
+    cfg = read_toml(p, "thresholds")
     table = cfg.get("validate", cfg)
     out = {k: v for k, v in table.items() if k in THRESHOLDS}
     unknown = sorted(k for k, v in table.items() if k not in THRESHOLDS and not isinstance(v, (dict, list, str)))
