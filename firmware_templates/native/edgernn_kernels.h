@@ -24,12 +24,20 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Cores with the Arm DSP extension (Cortex-M4/M7/M33...) get SMLAD dot products. */
+/* Cores with the Arm DSP extension (Cortex-M4/M7/M33...) get SMLAD dot products; Arm cores
+ * with saturation instructions (Cortex-M3 and up) clamp with SSAT. */
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#include <arm_acle.h>
 #define EDGERNN_USE_SMLAD 1
 #else
 #define EDGERNN_USE_SMLAD 0
+#endif
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#define EDGERNN_USE_SSAT 1
+#else
+#define EDGERNN_USE_SSAT 0
+#endif
+#if EDGERNN_USE_SMLAD || EDGERNN_USE_SSAT
+#include <arm_acle.h>
 #endif
 
 /* The LSTM step is inlined into the generated code so that its parameters fold to constants. */
@@ -148,10 +156,11 @@ void edgernn_lut_run_s8(const int8_t *table, const int8_t *in, int8_t *out, int 
 
 /* Weight rows are zero-padded to a multiple of EDGERNN_ROW_ALIGN columns and the step's input
  * and hidden vectors are widened to int16 (also zero-padded), so every dot product is a
- * fixed-length loop of 16-bit multiply-adds: pmaddwd on x86 (gcc vectorizes it), SMLAD on
- * cores with the Arm DSP extension (Cortex-M4/M7/M33: four int8 weights per 32-bit load,
- * two SXTB16 and two SMLAD per four multiply-accumulates). */
-#define EDGERNN_ROW_ALIGN 8
+ * fixed-length loop of 16-bit multiply-adds: 16 int8 weights per vector (pmaddwd on x86, which
+ * gcc vectorizes only for a multiple of 16), or, on cores with the Arm DSP extension
+ * (Cortex-M4/M7/M33), four int8 weights per 32-bit load, two SXTB16 and two SMLAD per four
+ * multiply-accumulates, over the columns rounded up to 4 only (the rest is zero padding). */
+#define EDGERNN_ROW_ALIGN 16
 
 enum { EDGERNN_LSTM_INPUT_GATE = 0, EDGERNN_LSTM_FORGET_GATE = 1, EDGERNN_LSTM_CELL_GATE = 2,
        EDGERNN_LSTM_OUTPUT_GATE = 3 };
@@ -202,17 +211,32 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_lstm_step(const edgernn_lstm_pa
 /* sigmoid(i / 24) in Q0.16 for i = 0..255: TFLM's sigmoid_table_uint16, in edgernn_kernels.c. */
 extern const uint16_t edgernn_sigmoid_table[256];
 
+/* v saturated to the int16 / int8 range. */
 static inline int32_t edgernn_clamp_s16(int32_t v)
 {
+#if EDGERNN_USE_SSAT
+    return __ssat(v, 16);
+#else
     return v < -32768 ? -32768 : (v > 32767 ? 32767 : v);
+#endif
+}
+
+static inline int32_t edgernn_clamp_s8(int32_t v)
+{
+#if EDGERNN_USE_SSAT
+    return __ssat(v, 8);
+#else
+    return v < -128 ? -128 : (v > 127 ? 127 : v);
+#endif
 }
 
 /* TFLM MultiplyByQuantizedMultiplier for the positive multipliers QuantizeMultiplier
  * produces, in fewer operations with the same results:
  *  - SaturatingRoundingDoublingHighMul(a, m) == (a * m + 2^30) >> 31 (floor): its nudge and
- *    truncating division round ties up for both signs, and a == m == INT32_MIN cannot happen
- *    with m > 0;
- *  - RoundingDivideByPOT(v, e) == (v + 2^(e-1) - (v < 0)) >> e: ties away from zero.
+ *    truncating division round ties up for both signs, a == m == INT32_MIN cannot happen with
+ *    m > 0, and |a * m| < 2^62 keeps the result in the int32 range;
+ *  - RoundingDivideByPOT(v, e) == (v >> e) + ((v & (2^e - 1)) + 2^(e-1) - (v < 0)) >> e: ties
+ *    away from zero; the second term, 0 or 1, is computed unsigned (below 2^32 for e <= 31).
  * With a constant shift (the inlined LSTM step) the branches fold away. */
 static inline int32_t edgernn_mbqm(int32_t x, int32_t multiplier, int shift)
 {
@@ -220,11 +244,14 @@ static inline int32_t edgernn_mbqm(int32_t x, int32_t multiplier, int shift)
     const int right_shift = shift > 0 ? 0 : -shift;
     /* x * (1 << left_shift) wraps like TFLM's int32 product (done unsigned to stay defined). */
     const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
-    const int64_t high = ((int64_t)shifted * multiplier + ((int64_t)1 << 30)) >> 31;
+    const int32_t high = (int32_t)(((int64_t)shifted * multiplier + ((int64_t)1 << 30)) >> 31);
+    uint32_t mask;
     if (right_shift == 0) {
-        return (int32_t)high;
+        return high;
     }
-    return (int32_t)((high + ((int64_t)1 << (right_shift - 1)) - (high < 0 ? 1 : 0)) >> right_shift);
+    mask = ((uint32_t)1 << right_shift) - 1u;
+    return (high >> right_shift) +
+           (int32_t)((((uint32_t)high & mask) + (mask >> 1) + 1u - ((uint32_t)high >> 31)) >> right_shift);
 }
 
 /* TFLM Logistic int16 on a Q3.12 input (input_multiplier 0 -> 3, no shift): the table covers
@@ -277,18 +304,19 @@ static inline void edgernn_widen_s8(const int8_t *v, int n, int stride, int16_t 
     }
 }
 
-/* The four rows w, w + n, w + 2n, w + 3n (int8) times v (int16, widened as above): out[0..3].
- * n is a multiple of EDGERNN_ROW_ALIGN. Integer sums are exact, so the order of the
- * multiply-adds does not change the result. */
-static inline void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n, int32_t *out)
+/* The four rows w, w + n, w + 2n, w + 3n (int8) times v (int16, widened as above), plus
+ * bias[0], bias[b], bias[2b], bias[3b]: out[0..3]. n is a multiple of EDGERNN_ROW_ALIGN; columns from `used` (a multiple of 4) on are
+ * zero. Integer sums are exact, so the order of the multiply-adds does not change the result. */
+static inline void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n, int used, const int32_t *bias,
+                                       int b, int32_t *out)
 {
-    int32_t s0 = 0;
-    int32_t s1 = 0;
-    int32_t s2 = 0;
-    int32_t s3 = 0;
+    int32_t s0 = bias[0];
+    int32_t s1 = bias[b];
+    int32_t s2 = bias[2 * b];
+    int32_t s3 = bias[3 * b];
     int j;
 #if EDGERNN_USE_SMLAD
-    for (j = 0; j < n; j += 4) {
+    for (j = 0; j < used; j += 4) {
         uint32_t v02;
         uint32_t v13;
         uint32_t w0;
@@ -311,6 +339,7 @@ static inline void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n,
         s3 = __smlad(__sxtb16((int32_t)(w3 >> 8)), (int32_t)v13, s3);
     }
 #else
+    (void)used; /* vectorized over whole rows: the zero columns cost nothing extra */
     for (j = 0; j < n; ++j) {
         const int32_t vj = v[j];
         s0 += (int32_t)w[j] * vj;
@@ -347,8 +376,9 @@ static inline void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t 
     const int32_t *const recurrent_bias = p->recurrent_bias;
     int16_t *const x16 = scratch;
     int16_t *const h16 = scratch + input_stride;
+    const int input_used = (p->n_input + 3) & ~3; /* columns the SMLAD loop reads */
+    const int cell_used = (n_cell + 3) & ~3;
     int u;
-    int g;
 
     /* Widen this step's input and the previous hidden state once (zero padding). */
     edgernn_widen_s8(x, p->n_input, input_stride, x16);
@@ -365,12 +395,10 @@ static inline void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t 
         int32_t cell_tanh;
         /* Gate pre-activations in Q3.12 (CalculateLstmGate: input FC + recurrent FC, each
          * requantized to int16, then AddElementWise with saturation). */
-        edgernn_dot4_s8_s16(input_weights + (long)u * 4 * input_stride, x16, input_stride, acc_x);
-        edgernn_dot4_s8_s16(recurrent_weights + (long)u * 4 * cell_stride, h16, cell_stride, acc_h);
-        for (g = 0; g < 4; ++g) {
-            acc_x[g] += input_bias[g * n_cell + u];
-            acc_h[g] += recurrent_bias[g * n_cell + u];
-        }
+        edgernn_dot4_s8_s16(input_weights + (long)u * 4 * input_stride, x16, input_stride, input_used,
+                            input_bias + u, n_cell, acc_x);
+        edgernn_dot4_s8_s16(recurrent_weights + (long)u * 4 * cell_stride, h16, cell_stride, cell_used,
+                            recurrent_bias + u, n_cell, acc_h);
         pre[0] = edgernn_lstm_gate(acc_x[0], p->input_multiplier[0], p->input_shift[0], acc_h[0],
                                    p->recurrent_multiplier[0], p->recurrent_shift[0]);
         pre[1] = edgernn_lstm_gate(acc_x[1], p->input_multiplier[1], p->input_shift[1], acc_h[1],
@@ -397,7 +425,7 @@ static inline void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t 
          * above read the int16 copy of the previous hidden state, so this is safe in place. */
         cell_tanh = edgernn_tanh_s16((int16_t)c, p->cell_tanh_multiplier, (int)p->cell_tanh_left_shift);
         c = p->hidden_zero_point + edgernn_mbqm(cell_tanh * o, p->hidden_mul_multiplier, (int)p->hidden_mul_shift);
-        hidden[u] = (int8_t)(c < -128 ? -128 : (c > 127 ? 127 : c));
+        hidden[u] = (int8_t)edgernn_clamp_s8(c);
     }
 }
 

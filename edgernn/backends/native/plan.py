@@ -56,7 +56,7 @@ class ConstArray:
         return int(self.values.size) * {"int8_t": 1, "int16_t": 2, "int32_t": 4}[self.ctype]
 
 
-ROW_ALIGN = 8  # EDGERNN_ROW_ALIGN in edgernn_kernels.h
+ROW_ALIGN = 16  # EDGERNN_ROW_ALIGN in edgernn_kernels.h
 
 
 @dataclass
