@@ -170,11 +170,10 @@ typedef struct {
     int n_cell;
     int input_stride;                   /* n_input rounded up to a multiple of EDGERNN_ROW_ALIGN */
     int cell_stride;                    /* n_cell rounded up to a multiple of EDGERNN_ROW_ALIGN */
-    /* Gates in TFLM's order (input, forget, cell, output); the four rows of a unit are
-     * stored together. */
-    const int8_t *input_weights;        /* [n_cell][4][input_stride] */
+    /* Gates in TFLM's order (input, forget, cell, output), each gate's rows together. */
+    const int8_t *input_weights;        /* [4][n_cell][input_stride] */
     const int32_t *input_bias;          /* [4][n_cell] gate bias - input_zero_point * row sum */
-    const int8_t *recurrent_weights;    /* [n_cell][4][cell_stride] */
+    const int8_t *recurrent_weights;    /* [4][n_cell][cell_stride] */
     const int32_t *recurrent_bias;      /* [4][n_cell] -hidden_zero_point * row sum */
     int32_t input_multiplier[4];        /* per gate: input_scale * w_scale / 2^-12 as Q0.31 */
     int32_t input_shift[4];
@@ -193,16 +192,19 @@ typedef struct {
 } edgernn_lstm_params;
 
 /* One step: reads x[n_input] and the state (hidden[n_cell] int8, cell[n_cell] int16) and
- * updates the state in place. scratch holds input_stride + cell_stride int16 values. Same
- * results as TFLM's LstmStep (forget, input and cell gates, cell update, output gate, hidden
- * update), each gate's two fully connected products requantized and saturated to int16
- * separately before their saturating sum.
+ * updates the state in place. Scratch: vectors holds input_stride + cell_stride int16 values,
+ * acc 2 n_cell int32 values, gates 4 n_cell int16 values. Same results as TFLM's LstmStep
+ * (forget, input and cell gates, cell update, output gate, hidden update), each gate's two
+ * fully connected products requantized and saturated to int16 separately before their
+ * saturating sum.
  *
  * Defined below as a static inline function: the generated NAME.c calls it with a pointer to
  * its `static const` parameters, so once inlined every size, shift and multiplier is a
- * compile-time constant (fixed trip counts, no remainder loops, constant shifts). */
+ * compile-time constant (fixed trip counts, constant shifts), and the elementwise stages run
+ * as loops over the units that compilers vectorize (SSE2 on x86-64). */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x,
-                                                            int8_t *hidden, int16_t *cell, int16_t *scratch);
+                                                            int8_t *hidden, int16_t *cell, int16_t *vectors,
+                                                            int32_t *acc, int16_t *gates);
 
 /* ---------------------------------------------------------------------------------------
  * Inline helpers of the LSTM step (not part of the API).
@@ -244,7 +246,15 @@ static inline int32_t edgernn_mbqm(int32_t x, int32_t multiplier, int shift)
     const int right_shift = shift > 0 ? 0 : -shift;
     /* x * (1 << left_shift) wraps like TFLM's int32 product (done unsigned to stay defined). */
     const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
+#if defined(__arm__)
+    /* one SMLAL */
     const int32_t high = (int32_t)(((int64_t)shifted * multiplier + ((int64_t)1 << 30)) >> 31);
+#else
+    /* The same product as unsigned 32 x 32 -> 64 bits, which SSE2 vectorizes (pmuludq): a
+     * negative x reads as x + 2^32, which adds m 2^32 to the product and 2m to the result. */
+    const uint64_t product = (uint64_t)(uint32_t)shifted * (uint32_t)multiplier + ((uint64_t)1 << 30);
+    const int32_t high = (int32_t)((uint32_t)(product >> 31) - (shifted < 0 ? 2u * (uint32_t)multiplier : 0u));
+#endif
     uint32_t mask;
     if (right_shift == 0) {
         return high;
@@ -304,16 +314,42 @@ static inline void edgernn_widen_s8(const int8_t *v, int n, int stride, int16_t 
     }
 }
 
-/* The four rows w, w + n, w + 2n, w + 3n (int8) times v (int16, widened as above), plus
- * bias[0], bias[b], bias[2b], bias[3b]: out[0..3]. n is a multiple of EDGERNN_ROW_ALIGN; columns from `used` (a multiple of 4) on are
- * zero. Integer sums are exact, so the order of the multiply-adds does not change the result. */
+/* sum_j w[j] v[j] over one row (int8 weights, int16 vector widened as above) plus bias. n is a
+ * multiple of EDGERNN_ROW_ALIGN; columns from `used` (a multiple of 4) on are zero. Integer
+ * sums are exact, so the order of the multiply-adds does not change the result. */
+static inline int32_t edgernn_dot_s8_s16(const int8_t *w, const int16_t *v, int n, int used, int32_t bias)
+{
+    int32_t s = bias;
+    int j;
+#if EDGERNN_USE_SMLAD
+    (void)n;
+    for (j = 0; j < used; j += 4) {
+        uint32_t v02;
+        uint32_t v13;
+        uint32_t w4;
+        memcpy(&v02, v + j, 4);
+        memcpy(&v13, v + j + 2, 4);
+        memcpy(&w4, w + j, 4);
+        s = __smlad(__sxtb16((int32_t)w4), (int32_t)v02, s);
+        s = __smlad(__sxtb16((int32_t)(w4 >> 8)), (int32_t)v13, s);
+    }
+#else
+    (void)used; /* vectorized over whole rows: the zero columns cost nothing extra */
+    for (j = 0; j < n; ++j) {
+        s += (int32_t)w[j] * v[j];
+    }
+#endif
+    return s;
+}
+
+/* The same for the four rows w, w + n, w + 2n, w + 3n, sharing the loads of v: out[0..3]. */
 static inline void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n, int used, const int32_t *bias,
-                                       int b, int32_t *out)
+                                       int32_t *out)
 {
     int32_t s0 = bias[0];
-    int32_t s1 = bias[b];
-    int32_t s2 = bias[2 * b];
-    int32_t s3 = bias[3 * b];
+    int32_t s1 = bias[1];
+    int32_t s2 = bias[2];
+    int32_t s3 = bias[3];
     int j;
 #if EDGERNN_USE_SMLAD
     for (j = 0; j < used; j += 4) {
@@ -339,7 +375,7 @@ static inline void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n,
         s3 = __smlad(__sxtb16((int32_t)(w3 >> 8)), (int32_t)v13, s3);
     }
 #else
-    (void)used; /* vectorized over whole rows: the zero columns cost nothing extra */
+    (void)used;
     for (j = 0; j < n; ++j) {
         const int32_t vj = v[j];
         s0 += (int32_t)w[j] * vj;
@@ -354,78 +390,96 @@ static inline void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n,
     out[3] = s3;
 }
 
-/* A gate's pre-activation: the input and recurrent products (bias included) each requantized
- * to Q3.12 and saturated to int16, then added with saturation. */
-static inline int32_t edgernn_lstm_gate(int32_t acc_x, int32_t mx, int32_t sx, int32_t acc_h, int32_t mh, int32_t sh)
+/* All n rows of a [n][stride] matrix times v, plus bias: out[0..n). */
+static inline void edgernn_matvec_s8_s16(const int8_t *w, const int16_t *v, int n, int stride, int used,
+                                         const int32_t *bias, int32_t *out)
 {
-    return edgernn_clamp_s16(edgernn_clamp_s16(edgernn_mbqm(acc_x, mx, (int)sx)) +
-                             edgernn_clamp_s16(edgernn_mbqm(acc_h, mh, (int)sh)));
+    const int n4 = n & ~3;
+    int r;
+    for (r = 0; r < n4; r += 4) {
+        edgernn_dot4_s8_s16(w + (long)r * stride, v, stride, used, bias + r, out + r);
+    }
+    for (r = n4; r < n; ++r) {
+        out[r] = edgernn_dot_s8_s16(w + (long)r * stride, v, stride, used, bias[r]);
+    }
+}
+
+/* Gate g's pre-activations in Q3.12 for every unit (CalculateLstmGate: input FC + recurrent
+ * FC, each requantized to int16, then AddElementWise with saturation) into pre[0..n_cell).
+ * g is a literal at each call, so the gate's multipliers and shifts are constants. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_lstm_gate(const edgernn_lstm_params *p, int g, const int16_t *x16,
+                                                           const int16_t *h16, int32_t *acc, int16_t *pre)
+{
+    const int n_cell = p->n_cell;
+    const int32_t mx = p->input_multiplier[g];
+    const int sx = (int)p->input_shift[g];
+    const int32_t mh = p->recurrent_multiplier[g];
+    const int sh = (int)p->recurrent_shift[g];
+    int32_t *const acc_x = acc;
+    int32_t *const acc_h = acc + n_cell;
+    int u;
+    edgernn_matvec_s8_s16(p->input_weights + (long)g * n_cell * p->input_stride, x16, n_cell, p->input_stride,
+                          (p->n_input + 3) & ~3, p->input_bias + g * n_cell, acc_x);
+    edgernn_matvec_s8_s16(p->recurrent_weights + (long)g * n_cell * p->cell_stride, h16, n_cell, p->cell_stride,
+                          (n_cell + 3) & ~3, p->recurrent_bias + g * n_cell, acc_h);
+    for (u = 0; u < n_cell; ++u) {
+        pre[u] = (int16_t)edgernn_clamp_s16(edgernn_clamp_s16(edgernn_mbqm(acc_x[u], mx, sx)) +
+                                            edgernn_clamp_s16(edgernn_mbqm(acc_h[u], mh, sh)));
+    }
 }
 
 static inline void edgernn_lstm_step(const edgernn_lstm_params *p, const int8_t *x, int8_t *hidden,
-                                     int16_t *cell, int16_t *scratch)
+                                     int16_t *cell, int16_t *vectors, int32_t *acc, int16_t *gates)
 {
-    /* Parameters copied to locals: the int8 stores below may alias anything, and locals keep
-     * the compiler from reloading them after every store. */
     const int n_cell = p->n_cell;
-    const int input_stride = p->input_stride;
-    const int cell_stride = p->cell_stride;
-    const int8_t *const input_weights = p->input_weights;
-    const int8_t *const recurrent_weights = p->recurrent_weights;
-    const int32_t *const input_bias = p->input_bias;
-    const int32_t *const recurrent_bias = p->recurrent_bias;
-    int16_t *const x16 = scratch;
-    int16_t *const h16 = scratch + input_stride;
-    const int input_used = (p->n_input + 3) & ~3; /* columns the SMLAD loop reads */
-    const int cell_used = (n_cell + 3) & ~3;
+    int16_t *const x16 = vectors;
+    int16_t *const h16 = vectors + p->input_stride;
+    int16_t *const input_gate = gates + EDGERNN_LSTM_INPUT_GATE * n_cell;
+    int16_t *const forget_gate = gates + EDGERNN_LSTM_FORGET_GATE * n_cell;
+    int16_t *const cell_gate = gates + EDGERNN_LSTM_CELL_GATE * n_cell;
+    int16_t *const output_gate = gates + EDGERNN_LSTM_OUTPUT_GATE * n_cell;
+    int32_t *const cell_tanh = acc;
+    const int32_t cell_clip = p->cell_clip;
     int u;
 
     /* Widen this step's input and the previous hidden state once (zero padding). */
-    edgernn_widen_s8(x, p->n_input, input_stride, x16);
-    edgernn_widen_s8(hidden, n_cell, cell_stride, h16);
+    edgernn_widen_s8(x, p->n_input, p->input_stride, x16);
+    edgernn_widen_s8(hidden, n_cell, p->cell_stride, h16);
 
+    edgernn_lstm_gate(p, EDGERNN_LSTM_INPUT_GATE, x16, h16, acc, input_gate);
+    edgernn_lstm_gate(p, EDGERNN_LSTM_FORGET_GATE, x16, h16, acc, forget_gate);
+    edgernn_lstm_gate(p, EDGERNN_LSTM_CELL_GATE, x16, h16, acc, cell_gate);
+    edgernn_lstm_gate(p, EDGERNN_LSTM_OUTPUT_GATE, x16, h16, acc, output_gate);
+
+    /* forget, input, output = sigmoid(.), cell gate = tanh(.) at scale 2^-12 (x3, no shift);
+     * all Q0.15 */
     for (u = 0; u < n_cell; ++u) {
-        int32_t pre[4];
-        int32_t acc_x[4];
-        int32_t acc_h[4];
-        int32_t f;
-        int32_t i;
-        int32_t c;
-        int32_t o;
-        int32_t cell_tanh;
-        /* Gate pre-activations in Q3.12 (CalculateLstmGate: input FC + recurrent FC, each
-         * requantized to int16, then AddElementWise with saturation). */
-        edgernn_dot4_s8_s16(input_weights + (long)u * 4 * input_stride, x16, input_stride, input_used,
-                            input_bias + u, n_cell, acc_x);
-        edgernn_dot4_s8_s16(recurrent_weights + (long)u * 4 * cell_stride, h16, cell_stride, cell_used,
-                            recurrent_bias + u, n_cell, acc_h);
-        pre[0] = edgernn_lstm_gate(acc_x[0], p->input_multiplier[0], p->input_shift[0], acc_h[0],
-                                   p->recurrent_multiplier[0], p->recurrent_shift[0]);
-        pre[1] = edgernn_lstm_gate(acc_x[1], p->input_multiplier[1], p->input_shift[1], acc_h[1],
-                                   p->recurrent_multiplier[1], p->recurrent_shift[1]);
-        pre[2] = edgernn_lstm_gate(acc_x[2], p->input_multiplier[2], p->input_shift[2], acc_h[2],
-                                   p->recurrent_multiplier[2], p->recurrent_shift[2]);
-        pre[3] = edgernn_lstm_gate(acc_x[3], p->input_multiplier[3], p->input_shift[3], acc_h[3],
-                                   p->recurrent_multiplier[3], p->recurrent_shift[3]);
-        /* forget, input, output = sigmoid(.), cell gate = tanh(.) at scale 2^-12 (x3, no
-         * shift); all Q0.15 */
-        f = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_FORGET_GATE]);
-        i = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_INPUT_GATE]);
-        c = edgernn_tanh_s16((int16_t)pre[EDGERNN_LSTM_CELL_GATE], 3, 0);
-        o = edgernn_sigmoid_s16((int16_t)pre[EDGERNN_LSTM_OUTPUT_GATE]);
-        /* cell = clip(f * cell + i * g): two saturating Muls, a saturating Add (UpdateLstmCell) */
-        c = edgernn_clamp_s16(edgernn_mbqm(i * c, p->input_mul_multiplier, (int)p->input_mul_shift));
-        c += edgernn_clamp_s16(edgernn_mbqm(f * cell[u], p->forget_mul_multiplier, (int)p->forget_mul_shift));
+        input_gate[u] = edgernn_sigmoid_s16(input_gate[u]);
+        forget_gate[u] = edgernn_sigmoid_s16(forget_gate[u]);
+        cell_gate[u] = edgernn_tanh_s16(cell_gate[u], 3, 0);
+        output_gate[u] = edgernn_sigmoid_s16(output_gate[u]);
+    }
+    /* cell = clip(f * cell + i * g): two saturating Muls, a saturating Add (UpdateLstmCell) */
+    for (u = 0; u < n_cell; ++u) {
+        int32_t c = edgernn_clamp_s16(edgernn_mbqm((int32_t)input_gate[u] * cell_gate[u], p->input_mul_multiplier,
+                                                   (int)p->input_mul_shift)) +
+                    edgernn_clamp_s16(edgernn_mbqm((int32_t)forget_gate[u] * cell[u], p->forget_mul_multiplier,
+                                                   (int)p->forget_mul_shift));
         c = edgernn_clamp_s16(c);
-        if (p->cell_clip > 0) {
-            c = c < -p->cell_clip ? -p->cell_clip : (c > p->cell_clip ? p->cell_clip : c);
+        if (cell_clip > 0) {
+            c = c < -cell_clip ? -cell_clip : (c > cell_clip ? cell_clip : c);
         }
         cell[u] = (int16_t)c;
-        /* hidden = o * tanh(cell) requantized to int8 (UpdateLstmHidden); the dot products
-         * above read the int16 copy of the previous hidden state, so this is safe in place. */
-        cell_tanh = edgernn_tanh_s16((int16_t)c, p->cell_tanh_multiplier, (int)p->cell_tanh_left_shift);
-        c = p->hidden_zero_point + edgernn_mbqm(cell_tanh * o, p->hidden_mul_multiplier, (int)p->hidden_mul_shift);
-        hidden[u] = (int8_t)edgernn_clamp_s8(c);
+    }
+    for (u = 0; u < n_cell; ++u) {
+        cell_tanh[u] = edgernn_tanh_s16(cell[u], p->cell_tanh_multiplier, (int)p->cell_tanh_left_shift);
+    }
+    /* hidden = o * tanh(cell) requantized to int8 (UpdateLstmHidden); the products above read
+     * the int16 copy of the previous hidden state, so this is safe in place. */
+    for (u = 0; u < n_cell; ++u) {
+        hidden[u] = (int8_t)edgernn_clamp_s8(
+            p->hidden_zero_point +
+            edgernn_mbqm(cell_tanh[u] * output_gate[u], p->hidden_mul_multiplier, (int)p->hidden_mul_shift));
     }
 }
 

@@ -123,12 +123,11 @@ def padded(n: int) -> int:
 
 
 def pack_gate_rows(per_gate: list[np.ndarray], stride: int) -> np.ndarray:
-    """The four gates' [n_cell, n] matrices as [n_cell][4][stride]: a unit's four gate rows
-    side by side, each zero-padded to ``stride``."""
+    """The four gates' [n_cell, n] matrices as [4][n_cell][stride], rows zero-padded to ``stride``."""
     n_cell, n = per_gate[0].shape
-    out = np.zeros((n_cell, 4, stride), np.int8)
+    out = np.zeros((4, n_cell, stride), np.int8)
     for g, w in enumerate(per_gate):
-        out[:, g, :n] = w
+        out[g, :, :n] = w
     return out
 
 
@@ -240,6 +239,12 @@ class NativePlan:
                    default=0)
 
     @property
+    def lstm_units(self) -> int:
+        """Units of the widest LSTM layer: its int32 accumulators (2 per unit) and int16 gate values
+        (4 per unit) are scratch shared by the LSTM layers."""
+        return max([layer.n_cell for layer in self.recurrent if layer.kind == "lstm"], default=0)
+
+    @property
     def loop_scratch(self) -> int:
         """int8 bytes of the step intermediates, shared by the WHILE-loop layers."""
         return max([layer.scratch_bytes for layer in self.recurrent if layer.kind == "loop"], default=0)
@@ -247,7 +252,8 @@ class NativePlan:
     @property
     def scratch_bytes(self) -> int:
         merged = self.merge.n if self.merge is not None else 0
-        return 2 * self.vector_buffer + self.loop_scratch + self.head_buffers * self.head_buffer + merged
+        lstm = 2 * self.vector_buffer + 4 * 2 * self.lstm_units + 2 * 4 * self.lstm_units
+        return lstm + self.loop_scratch + self.head_buffers * self.head_buffer + merged
 
     @property
     def weight_bytes(self) -> int:
@@ -343,12 +349,12 @@ def _lstm(m: TFLiteModel, sg: Subgraph, op: Operator, op_index: int, index: int)
     input_weights = ConstArray(
         f"{p}_input_weights", "int8_t", pack_gate_rows(wxs, in_stride),
         f"input-to-gate weights ({order}: tensors "
-        f"{', '.join(str(op.inputs[LSTM_INPUT_WEIGHTS[g]]) for g in GATES)}) [{n_cell}][4][{in_stride}], "
+        f"{', '.join(str(op.inputs[LSTM_INPUT_WEIGHTS[g]]) for g in GATES)}) [4][{n_cell}][{in_stride}], "
         f"rows zero-padded from {n_input} to {in_stride} columns")
     recurrent_weights = ConstArray(
         f"{p}_recurrent_weights", "int8_t", pack_gate_rows(whs, cell_stride),
         f"recurrent-to-gate weights ({order}: tensors "
-        f"{', '.join(str(op.inputs[LSTM_RECURRENT_WEIGHTS[g]]) for g in GATES)}) [{n_cell}][4][{cell_stride}]"
+        f"{', '.join(str(op.inputs[LSTM_RECURRENT_WEIGHTS[g]]) for g in GATES)}) [4][{n_cell}][{cell_stride}]"
         + (f", rows zero-padded from {n_cell} columns" if cell_stride != n_cell else ""))
     input_bias = ConstArray(
         f"{p}_input_bias", "int32_t", np.concatenate(bxs),
