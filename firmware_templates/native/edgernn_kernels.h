@@ -40,11 +40,18 @@
 #include <arm_acle.h>
 #endif
 
-/* The LSTM step is inlined into the generated code so that its parameters fold to constants. */
+/* The LSTM step is inlined into the generated code so that its parameters fold to constants,
+ * and gcc fully unrolls its short fixed-count loops (-O2 alone leaves them rolled). */
 #if defined(__GNUC__)
 #define EDGERNN_ALWAYS_INLINE __attribute__((always_inline))
 #else
 #define EDGERNN_ALWAYS_INLINE
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#define EDGERNN_PRAGMA(x) _Pragma(#x)
+#define EDGERNN_UNROLL(n) EDGERNN_PRAGMA(GCC unroll n)
+#else
+#define EDGERNN_UNROLL(n)
 #endif
 
 #ifdef __cplusplus
@@ -376,6 +383,7 @@ static inline void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n,
     }
 #else
     (void)used;
+    EDGERNN_UNROLL(16)
     for (j = 0; j < n; ++j) {
         const int32_t vj = v[j];
         s0 += (int32_t)w[j] * vj;
@@ -396,6 +404,9 @@ static inline void edgernn_matvec_s8_s16(const int8_t *w, const int16_t *v, int 
 {
     const int n4 = n & ~3;
     int r;
+#if !EDGERNN_USE_SMLAD
+    EDGERNN_UNROLL(8) /* vector code: unrolled, the row loads and reductions interleave */
+#endif
     for (r = 0; r < n4; r += 4) {
         edgernn_dot4_s8_s16(w + (long)r * stride, v, stride, used, bias + r, out + r);
     }
