@@ -321,6 +321,21 @@ static inline void edgernn_widen_s8(const int8_t *v, int n, int stride, int16_t 
     }
 }
 
+#if EDGERNN_USE_SMLAD
+/* int8 lanes 1 and 3 of w sign-extended to int16 lanes 0 and 1 (SXTB16 with its operand rotated
+ * by 8 bits: one instruction; ACLE's __sxtb16 has no rotation, so gcc adds a shift). */
+static inline int32_t edgernn_sxtb16_odd(uint32_t w)
+{
+#if defined(__GNUC__)
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
+    return r;
+#else
+    return __sxtb16((int32_t)(w >> 8));
+#endif
+}
+#endif
+
 /* sum_j w[j] v[j] over one row (int8 weights, int16 vector widened as above) plus bias. n is a
  * multiple of EDGERNN_ROW_ALIGN; columns from `used` (a multiple of 4) on are zero. Integer
  * sums are exact, so the order of the multiply-adds does not change the result. */
@@ -338,7 +353,7 @@ static inline int32_t edgernn_dot_s8_s16(const int8_t *w, const int16_t *v, int 
         memcpy(&v13, v + j + 2, 4);
         memcpy(&w4, w + j, 4);
         s = __smlad(__sxtb16((int32_t)w4), (int32_t)v02, s);
-        s = __smlad(__sxtb16((int32_t)(w4 >> 8)), (int32_t)v13, s);
+        s = __smlad(edgernn_sxtb16_odd(w4), (int32_t)v13, s);
     }
 #else
     (void)used; /* vectorized over whole rows: the zero columns cost nothing extra */
@@ -373,13 +388,13 @@ static inline void edgernn_dot4_s8_s16(const int8_t *w, const int16_t *v, int n,
         memcpy(&w2, w + 2 * n + j, 4);
         memcpy(&w3, w + 3 * n + j, 4);
         s0 = __smlad(__sxtb16((int32_t)w0), (int32_t)v02, s0);
-        s0 = __smlad(__sxtb16((int32_t)(w0 >> 8)), (int32_t)v13, s0);
+        s0 = __smlad(edgernn_sxtb16_odd(w0), (int32_t)v13, s0);
         s1 = __smlad(__sxtb16((int32_t)w1), (int32_t)v02, s1);
-        s1 = __smlad(__sxtb16((int32_t)(w1 >> 8)), (int32_t)v13, s1);
+        s1 = __smlad(edgernn_sxtb16_odd(w1), (int32_t)v13, s1);
         s2 = __smlad(__sxtb16((int32_t)w2), (int32_t)v02, s2);
-        s2 = __smlad(__sxtb16((int32_t)(w2 >> 8)), (int32_t)v13, s2);
+        s2 = __smlad(edgernn_sxtb16_odd(w2), (int32_t)v13, s2);
         s3 = __smlad(__sxtb16((int32_t)w3), (int32_t)v02, s3);
-        s3 = __smlad(__sxtb16((int32_t)(w3 >> 8)), (int32_t)v13, s3);
+        s3 = __smlad(edgernn_sxtb16_odd(w3), (int32_t)v13, s3);
     }
 #else
     (void)used;
