@@ -50,11 +50,13 @@ def test_native_model_matches_simulator_on_every_vector(zoo, tmp_path, spec, tar
         macs = edgernn.load_model(zoo.keras(spec)).macs()
         perf = r.perf
         assert perf.unit == "instructions"
-        # int8 multiply-accumulates on a Cortex-M4 without hand-written SIMD: at least one
-        # instruction per two MACs, and not absurdly many per MAC.
+        # int8 multiply-accumulates on a Cortex-M4 (SMLAD: two per instruction, plus the loads
+        # and unpacking): at least one instruction per two MACs, and not absurdly many per MAC.
         assert macs / 2 < perf.per_inference < 40 * macs
+        # A streaming step does one step of recurrent work plus the head (dense + softmax), which
+        # NAME_run does once per sequence: T steps cost at least one inference, and not much more.
         timesteps = project.manifest["timesteps"]
-        assert perf.per_step * timesteps == pytest.approx(perf.per_inference, rel=0.1)
+        assert 0.95 * perf.per_inference < perf.per_step * timesteps < 1.3 * perf.per_inference
 
 
 @pytest.mark.slow

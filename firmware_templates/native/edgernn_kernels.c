@@ -127,8 +127,19 @@ void edgernn_activation_tanh_s16(const int16_t *input, int16_t *output, int n,
 static int32_t edgernn_dot_s8(const int8_t *w, const int8_t *x, int n)
 {
     int32_t acc = 0;
-    int i;
-    for (i = 0; i < n; ++i) {
+    int i = 0;
+#if EDGERNN_USE_SMLAD
+    /* Four int8 pairs per step: SXTB16 splits both words the same way (lanes 0, 2 and 1, 3). */
+    for (; i + 4 <= n; i += 4) {
+        uint32_t w4;
+        uint32_t x4;
+        memcpy(&w4, w + i, 4);
+        memcpy(&x4, x + i, 4);
+        acc = __smlad(__sxtb16((int32_t)w4), __sxtb16((int32_t)x4), acc);
+        acc = __smlad(edgernn_sxtb16_odd(w4), edgernn_sxtb16_odd(x4), acc);
+    }
+#endif
+    for (; i < n; ++i) {
         acc += (int32_t)w[i] * (int32_t)x[i];
     }
     return acc;
@@ -218,12 +229,19 @@ static int edgernn_count_leading_zeros(uint32_t x)
     if (x == 0u) {
         return 32;
     }
+#if defined(__GNUC__)
+    n = __builtin_clz(x); /* one CLZ instruction on Arm */
+#else
     while ((x & 0x80000000u) == 0u) {
         x <<= 1;
         ++n;
     }
+#endif
     return n;
 }
+
+/* Classes whose exp() the first pass keeps for the second (more are recomputed). */
+#define EDGERNN_SOFTMAX_KEPT 16
 
 void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input, int8_t *output)
 {
@@ -234,6 +252,7 @@ void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input
     int32_t shifted_scale;
     int exponent;
     int c;
+    int32_t kept[EDGERNN_SOFTMAX_KEPT]; /* exp(diff) of the first classes, Q0.31 */
 
     for (c = 0; c < p->n; ++c) {
         max_in_row = input[c] > max_in_row ? input[c] : max_in_row;
@@ -243,8 +262,11 @@ void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input
         if (diff >= p->diff_min) {
             const int32_t scaled = edgernn_fixed_srdhm(
                 (int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
-            sum_of_exps += edgernn_fixed_rounding_divide_by_pot(
-                edgernn_fixed_exp_on_negative_values(scaled), EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS);
+            const int32_t e = edgernn_fixed_exp_on_negative_values(scaled);
+            if (c < EDGERNN_SOFTMAX_KEPT) {
+                kept[c] = e;
+            }
+            sum_of_exps += edgernn_fixed_rounding_divide_by_pot(e, EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS);
         }
     }
 
@@ -258,9 +280,8 @@ void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input
     for (c = 0; c < p->n; ++c) {
         const int32_t diff = (int32_t)input[c] - max_in_row;
         if (diff >= p->diff_min) {
-            const int32_t scaled = edgernn_fixed_srdhm(
-                (int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
-            const int32_t exp_in_0 = edgernn_fixed_exp_on_negative_values(scaled);
+            const int32_t exp_in_0 = c < EDGERNN_SOFTMAX_KEPT ? kept[c] : edgernn_fixed_exp_on_negative_values(
+                edgernn_fixed_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier));
             const int32_t unsat = edgernn_fixed_rounding_divide_by_pot(
                 edgernn_fixed_srdhm(shifted_scale, exp_in_0), exponent);
             output[c] = (int8_t)edgernn_clamp(unsat + EDGERNN_INT8_MIN, EDGERNN_INT8_MIN, EDGERNN_INT8_MAX);
