@@ -23,7 +23,9 @@ K = 4  # self-test vectors per project
 
 # The same zoo models as test_native*.py, so the session trains each once.
 MODELS = [pytest.param(Spec(), id="lstm32"),
-          pytest.param(Spec(layers=2, units=16), id="lstm16x2")]
+          pytest.param(Spec(layers=2, units=16), id="lstm16x2"),
+          pytest.param(Spec(cell="gru", dataset="digits", units=16, epochs=20), id="gru16"),
+          pytest.param(Spec(cell="gru", layers=2), id="gru32x2")]
 
 
 def native_project(zoo, spec: Spec, target: str, out, k: int = K):
