@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from ...simulate import fixedpoint
+
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 # PrepareGateParametersInteger: gate pre-activations are int16 in Q3.12 and gate outputs
@@ -33,28 +35,13 @@ ACT_NAMES = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: 
 
 
 def tflite_round(x: float) -> float:
-    """``TfLiteRound`` (``std::round``): half away from zero."""
-    return math.floor(abs(x) + 0.5) * (1.0 if x >= 0 else -1.0)
+    """``TfLiteRound`` (``std::round``) of one value: half away from zero."""
+    return float(fixedpoint.tflite_round(x))
 
 
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """``QuantizeMultiplier``: ``real ~= multiplier * 2^(shift-31)``, multiplier in [2^30, 2^31).
-
-    >>> quantize_multiplier(0.5)
-    (1073741824, 0)
-    >>> quantize_multiplier(0.0)
-    (0, 0)
-    """
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(float(real))
-    q_fixed = int(tflite_round(q * (1 << 31)))
-    if q_fixed == (1 << 31):
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        shift, q_fixed = 0, 0
-    return q_fixed, shift
+# ``QuantizeMultiplier`` is shared with the simulator: both backends must derive the very same
+# (multiplier, shift) pairs from a scale.
+quantize_multiplier = fixedpoint.quantize_multiplier
 
 
 def conv_multiplier(input_scale, weight_scale, output_scale) -> float:
