@@ -31,6 +31,12 @@ def c_identifier(name: str) -> str:
     return ident
 
 
+def c_initializer(values: np.ndarray, indent: str = "    ", per_line: int = 16) -> str:
+    """The body of an integer C array initializer, indented, ``per_line`` values a line."""
+    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    return ",\n".join(indent + ", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line))
+
+
 def c_array(values: np.ndarray, *, per_line: int = 16, fmt: str = "{}") -> str:
     """Comma-separated C initializer for ``values`` (flattened), ``per_line`` values a line."""
     flat = np.asarray(values).reshape(-1)
@@ -62,10 +68,17 @@ def _env():
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters["c_float"] = c_float
+    env.filters["c_float"] = env.filters["cfloat"] = c_float
+    env.filters["carray"] = c_initializer
     env.filters["camel"] = camel
     return env
 
 
-def render(template: str, **ctx) -> str:
-    return _env().get_template(template).render(**ctx)
+def render(template: str, *, filters: dict | None = None, **ctx) -> str:
+    """Render ``template`` (a path under ``firmware_templates/``); ``filters`` adds per-call filters."""
+    tpl = _env().get_template(template)
+    if filters:
+        env = _env().overlay()
+        env.filters.update(filters)
+        tpl = env.get_template(template)
+    return tpl.render(**ctx)

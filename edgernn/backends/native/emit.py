@@ -11,48 +11,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 
 from ... import __version__
 from ...errors import EdgeRNNError
 from ...paths import TEMPLATES_DIR
 from ...tflite_model import TFLiteModel, read
-from ..codegen import c_identifier
+from ..codegen import c_identifier, render
 from .plan import NativePlan, build_plan
 
 TEMPLATE_DIR = TEMPLATES_DIR / "native"
 KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c")
-
-
-def c_float_literal(value: float) -> str:
-    """A C float literal that round-trips the float32 value (always with a '.' or exponent).
-
-    >>> c_float_literal(1.0)
-    '1.0f'
-    >>> c_float_literal(0.00390625)
-    '0.00390625f'
-    """
-    text = f"{float(np.float32(value)):.9g}"
-    if not any(ch in text for ch in ".en"):
-        text += ".0"
-    return text + "f"
-
-
-def c_initializer(values: np.ndarray, indent: str = "    ", per_line: int = 16) -> str:
-    """The body of a C array initializer, ``per_line`` values a line."""
-    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
-    lines = [indent + ", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)]
-    return ",\n".join(lines)
-
-
-def _env():
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters["cfloat"] = c_float_literal
-    env.filters["carray"] = c_initializer
-    return env
 
 
 def _context(plan: NativePlan, name: str) -> dict:
@@ -80,14 +48,13 @@ def emit_native(tflite_path, out_dir, name: str = "model", *, harness: bool = Fa
     if out.exists() and not out.is_dir():
         raise EdgeRNNError(f"{out}: exists and is not a directory; pass a directory to -o")
     out.mkdir(parents=True, exist_ok=True)
-    env = _env()
-    env.filters["cexpr"] = lambda expr: str(expr).replace("$", f"{name}_")
+    filters = {"cexpr": lambda expr: str(expr).replace("$", f"{name}_")}
     ctx = _context(plan, name)
     written = []
     for template, filename in (("model.h.j2", f"{name}.h"), ("model.c.j2", f"{name}.c")) + \
             ((("host_harness.c.j2", "host_harness.c"),) if harness else ()):
         path = out / filename
-        path.write_text(env.get_template(template).render(**ctx), encoding="utf-8")
+        path.write_text(render(f"native/{template}", filters=filters, **ctx), encoding="utf-8")
         written.append(path)
     for filename in KERNEL_FILES:
         shutil.copyfile(TEMPLATE_DIR / filename, out / filename)
