@@ -681,16 +681,8 @@ def _write_back(original, snapped: ir.Model):
 
 
 def _save(keras_model, output) -> Path:
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        keras_model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    from ..train.trainer import save_model
+    return save_model(keras_model, output)
 
 
 # --- the public entry point ---------------------------------------------------------------------

@@ -34,6 +34,20 @@ class TrainResult:
     qat: object = None  # edgernn.quantize.qat.QATResult when train(..., qat=True)
 
 
+def save_model(model, output) -> Path:
+    """Save a Keras model to ``output`` atomically: a half-written file never has the final name."""
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
 def _task(y: np.ndarray, return_sequences: bool) -> tuple[str, int]:
     if np.issubdtype(y.dtype, np.integer):
         if y.ndim == 1 and not return_sequences:
@@ -173,17 +187,7 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
     if test_ds is not None:
         values = model.evaluate(test_ds.x, test_ds.y, verbose=0, return_dict=True)
         test_metrics = {k: float(v) for k, v in values.items()}
-    path = None
-    if output is not None:
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        try:
-            model.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+    path = save_model(model, output) if output is not None else None
     return TrainResult(model=model, path=path, epochs_run=len(hist.history.get("loss", [])),
                        history={k: [float(v) for v in vs] for k, vs in hist.history.items()},
                        task=task, test_metrics=test_metrics, qat=qat_result)
