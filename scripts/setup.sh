@@ -22,7 +22,7 @@ if ! $PY -c "import edgernn, tflite_micro, tf_keras, tensorflow_model_optimizati
 fi
 # An edgernn installed (editable) from another checkout would shadow this one: point it here.
 here=$(pwd -P)
-installed=$($PY -c "import edgernn, os; print(os.path.dirname(os.path.dirname(os.path.realpath(edgernn.__file__))))" 2>/dev/null || true)
+installed=$(cd / && $PY -c "import edgernn, os; print(os.path.dirname(os.path.dirname(os.path.realpath(edgernn.__file__))))" 2>/dev/null || true)
 if [ "$installed" != "$here" ]; then
   echo "[setup] pip install -e . (edgernn was installed from ${installed:-nowhere})"
   $PY -m pip install -q --disable-pip-version-check --no-deps -e .
