@@ -296,6 +296,10 @@ def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreeme
     for k in keys:
         if k in m:
             click.echo(f"  {k:<26} {m[k]:.4f}" if isinstance(m[k], float) else f"  {k:<26} {m[k]}")
+    if len(rep.engine_metrics) > 1:
+        for e, em in rep.engine_metrics.items():
+            acc = f"accuracy_int8 {em['accuracy_int8']:.4f}  " if "accuracy_int8" in em else ""
+            click.echo(f"  engine {e:<10} {acc}max_abs_error {em['max_abs_error']:.4f}")
     for layer in rep.per_layer:
         click.echo("  layer " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in layer.items()))
     for c in rep.checks:

@@ -80,3 +80,14 @@ def test_thresholds_from_toml(tmp_path, lstm_keras, lstm_tflite, bm_data):
     cfg.write_text("max_acuracy_drop = 0.02\n")
     bad = runner.invoke(main, base)
     assert bad.exit_code == 2 and "max_acuracy_drop" in bad.output
+
+
+@pytest.mark.slow
+def test_all_engines_side_by_side(lstm_keras, lstm_tflite, bm_data):
+    """--engine all: simulator, TFLM and the gcc-compiled native C agree to the bit."""
+    r = CliRunner().invoke(main, ["validate", str(lstm_keras), str(lstm_tflite), "--data", str(bm_data[1]),
+                                  "--engine", "all"])
+    assert r.exit_code == 0, r.output
+    for engine in ("simulator", "tflm", "native"):
+        assert f"engine {engine}" in r.output
+    assert "native_vs_tflm_max_lsb     0" in r.output and "simulator_vs_tflm_max_lsb  0" in r.output
