@@ -18,23 +18,13 @@ import numpy as np
 
 from .. import ir
 from ..errors import EdgeRNNError, UnsupportedLayerError
+from ..registry import registrar
 
 log = logging.getLogger(__name__)
 
 _HANDLERS: dict[str, Callable] = {}
 
-
-def handles(*class_names: str):
-    """Register a converter for the Keras layer classes named."""
-
-    def deco(fn):
-        for name in class_names:
-            if name in _HANDLERS:
-                raise RuntimeError(f"two frontend handlers for Keras class {name}")
-            _HANDLERS[name] = fn
-        return fn
-
-    return deco
+handles = registrar(_HANDLERS, "frontend handlers")  # @handles("LSTM", ...) for Keras layer classes
 
 
 def _unsupported(layer, option: str, value, works: str):

@@ -20,22 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import EdgeRNNError
+from ..registry import registrar
 from . import fixedpoint as fp
 
 log = logging.getLogger(__name__)
 
 KERNELS: dict[str, type] = {}
 
-
-def kernel(*opcodes: str):
-    """Register a kernel class for TFLite builtin ``opcodes``; refuses duplicates."""
-    def deco(cls):
-        for code in opcodes:
-            if code in KERNELS:
-                raise RuntimeError(f"kernel for {code} registered twice ({KERNELS[code].__name__}, {cls.__name__})")
-            KERNELS[code] = cls
-        return cls
-    return deco
+kernel = registrar(KERNELS, "simulator kernels")  # @kernel("ADD", ...) for TFLite builtin opcodes
 
 
 @dataclass
