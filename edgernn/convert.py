@@ -9,27 +9,19 @@ import numpy as np
 
 from . import ir
 from .backends.tflm.convert import ConvertResult, check_rebuild_matches, convert_ir, write_atomic
-from .data import Dataset, load_dataset
+from .data import Dataset, check_x, load_dataset
 from .errors import EdgeRNNError
 from .frontend import from_keras, load_keras_object
 
 
 def _calibration(calib, model: ir.Model) -> np.ndarray:
+    """Calibration inputs from a path, a :class:`Dataset` or an array, checked against the model."""
+    spec = dict(features=model.input.features, timesteps=model.input.timesteps)
+    if isinstance(calib, (str, os.PathLike)):
+        return load_dataset(calib, **spec).x
     if isinstance(calib, Dataset):
-        x = calib.x
-        src = calib.path
-    elif isinstance(calib, (str, os.PathLike)):
-        ds = load_dataset(calib, features=model.input.features, timesteps=model.input.timesteps)
-        return ds.x
-    else:
-        x, src = np.asarray(calib, np.float32), "calibration array"
-    if x.ndim != 3 or x.shape[2] != model.input.features:
-        raise EdgeRNNError(f"{src}: shape {x.shape}; expected (N, T, {model.input.features})")
-    if model.input.timesteps is not None and x.shape[1] != model.input.timesteps:
-        raise EdgeRNNError(f"{src}: {x.shape[1]} time steps; the model expects {model.input.timesteps}")
-    if not np.isfinite(x).all():
-        raise EdgeRNNError(f"{src}: calibration data contains NaN/inf values")
-    return x
+        return check_x(calib.x, calib.path, **spec)
+    return check_x(calib, "calibration array", **spec)
 
 
 def convert(model, calib, output=None, *, streaming: bool = False) -> ConvertResult:

@@ -37,6 +37,35 @@ class Dataset:
         return Dataset(self.path, self.x[:n], None if self.y is None else self.y[:n])
 
 
+def check_x(x, source: str, *, features: int | None = None, timesteps: int | None = None) -> np.ndarray:
+    """``x`` as float32 ``(N, T, F)``, or one clear line naming ``source`` and what is wrong.
+
+    ``(N, T)`` is read as one feature; NaN/inf, the wrong feature count or time steps are refused.
+    """
+    x = np.asarray(x)
+    if x.ndim == 2:  # univariate series (N, T) -> (N, T, 1)
+        x = x[:, :, None]
+    if x.ndim != 3:
+        raise EdgeRNNError(f"{source}: 'x' has shape {x.shape}; expected (N, T, F) = (samples, time steps, features)")
+    if not np.issubdtype(x.dtype, np.number):
+        raise EdgeRNNError(f"{source}: 'x' has dtype {x.dtype}; expected float32 numbers")
+    x = x.astype(np.float32, copy=False)
+    if len(x) == 0:
+        raise EdgeRNNError(f"{source}: 'x' holds no samples")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        i = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0][0])
+        raise EdgeRNNError(f"{source}: 'x' contains {int(bad.sum())} NaN/inf values (first in sample {i}); "
+                           "clean or impute the data first")
+    if features is not None and x.shape[2] != features:
+        raise EdgeRNNError(f"{source}: 'x' has {x.shape[2]} features per time step (shape {x.shape}); "
+                           f"the model expects {features}")
+    if timesteps is not None and x.shape[1] != timesteps:
+        raise EdgeRNNError(f"{source}: 'x' has {x.shape[1]} time steps (shape {x.shape}); "
+                           f"the model expects {timesteps}")
+    return x
+
+
 def load_dataset(path, *, require_y: bool = False, features: int | None = None,
                  timesteps: int | None = None) -> Dataset:
     """Read and check a dataset file; raise one clear line when it is not usable."""
@@ -59,26 +88,7 @@ def load_dataset(path, *, require_y: bool = False, features: int | None = None,
     except Exception as exc:  # zip errors, pickled objects, truncated files
         raise EdgeRNNError(f"{p}: not a readable .npz/.npy file ({exc})") from None
 
-    if x.ndim == 2:  # univariate series (N, T) -> (N, T, 1)
-        x = x[:, :, None]
-    if x.ndim != 3:
-        raise EdgeRNNError(f"{p}: 'x' has shape {x.shape}; expected (N, T, F) = (samples, time steps, features)")
-    if not np.issubdtype(x.dtype, np.number):
-        raise EdgeRNNError(f"{p}: 'x' has dtype {x.dtype}; expected float32 numbers")
-    x = x.astype(np.float32, copy=False)
-    if len(x) == 0:
-        raise EdgeRNNError(f"{p}: 'x' holds no samples")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        i = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0][0])
-        raise EdgeRNNError(f"{p}: 'x' contains {int(bad.sum())} NaN/inf values (first in sample {i}); "
-                           "clean or impute the data first")
-    if features is not None and x.shape[2] != features:
-        raise EdgeRNNError(f"{p}: 'x' has {x.shape[2]} features per time step (shape {x.shape}); "
-                           f"the model expects {features}")
-    if timesteps is not None and x.shape[1] != timesteps:
-        raise EdgeRNNError(f"{p}: 'x' has {x.shape[1]} time steps (shape {x.shape}); "
-                           f"the model expects {timesteps}")
+    x = check_x(x, str(p), features=features, timesteps=timesteps)
     if y is not None:
         if len(y) != len(x):
             raise EdgeRNNError(f"{p}: 'y' has {len(y)} entries but 'x' has {len(x)} samples")
