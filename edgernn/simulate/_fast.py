@@ -1,9 +1,27 @@
 """Compiled (numba) twin of the integer LSTM time loop; used when numba is installed.
 
 Same arithmetic as :meth:`edgernn.simulate.ops.UnidirectionalSequenceLstm.run_numpy` (the
-numpy reference, which mirrors TFLM), fused into one loop per sample so the gate maths stays
-in registers and cache; samples run in parallel on ``NUMBA_NUM_THREADS`` threads. The tests
-check both engines against TFLM bit for bit. Set ``EDGERNN_SIM_ENGINE=numpy`` (or
+numpy reference, which mirrors TFLM), laid out for the CPU's vector units: samples run in
+blocks of ``block`` (one block per parallel iteration, on ``NUMBA_NUM_THREADS`` threads), and
+inside a block every array is gate-major with the samples along the contiguous axis, so each
+elementwise step (requantization, clamps, the cell update) is one vector loop over samples
+with the gate's constants held in registers. The two fully connected layers of a step are
+float32 matrix products through BLAS (``np.dot``), exact because every partial sum is an
+integer below 2^24; the table lookups get loops of their own (a gather does not vectorize).
+
+Requantization (TFLM's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul,
+then RoundingDivideByPOT) is computed in one step with both roundings folded in:
+
+    SRDHM(x, M) = floor((x * M + 2^30) / 2^31)                      (any sign)
+    RDBPOT(q, r) = floor((q + 2^(r-1) - [q < 0]) / 2^r)             (r > 0; q when r = 0)
+    => MBQM(x, M, -r) = floor((x * M + 2^30 + (2^(r-1) - [q < 0]) * 2^31) / 2^(31 + r))
+
+because floor(floor(a / m) / n) == floor(a / (m n)) and ``q < 0`` iff ``x * M < -2^30``.
+The gate inputs use it in float64 (``floor(x * M / 2^(31+r) + k)`` as one fused multiply-add,
+exact while ``|x * M| < 2^51``); the cell update in int64 (products of two int16 values times
+a 31-bit multiplier). :func:`requant_constants` and :func:`requant_int_constants` build the
+constants, and the caller checks the bounds (``UnidirectionalSequenceLstm.compiled_exact``).
+The tests check both engines against TFLM bit for bit. Set ``EDGERNN_SIM_ENGINE=numpy`` (or
 ``Simulator(..., engine="numpy")``) to use the numpy path.
 """
 
@@ -32,109 +50,153 @@ def njit(**options):
             return numba.njit(**options)(fn)
     return deco
 
+
 AVAILABLE = numba is not None and os.environ.get("EDGERNN_SIM_ENGINE", "").lower() != "numpy"
+
+#: float64 requantization is exact while |x * M * 2^left| stays below this (one spare bit
+#: for adding the rounding constant).
+FLOAT_EXACT = float(1 << 51)
+#: float32 sums of integer products are exact below this.
+FLOAT32_EXACT = 1 << 24
+
+
+def requant_constants(mult: int, shift: int) -> tuple[float, float, float, float]:
+    """``(scale, threshold, k_pos, k_neg)`` so that, for an integer ``x`` (as a float),
+    ``MultiplyByQuantizedMultiplier(x, mult, shift) == floor(x * scale + k)`` with
+    ``k = k_neg if x <= threshold else k_pos`` — exact while ``|x * mult * 2^left| < 2^51``.
+    """
+    left, right = max(shift, 0), max(-shift, 0)
+    scale = float(np.ldexp(float(mult), left - 31 - right))
+    half = float(1 << (right - 1)) if right > 0 else 0.0
+    k_pos = float(np.ldexp(0.5 + half, -right))
+    k_neg = float(np.ldexp(half - 0.5, -right)) if right > 0 else k_pos
+    # SRDHM(x << left, M) < 0  <=>  (x << left) * M < -2^30  <=>  x <= floor((-2^30 - 1) / (M << left))
+    threshold = float((-(1 << 30) - 1) // (int(mult) << left))
+    return scale, threshold, k_pos, k_neg
+
+
+def requant_int_constants(mult: int, shift: int) -> tuple[int, int, int, int]:
+    """``(mult, c, d, total_shift)`` so that, for ``|x| < 2^31`` and ``shift <= 0``,
+    ``MultiplyByQuantizedMultiplier(x, mult, shift) == (x * mult + c - (d if x * mult < -2^30 else 0)) >> total_shift``."""
+    if shift > 0:
+        raise ValueError("left shifts are not folded into the integer form")
+    right = -shift
+    half = (1 << (right - 1)) if right > 0 else 0
+    return int(mult), (1 << 30) + half * (1 << 31), (1 << 31) if right > 0 else 0, 31 + right
+
 
 if numba is not None:
     @njit(inline="always", cache=True)
-    def _mbqm_f(x, m_hi, m_lo, lmul, rmul):
-        """MultiplyByQuantizedMultiplier in float64 arithmetic, exact for |x * 2^left| < 2^31.
-
-        SaturatingRoundingDoublingHighMul == floor(x * m / 2^31 + 1/2) for every sign; the
-        product is split as m = m_hi * 2^16 + m_lo so each partial product stays exact in a
-        double. RoundingDivideByPOT == round half away from zero of q / 2^right. Branch-free
-        so the loops vectorize.
-        """
-        xs = x * lmul
-        p = xs * m_hi * (1.0 / 32768.0)  # x * m_hi / 2^15 (exact: < 2^46 before scaling)
-        pi = np.floor(p)
-        q = pi + np.floor((p - pi) + xs * m_lo * (1.0 / 2147483648.0) + 0.5)
-        a = np.floor(np.abs(q) * rmul + 0.5)
-        return a if q >= 0 else -a
+    def _rq_int(x, m, c, d, s):
+        """:func:`requant_int_constants` form; ``x`` and ``m`` fit in int32 (one 32x32->64 multiply)."""
+        p = np.int64(np.int32(x)) * np.int64(np.int32(m))
+        adj = d if p < -1073741824 else 0
+        return (p + c - adj) >> s
 
     @njit(inline="always", cache=True)
-    def _clampf(v, lo, hi):
+    def _clamp(v, lo, hi):
         return min(max(v, lo), hi)
 
     # fastmath: only reassociation and contraction, which cannot change a result here: every
     # product and partial sum below is an integer (or a dyadic fraction) held exactly.
     @njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
-    def lstm_int8x8_16(x, x_zp, wxT, bias, mx_hi, mx_lo, mx_l, mx_r, wh, h_zp, mh_hi, mh_lo, mh_l, mh_r,
-                       lut_sig, lut_cell, lut_tanh_c, mul3, q_clip, h_min, h_max, h0, c0, out, h_last, c_last):
-        """One sample per parallel iteration. ``wxT``: input weights (F, 4U) float64, ``wh``: recurrent
-        weights (4U, U) float32; gate rows in TFLite order i, f, c, o.
+    def lstm_int8x8_16(x, x_zp, wx, bias, mx, wh, mh, lut, lut_off, lut_tc, m3, q_clip, h_zp, h_min, h_max,
+                       h0, c0, block, chunk, out, h_last, c_last):
+        """The integer LSTM over ``x`` (N, T, F) int8 from states ``h0``, ``c0`` (N, U) int64.
 
-        Input products and the bias sum in float64, recurrent dot products in float32: all
-        exact for these integer ranges (the caller checks the bounds, see
-        ``UnidirectionalSequenceLstm.compiled_exact``).
-
-        ``mul3`` rows: (m_hi, m_lo, 2^left, 2^-right) of the forget*cell, input*cell-gate and
-        tanh(cell)*output multiplications.
+        ``wx`` (4U, F) and ``wh`` (4U, U): float32 weights, gate rows in TFLite order i, f, c, o;
+        ``bias`` (4U,) float64; ``mx``, ``mh`` (4, 4): :func:`requant_constants` of each gate's
+        input and recurrent FC; ``lut`` the int16 activations as int32, sigmoid at
+        ``[0, 65536)``, the cell gate's at ``[65536, 131072)``, ``lut_off`` (4,) each gate's
+        offset plus 32768; ``lut_tc`` tanh of the cell state; ``m3`` (3, 4):
+        :func:`requant_int_constants` of the forget*cell, input*cell-gate and
+        tanh(cell)*output multiplications. ``block`` samples per parallel iteration,
+        ``chunk`` time steps buffered before they are written to ``out`` (N, T, U) int8.
         """
         nb, steps, feat = x.shape
-        g4 = wxT.shape[1]
+        g4 = wx.shape[0]
         u = g4 // 4
-        for n in numba.prange(nb):  # samples are independent: spread over NUMBA_NUM_THREADS
-            acc = np.empty(g4, np.float64)
-            acch = np.empty(g4, np.float64)
-            hd = np.empty(u, np.float32)
-            pre = np.empty(g4, np.int64)
-            c = np.empty(u, np.float64)
-            h = np.empty(u, np.float64)
-            gi = np.empty(u, np.float64)
-            gf = np.empty(u, np.float64)
-            gg = np.empty(u, np.float64)
-            go = np.empty(u, np.float64)
-            for j in range(u):
-                h[j] = h0[n, j]
-                c[j] = c0[n, j]
+        nblk = (nb + block - 1) // block
+        for blk in numba.prange(nblk):
+            b0 = blk * block
+            nbk = min(block, nb - b0)
+            xt = np.zeros((chunk, feat, block), np.float32)  # inputs minus zero point, sample-minor
+            ax = np.empty((g4, block), np.float32)  # input FC accumulators (no bias)
+            ah = np.empty((g4, block), np.float32)  # recurrent FC accumulators
+            hd = np.zeros((u, block), np.float32)  # h - h_zp
+            hq = np.zeros((u, block), np.int32)  # h
+            c = np.zeros((u, block), np.int32)  # cell state (int16 values)
+            idx = np.empty(g4 * block, np.int32)  # table index of each gate pre-activation
+            act = np.empty(g4 * block, np.int32)  # gate activations, Q0.15
+            cidx = np.empty(u * block, np.int32)
+            tc = np.empty(u * block, np.int32)  # tanh(cell)
+            hbuf = np.empty((chunk, u, block), np.int8)
+            for b in range(nbk):
+                for j in range(u):
+                    hq[j, b] = h0[b0 + b, j]
+                    hd[j, b] = h0[b0 + b, j] - h_zp
+                    c[j, b] = c0[b0 + b, j]
             for t in range(steps):
-                for r in range(g4):
-                    acc[r] = bias[r]
-                for k in range(feat):
-                    xk = np.float64(x[n, t, k] - x_zp)
-                    for r in range(g4):
-                        acc[r] += wxT[k, r] * xk
-                for k in range(u):
-                    hd[k] = np.float32(h[k] - h_zp)
-                for r in range(g4):  # recurrent FC: float32 dot products, exact below 2^24
-                    s = np.float32(0.0)
-                    for k in range(u):
-                        s += wh[r, k] * hd[k]
-                    acch[r] = s
-                for r in range(g4):
-                    px = _clampf(_mbqm_f(acc[r], mx_hi[r], mx_lo[r], mx_l[r], mx_r[r]), -32768.0, 32767.0)
-                    ph = _clampf(_mbqm_f(np.float64(acch[r]), mh_hi[r], mh_lo[r], mh_l[r], mh_r[r]), -32768.0, 32767.0)
-                    pre[r] = np.int64(_clampf(px + ph, -32768.0, 32767.0)) + 32768
+                tt = t % chunk
+                if tt == 0:
+                    for b in range(nbk):
+                        for s in range(min(chunk, steps - t)):
+                            for k in range(feat):
+                                xt[s, k, b] = x[b0 + b, t + s, k] - x_zp
+                np.dot(wx, xt[tt], ax)
+                np.dot(wh, hd, ah)
+                # pre = sat16(sat16(FC_x + bias) + sat16(FC_h)), as a table index
+                for g in range(4):
+                    xs, xthr, xkp, xkn = mx[g, 0], mx[g, 1], mx[g, 2], mx[g, 3]
+                    hs, hthr, hkp, hkn = mh[g, 0], mh[g, 1], mh[g, 2], mh[g, 3]
+                    off = lut_off[g]
+                    for r in range(g * u, g * u + u):
+                        br = bias[r]
+                        for b in range(block):
+                            a = np.float64(ax[r, b]) + br
+                            px = _clamp(np.floor(a * xs + (xkn if a <= xthr else xkp)), -32768.0, 32767.0)
+                            a = np.float64(ah[r, b])
+                            ph = _clamp(np.floor(a * hs + (hkn if a <= hthr else hkp)), -32768.0, 32767.0)
+                            idx[r * block + b] = np.int32(_clamp(px + ph, -32768.0, 32767.0)) + off
+                for i in range(g4 * block):  # i, f, o = sigmoid16(pre); g = tanh16(pre) (or sigmoid)
+                    act[i] = lut[idx[i]]
+                # c = sat16(f*c + i*g), clipped; each product requantized to the cell scale
                 for j in range(u):
-                    gi[j] = lut_sig[pre[j]]
-                    gf[j] = lut_sig[pre[u + j]]
-                    gg[j] = lut_cell[pre[2 * u + j]]
-                    go[j] = lut_sig[pre[3 * u + j]]
+                    for b in range(block):
+                        p = j * block + b
+                        cc = _clamp(_rq_int(act[(u + j) * block + b] * c[j, b], m3[0, 0], m3[0, 1], m3[0, 2], m3[0, 3]),
+                                    -32768, 32767)
+                        ig = _clamp(_rq_int(act[p] * act[(2 * u + j) * block + b], m3[1, 0], m3[1, 1], m3[1, 2],
+                                            m3[1, 3]), -32768, 32767)
+                        cc = _clamp(_clamp(cc + ig, -32768, 32767), -q_clip, q_clip)
+                        c[j, b] = cc
+                        cidx[p] = cc + 32768
+                for i in range(u * block):
+                    tc[i] = lut_tc[cidx[i]]
+                # h = int8(tanh(c) * o), requantized to the hidden state's scale and zero point
                 for j in range(u):
-                    cc = _clampf(_mbqm_f(gf[j] * c[j], mul3[0, 0], mul3[0, 1], mul3[0, 2], mul3[0, 3]),
-                                 -32768.0, 32767.0)
-                    ig = _clampf(_mbqm_f(gi[j] * gg[j], mul3[1, 0], mul3[1, 1], mul3[1, 2], mul3[1, 3]),
-                                 -32768.0, 32767.0)
-                    cc = _clampf(cc + ig, -32768.0, 32767.0)
-                    if q_clip > 0:
-                        cc = _clampf(cc, -q_clip, q_clip)
-                    c[j] = cc
+                    for b in range(block):
+                        p = j * block + b
+                        hv = _clamp(h_zp + _rq_int(tc[p] * act[(3 * u + j) * block + b], m3[2, 0], m3[2, 1], m3[2, 2],
+                                                   m3[2, 3]), h_min, h_max)
+                        hq[j, b] = hv
+                        hd[j, b] = hv - h_zp
+                        hbuf[tt, j, b] = hv
+                if tt == chunk - 1 or t == steps - 1:
+                    t0 = t - tt
+                    for b in range(nbk):
+                        for s in range(tt + 1):
+                            for j in range(u):
+                                out[b0 + b, t0 + s, j] = hbuf[s, j, b]
+            for b in range(nbk):
                 for j in range(u):
-                    gg[j] = lut_tanh_c[np.int64(c[j]) + 32768]
-                for j in range(u):
-                    hv = _clampf(h_zp + _mbqm_f(gg[j] * go[j], mul3[2, 0], mul3[2, 1], mul3[2, 2], mul3[2, 3]),
-                                 h_min, h_max)
-                    h[j] = hv
-                    out[n, t, j] = np.int8(hv)
-            for j in range(u):
-                h_last[n, j] = np.int64(h[j])
-                c_last[n, j] = np.int64(c[j])
+                    h_last[b0 + b, j] = hq[j, b]
+                    c_last[b0 + b, j] = c[j, b]
 
 
-def split_multiplier(mult, shift):
-    """(m_hi, m_lo, 2^left, 2^-right) float64 arrays for :func:`_mbqm_f`."""
-    mult = np.asarray(mult, np.int64)
-    shift = np.asarray(shift, np.int64)
-    return ((mult >> 16).astype(np.float64), (mult & 0xFFFF).astype(np.float64),
-            np.ldexp(1.0, np.maximum(shift, 0)), np.ldexp(1.0, -np.maximum(-shift, 0)))
-
+def block_size(n: int) -> int:
+    """Samples per parallel block: one block per thread for small batches, at most 128
+    (the block's working set then stays in L2), a multiple of 16 (whole vectors)."""
+    threads = numba.get_num_threads() if numba is not None else 1
+    per_thread = -(-n // max(threads, 1))
+    return int(min(128, max(16, -(-per_thread // 16) * 16)))

@@ -226,12 +226,18 @@ class UnidirectionalSequenceLstm(Kernel):
         self.lut_cell_act = lut16(cell_act)
         self.lut_tanh_cell = lut16(lambda v: fp.lstm_tanh_int16(v, self.cell_power))
         self.h_min, self.h_max = _QRANGE[h_t.dtype]
-        # The compiled loop is exact while its float accumulators hold integers exactly.
-        # (_fast._mbqm_f needs |x * 2^left| < 2^31, the same range TFLM's int32 arithmetic has.)
-        in_bound = (np.abs(self.wx).sum(1) * 256 + np.abs(self.bias)).max() * 2 ** max(0, int(self.mx_shift.max()))
-        rec_bound = self.units * 255 * 128  # float32 recurrent dot products: exact below 2^24
-        self.compiled_exact = bool(in_bound < (1 << 31) and rec_bound < (1 << 24)
-                                   and rec_bound * 2 ** max(0, int(self.mh_shift.max())) < (1 << 31)
+        # The compiled loop is exact while its float accumulators hold integers exactly: float32
+        # sums of the FC products below 2^24, float64 requantization products below 2^51
+        # (see _fast); its left shifts must not overflow int32, as in TFLM's arithmetic.
+        from . import _fast
+        x_sum = int(np.abs(self.wx).sum(1).max()) * 255
+        h_sum = int(np.abs(self.wh).sum(1).max()) * 255
+        in_bound = (x_sum + int(np.abs(self.bias).max())) << max(0, int(self.mx_shift.max()))
+        rec_bound = h_sum << max(0, int(self.mh_shift.max()))
+        self.compiled_exact = bool(x_sum < _fast.FLOAT32_EXACT and h_sum < _fast.FLOAT32_EXACT
+                                   and in_bound < (1 << 31) and rec_bound < (1 << 31)
+                                   and in_bound * int(self.mx_mult.max()) < _fast.FLOAT_EXACT
+                                   and rec_bound * int(self.mh_mult.max()) < _fast.FLOAT_EXACT
                                    and max(self.mul_fc[1], self.mul_ig[1], self.mul_h[1]) <= 0)
         self.out_index = op.outputs[0]
         self.state_inputs = (op.inputs[18], op.inputs[19])
@@ -277,29 +283,31 @@ class UnidirectionalSequenceLstm(Kernel):
         return self.run_numpy(x, h, c)
 
     def run_compiled(self, x, h, c) -> np.ndarray:
-        """The same loop through the numba kernel in :mod:`._fast` (all gate maths fused per sample)."""
+        """The same loop through the numba kernel in :mod:`._fast` (samples in vector lanes)."""
         from . import _fast
 
         nb, steps, _ = x.shape
         u = self.units
         if not hasattr(self, "_packed"):
-            mx = _fast.split_multiplier(self.mx_mult, self.mx_shift)
-            mh = _fast.split_multiplier(self.mh_mult, self.mh_shift)
-            mul3 = np.array([np.concatenate([np.atleast_1d(a) for a in _fast.split_multiplier(*m)])
-                             for m in (self.mul_fc, self.mul_ig, self.mul_h)], np.float64)
-            self._packed = (np.ascontiguousarray(self.wx.T, np.float64), self.bias.astype(np.float64), *mx,
-                            np.ascontiguousarray(self.wh, np.float32), *mh,
-                            self.lut_sigmoid.astype(np.float64), self.lut_cell_act.astype(np.float64),
-                            self.lut_tanh_cell.astype(np.float64), mul3)
-        (wxT, bias, mx_hi, mx_lo, mx_l, mx_r, wh, mh_hi, mh_lo, mh_l, mh_r, ls, lc, lt, mul3) = self._packed
+            def per_gate(mult, shift):  # multipliers are per tensor: one per gate
+                return np.array([_fast.requant_constants(int(mult[g * u]), int(shift[g * u])) for g in range(4)])
+            self._packed = (
+                np.ascontiguousarray(self.wx, np.float32), self.bias.astype(np.float64),
+                per_gate(self.mx_mult, self.mx_shift),
+                np.ascontiguousarray(self.wh, np.float32), per_gate(self.mh_mult, self.mh_shift),
+                np.concatenate([self.lut_sigmoid, self.lut_cell_act]).astype(np.int32),
+                np.array([32768, 32768, 65536 + 32768, 32768], np.int32),  # gate order i, f, c, o
+                self.lut_tanh_cell.astype(np.int32),
+                np.array([_fast.requant_int_constants(*m) for m in (self.mul_fc, self.mul_ig, self.mul_h)], np.int64))
+        wx, bias, mx, wh, mh, lut, lut_off, lut_tc, m3 = self._packed
         out = np.empty((nb, steps, u), np.int8)
         h_last = np.empty((nb, u), np.int64)
         c_last = np.empty((nb, u), np.int64)
         _fast.lstm_int8x8_16(
-            np.ascontiguousarray(x, np.int8), self.x_zp, wxT, bias, mx_hi, mx_lo, mx_l, mx_r, wh, float(self.h_zp),
-            mh_hi, mh_lo, mh_l, mh_r, ls, lc, lt, mul3, float(self.q_cell_clip if self.cell_clip > 0 else 0),
-            float(self.h_min), float(self.h_max),
-            np.ascontiguousarray(h, np.float64), np.ascontiguousarray(c, np.float64), out, h_last, c_last)
+            np.ascontiguousarray(x, np.int8), self.x_zp, wx, bias, mx, wh, mh, lut, lut_off, lut_tc, m3,
+            self.q_cell_clip if self.cell_clip > 0 else 32768, self.h_zp, self.h_min, self.h_max,
+            np.ascontiguousarray(h, np.int64), np.ascontiguousarray(c, np.int64),
+            _fast.block_size(nb), 8, out, h_last, c_last)
         self.h_last, self.c_last = h_last, c_last
         return out
 
