@@ -123,23 +123,33 @@ def train(data, cell, units, layers, bidirectional, return_sequences, activation
 @click.option("--data", type=click.Path(), required=True, help="Training data (.npz with x and y).")
 @click.option("-o", "--output", type=click.Path(), required=True, help="QAT model to write (.keras).")
 @click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=3e-4, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=1e-4, show_default=True,
+              help="Fine-tuning learning rate (small: the model is already trained).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--calib", type=click.Path(), help="Calibration data for the activation ranges (default: --data).")
+@click.option("--val", type=click.Path(),
+              help="Validation data (.npz with x and y) on which each epoch's int8 model is scored "
+                   "(default: --data); the best epoch is kept, epoch 0 being the model as given.")
 @_friendly
-def qat(model, data, output, epochs, learning_rate, seed, calib):
+def qat(model, data, output, epochs, learning_rate, seed, calib, val):
     """Fine-tune a trained MODEL with int8 quantization-aware training.
+
+    Keeps the epoch whose int8 model scores best on --val (or --data), the given model
+    (= post-training quantization) counting as epoch 0; ties keep the earlier epoch.
 
     \b
     Example:
-      edgernn qat model.keras --data train.npz -o model_qat.keras
+      edgernn qat model.keras --data train.npz --val val.npz -o model_qat.keras
       edgernn convert model_qat.keras --calib train.npz -o model_qat.tflite
     """
     from .quantize.qat import qat_finetune
 
-    res = qat_finetune(model, data, epochs=epochs, output=output, seed=seed, calib=calib,
+    res = qat_finetune(model, data, epochs=epochs, output=output, seed=seed, calib=calib, val=val,
                        learning_rate=learning_rate)
     click.echo(f"QAT fine-tuned {res.epochs_run} epochs -> {res.path}")
+    what = "the given model, unchanged" if res.kept_epoch == 0 else "weights on their int8 grid"
+    click.echo(f"  kept epoch {res.kept_epoch} ({what}): int8 {res.selection_metric} {res.kept_score:.4f} "
+               f"on the {res.selection} (epoch 0: {res.selection_scores[0]:.4f})")
     for k, v in res.int8_sim_metrics.items():
         click.echo(f"  fake-quantized {k}: {v:.4f}")
 

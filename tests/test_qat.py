@@ -227,3 +227,78 @@ def test_qat_refuses_bad_arguments(tmp_path):
         qat.qat_finetune(tmp_path / "m.keras", tmp_path / "d.npz", epochs=0)
     with pytest.raises(EdgeRNNError, match=r"\.keras"):
         qat.qat_finetune(tmp_path / "m.keras", tmp_path / "d.npz", epochs=1, output=tmp_path / "m.tflite")
+
+
+@pytest.mark.slow
+def test_keep_best_returns_the_given_model_when_finetuning_only_hurts(zoo, tmp_path):
+    """A learning rate of 1 wrecks the digits GRU in one epoch: QAT keeps epoch 0, returns the
+    given weights unchanged (they convert to the very PTQ flatbuffer), and scored epoch 0 on
+    the validation set exactly as the TFLM int8 PTQ model does."""
+    import edgernn
+
+    spec = Spec(cell="gru", dataset="digits", units=16, epochs=20)
+    train, test = zoo.data("digits")
+    xv, yv = load_npz(test)
+    xv, yv = xv[:200], yv[:200]
+    res = qat.qat_finetune(zoo.keras(spec), train, val=(xv, yv), epochs=2, learning_rate=1.0, seed=0,
+                           output=tmp_path / "m.keras")
+    ptq = edgernn.convert(zoo.keras(spec), calib=train).tflite
+    assert res.selection == "validation data" and len(res.selection_scores) == res.epochs_run + 1
+    assert res.selection_scores[0] == _int8_acc(ptq, xv, yv)
+    assert all(s < res.selection_scores[0] - 0.1 for s in res.selection_scores[1:]), res.selection_scores
+    assert res.kept_epoch == 0 and res.kept_score == res.selection_scores[0]
+    given = edgernn.load_model(zoo.keras(spec))
+    for a, b in zip(given.layers, edgernn.load_model(res.path).layers, strict=True):
+        for name in ("kernel", "recurrent_kernel", "bias"):
+            if hasattr(a, name):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert edgernn.convert(res.path, calib=train).tflite == ptq
+
+
+@pytest.mark.slow
+def test_keep_best_prefers_the_earlier_epoch_on_a_tie_and_refuses_bad_selection_data(zoo, tmp_path):
+    """A learning rate below float32 resolution leaves the weights as they are: epochs 1 and 2
+    are the same int8 model and tie, and the tie keeps the earlier one (epoch 0 unless epoch 1,
+    the weights snapped to their grid, scores better). Unlabelled or mismatched val is refused."""
+    from edgernn.errors import EdgeRNNError
+
+    spec = Spec(cell="rnn", dataset="digits", units=16, epochs=20)
+    train, _ = zoo.data("digits")
+    x, y = load_npz(train)
+    res = qat.qat_finetune(zoo.keras(spec), (x[:300], y[:300]), epochs=2, learning_rate=1e-12, seed=0)
+    assert res.selection == "training data" and res.selection_metric == "accuracy"
+    s = res.selection_scores
+    assert len(s) == 3 and s[1] == s[2]
+    assert res.kept_epoch == (1 if s[1] > s[0] else 0)
+    with pytest.raises(EdgeRNNError, match="time steps"):
+        qat.qat_finetune(zoo.keras(spec), train, val=(x[:8, :4], y[:8]), epochs=1)
+    with pytest.raises(EdgeRNNError, match="labels"):
+        qat.qat_finetune(zoo.keras(spec), train, val=(x[:8], y[:8].astype(np.float32)), epochs=1)
+    np.savez(tmp_path / "nolabels.npz", x=x[:8])
+    with pytest.raises(EdgeRNNError, match="no array .y."):
+        qat.qat_finetune(zoo.keras(spec), train, val=tmp_path / "nolabels.npz", epochs=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [pytest.param(Spec(), id="lstm32-fused"),
+                                  pytest.param(Spec(cell="gru", layers=2), id="gru32x2-while")])
+def test_qat_not_worse_than_ptq_on_basic_motions(zoo, spec, tmp_path):
+    """BasicMotions (aeon, 40 test recordings: one is 2.5 points), the session's LSTM(32) and
+    GRU(32) x 2, PTQ within 2 points of float: QAT with its defaults (selection on the training
+    data) is never more than 0.5 points below PTQ on the test split, TFLM runtime; and the kept
+    epoch's int8 training accuracy is at least PTQ's (the keep-best guarantee, bit-exact)."""
+    import edgernn
+    import keras
+
+    train, test = zoo.data("basic_motions")
+    x, y = load_npz(test)
+    xtr, ytr = load_npz(train)
+    float_acc = float(np.mean(np.argmax(keras.saving.load_model(zoo.keras(spec))(x), -1) == y))
+    ptq_tflite = zoo.tflite(spec).read_bytes()
+    ptq = _int8_acc(ptq_tflite, x, y)
+    assert float_acc - ptq <= 0.02, (float_acc, ptq)  # a model where PTQ works
+    res = qat.qat_finetune(zoo.keras(spec), train, epochs=4, seed=0, output=tmp_path / "qat.keras")
+    qat_tflite = edgernn.convert(res.path, calib=train).tflite
+    assert res.kept_score >= _int8_acc(ptq_tflite, xtr, ytr) == res.selection_scores[0]
+    assert res.kept_score == _int8_acc(qat_tflite, xtr, ytr)
+    assert _int8_acc(qat_tflite, x, y) >= ptq - 0.005, (float_acc, ptq, res.selection_scores)
