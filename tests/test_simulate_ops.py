@@ -212,3 +212,32 @@ def test_gemmlowp_functions_track_float_functions():
     assert np.abs(fp.exp_on_negative_values(neg, 4) / 2.0 ** 31 - np.exp(-np.abs(q))).max() < 1e-6
     r, bits = fp.get_reciprocal(np.array([3 << 19]), 12)  # 3.0 in Q12.19
     assert abs(r[0] / 2.0 ** 31 * 2.0 ** -int(bits[0]) - 1 / 3) < 1e-6
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["native", "portable"])
+def test_compiled_int8_dot_products_are_exact(monkeypatch, portable):
+    """The LSTM kernel's packed int8 dot product (vpdpbusd where the CPU has AVX-512 VNNI,
+    portable vector code otherwise) equals the integer matrix product, extreme values included."""
+    from edgernn.simulate import _fast
+
+    monkeypatch.setattr(_fast, "FORCE_PORTABLE_DOT", portable)
+
+    @_fast.numba.njit  # compiled here (not cached), so FORCE_PORTABLE_DOT applies
+    def fc(w4, v4, out):
+        for r in range(0, w4.shape[0], 4):
+            for col in range(0, v4.shape[1], 16):
+                _fast._dot4_u8s8(w4, v4, out, r, col)
+
+    rng = np.random.default_rng(3)
+    for rows, k, cols in [(8, 6, 16), (128, 32, 48), (12, 13, 32)]:
+        w = rng.integers(-128, 128, size=(rows, k)).astype(np.int8)
+        w[0] = -128
+        v = rng.integers(-128, 128, size=(k, cols)).astype(np.int8)
+        v[:, 0] = 127
+        v4 = _fast.pack4((v.astype(np.int16) + 128).astype(np.uint8).T.view(np.int8)).T  # (ceil(k/4), cols)
+        out = np.zeros((rows, cols), np.int32)
+        fc(_fast.pack4(w), np.ascontiguousarray(v4), out)
+        want = w.astype(np.int64) @ (v.astype(np.int64) + 128)
+        assert np.array_equal(out, want)
+    if portable:
+        assert "vpdpbusd" not in "".join(fc.inspect_asm().values())

@@ -6,8 +6,9 @@ blocks of ``block`` (one block per parallel iteration, on ``NUMBA_NUM_THREADS`` 
 inside a block every array is gate-major with the samples along the contiguous axis, so each
 elementwise step (requantization, clamps, the cell update) is one vector loop over samples
 with the gate's constants held in registers. The two fully connected layers of a step are
-float32 matrix products through BLAS (``np.dot``), exact because every partial sum is an
-integer below 2^24; the table lookups get loops of their own (a gather does not vectorize).
+int8 dot products summed in int32 (:func:`_dot4_u8s8`: the ``vpdpbusd`` instruction on CPUs
+with AVX-512 VNNI, portable vector code elsewhere); the table lookups get loops of their own
+(gathers are slow or unavailable, and would keep the arithmetic loops from vectorizing).
 
 Requantization (TFLM's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul,
 then RoundingDivideByPOT) is computed in one step with both roundings folded in:
@@ -56,8 +57,9 @@ AVAILABLE = numba is not None and os.environ.get("EDGERNN_SIM_ENGINE", "").lower
 #: float64 requantization is exact while |x * M * 2^left| stays below this (one spare bit
 #: for adding the rounding constant).
 FLOAT_EXACT = float(1 << 51)
-#: float32 sums of integer products are exact below this.
-FLOAT32_EXACT = 1 << 24
+#: Tests set this to compile :func:`_dot4_u8s8` as portable vector code even on a CPU with
+#: AVX-512 VNNI (it is read when a function using it compiles).
+FORCE_PORTABLE_DOT = False
 
 
 def requant_constants(mult: int, shift: int) -> tuple[float, float, float, float]:
@@ -86,6 +88,11 @@ def requant_int_constants(mult: int, shift: int) -> tuple[int, int, int, int]:
 
 
 if numba is not None:
+    import numba.extending
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+
     @njit(inline="always", cache=True)
     def _rq_int(x, m, c, d, s):
         """:func:`requant_int_constants` form; ``x`` and ``m`` fit in int32 (one 32x32->64 multiply)."""
@@ -97,44 +104,107 @@ if numba is not None:
     def _clamp(v, lo, hi):
         return min(max(v, lo), hi)
 
+    def _has_vnni512(context) -> bool:
+        """Whether the code numba generates may use AVX-512 VNNI (``vpdpbusd`` on zmm)."""
+        feats = getattr(context.codegen(), "_tm_features", "") or ""
+        return not FORCE_PORTABLE_DOT and "+avx512vnni" in feats and "-evex512" not in feats
+
+    @numba.extending.intrinsic
+    def _dot4_u8s8(typingctx, w4, v4, out, r, col):
+        """``out[r + i, col:col + 16] = sum_q dot4(v4[q, col:col + 16], w4[r + i, q])`` for i < 4.
+
+        Each int32 of ``v4`` packs four unsigned bytes (values + 128), each int32 of ``w4``
+        four signed weight bytes; ``dot4`` is the sum of the four byte products, as the
+        ``vpdpbusd`` instruction computes it (used when the CPU has AVX-512 VNNI; otherwise
+        the same sums in portable vector code). Exact: integer products, int32 sums.
+        """
+        sig = types.void(w4, v4, out, r, col)
+
+        def codegen(context, builder, sig, args):
+            wt, vt, ot = sig.args[:3]
+            w_a, v_a, o_a = (context.make_array(t)(context, builder, a) for t, a in zip(sig.args[:3], args[:3]))
+            i32 = ir.IntType(32)
+            v16 = ir.VectorType(i32, 16)
+
+            def splat(x):
+                return builder.shuffle_vector(builder.insert_element(ir.Constant(v16, ir.Undefined), x,
+                                                                     ir.Constant(i32, 0)),
+                                              ir.Constant(v16, ir.Undefined), ir.Constant(v16, [0] * 16))
+
+            if _has_vnni512(context):
+                name = "llvm.x86.avx512.vpdpbusd.512"
+                fn = builder.module.globals.get(name) or ir.Function(
+                    builder.module, ir.FunctionType(v16, [v16, v16, v16]), name)
+
+                def dpbusd(acc, v, w):
+                    return builder.call(fn, [acc, v, w])
+            else:
+                def dpbusd(acc, v, w):
+                    for k in range(4):
+                        vb = builder.and_(builder.lshr(v, splat(ir.Constant(i32, 8 * k))), splat(ir.Constant(i32, 255)))
+                        wb = builder.ashr(builder.shl(w, splat(ir.Constant(i32, 24 - 8 * k))),
+                                          splat(ir.Constant(i32, 24)))
+                        acc = builder.add(acc, builder.mul(vb, wb))
+                    return acc
+
+            nq = cgutils.unpack_tuple(builder, v_a.shape, 2)[0]
+            rows = [builder.add(args[3], ir.Constant(args[3].type, i)) for i in range(4)]
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(v16, None)) for _ in range(4)]
+            with cgutils.for_range(builder, nq) as loop:
+                vp = cgutils.get_item_pointer(context, builder, vt, v_a, [loop.index, args[4]])
+                v = builder.load(builder.bitcast(vp, v16.as_pointer()), align=4)
+                for acc, row in zip(accs, rows):
+                    w = splat(builder.load(cgutils.get_item_pointer(context, builder, wt, w_a, [row, loop.index])))
+                    builder.store(dpbusd(builder.load(acc), v, w), acc)
+            for acc, row in zip(accs, rows):
+                op = cgutils.get_item_pointer(context, builder, ot, o_a, [row, args[4]])
+                builder.store(builder.load(acc), builder.bitcast(op, v16.as_pointer()), align=4)
+            return context.get_dummy_value()
+        return sig, codegen
+
     # fastmath: only reassociation and contraction, which cannot change a result here: every
     # product and partial sum below is an integer (or a dyadic fraction) held exactly.
     @njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
-    def lstm_int8x8_16(x, x_zp, wx, bias, mx, wh, mh, lut, lut_off, lut_tc, m3, q_clip, h_zp, h_min, h_max,
+    def lstm_int8x8_16(x, wx4, x_off, mx, wh4, h_off, mh, lut, lut_off, lut_tc, m3, q_clip, h_zp, h_min, h_max,
                        h0, c0, block, chunk, out, h_last, c_last):
         """The integer LSTM over ``x`` (N, T, F) int8 from states ``h0``, ``c0`` (N, U) int64.
 
-        ``wx`` (4U, F) and ``wh`` (4U, U): float32 weights, gate rows in TFLite order i, f, c, o;
-        ``bias`` (4U,) float64; ``mx``, ``mh`` (4, 4): :func:`requant_constants` of each gate's
-        input and recurrent FC; ``lut`` the int16 activations as int32, sigmoid at
-        ``[0, 65536)``, the cell gate's at ``[65536, 131072)``, ``lut_off`` (4,) each gate's
-        offset plus 32768; ``lut_tc`` tanh of the cell state; ``m3`` (3, 4):
-        :func:`requant_int_constants` of the forget*cell, input*cell-gate and
-        tanh(cell)*output multiplications. ``block`` samples per parallel iteration,
-        ``chunk`` time steps buffered before they are written to ``out`` (N, T, U) int8.
+        ``wx4`` (4U, ceil(F/4)) and ``wh4`` (4U, ceil(U/4)): the int8 weights packed four to an
+        int32 (:func:`pack4`), gate rows in TFLite order i, f, c, o. The products run on
+        values + 128 (unsigned bytes), so ``x_off`` = bias - (128 + x_zp) * row sums and
+        ``h_off`` = -(128 + h_zp) * row sums (float64, (4U,)) turn them into TFLM's
+        accumulators. ``mx``, ``mh`` (4, 4): :func:`requant_constants` of each gate's input and
+        recurrent FC; ``lut`` the int16 activations as int32, sigmoid at ``[0, 65536)``, the
+        cell gate's at ``[65536, 131072)``, ``lut_off`` (4,) each gate's offset plus 32768;
+        ``lut_tc`` tanh of the cell state; ``m3`` (3, 4): :func:`requant_int_constants` of the
+        forget*cell, input*cell-gate and tanh(cell)*output multiplications. ``block`` samples
+        (a multiple of 16) per parallel iteration, ``chunk`` time steps buffered before they
+        are written to ``out`` (N, T, U) int8.
         """
         nb, steps, feat = x.shape
-        g4 = wx.shape[0]
+        g4, qx = wx4.shape
+        qh = wh4.shape[1]
         u = g4 // 4
         nblk = (nb + block - 1) // block
         for blk in numba.prange(nblk):
             b0 = blk * block
             nbk = min(block, nb - b0)
-            xt = np.zeros((chunk, feat, block), np.float32)  # inputs minus zero point, sample-minor
-            ax = np.empty((g4, block), np.float32)  # input FC accumulators (no bias)
-            ah = np.empty((g4, block), np.float32)  # recurrent FC accumulators
-            hd = np.zeros((u, block), np.float32)  # h - h_zp
-            hq = np.zeros((u, block), np.int32)  # h
+            x4 = np.zeros((chunk, qx, block), np.int32)  # inputs + 128, four features to an int32
+            h4 = np.zeros((qh, block), np.int32)  # h + 128, four units to an int32
+            ax = np.empty((g4, block), np.int32)  # input FC sums
+            ah = np.empty((g4, block), np.int32)  # recurrent FC sums
+            hu = np.zeros((4 * qh, block), np.int32)  # h + 128 (padding rows stay 0)
             c = np.zeros((u, block), np.int32)  # cell state (int16 values)
-            idx = np.empty(g4 * block, np.int32)  # table index of each gate pre-activation
-            act = np.empty(g4 * block, np.int32)  # gate activations, Q0.15
-            cidx = np.empty(u * block, np.int32)
-            tc = np.empty(u * block, np.int32)  # tanh(cell)
+            # 2-D arrays indexed [row, sample] with loop counters: contiguous vector loads and
+            # stores (a computed flat index would compile to a scatter)
+            idx = np.empty((g4, block), np.int32)  # table index of each gate pre-activation
+            act = np.empty((g4, block), np.int32)  # gate activations, Q0.15
+            cidx = np.empty((u, block), np.int32)
+            tc = np.empty((u, block), np.int32)  # tanh(cell)
             hbuf = np.empty((chunk, u, block), np.int8)
             for b in range(nbk):
                 for j in range(u):
-                    hq[j, b] = h0[b0 + b, j]
-                    hd[j, b] = h0[b0 + b, j] - h_zp
+                    hu[j, b] = h0[b0 + b, j] + 128
                     c[j, b] = c0[b0 + b, j]
             for t in range(steps):
                 tt = t % chunk
@@ -142,45 +212,52 @@ if numba is not None:
                     for b in range(nbk):
                         for s in range(min(chunk, steps - t)):
                             for k in range(feat):
-                                xt[s, k, b] = x[b0 + b, t + s, k] - x_zp
-                np.dot(wx, xt[tt], ax)
-                np.dot(wh, hd, ah)
+                                x4[s, k >> 2, b] |= (np.int32(x[b0 + b, t + s, k]) + 128) << (8 * (k & 3))
+                for q in range(qh):
+                    for b in range(block):
+                        h4[q, b] = np.int32(hu[4 * q, b] | (hu[4 * q + 1, b] << 8) | (hu[4 * q + 2, b] << 16)
+                                            | (np.int64(hu[4 * q + 3, b]) << 24))
+                for r in range(0, g4, 4):
+                    for col in range(0, block, 16):
+                        _dot4_u8s8(wx4, x4[tt], ax, r, col)
+                        _dot4_u8s8(wh4, h4, ah, r, col)
+                if tt == chunk - 1:
+                    x4[:] = 0
                 # pre = sat16(sat16(FC_x + bias) + sat16(FC_h)), as a table index
                 for g in range(4):
                     xs, xthr, xkp, xkn = mx[g, 0], mx[g, 1], mx[g, 2], mx[g, 3]
                     hs, hthr, hkp, hkn = mh[g, 0], mh[g, 1], mh[g, 2], mh[g, 3]
                     off = lut_off[g]
                     for r in range(g * u, g * u + u):
-                        br = bias[r]
+                        xo, ho = x_off[r], h_off[r]
                         for b in range(block):
-                            a = np.float64(ax[r, b]) + br
+                            a = np.float64(ax[r, b]) + xo
                             px = _clamp(np.floor(a * xs + (xkn if a <= xthr else xkp)), -32768.0, 32767.0)
-                            a = np.float64(ah[r, b])
+                            a = np.float64(ah[r, b]) + ho
                             ph = _clamp(np.floor(a * hs + (hkn if a <= hthr else hkp)), -32768.0, 32767.0)
-                            idx[r * block + b] = np.int32(_clamp(px + ph, -32768.0, 32767.0)) + off
-                for i in range(g4 * block):  # i, f, o = sigmoid16(pre); g = tanh16(pre) (or sigmoid)
-                    act[i] = lut[idx[i]]
+                            idx[r, b] = np.int32(_clamp(px + ph, -32768.0, 32767.0)) + off
+                for r in range(g4):  # i, f, o = sigmoid16(pre); g = tanh16(pre) (or sigmoid)
+                    for b in range(block):
+                        act[r, b] = lut[idx[r, b]]
                 # c = sat16(f*c + i*g), clipped; each product requantized to the cell scale
                 for j in range(u):
                     for b in range(block):
-                        p = j * block + b
-                        cc = _clamp(_rq_int(act[(u + j) * block + b] * c[j, b], m3[0, 0], m3[0, 1], m3[0, 2], m3[0, 3]),
+                        cc = _clamp(_rq_int(act[u + j, b] * c[j, b], m3[0, 0], m3[0, 1], m3[0, 2], m3[0, 3]),
                                     -32768, 32767)
-                        ig = _clamp(_rq_int(act[p] * act[(2 * u + j) * block + b], m3[1, 0], m3[1, 1], m3[1, 2],
-                                            m3[1, 3]), -32768, 32767)
+                        ig = _clamp(_rq_int(act[j, b] * act[2 * u + j, b], m3[1, 0], m3[1, 1], m3[1, 2], m3[1, 3]),
+                                    -32768, 32767)
                         cc = _clamp(_clamp(cc + ig, -32768, 32767), -q_clip, q_clip)
                         c[j, b] = cc
-                        cidx[p] = cc + 32768
-                for i in range(u * block):
-                    tc[i] = lut_tc[cidx[i]]
+                        cidx[j, b] = cc + 32768
+                for j in range(u):
+                    for b in range(block):
+                        tc[j, b] = lut_tc[cidx[j, b]]
                 # h = int8(tanh(c) * o), requantized to the hidden state's scale and zero point
                 for j in range(u):
                     for b in range(block):
-                        p = j * block + b
-                        hv = _clamp(h_zp + _rq_int(tc[p] * act[(3 * u + j) * block + b], m3[2, 0], m3[2, 1], m3[2, 2],
-                                                   m3[2, 3]), h_min, h_max)
-                        hq[j, b] = hv
-                        hd[j, b] = hv - h_zp
+                        hv = _clamp(h_zp + _rq_int(tc[j, b] * act[3 * u + j, b], m3[2, 0], m3[2, 1], m3[2, 2], m3[2, 3]),
+                                    h_min, h_max)
+                        hu[j, b] = hv + 128
                         hbuf[tt, j, b] = hv
                 if tt == chunk - 1 or t == steps - 1:
                     t0 = t - tt
@@ -190,8 +267,18 @@ if numba is not None:
                                 out[b0 + b, t0 + s, j] = hbuf[s, j, b]
             for b in range(nbk):
                 for j in range(u):
-                    h_last[b0 + b, j] = hq[j, b]
+                    h_last[b0 + b, j] = hu[j, b] - 128
                     c_last[b0 + b, j] = c[j, b]
+
+
+def pack4(w: np.ndarray) -> np.ndarray:
+    """int8 weights (R, K) -> int32 (R, ceil(K/4)), four consecutive weights to an int32
+    (little-endian bytes, zero padded), the layout :func:`_dot4_u8s8` reads."""
+    w = np.asarray(w, np.int64)
+    k4 = -(-w.shape[1] // 4) * 4
+    padded = np.zeros((w.shape[0], k4), np.int8)
+    padded[:, :w.shape[1]] = w
+    return padded.view("<i4").astype(np.int32)
 
 
 def block_size(n: int) -> int:

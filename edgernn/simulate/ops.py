@@ -226,16 +226,15 @@ class UnidirectionalSequenceLstm(Kernel):
         self.lut_cell_act = lut16(cell_act)
         self.lut_tanh_cell = lut16(lambda v: fp.lstm_tanh_int16(v, self.cell_power))
         self.h_min, self.h_max = _QRANGE[h_t.dtype]
-        # The compiled loop is exact while its float accumulators hold integers exactly: float32
-        # sums of the FC products below 2^24, float64 requantization products below 2^51
-        # (see _fast); its left shifts must not overflow int32, as in TFLM's arithmetic.
+        # The compiled loop is exact while its int32 dot products cannot overflow and its
+        # float64 requantization products stay below 2^51 (see _fast); its left shifts must
+        # not overflow int32, as in TFLM's arithmetic.
         from . import _fast
         x_sum = int(np.abs(self.wx).sum(1).max()) * 255
         h_sum = int(np.abs(self.wh).sum(1).max()) * 255
         in_bound = (x_sum + int(np.abs(self.bias).max())) << max(0, int(self.mx_shift.max()))
         rec_bound = h_sum << max(0, int(self.mh_shift.max()))
-        self.compiled_exact = bool(x_sum < _fast.FLOAT32_EXACT and h_sum < _fast.FLOAT32_EXACT
-                                   and in_bound < (1 << 31) and rec_bound < (1 << 31)
+        self.compiled_exact = bool(in_bound < (1 << 31) and rec_bound < (1 << 31)
                                    and in_bound * int(self.mx_mult.max()) < _fast.FLOAT_EXACT
                                    and rec_bound * int(self.mh_mult.max()) < _fast.FLOAT_EXACT
                                    and max(self.mul_fc[1], self.mul_ig[1], self.mul_h[1]) <= 0)
@@ -292,19 +291,20 @@ class UnidirectionalSequenceLstm(Kernel):
             def per_gate(mult, shift):  # multipliers are per tensor: one per gate
                 return np.array([_fast.requant_constants(int(mult[g * u]), int(shift[g * u])) for g in range(4)])
             self._packed = (
-                np.ascontiguousarray(self.wx, np.float32), self.bias.astype(np.float64),
+                _fast.pack4(self.wx), self.bias - (128 + self.x_zp) * self.wx.sum(1).astype(np.float64),
                 per_gate(self.mx_mult, self.mx_shift),
-                np.ascontiguousarray(self.wh, np.float32), per_gate(self.mh_mult, self.mh_shift),
+                _fast.pack4(self.wh), -(128 + self.h_zp) * self.wh.sum(1).astype(np.float64),
+                per_gate(self.mh_mult, self.mh_shift),
                 np.concatenate([self.lut_sigmoid, self.lut_cell_act]).astype(np.int32),
                 np.array([32768, 32768, 65536 + 32768, 32768], np.int32),  # gate order i, f, c, o
                 self.lut_tanh_cell.astype(np.int32),
                 np.array([_fast.requant_int_constants(*m) for m in (self.mul_fc, self.mul_ig, self.mul_h)], np.int64))
-        wx, bias, mx, wh, mh, lut, lut_off, lut_tc, m3 = self._packed
+        wx4, x_off, mx, wh4, h_off, mh, lut, lut_off, lut_tc, m3 = self._packed
         out = np.empty((nb, steps, u), np.int8)
         h_last = np.empty((nb, u), np.int64)
         c_last = np.empty((nb, u), np.int64)
         _fast.lstm_int8x8_16(
-            np.ascontiguousarray(x, np.int8), self.x_zp, wx, bias, mx, wh, mh, lut, lut_off, lut_tc, m3,
+            np.ascontiguousarray(x, np.int8), wx4, x_off, mx, wh4, h_off, mh, lut, lut_off, lut_tc, m3,
             self.q_cell_clip if self.cell_clip > 0 else 32768, self.h_zp, self.h_min, self.h_max,
             np.ascontiguousarray(h, np.int64), np.ascontiguousarray(c, np.int64),
             _fast.block_size(nb), 8, out, h_last, c_last)
