@@ -166,7 +166,7 @@ if numba is not None:
     # product and partial sum below is an integer (or a dyadic fraction) held exactly.
     @njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
     def lstm_int8x8_16(x, wx4, x_off, mx, wh4, h_off, mh, lut, lut_off, lut_tc, m3, q_clip, h_zp, h_min, h_max,
-                       h0, c0, block, chunk, out, h_last, c_last):
+                       h0, c0, block, chunk, last_only, out, h_last, c_last):
         """The integer LSTM over ``x`` (N, T, F) int8 from states ``h0``, ``c0`` (N, U) int64.
 
         ``wx4`` (4U, ceil(F/4)) and ``wh4`` (4U, ceil(U/4)): the int8 weights packed four to an
@@ -179,7 +179,7 @@ if numba is not None:
         ``lut_tc`` tanh of the cell state; ``m3`` (3, 4): :func:`requant_int_constants` of the
         forget*cell, input*cell-gate and tanh(cell)*output multiplications. ``block`` samples
         (a multiple of 16) per parallel iteration, ``chunk`` time steps buffered before they
-        are written to ``out`` (N, T, U) int8.
+        are written to ``out`` (N, T, U) int8; with ``last_only`` only the last step is.
         """
         nb, steps, feat = x.shape
         g4, qx = wx4.shape
@@ -197,9 +197,10 @@ if numba is not None:
             c = np.zeros((u, block), np.int32)  # cell state (int16 values)
             # 2-D arrays indexed [row, sample] with loop counters: contiguous vector loads and
             # stores (a computed flat index would compile to a scatter)
-            idx = np.empty((g4, block), np.int32)  # table index of each gate pre-activation
+            idx = np.empty((g4, block), np.uint32)  # table index of each gate pre-activation (unsigned:
+            # no negative-index wraparound in the lookups)
             act = np.empty((g4, block), np.int32)  # gate activations, Q0.15
-            cidx = np.empty((u, block), np.int32)
+            cidx = np.empty((u, block), np.uint32)
             tc = np.empty((u, block), np.int32)  # tanh(cell)
             hbuf = np.empty((chunk, u, block), np.int8)
             for b in range(nbk):
@@ -235,7 +236,7 @@ if numba is not None:
                             px = _clamp(np.floor(a * xs + (xkn if a <= xthr else xkp)), -32768.0, 32767.0)
                             a = np.float64(ah[r, b]) + ho
                             ph = _clamp(np.floor(a * hs + (hkn if a <= hthr else hkp)), -32768.0, 32767.0)
-                            idx[r, b] = np.int32(_clamp(px + ph, -32768.0, 32767.0)) + off
+                            idx[r, b] = np.uint32(np.int32(_clamp(px + ph, -32768.0, 32767.0)) + off)
                 for r in range(g4):  # i, f, o = sigmoid16(pre); g = tanh16(pre) (or sigmoid)
                     for b in range(block):
                         act[r, b] = lut[idx[r, b]]
@@ -248,7 +249,7 @@ if numba is not None:
                                     -32768, 32767)
                         cc = _clamp(_clamp(cc + ig, -32768, 32767), -q_clip, q_clip)
                         c[j, b] = cc
-                        cidx[j, b] = cc + 32768
+                        cidx[j, b] = np.uint32(cc + 32768)
                 for j in range(u):
                     for b in range(block):
                         tc[j, b] = lut_tc[cidx[j, b]]
@@ -259,7 +260,7 @@ if numba is not None:
                                     h_min, h_max)
                         hu[j, b] = hv + 128
                         hbuf[tt, j, b] = hv
-                if tt == chunk - 1 or t == steps - 1:
+                if not last_only and (tt == chunk - 1 or t == steps - 1):
                     t0 = t - tt
                     for b in range(nbk):
                         for s in range(tt + 1):
@@ -268,6 +269,8 @@ if numba is not None:
             for b in range(nbk):
                 for j in range(u):
                     h_last[b0 + b, j] = hu[j, b] - 128
+                    if last_only:
+                        out[b0 + b, steps - 1, j] = hu[j, b] - 128
                     c_last[b0 + b, j] = c[j, b]
 
 

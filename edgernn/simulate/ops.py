@@ -240,6 +240,20 @@ class UnidirectionalSequenceLstm(Kernel):
                                    and max(self.mul_fc[1], self.mul_ig[1], self.mul_h[1]) <= 0)
         self.out_index = op.outputs[0]
         self.state_inputs = (op.inputs[18], op.inputs[19])
+        #: Set by :meth:`link` when the graph reads only the last step of the output sequence.
+        self.last_step_only = False
+
+    def link(self, kernels: list) -> None:
+        """Look at the graph's other kernels: when every reader of the output sequence is a
+        STRIDED_SLICE of its last time step (a Keras ``return_sequences=False`` layer), the
+        compiled loop writes that step only (the rest of the sequence stays zero, unless
+        ``run(capture=True)`` asks for every tensor)."""
+        steps = self.t_out().shape[0 if self.time_major else 1]
+        readers = [k for k in kernels if self.out_index in k.op.inputs]
+        self.last_step_only = bool(
+            readers and self.out_index not in self.sg.outputs
+            and all(isinstance(k, StridedSlice) and k.op.inputs[0] == self.out_index
+                    and k.time_steps_read(0 if self.time_major else 1, steps) == {steps - 1} for k in readers))
 
     def __call__(self, ins):
         xv, hv, cv = ins[0], ins[18], ins[19]
@@ -300,14 +314,15 @@ class UnidirectionalSequenceLstm(Kernel):
                 self.lut_tanh_cell.astype(np.int32),
                 np.array([_fast.requant_int_constants(*m) for m in (self.mul_fc, self.mul_ig, self.mul_h)], np.int64))
         wx4, x_off, mx, wh4, h_off, mh, lut, lut_off, lut_tc, m3 = self._packed
-        out = np.empty((nb, steps, u), np.int8)
+        out = np.zeros((nb, steps, u), np.int8)
         h_last = np.empty((nb, u), np.int64)
         c_last = np.empty((nb, u), np.int64)
         _fast.lstm_int8x8_16(
             np.ascontiguousarray(x, np.int8), wx4, x_off, mx, wh4, h_off, mh, lut, lut_off, lut_tc, m3,
             self.q_cell_clip if self.cell_clip > 0 else 32768, self.h_zp, self.h_min, self.h_max,
             np.ascontiguousarray(h, np.int64), np.ascontiguousarray(c, np.int64),
-            _fast.block_size(nb), 8, out, h_last, c_last)
+            _fast.block_size(nb), 8, self.last_step_only and self.sim._captured is None and not self.time_major,
+            out, h_last, c_last)
         self.h_last, self.c_last = h_last, c_last
         return out
 
@@ -476,6 +491,11 @@ class StridedSlice(Kernel):
                 e = min(max(e, 0), dim) if st > 0 else min(max(e, -1), dim - 1)
             idx.append(slice(b, e if e >= 0 else None, st))
         self.index = tuple(idx)
+
+    def time_steps_read(self, axis: int, steps: int) -> set[int]:
+        """The indices along ``axis`` (of length ``steps``) that this slice reads."""
+        i = self.index[axis] if axis < len(self.index) else slice(None)
+        return {i} if isinstance(i, int) else set(range(steps)[i])
 
     def __call__(self, ins):
         v = ins[0]
