@@ -1,11 +1,14 @@
-"""Simulator vs a per-sample TFLM loop on the headline model: LSTM(32) on BasicMotions (100 x 6).
+"""Simulator vs a per-sample TFLM loop on BasicMotions (100 x 6): the headline LSTM(32), whose
+int8 graph is one UNIDIRECTIONAL_SEQUENCE_LSTM op, and a GRU(16), which converts to a WHILE
+loop of elementwise ops (the simulator runs those op by op).
 
-Trains the model with ``edgernn.train``, converts it with ``edgernn.convert``, then times
+Trains each model with ``edgernn.train``, converts it with ``edgernn.convert``, then times
 ``tflite_micro.runtime`` called once per sample (``reset``, ``set_input``, ``invoke``,
-``get_output``) against ``Simulator.run`` on all samples at once, for each simulator engine.
+``get_output``) against ``Simulator.run`` on all samples at once, for each simulator engine
+(wall time, best of ``--repeat``; the compiled engine uses ``NUMBA_NUM_THREADS`` threads).
 Every timed run is also checked bit for bit against TFLM. Prints a Markdown table.
 
-    python bench/bench_simulator.py [--samples 40 200 1000] [--epochs 60] [--repeat 3]
+    python bench/bench_simulator.py [--samples 40 200 1000] [--models lstm gru] [--epochs 60] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def best_of(fn, repeat: int) -> tuple[np.ndarray, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, nargs="+", default=[40, 200, 1000])
+    ap.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["lstm", "gru"])
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--repeat", type=int, default=3, help="simulator runs per size (best is kept)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the data and models here")
@@ -58,20 +62,54 @@ def main(argv=None) -> int:
     return run(args, args.workdir)
 
 
+MODELS = {"lstm": ("LSTM(32)", 32), "gru": ("GRU(16)", 16)}
+
+
 def run(args, work: Path) -> int:
-    import edgernn
     from edgernn import datasets
-    from edgernn.simulate import Simulator, _fast
+    from edgernn.simulate import _fast
 
     train, test = datasets.write("basic_motions", work / "data")
-    keras_path, tfl_path = work / "lstm32.keras", work / "lstm32.tflite"
-    if not tfl_path.exists():
-        edgernn.train(train, cell="lstm", units=32, epochs=args.epochs, seed=0, output=keras_path, progress=False)
-        edgernn.convert(keras_path, calib=train, output=tfl_path)
     with np.load(test) as z:
         x_test = z["x"]
-
     engines = ["numpy"] + (["numba"] if _fast.numba is not None else [])
+    head = ["model", "samples", "TFLM loop s"] + [f"sim {e} s | speedup" for e in engines]
+    rows, notes = [], []
+    for cell in args.models:
+        name, units = MODELS[cell]
+        tfl_path = build(cell, units, train, work, args.epochs)
+        model_rows, note = bench_model(name, tfl_path, x_test, engines, args)
+        if model_rows is None:
+            return 1
+        rows += model_rows
+        notes.append(note)
+
+    threads = f"numba threads {_fast.numba.get_num_threads()}, " if _fast.numba is not None else ""
+    print(f"BasicMotions 100x6, int8; outputs identical to TFLM on every sample; {threads}{os.cpu_count()} CPUs.")
+    for note in notes:
+        print(note)
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * (len(head) + len(engines)))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    return 0
+
+
+def build(cell: str, units: int, train: Path, work: Path, epochs: int) -> Path:
+    """Train and convert once; later runs with the same ``--workdir`` reuse the model."""
+    import edgernn
+
+    stem = f"{cell}{units}"
+    keras_path, tfl_path = work / f"{stem}.keras", work / f"{stem}.tflite"
+    if not tfl_path.exists():
+        edgernn.train(train, cell=cell, units=units, epochs=epochs, seed=0, output=keras_path, progress=False)
+        edgernn.convert(keras_path, calib=train, output=tfl_path)
+    return tfl_path
+
+
+def bench_model(name: str, tfl_path: Path, x_test: np.ndarray, engines: list[str], args):
+    from edgernn.simulate import Simulator
+
     sims = {e: Simulator.from_file(tfl_path, engine=e) for e in engines}
     xq_all = sims["numpy"].quantize_input(x_test)
     compile_s = {}
@@ -79,30 +117,22 @@ def run(args, work: Path) -> int:
         t0 = time.perf_counter()
         sim.run(xq_all[:2])
         compile_s[e] = time.perf_counter() - t0
-
-    head = ["samples", "TFLM loop s"] + [f"sim {e} s | speedup" for e in engines]
+    ops = ", ".join(f"{op} x{n}" for op, n in sims["numpy"].model.op_counts.items())
+    note = (f"{name}: {tfl_path.stat().st_size} bytes ({ops}); first call (compile/warm-up) s: "
+            + ", ".join(f"{e} {s:.2f}" for e, s in compile_s.items()))
     rows = []
     for n in args.samples:
         xq = np.resize(xq_all, (n,) + xq_all.shape[1:])  # the test set repeated to n samples
         ref, t_tflm = tflm_loop(tfl_path, xq)
-        row = [str(n), f"{t_tflm:.3f}"]
+        row = [name, str(n), f"{t_tflm:.3f}"]
         for e, sim in sims.items():
             y, t_sim = best_of(lambda s=sim: s.run(xq), args.repeat)
             if not np.array_equal(y, ref):
-                print(f"MISMATCH: engine {e} differs from TFLM on {n} samples", file=sys.stderr)
-                return 1
-            row.append(f"{t_sim:.3f} | {t_tflm / t_sim:.1f}x")
+                print(f"MISMATCH: {name}, engine {e} differs from TFLM on {n} samples", file=sys.stderr)
+                return None, note
+            row.append(f"{t_sim:.4f} | {t_tflm / t_sim:.1f}x")
         rows.append(row)
-
-    threads = f", numba threads {_fast.numba.get_num_threads()}" if _fast.numba is not None else ""
-    print(f"LSTM(32) on BasicMotions 100x6, int8 ({tfl_path.stat().st_size} bytes); outputs identical to TFLM "
-          f"on every sample{threads}, {os.cpu_count()} CPUs. First-call (compile/warm-up) seconds: "
-          + ", ".join(f"{e} {s:.2f}" for e, s in compile_s.items()))
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * (len(head) + len(engines)))
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
-    return 0
+    return rows, note
 
 
 if __name__ == "__main__":

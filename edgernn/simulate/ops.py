@@ -246,8 +246,8 @@ class UnidirectionalSequenceLstm(Kernel):
     def link(self, kernels: list) -> None:
         """Look at the graph's other kernels: when every reader of the output sequence is a
         STRIDED_SLICE of its last time step (a Keras ``return_sequences=False`` layer), the
-        compiled loop writes that step only (the rest of the sequence stays zero, unless
-        ``run(capture=True)`` asks for every tensor)."""
+        compiled loop writes that step only (the rest of the sequence is left unwritten,
+        unless ``run(capture=True)`` asks for every tensor)."""
         steps = self.t_out().shape[0 if self.time_major else 1]
         readers = [k for k in kernels if self.out_index in k.op.inputs]
         self.last_step_only = bool(
@@ -309,20 +309,21 @@ class UnidirectionalSequenceLstm(Kernel):
                 per_gate(self.mx_mult, self.mx_shift),
                 _fast.pack4(self.wh), -(128 + self.h_zp) * self.wh.sum(1).astype(np.float64),
                 per_gate(self.mh_mult, self.mh_shift),
-                np.concatenate([self.lut_sigmoid, self.lut_cell_act]).astype(np.int32),
+                np.concatenate([self.lut_sigmoid, self.lut_cell_act]).astype(np.int16),
                 np.array([32768, 32768, 65536 + 32768, 32768], np.int32),  # gate order i, f, c, o
-                self.lut_tanh_cell.astype(np.int32),
+                self.lut_tanh_cell.astype(np.int16),
                 np.array([_fast.requant_int_constants(*m) for m in (self.mul_fc, self.mul_ig, self.mul_h)], np.int64))
         wx4, x_off, mx, wh4, h_off, mh, lut, lut_off, lut_tc, m3 = self._packed
-        out = np.zeros((nb, steps, u), np.int8)
+        last_only = self.last_step_only and self.sim._captured is None and not self.time_major
+        # With last_only the earlier steps are never read (not even zeroed: no page is touched).
+        out = (np.empty if last_only else np.zeros)((nb, steps, u), np.int8)
         h_last = np.empty((nb, u), np.int64)
         c_last = np.empty((nb, u), np.int64)
         _fast.lstm_int8x8_16(
             np.ascontiguousarray(x, np.int8), wx4, x_off, mx, wh4, h_off, mh, lut, lut_off, lut_tc, m3,
             self.q_cell_clip if self.cell_clip > 0 else 32768, self.h_zp, self.h_min, self.h_max,
             np.ascontiguousarray(h, np.int64), np.ascontiguousarray(c, np.int64),
-            _fast.block_size(nb), 8, self.last_step_only and self.sim._captured is None and not self.time_major,
-            out, h_last, c_last)
+            _fast.block_size(nb), 8, last_only, out, h_last, c_last)
         self.h_last, self.c_last = h_last, c_last
         return out
 
