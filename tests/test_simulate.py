@@ -81,7 +81,8 @@ def test_while_loop_graphs_equal_tflm(zoo, spec):
     path = zoo.tflite(spec)
     _, test = zoo.data("digits")
     x, _ = load_npz(test)
-    sim, _ = assert_exact(path, x, "numpy")
+    for engine in ENGINES:  # the numba engine runs FULLY_CONNECTED compiled
+        sim, _ = assert_exact(path, x, engine)
     assert "WHILE" in sim.model.op_counts
 
 

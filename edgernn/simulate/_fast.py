@@ -60,6 +60,8 @@ FLOAT_EXACT = float(1 << 51)
 #: Tests set this to compile :func:`_dot4_u8s8` as portable vector code even on a CPU with
 #: AVX-512 VNNI (it is read when a function using it compiles).
 FORCE_PORTABLE_DOT = False
+#: float32 sums of integer products are exact below this.
+FLOAT32_EXACT = 1 << 24
 
 
 def requant_constants(mult: int, shift: int) -> tuple[float, float, float, float]:
@@ -273,6 +275,29 @@ if numba is not None:
                         out[b0 + b, steps - 1, j] = hu[j, b] - 128
                     c_last[b0 + b, j] = c[j, b]
 
+
+    @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+    def fully_connected_int8(x, x_zp, wt, bias, rq, y_zp, lo, hi, out):
+        """int8 FULLY_CONNECTED: ``out (N, O) = clamp(MBQM(sum_k wt[k, o] (x[n, k] - x_zp) + bias[o]) + y_zp)``.
+
+        ``wt`` (K, O) float32: the weights minus their zero point, transposed; ``bias`` (O,)
+        float64; ``rq`` (4, O): :func:`requant_constants` per output channel. Sums in float32
+        are exact while ``sum_k |w[o, k]| * 255 < 2^24`` (the caller checks it, with the
+        requantization bound).
+        """
+        n, k = x.shape
+        o = wt.shape[1]
+        acc = np.empty(o, np.float32)
+        for i in range(n):
+            acc[:] = 0.0
+            for j in range(k):
+                xj = np.float32(x[i, j] - x_zp)
+                for r in range(o):
+                    acc[r] += wt[j, r] * xj
+            for r in range(o):
+                a = np.float64(acc[r]) + bias[r]
+                y = np.floor(a * rq[0, r] + (rq[3, r] if a <= rq[1, r] else rq[2, r])) + y_zp
+                out[i, r] = np.int8(_clamp(y, lo, hi))
 
 def pack4(w: np.ndarray) -> np.ndarray:
     """int8 weights (R, K) -> int32 (R, ceil(K/4)), four consecutive weights to an int32

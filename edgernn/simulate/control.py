@@ -30,6 +30,26 @@ class _Binary(Kernel):
             self.lo, self.hi = fp.INT32_MIN, fp.INT32_MAX
         else:
             self.lo, self.hi = activation_range(_act(self), self.ty)
+        self.table = None
+
+    def tabulate(self) -> None:
+        """Int8 x int8 -> int8: the result depends on the pair of inputs only, so compute
+        :meth:`int8` once for all 65,536 pairs; a call is then one table lookup."""
+        if self.dtype == "int8" and self.t1.dtype == "int8" and self.t2.dtype == "int8":
+            v = np.arange(-128, 128, dtype=np.int64)
+            self.table = self.int8(v[:, None], v[None, :]).astype(np.int8).reshape(-1)
+
+    def int8(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, ins):
+        (a, b), batched = _align(ins[:2])
+        if self.table is not None:  # index (a + 128) * 256 + (b + 128)
+            return [Val(self.table[(a.astype(np.intp) << 8) + b.astype(np.intp) + 32896], batched)]
+        a, b = a.astype(np.int64), b.astype(np.int64)
+        if self.dtype == "int32":
+            return [Val(np.clip(fp.wrap_int32(self.int32(a, b)), self.lo, self.hi).astype(np.int32), batched)]
+        return [Val(self.int8(a, b), batched)]
 
 
 @kernel("ADD", "SUB")
@@ -38,7 +58,8 @@ class AddSub(_Binary):
 
     Int8: both inputs shifted left by 20 bits, each scaled by its scale over twice the larger
     input scale, summed (or subtracted) and requantized to the output scale, plus zero point,
-    clamped to the fused activation. Int32 (loop counters): wrapping add/sub.
+    clamped to the fused activation (tabulated over all input pairs, see :meth:`tabulate`).
+    Int32 (loop counters): wrapping add/sub.
     """
 
     def __init__(self, sim, sg, op):
@@ -52,17 +73,16 @@ class AddSub(_Binary):
             self.m2 = fp.quantize_multiplier(s2 / twice_max)
             self.mo = fp.quantize_multiplier(twice_max / ((1 << self.left_shift) * so))
             self.off1, self.off2, self.off_out = -zp_of(self.t1), -zp_of(self.t2), zp_of(self.ty)
+        self.tabulate()
 
-    def __call__(self, ins):
-        (a, b), batched = _align(ins[:2])
-        a, b = a.astype(np.int64), b.astype(np.int64)
-        if self.dtype == "int32":
-            y = fp.wrap_int32(a + self.sign * b)
-            return [Val(np.clip(y, self.lo, self.hi).astype(np.int32), batched)]
+    def int32(self, a, b):
+        return a + self.sign * b
+
+    def int8(self, a, b):
         sa = fp.multiply_by_quantized_multiplier_fast((a + self.off1) << self.left_shift, *self.m1)
         sb = fp.multiply_by_quantized_multiplier_fast((b + self.off2) << self.left_shift, *self.m2)
         y = fp.multiply_by_quantized_multiplier_fast(sa + self.sign * sb, *self.mo) + self.off_out
-        return [Val(np.clip(y, self.lo, self.hi).astype(np.int8), batched)]
+        return np.clip(y, self.lo, self.hi).astype(np.int8)
 
 
 @kernel("MUL")
@@ -76,14 +96,14 @@ class Mul(_Binary):
             s1, s2, so = (float(np.float32(scale_of(t))) for t in (self.t1, self.t2, self.ty))
             self.m = fp.quantize_multiplier(s1 * s2 / so)
             self.off1, self.off2, self.off_out = -zp_of(self.t1), -zp_of(self.t2), zp_of(self.ty)
+        self.tabulate()
 
-    def __call__(self, ins):
-        (a, b), batched = _align(ins[:2])
-        a, b = a.astype(np.int64), b.astype(np.int64)
-        if self.dtype == "int32":
-            return [Val(np.clip(fp.wrap_int32(a * b), self.lo, self.hi).astype(np.int32), batched)]
+    def int32(self, a, b):
+        return a * b
+
+    def int8(self, a, b):
         y = fp.multiply_by_quantized_multiplier_fast((a + self.off1) * (b + self.off2), *self.m) + self.off_out
-        return [Val(np.clip(y, self.lo, self.hi).astype(np.int8), batched)]
+        return np.clip(y, self.lo, self.hi).astype(np.int8)
 
 
 class _GemmlowpActivation(Kernel):

@@ -390,10 +390,37 @@ class FullyConnected(Kernel):
         self.x_zp, self.y_zp = zp_of(x_t), zp_of(y_t)
         self.lo, self.hi = activation_range(int(self.opts.fusedActivationFunction), y_t)
         self.out_shape = y_t.shape
+        self._compiled = self._compiled_args()
+
+    def _compiled_args(self):
+        """Arguments of :func:`._fast.fully_connected_int8`, or None when its float sums or its
+        requantization could round (then the numpy kernel runs)."""
+        from . import _fast
+
+        if _fast.numba is None:
+            return None
+        w = self.w - self.w_zp
+        mult = np.broadcast_to(self.mult, (w.shape[0],))
+        shift = np.broadcast_to(self.shift, (w.shape[0],))
+        w_sum = np.abs(w).sum(1) * 255
+        acc = (w_sum + (np.abs(self.bias) if self.bias is not None else 0)) << np.maximum(shift, 0)
+        if w_sum.max() >= _fast.FLOAT32_EXACT or acc.max() >= (1 << 31) or (acc * mult).max() >= _fast.FLOAT_EXACT:
+            return None
+        bias = self.bias if self.bias is not None else np.zeros(w.shape[0], np.int64)
+        rq = np.array([_fast.requant_constants(int(m), int(s)) for m, s in zip(mult, shift)]).T.copy()
+        return (self.x_zp, np.ascontiguousarray(w.T, np.float32), bias.astype(np.float64), rq, float(self.y_zp),
+                float(self.lo), float(self.hi))
 
     def __call__(self, ins):
         v = ins[0]
         k = self.w.shape[1]
+        if self._compiled is not None and self.sim.engine == "numba":
+            from . import _fast
+
+            x = np.ascontiguousarray(v.a.reshape(-1, k), np.int8)
+            y = np.empty((x.shape[0], self.w.shape[0]), np.int8)
+            _fast.fully_connected_int8(x, *self._compiled, y)
+            return [Val(y.reshape(_out_shape(v, self.out_shape)), v.batched)]
         x = v.a.reshape(-1, k).astype(np.int64) - self.x_zp
         acc = int_matmul(x, (self.w - self.w_zp).T, k * 255 * 255 + 1)
         if self.bias is not None:
