@@ -287,17 +287,23 @@ if numba is not None:
         """
         n, k = x.shape
         o = wt.shape[1]
-        acc = np.empty(o, np.float32)
+        xd = np.empty((n, k), np.float32)
         for i in range(n):
-            acc[:] = 0.0
             for j in range(k):
-                xj = np.float32(x[i, j] - x_zp)
-                for r in range(o):
-                    acc[r] += wt[j, r] * xj
+                xd[i, j] = x[i, j] - x_zp
+        acc = np.dot(xd, wt)  # BLAS: exact, every partial sum is an integer below 2^24
+        for i in range(n):
             for r in range(o):
-                a = np.float64(acc[r]) + bias[r]
+                a = np.float64(acc[i, r]) + bias[r]
                 y = np.floor(a * rq[0, r] + (rq[3, r] if a <= rq[1, r] else rq[2, r])) + y_zp
                 out[i, r] = np.int8(_clamp(y, lo, hi))
+
+    @njit(cache=True, nogil=True)
+    def pair_table_lookup(table, a, b, out):
+        """``out[i] = table[(a[i] + 128) * 256 + b[i] + 128]`` for int8 ``a``, ``b`` (1-D, same length)."""
+        for i in range(a.shape[0]):
+            out[i] = table[np.uint32(((np.int32(a[i]) + 128) << 8) | (np.int32(b[i]) + 128))]
+
 
 def pack4(w: np.ndarray) -> np.ndarray:
     """int8 weights (R, K) -> int32 (R, ceil(K/4)), four consecutive weights to an int32

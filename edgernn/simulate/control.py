@@ -45,6 +45,13 @@ class _Binary(Kernel):
     def __call__(self, ins):
         (a, b), batched = _align(ins[:2])
         if self.table is not None:  # index (a + 128) * 256 + (b + 128)
+            if self.sim.engine == "numba" and a.shape == b.shape:
+                from . import _fast
+
+                y = np.empty(a.shape, np.int8)
+                _fast.pair_table_lookup(self.table, np.ascontiguousarray(a).reshape(-1),
+                                        np.ascontiguousarray(b).reshape(-1), y.reshape(-1))
+                return [Val(y, batched)]
             return [Val(self.table[(a.astype(np.intp) << 8) + b.astype(np.intp) + 32896], batched)]
         a, b = a.astype(np.int64), b.astype(np.int64)
         if self.dtype == "int32":
