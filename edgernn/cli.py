@@ -151,7 +151,7 @@ def qat(model, data, output, epochs, learning_rate, seed, calib, val):
     click.echo(f"  kept epoch {res.kept_epoch} ({what}): int8 {res.selection_metric} {res.kept_score:.4f} "
                f"on the {res.selection} (epoch 0: {res.selection_scores[0]:.4f})")
     for k, v in res.int8_sim_metrics.items():
-        click.echo(f"  fake-quantized {k}: {v:.4f}")
+        click.echo(f"  fake-quantized {k} on --data: {v:.4f}")
 
 
 @main.command()

@@ -332,3 +332,21 @@ def test_qat_not_worse_than_ptq_on_basic_motions(zoo, spec, tmp_path):
     assert res.kept_score >= _int8_acc(ptq_tflite, xtr, ytr) == res.selection_scores[0]
     assert res.kept_score == _int8_acc(qat_tflite, xtr, ytr)
     assert _int8_acc(qat_tflite, x, y) >= ptq - 0.005, (float_acc, ptq, res.selection_scores)
+
+
+@pytest.mark.slow
+def test_cli_qat_scores_epochs_on_val(zoo, tmp_path):
+    """``edgernn qat --val``: epochs are scored on the validation file, the kept epoch printed."""
+    from click.testing import CliRunner
+
+    from edgernn.cli import main
+
+    spec = Spec(cell="rnn", dataset="digits", units=16, epochs=20)
+    train, test = zoo.data("digits")
+    x, y = load_npz(test)
+    np.savez(tmp_path / "val.npz", x=x[:100], y=y[:100])
+    r = CliRunner().invoke(main, ["qat", str(zoo.keras(spec)), "--data", str(train), "--val", str(tmp_path / "val.npz"),
+                                  "--epochs", "1", "-o", str(tmp_path / "q.keras")])
+    assert r.exit_code == 0, r.output
+    assert "on the validation data" in r.output and "kept epoch" in r.output
+    assert (tmp_path / "q.keras").exists()
