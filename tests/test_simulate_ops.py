@@ -241,3 +241,30 @@ def test_compiled_int8_dot_products_are_exact(monkeypatch, portable):
         assert np.array_equal(out, want)
     if portable:
         assert "vpdpbusd" not in "".join(fc.inspect_asm().values())
+
+
+def test_folded_requantization_constants_equal_the_integer_reference():
+    """The compiled kernels' one-step MultiplyByQuantizedMultiplier (both roundings folded into
+    one floor) == the int32 reference, ties and negative values included, in its float64 form
+    (inputs within its exactness bound) and its int64 form (right shifts only)."""
+    from edgernn.simulate import _fast
+
+    rng = np.random.default_rng(5)
+    cases = []
+    for _ in range(40):
+        m, shift = int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(-31, 4))
+        lim = int(_fast.FLOAT_EXACT) // (m << max(shift, 0))
+        x = np.concatenate([rng.integers(-lim, lim, size=20000), [0, 1, -1, 2, -2, lim - 1, -lim + 1]])
+        cases.append((x, m, shift))
+    # multiplier 2^30 (the LSTM cell's): a dense range holds every SRDHM and RDBPOT tie
+    cases += [(np.arange(-70000, 70000), 1 << 30, shift) for shift in range(-16, 1)]
+    for x, m, shift in cases:
+        want = fp.multiply_by_quantized_multiplier(x, m, shift)
+        scale, thr, k_pos, k_neg = _fast.requant_constants(m, shift)
+        xf = x.astype(np.float64)
+        assert np.array_equal(np.floor(xf * scale + np.where(xf <= thr, k_neg, k_pos)), want), (m, shift)
+        if shift <= 0:
+            mult, c, d, s = _fast.requant_int_constants(m, shift)
+            p = x * mult
+            assert np.array_equal((p + c - np.where(p < -(1 << 30), d, 0)) >> s, want), (m, shift)
+    assert _fast.requant_constants(1 << 30, 0)[3] == _fast.requant_constants(1 << 30, 0)[2]  # no shift, no sign step

@@ -1,7 +1,9 @@
-"""Compiled (numba) twin of the integer LSTM time loop; used when numba is installed.
+"""Compiled (numba) kernels of the simulator's "numba" engine: the integer LSTM time loop,
+FULLY_CONNECTED and the int8 pair-table lookups (ADD, SUB, MUL); used when numba is installed.
 
-Same arithmetic as :meth:`edgernn.simulate.ops.UnidirectionalSequenceLstm.run_numpy` (the
-numpy reference, which mirrors TFLM), laid out for the CPU's vector units: samples run in
+The LSTM loop does the arithmetic of
+:meth:`edgernn.simulate.ops.UnidirectionalSequenceLstm.run_numpy` (the numpy reference, which
+mirrors TFLM), laid out for the CPU's vector units: samples run in
 blocks of ``block`` (one block per parallel iteration, on ``NUMBA_NUM_THREADS`` threads), and
 inside a block every array is gate-major with the samples along the contiguous axis, so each
 elementwise step (requantization, clamps, the cell update) is one vector loop over samples
@@ -9,6 +11,10 @@ with the gate's constants held in registers. The two fully connected layers of a
 int8 dot products summed in int32 (:func:`_dot4_u8s8`: the ``vpdpbusd`` instruction on CPUs
 with AVX-512 VNNI, portable vector code elsewhere); the table lookups get loops of their own
 (gathers are slow or unavailable, and would keep the arithmetic loops from vectorizing).
+
+Where the time goes (perf, headline LSTM(32), one thread, Xeon with AVX-512 VNNI): the
+gate-input requantization loop ~36 %, the table lookups ~27 %, the dot products ~17 %, the
+cell update ~16 %: about 190 ns per sample and time step.
 
 Requantization (TFLM's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul,
 then RoundingDivideByPOT) is computed in one step with both roundings folded in:
