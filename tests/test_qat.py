@@ -310,11 +310,12 @@ def test_keep_best_prefers_the_earlier_epoch_on_a_tie_and_refuses_bad_selection_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", [pytest.param(Spec(), id="lstm32-fused"),
-                                  pytest.param(Spec(cell="gru", layers=2), id="gru32x2-while")])
+@pytest.mark.parametrize("spec", [pytest.param(Spec(units=16), id="lstm16-fused"),
+                                  pytest.param(Spec(cell="gru", units=16), id="gru16-while")])
 def test_qat_not_worse_than_ptq_on_basic_motions(zoo, spec, tmp_path):
-    """BasicMotions (aeon, 40 test recordings: one is 2.5 points), the session's LSTM(32) and
-    GRU(32) x 2, PTQ within 2 points of float: QAT with its defaults (selection on the training
+    """BasicMotions (aeon, 40 test recordings: one is 2.5 points), LSTM(16) and GRU(16) as
+    bench_qat.py trains them, PTQ within 2 points of float (issue 8: before keep-best, QAT lost
+    5 points on the LSTM, 2.5 on the GRU). QAT with its defaults (selection on the training
     data) is never more than 0.5 points below PTQ on the test split, TFLM runtime; and the kept
     epoch's int8 training accuracy is at least PTQ's (the keep-best guarantee, bit-exact)."""
     import edgernn
