@@ -351,3 +351,20 @@ def test_cli_qat_scores_epochs_on_val(zoo, tmp_path):
     assert r.exit_code == 0, r.output
     assert "on the validation data" in r.output and "kept epoch" in r.output
     assert (tmp_path / "q.keras").exists()
+
+
+@pytest.mark.slow
+def test_keep_best_scores_a_regressor_by_int8_mse(tmp_path):
+    """A regressor is scored by its int8 MSE, lower is better: a learning rate that wrecks it
+    (MSE up a hundredfold and more) keeps epoch 0."""
+    import edgernn
+    from edgernn.data import Dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 12, 3)).astype(np.float32)
+    y = (x[:, :, 0].mean(1) + 0.5 * x[:, -1, 1]).astype(np.float32)
+    path = tmp_path / "reg.keras"
+    edgernn.train(Dataset("synthetic", x, y), cell="gru", units=8, epochs=5, progress=False, output=path)
+    wrecked = qat.qat_finetune(path, (x, y), epochs=2, learning_rate=5.0)
+    assert wrecked.selection_metric == "mse" and wrecked.kept_epoch == 0
+    assert all(s > wrecked.selection_scores[0] for s in wrecked.selection_scores[1:])
