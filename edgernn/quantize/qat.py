@@ -3,8 +3,9 @@
 ``qat_finetune(model, data, epochs=..., output=...)`` takes a trained float model, rebuilds
 it as a ``tf_keras`` model in which every tensor the int8 kernels quantize is fake-quantized,
 fine-tunes it with straight-through gradients, and writes a normal float Keras model whose
-weights lie exactly on their int8 grid. ``edgernn convert`` then quantizes it with no weight
-rounding error left, and with activation ranges equal to the ones the model was trained with.
+weights lie exactly on their int8 grid (or, when no epoch beats it, the given model unchanged:
+see keep-best below). ``edgernn convert`` then quantizes it with no weight rounding error
+left, and with activation ranges equal to the ones the model was trained with.
 
 Keep-best: QAT cannot make a working model worse
 ------------------------------------------------
@@ -19,10 +20,11 @@ Scoring the fake-quantized graph instead (``select_with="fake-quant"``) skips a 
 per epoch (about 8 s for the fused LSTM, under 1 s for the WHILE graphs) but is not bit-exact.
 Top-1 agreement with TFLM measured on the bench models' training sets: fused LSTM 100 %
 (BasicMotions) and 99.9 % (digits); GRU and SimpleRNN WHILE graphs 99.6-100 %, but the 64-step
-relu SimpleRNN 90 % (rounding differences add up over 64 steps of an unbounded state). On 40 BasicMotions recordings one disagreement is 2.5 points, enough to
-keep an epoch that real int8 scores below PTQ. The guarantee holds on the selection set only: scoring on the
-training data cannot see overfitting, so the default learning rate (1e-4, a 30th of the
-trainer's) keeps fine-tuning close to the converged model, and a validation set is better.
+relu SimpleRNN 90 % (rounding differences add up over 64 steps of an unbounded state). On 40
+BasicMotions recordings one disagreement is 2.5 points, enough to keep an epoch that real int8
+scores below PTQ. The guarantee holds on the selection set only: scoring on the training data
+cannot see overfitting, so the default learning rate (1e-4, a 30th of the trainer's) keeps
+fine-tuning close to the converged model, and a validation set is better.
 
 What is fake-quantized, and why there
 -------------------------------------
