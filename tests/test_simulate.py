@@ -81,8 +81,10 @@ def test_while_loop_graphs_equal_tflm(zoo, spec):
     path = zoo.tflite(spec)
     _, test = zoo.data("digits")
     x, _ = load_npz(test)
-    for engine in ENGINES:  # the numba engine runs FULLY_CONNECTED compiled
+    for engine in ENGINES:  # the numba engine runs each WHILE loop as one compiled kernel
         sim, _ = assert_exact(path, x, engine)
+        loops = [k for g in sim.graphs for k in g.kernels if k.op.opcode == "WHILE"]
+        assert loops and all((getattr(k, "compiled", None) is not None) == (engine == "numba") for k in loops)
     assert "WHILE" in sim.model.op_counts
 
 
@@ -219,5 +221,9 @@ def test_sequence_buffers_fill_and_dynamic_update_slice(tmp_path, topology):
     tflm = TFLMRunner(path.read_bytes())
     xq = tflm.quantize_input(x)
     want = tflm.run(xq)
-    got = Simulator.from_file(path).run(xq)
-    np.testing.assert_array_equal(got.reshape(want.shape), want)
+    for engine in ENGINES:
+        sim = Simulator.from_file(path, engine=engine)
+        got = sim.run(xq)
+        np.testing.assert_array_equal(got.reshape(want.shape), want)
+        if engine == "numba":  # sequence outputs and backward directions run compiled too
+            assert all(k.compiled is not None for g in sim.graphs for k in g.kernels if k.op.opcode == "WHILE")

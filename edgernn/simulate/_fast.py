@@ -87,7 +87,8 @@ def requant_constants(mult: int, shift: int) -> tuple[float, float, float, float
 
 def requant_int_constants(mult: int, shift: int) -> tuple[int, int, int, int]:
     """``(mult, c, d, total_shift)`` so that, for ``|x| < 2^31`` and ``shift <= 0``,
-    ``MultiplyByQuantizedMultiplier(x, mult, shift) == (x * mult + c - (d if x * mult < -2^30 else 0)) >> total_shift``."""
+    ``MultiplyByQuantizedMultiplier(x, mult, shift)
+    == (x * mult + c - (d if x * mult < -2^30 else 0)) >> total_shift``."""
     if shift > 0:
         raise ValueError("left shifts are not folded into the integer form")
     right = -shift
@@ -264,8 +265,8 @@ if numba is not None:
                 # h = int8(tanh(c) * o), requantized to the hidden state's scale and zero point
                 for j in range(u):
                     for b in range(block):
-                        hv = _clamp(h_zp + _rq_int(tc[j, b] * act[3 * u + j, b], m3[2, 0], m3[2, 1], m3[2, 2], m3[2, 3]),
-                                    h_min, h_max)
+                        hv = _clamp(h_zp + _rq_int(tc[j, b] * act[3 * u + j, b], m3[2, 0], m3[2, 1], m3[2, 2],
+                                                   m3[2, 3]), h_min, h_max)
                         hu[j, b] = hv + 128
                         hbuf[tt, j, b] = hv
                 if not last_only and (tt == chunk - 1 or t == steps - 1):
@@ -327,3 +328,85 @@ def block_size(n: int) -> int:
     threads = numba.get_num_threads() if numba is not None else 1
     per_thread = -(-n // max(threads, 1))
     return int(min(128, max(16, -(-per_thread // 16) * 16)))
+
+
+if numba is not None:
+    @njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
+    def run_loop(x, xt_slot, t_x, state0, state_in, state_out, const_vals, const_slots, instr,
+                 fc_w, fc_woff, fc_boff, fc_bias, fc_rq, fc_scal, tab2, tab1, seq, seq_slot, t_seq,
+                 n_slots, width, block, final):
+        """A WHILE loop whose body is a straight-line int8 program over per-sample vectors
+        (built by :class:`edgernn.simulate.loop.CompiledLoop`), run for ``len(t_x)`` steps.
+
+        Each step reads ``x[:, t_x[k]]`` into slot ``xt_slot`` (when >= 0), runs ``instr``
+        (rows: kind, in1, in2, out, parameter, width; kind 0 FULLY_CONNECTED, 1 int8 x int8
+        table, 2 int8 table), writes slot ``seq_slot`` into ``seq[:, t_seq[k]]`` (when >= 0)
+        and copies the ``state_out`` slots into the ``state_in`` slots. ``final`` receives
+        the states after the last step.
+        """
+        nb = x.shape[0]
+        n_state = state_in.shape[0]
+        nblk = (nb + block - 1) // block
+        for blk in numba.prange(nblk):
+            b0 = blk * block
+            nbk = min(block, nb - b0)
+            v = np.zeros((n_slots, width, block), np.int32)  # [slot, element, sample]
+            acc = np.empty(block, np.float32)  # exact: the FC kernels' bound (sums below 2^24)
+            xf = np.empty((width, block), np.float32)  # FULLY_CONNECTED input minus its zero point
+            for s in range(const_slots.shape[0]):
+                for j in range(width):
+                    for b in range(block):
+                        v[const_slots[s], j, b] = const_vals[s, j]
+            for s in range(n_state):
+                for b in range(nbk):
+                    for j in range(width):
+                        v[state_in[s], j, b] = state0[s, b0 + b, j]
+            for k in range(t_x.shape[0]):
+                if xt_slot >= 0:
+                    for b in range(nbk):
+                        for j in range(x.shape[2]):
+                            v[xt_slot, j, b] = x[b0 + b, t_x[k], j]
+                for ins in range(instr.shape[0]):
+                    kind, i1, i2, o, p, w = (instr[ins, 0], instr[ins, 1], instr[ins, 2], instr[ins, 3],
+                                             instr[ins, 4], instr[ins, 5])
+                    if kind == 0:  # FULLY_CONNECTED, as fully_connected_int8 (weights (K, O) flat)
+                        kk = np.int64(fc_scal[p, 4])
+                        wo, bo = fc_woff[p], fc_boff[p]
+                        x_zp, y_zp, lo, hi = fc_scal[p, 0], fc_scal[p, 1], fc_scal[p, 2], fc_scal[p, 3]
+                        for j in range(kk):
+                            for b in range(block):
+                                xf[j, b] = v[i1, j, b] - x_zp
+                        for r in range(w):
+                            for b in range(block):
+                                acc[b] = 0.0
+                            for j in range(kk):
+                                wv = fc_w[wo + j * w + r]
+                                for b in range(block):
+                                    acc[b] += wv * xf[j, b]
+                            sc, thr, kp, kn = fc_rq[0, bo + r], fc_rq[1, bo + r], fc_rq[2, bo + r], fc_rq[3, bo + r]
+                            br = fc_bias[bo + r]
+                            for b in range(block):
+                                a = np.float64(acc[b]) + br
+                                y = np.floor(a * sc + (kn if a <= thr else kp)) + y_zp
+                                v[o, r, b] = np.int32(_clamp(y, lo, hi))
+                    elif kind == 1:
+                        for j in range(w):
+                            for b in range(block):
+                                v[o, j, b] = tab2[p, np.uint32(((v[i1, j, b] + 128) << 8) | (v[i2, j, b] + 128))]
+                    else:
+                        for j in range(w):
+                            for b in range(block):
+                                v[o, j, b] = tab1[p, np.uint32(v[i1, j, b] + 128)]
+                if seq_slot >= 0:
+                    for b in range(nbk):
+                        for j in range(seq.shape[2]):
+                            seq[b0 + b, t_seq[k], j] = v[seq_slot, j, b]
+                for s in range(n_state):
+                    if state_out[s] != state_in[s]:
+                        for j in range(width):
+                            for b in range(block):
+                                v[state_in[s], j, b] = v[state_out[s], j, b]
+            for s in range(n_state):
+                for b in range(nbk):
+                    for j in range(width):
+                        final[s, b0 + b, j] = v[state_in[s], j, b]

@@ -291,8 +291,17 @@ class While(Kernel):
         self.body = int(self.opts.bodySubgraphIndex)
 
     def __call__(self, ins):
+        from .loop import CompiledLoop, Unsupported
         from .simulator import MAX_WHILE_ITERATIONS
 
+        if self.sim.engine == "numba":  # edgernn's recurrent loops: one compiled kernel
+            if not hasattr(self, "compiled"):
+                self.compiled = CompiledLoop.build(self)
+            if self.compiled is not None:
+                try:
+                    return self.compiled(ins)
+                except Unsupported:
+                    pass
         vals = list(ins)
         for _ in range(MAX_WHILE_ITERATIONS):
             c = self.sim.run_subgraph(self.cond, vals)[0]
