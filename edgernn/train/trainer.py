@@ -128,8 +128,9 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
     """Train a model on ``data`` (.npz path or :class:`Dataset`) and save it to ``output``.
 
     ``qat``: after float training, fine-tune ``qat_epochs`` epochs with int8 fake quantization
-    (:func:`edgernn.quantize.qat.qat_finetune` on the training split); the saved model is the
-    QAT one (float, weights on their int8 grid).
+    (:func:`edgernn.quantize.qat.qat_finetune` on the training split, keeping the epoch whose
+    int8 model scores best on the validation split, the trained model itself included); the
+    saved model is the QAT one.
     """
     import keras
 
@@ -179,6 +180,7 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
     if qat:
         from ..quantize.qat import qat_finetune
         qat_result = qat_finetune(model, Dataset(ds.path, xt, yt), epochs=qat_epochs, seed=seed,
+                                  val=Dataset(ds.path, *val) if val is not None else None,
                                   batch_size=batch_size, clipnorm=clipnorm)
         model = qat_result.model
         model.compile(loss="sparse_categorical_crossentropy" if task == "classification" else "mse",
