@@ -438,7 +438,8 @@ class Softmax(Kernel):
     Per row: ``diff = x - max(x)``; entries with ``diff >= diff_min`` get
     ``exp_on_negative_values`` of ``diff`` rescaled to Q5.26 (beta and the input scale folded
     into one multiplier), summed in Q12.19; the sum's reciprocal (``GetReciprocal``) scales
-    each exp to the output (Q0.8 then - 128). Exact (0 LSB).
+    each exp to the output (Q0.8 then - 128). The steps before the row sum depend on the
+    difference (256 possible values) only and are tabulated. Exact (0 LSB).
     """
 
     def __init__(self, sim, sg, op):
@@ -453,17 +454,21 @@ class Softmax(Kernel):
                    float((1 << 31) - 1))
         self.mult, self.left_shift = fp.quantize_multiplier(real)
         self.diff_min = -fp.calculate_input_radius(scaled_diff_integer_bits, self.left_shift)
+        # Everything before the row sum depends on diff = x - max(x) in [-255, 0] only: tabulate.
+        diff = -np.arange(256, dtype=np.int64)
+        self.ok = diff >= self.diff_min
+        scaled = fp.multiply_by_quantized_multiplier_greater_than_one(diff, self.mult, self.left_shift)
+        self.exp = fp.exp_on_negative_values(scaled, scaled_diff_integer_bits)
+        self.acc_bits = 12
+        self.exp_acc = np.where(self.ok, fp.saturating_rounding_multiply_by_pot(self.exp, -self.acc_bits), 0)
 
     def __call__(self, ins):
         v = ins[0]
         x = v.a.astype(np.int64)
-        diff = x - x.max(axis=-1, keepdims=True)
-        ok = diff >= self.diff_min
-        scaled = fp.multiply_by_quantized_multiplier_greater_than_one(diff, self.mult, self.left_shift)
-        e = fp.exp_on_negative_values(scaled, 5)
-        acc_bits = 12
-        summed = np.where(ok, fp.saturating_rounding_multiply_by_pot(e, -acc_bits), 0).sum(axis=-1, keepdims=True)
-        shifted_scale, num_bits_over_unit = fp.get_reciprocal(fp.wrap_int32(summed), acc_bits)
+        d = x.max(axis=-1, keepdims=True) - x  # -diff, an index into the tables
+        ok, e = self.ok[d], self.exp[d]
+        summed = self.exp_acc[d].sum(axis=-1, keepdims=True)
+        shifted_scale, num_bits_over_unit = fp.get_reciprocal(fp.wrap_int32(summed), self.acc_bits)
         exponent = num_bits_over_unit + 31 - 8
         unsat = fp.rounding_divide_by_pot(fp.saturating_rounding_doubling_high_mul(shifted_scale, e), exponent)
         y = np.where(ok, np.clip(unsat - 128, -128, 127), -128).astype(np.int8)
