@@ -223,10 +223,10 @@ def test_compiled_int8_dot_products_are_exact(monkeypatch, portable):
     monkeypatch.setattr(_fast, "FORCE_PORTABLE_DOT", portable)
 
     @_fast.numba.njit  # compiled here (not cached), so FORCE_PORTABLE_DOT applies
-    def fc(w4, v4, out):
+    def fc(w4, v4, init, out):
         for r in range(0, w4.shape[0], 4):
             for col in range(0, v4.shape[1], 16):
-                _fast._dot4_u8s8(w4, v4, out, r, col)
+                _fast._dot4_u8s8(w4, v4, init, out, r, col)
 
     rng = np.random.default_rng(3)
     for rows, k, cols in [(8, 6, 16), (128, 32, 48), (12, 13, 32)]:
@@ -236,9 +236,11 @@ def test_compiled_int8_dot_products_are_exact(monkeypatch, portable):
         v[:, 0] = 127
         v4 = _fast.pack4((v.astype(np.int16) + 128).astype(np.uint8).T.view(np.int8)).T  # (ceil(k/4), cols)
         out = np.zeros((rows, cols), np.int32)
-        fc(_fast.pack4(w), np.ascontiguousarray(v4), out)
-        want = w.astype(np.int64) @ (v.astype(np.int64) + 128)
-        assert np.array_equal(out, want)
+        init = rng.integers(-1000, 1000, size=rows).astype(np.int32)
+        init[1] = -(1 << 31)  # wraps below INT32_MIN on the way, as the int32 sums may
+        fc(_fast.pack4(w), np.ascontiguousarray(v4), init, out)
+        want = init[:, None].astype(np.int64) + w.astype(np.int64) @ (v.astype(np.int64) + 128)
+        assert np.array_equal(out, (want + (1 << 31)) % (1 << 32) - (1 << 31))
     if portable:
         assert "vpdpbusd" not in "".join(fc.inspect_asm().values())
 

@@ -119,19 +119,21 @@ if numba is not None:
         return not FORCE_PORTABLE_DOT and "+avx512vnni" in feats and "-evex512" not in feats
 
     @numba.extending.intrinsic
-    def _dot4_u8s8(typingctx, w4, v4, out, r, col):
-        """``out[r + i, col:col + 16] = sum_q dot4(v4[q, col:col + 16], w4[r + i, q])`` for i < 4.
+    def _dot4_u8s8(typingctx, w4, v4, init, out, r, col):
+        """``out[r + i, col:col + 16] = init[r + i] + sum_q dot4(v4[q, col:col + 16], w4[r + i, q])``
+        for i < 4 (int32, wrapping like the instruction).
 
         Each int32 of ``v4`` packs four unsigned bytes (values + 128), each int32 of ``w4``
         four signed weight bytes; ``dot4`` is the sum of the four byte products, as the
         ``vpdpbusd`` instruction computes it (used when the CPU has AVX-512 VNNI; otherwise
         the same sums in portable vector code). Exact: integer products, int32 sums.
         """
-        sig = types.void(w4, v4, out, r, col)
+        sig = types.void(w4, v4, init, out, r, col)
 
         def codegen(context, builder, sig, args):
-            wt, vt, ot = sig.args[:3]
-            w_a, v_a, o_a = (context.make_array(t)(context, builder, a) for t, a in zip(sig.args[:3], args[:3]))
+            wt, vt, it, ot = sig.args[:4]
+            w_a, v_a, i_a, o_a = (context.make_array(t)(context, builder, a) for t, a in zip(sig.args[:4], args[:4]))
+            r_arg, col_arg = args[4], args[5]
             i32 = ir.IntType(32)
             v16 = ir.VectorType(i32, 16)
 
@@ -157,16 +159,17 @@ if numba is not None:
                     return acc
 
             nq = cgutils.unpack_tuple(builder, v_a.shape, 2)[0]
-            rows = [builder.add(args[3], ir.Constant(args[3].type, i)) for i in range(4)]
-            accs = [cgutils.alloca_once_value(builder, ir.Constant(v16, None)) for _ in range(4)]
+            rows = [builder.add(r_arg, ir.Constant(r_arg.type, i)) for i in range(4)]
+            accs = [cgutils.alloca_once_value(builder, splat(builder.load(
+                cgutils.get_item_pointer(context, builder, it, i_a, [row])))) for row in rows]
             with cgutils.for_range(builder, nq) as loop:
-                vp = cgutils.get_item_pointer(context, builder, vt, v_a, [loop.index, args[4]])
+                vp = cgutils.get_item_pointer(context, builder, vt, v_a, [loop.index, col_arg])
                 v = builder.load(builder.bitcast(vp, v16.as_pointer()), align=4)
                 for acc, row in zip(accs, rows):
                     w = splat(builder.load(cgutils.get_item_pointer(context, builder, wt, w_a, [row, loop.index])))
                     builder.store(dpbusd(builder.load(acc), v, w), acc)
             for acc, row in zip(accs, rows):
-                op = cgutils.get_item_pointer(context, builder, ot, o_a, [row, args[4]])
+                op = cgutils.get_item_pointer(context, builder, ot, o_a, [row, col_arg])
                 builder.store(builder.load(acc), builder.bitcast(op, v16.as_pointer()), align=4)
             return context.get_dummy_value()
         return sig, codegen
@@ -181,7 +184,7 @@ if numba is not None:
         ``wx4`` (4U, ceil(F/4)) and ``wh4`` (4U, ceil(U/4)): the int8 weights packed four to an
         int32 (:func:`pack4`), gate rows in TFLite order i, f, c, o. The products run on
         values + 128 (unsigned bytes), so ``x_off`` = bias - (128 + x_zp) * row sums and
-        ``h_off`` = -(128 + h_zp) * row sums (float64, (4U,)) turn them into TFLM's
+        ``h_off`` = -(128 + h_zp) * row sums (int32, (4U,); the sums start from them) turn them into TFLM's
         accumulators. ``mx``, ``mh`` (4, 4): :func:`requant_constants` of each gate's input and
         recurrent FC; ``lut`` the int16 activations as int32, sigmoid at ``[0, 65536)``, the
         cell gate's at ``[65536, 131072)``, ``lut_off`` (4,) each gate's offset plus 32768;
@@ -229,8 +232,8 @@ if numba is not None:
                                             | (np.int64(hu[4 * q + 3, b]) << 24))
                 for r in range(0, g4, 4):
                     for col in range(0, block, 16):
-                        _dot4_u8s8(wx4, x4[tt], ax, r, col)
-                        _dot4_u8s8(wh4, h4, ah, r, col)
+                        _dot4_u8s8(wx4, x4[tt], x_off, ax, r, col)
+                        _dot4_u8s8(wh4, h4, h_off, ah, r, col)
                 if tt == chunk - 1:
                     x4[:] = 0
                 # pre = sat16(sat16(FC_x + bias) + sat16(FC_h)), as a table index
@@ -239,11 +242,10 @@ if numba is not None:
                     hs, hthr, hkp, hkn = mh[g, 0], mh[g, 1], mh[g, 2], mh[g, 3]
                     off = lut_off[g]
                     for r in range(g * u, g * u + u):
-                        xo, ho = x_off[r], h_off[r]
                         for b in range(block):
-                            a = np.float64(ax[r, b]) + xo
+                            a = np.float64(ax[r, b])
                             px = _clamp(np.floor(a * xs + (xkn if a <= xthr else xkp)), -32768.0, 32767.0)
-                            a = np.float64(ah[r, b]) + ho
+                            a = np.float64(ah[r, b])
                             ph = _clamp(np.floor(a * hs + (hkn if a <= hthr else hkp)), -32768.0, 32767.0)
                             idx[r, b] = np.uint32(np.int32(_clamp(px + ph, -32768.0, 32767.0)) + off)
                 for r in range(g4):  # i, f, o = sigmoid16(pre); g = tanh16(pre) (or sigmoid)
