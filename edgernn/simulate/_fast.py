@@ -211,9 +211,9 @@ if numba is not None:
             # stores (a computed flat index would compile to a scatter)
             idx = np.empty((g4, block), np.uint32)  # table index of each gate pre-activation (unsigned:
             # no negative-index wraparound in the lookups)
-            act = np.empty((g4, block), np.int32)  # gate activations, Q0.15
+            act = np.empty((g4, block), np.int16)  # gate activations, Q0.15
             cidx = np.empty((u, block), np.uint32)
-            tc = np.empty((u, block), np.int32)  # tanh(cell)
+            tc = np.empty((u, block), np.int16)  # tanh(cell)
             hbuf = np.empty((chunk, u, block), np.int8)
             for b in range(nbk):
                 for j in range(u):
