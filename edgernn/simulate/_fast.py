@@ -13,8 +13,8 @@ with AVX-512 VNNI, portable vector code elsewhere); the table lookups get loops 
 (gathers are slow or unavailable, and would keep the arithmetic loops from vectorizing).
 
 Where the time goes (perf, headline LSTM(32), one thread, Xeon with AVX-512 VNNI): the
-gate-input requantization loop ~36 %, the table lookups ~27 %, the dot products ~17 %, the
-cell update ~16 %: about 190 ns per sample and time step.
+gate-input requantization loop ~33 %, the table lookups ~26 %, the dot products ~18 %, the
+cell update ~17 %: about 180 ns per sample and time step.
 
 Requantization (TFLM's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul,
 then RoundingDivideByPOT) is computed in one step with both roundings folded in:
