@@ -9,8 +9,10 @@
 
 Each ``run`` starts from the model's initial state, like TFLM after ``reset()``; the
 TFLM-style ``set_input`` / ``invoke`` / ``get_output`` keep state until ``reset()`` as TFLM does.
-``engine="numba"`` (the default when numba is installed) runs the LSTM time loop compiled;
-``engine="numpy"`` runs the reference kernels; both give the same bits.
+``engine="numba"`` (the default when numba is installed) runs the LSTM time loop, edgernn's
+WHILE loops (GRU, SimpleRNN, Bidirectional), FULLY_CONNECTED and the int8 binary ops as
+compiled kernels (:mod:`._fast`, :mod:`.loop`); ``engine="numpy"`` runs the reference
+kernels; both give the same bits.
 
 :mod:`.fixedpoint` holds the shared fixed-point helpers (the C twins mirror them), :mod:`.ops`
 and :mod:`.control` the op kernels, :mod:`.diagnostics` the per-layer float-vs-int8 report.

@@ -76,7 +76,8 @@ class Simulator:
             raise EdgeRNNError(f"engine '{engine}': choose one of {', '.join(self.ENGINES)}")
         if engine == "numba" and _fast.numba is None:
             raise EdgeRNNError("engine 'numba': numba is not installed (pip install numba) — use engine='numpy'")
-        #: "numba" runs the LSTM time loop compiled; "numpy" the reference numpy kernels. Same bits.
+        #: "numba" runs the recurrent loops and the heavy kernels compiled; "numpy" the reference
+        #: numpy kernels. Same bits.
         self.engine = "numba" if engine == "numba" or (engine == "auto" and _fast.AVAILABLE) else "numpy"
         self.model = model
         self.path = model.path
