@@ -225,11 +225,11 @@ def test_compiled_int8_dot_products_are_exact(monkeypatch, portable):
     @_fast.numba.njit  # compiled here (not cached), so FORCE_PORTABLE_DOT applies
     def fc(w4, v4, init, out):
         for r in range(0, w4.shape[0], 4):
-            for col in range(0, v4.shape[1], 16):
+            for col in range(0, v4.shape[1], 32):
                 _fast._dot4_u8s8(w4, v4, init, out, r, col)
 
     rng = np.random.default_rng(3)
-    for rows, k, cols in [(8, 6, 16), (128, 32, 48), (12, 13, 32)]:
+    for rows, k, cols in [(8, 6, 32), (128, 32, 96), (12, 13, 64)]:
         w = rng.integers(-128, 128, size=(rows, k)).astype(np.int8)
         w[0] = -128
         v = rng.integers(-128, 128, size=(k, cols)).astype(np.int8)

@@ -120,8 +120,8 @@ if numba is not None:
 
     @numba.extending.intrinsic
     def _dot4_u8s8(typingctx, w4, v4, init, out, r, col):
-        """``out[r + i, col:col + 16] = init[r + i] + sum_q dot4(v4[q, col:col + 16], w4[r + i, q])``
-        for i < 4 (int32, wrapping like the instruction).
+        """``out[r + i, col:col + 32] = init[r + i] + sum_q dot4(v4[q, col:col + 32], w4[r + i, q])``
+        for i < 4 (int32, wrapping like the instruction): eight independent 16-lane sums.
 
         Each int32 of ``v4`` packs four unsigned bytes (values + 128), each int32 of ``w4``
         four signed weight bytes; ``dot4`` is the sum of the four byte products, as the
@@ -160,16 +160,21 @@ if numba is not None:
 
             nq = cgutils.unpack_tuple(builder, v_a.shape, 2)[0]
             rows = [builder.add(r_arg, ir.Constant(r_arg.type, i)) for i in range(4)]
-            accs = [cgutils.alloca_once_value(builder, splat(builder.load(
-                cgutils.get_item_pointer(context, builder, it, i_a, [row])))) for row in rows]
+            cols = [col_arg, builder.add(col_arg, ir.Constant(col_arg.type, 16))]
+            accs = {(row_i, c): cgutils.alloca_once_value(builder, splat(builder.load(
+                cgutils.get_item_pointer(context, builder, it, i_a, [row]))))
+                for row_i, row in enumerate(rows) for c in range(2)}
             with cgutils.for_range(builder, nq) as loop:
-                vp = cgutils.get_item_pointer(context, builder, vt, v_a, [loop.index, col_arg])
-                v = builder.load(builder.bitcast(vp, v16.as_pointer()), align=4)
-                for acc, row in zip(accs, rows):
+                vs = [builder.load(builder.bitcast(cgutils.get_item_pointer(context, builder, vt, v_a,
+                                                                            [loop.index, col]),
+                                                   v16.as_pointer()), align=4) for col in cols]
+                for row_i, row in enumerate(rows):
                     w = splat(builder.load(cgutils.get_item_pointer(context, builder, wt, w_a, [row, loop.index])))
-                    builder.store(dpbusd(builder.load(acc), v, w), acc)
-            for acc, row in zip(accs, rows):
-                op = cgutils.get_item_pointer(context, builder, ot, o_a, [row, col_arg])
+                    for c in range(2):
+                        acc = accs[row_i, c]
+                        builder.store(dpbusd(builder.load(acc), vs[c], w), acc)
+            for (row_i, c), acc in accs.items():
+                op = cgutils.get_item_pointer(context, builder, ot, o_a, [rows[row_i], cols[c]])
                 builder.store(builder.load(acc), builder.bitcast(op, v16.as_pointer()), align=4)
             return context.get_dummy_value()
         return sig, codegen
@@ -190,7 +195,7 @@ if numba is not None:
         cell gate's at ``[65536, 131072)``, ``lut_off`` (4,) each gate's offset plus 32768;
         ``lut_tc`` tanh of the cell state; ``m3`` (3, 4): :func:`requant_int_constants` of the
         forget*cell, input*cell-gate and tanh(cell)*output multiplications. ``block`` samples
-        (a multiple of 16) per parallel iteration, ``chunk`` time steps buffered before they
+        (a multiple of 32) per parallel iteration, ``chunk`` time steps buffered before they
         are written to ``out`` (N, T, U) int8; with ``last_only`` only the last step is.
         """
         nb, steps, feat = x.shape
@@ -231,7 +236,7 @@ if numba is not None:
                         h4[q, b] = np.int32(hu[4 * q, b] | (hu[4 * q + 1, b] << 8) | (hu[4 * q + 2, b] << 16)
                                             | (np.int64(hu[4 * q + 3, b]) << 24))
                 for r in range(0, g4, 4):
-                    for col in range(0, block, 16):
+                    for col in range(0, block, 32):
                         _dot4_u8s8(wx4, x4[tt], x_off, ax, r, col)
                         _dot4_u8s8(wh4, h4, h_off, ah, r, col)
                 if tt == chunk - 1:
@@ -326,10 +331,10 @@ def pack4(w: np.ndarray) -> np.ndarray:
 
 def block_size(n: int) -> int:
     """Samples per parallel block: one block per thread for small batches, at most 128
-    (the block's working set then stays in L2), a multiple of 16 (whole vectors)."""
+    (the block's working set then stays in L2), a multiple of 32 (whole vector pairs)."""
     threads = numba.get_num_threads() if numba is not None else 1
     per_thread = -(-n // max(threads, 1))
-    return int(min(128, max(16, -(-per_thread // 16) * 16)))
+    return int(min(128, max(32, -(-per_thread // 32) * 32)))
 
 
 if numba is not None:
