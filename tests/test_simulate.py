@@ -227,3 +227,29 @@ def test_sequence_buffers_fill_and_dynamic_update_slice(tmp_path, topology):
         np.testing.assert_array_equal(got.reshape(want.shape), want)
         if engine == "numba":  # sequence outputs and backward directions run compiled too
             assert all(k.compiled is not None for g in sim.graphs for k in g.kernels if k.op.opcode == "WHILE")
+
+
+def test_a_numba_build_failure_falls_back_to_the_numpy_kernels(zoo, monkeypatch):
+    """A compiled kernel that numba cannot build does not stop a simulation: the same bits
+    come from the numpy kernels, with the engine switched to "numpy"."""
+    from numba.core.errors import TypingError
+
+    path = zoo.tflite(Spec())
+    _, test = zoo.data("basic_motions")
+    x, _ = load_npz(test)
+    want = Simulator.from_file(path, engine="numpy").run(Simulator.from_file(path).quantize_input(x[:16]))
+
+    def broken(*args):
+        raise TypingError("no BLAS")
+
+    sim = Simulator.from_file(path, engine="numba")
+    monkeypatch.setattr(_fast, "fully_connected_int8", broken)
+    got = sim.run(sim.quantize_input(x[:16]))
+    assert sim.engine == "numpy" and np.array_equal(got, want)
+
+    def not_numba(*args):
+        raise ValueError("a real bug")
+
+    monkeypatch.setattr(_fast, "fully_connected_int8", not_numba)
+    with pytest.raises(ValueError, match="a real bug"):
+        Simulator.from_file(path, engine="numba").run(sim.quantize_input(x[:16]))

@@ -60,6 +60,15 @@ def njit(**options):
 
 AVAILABLE = numba is not None and os.environ.get("EDGERNN_SIM_ENGINE", "").lower() != "numpy"
 
+
+def fall_back(sim, what: str, exc: Exception) -> None:
+    """A numba build problem must not stop a simulation: re-raise anything else, otherwise
+    switch ``sim`` to the numpy engine (same bits) with a warning."""
+    if type(exc).__module__.split(".")[0] != "numba":
+        raise exc
+    log.warning("compiled %s unavailable (%s); using the numpy kernels", what, exc)
+    sim.engine = "numpy"
+
 #: float64 requantization is exact while |x * M * 2^left| stays below this (one spare bit
 #: for adding the rounding constant).
 FLOAT_EXACT = float(1 << 51)

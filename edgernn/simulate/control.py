@@ -49,9 +49,12 @@ class _Binary(Kernel):
                 from . import _fast
 
                 y = np.empty(a.shape, np.int8)
-                _fast.pair_table_lookup(self.table, np.ascontiguousarray(a).reshape(-1),
-                                        np.ascontiguousarray(b).reshape(-1), y.reshape(-1))
-                return [Val(y, batched)]
+                try:
+                    _fast.pair_table_lookup(self.table, np.ascontiguousarray(a).reshape(-1),
+                                            np.ascontiguousarray(b).reshape(-1), y.reshape(-1))
+                    return [Val(y, batched)]
+                except Exception as exc:
+                    _fast.fall_back(self.sim, f"{self.op.opcode} table", exc)
             return [Val(self.table[(a.astype(np.intp) << 8) + b.astype(np.intp) + 32896], batched)]
         a, b = a.astype(np.int64), b.astype(np.int64)
         if self.dtype == "int32":
@@ -295,6 +298,8 @@ class While(Kernel):
         from .simulator import MAX_WHILE_ITERATIONS
 
         if self.sim.engine == "numba":  # edgernn's recurrent loops: one compiled kernel
+            from . import _fast
+
             if not hasattr(self, "compiled"):
                 self.compiled = CompiledLoop.build(self)
             if self.compiled is not None:
@@ -302,6 +307,8 @@ class While(Kernel):
                     return self.compiled(ins)
                 except Unsupported:
                     pass
+                except Exception as exc:
+                    _fast.fall_back(self.sim, "WHILE loop", exc)
         vals = list(ins)
         for _ in range(MAX_WHILE_ITERATIONS):
             c = self.sim.run_subgraph(self.cond, vals)[0]

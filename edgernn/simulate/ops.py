@@ -288,11 +288,10 @@ class UnidirectionalSequenceLstm(Kernel):
         if self.sim.engine == "numba" and self.compiled_exact:
             try:
                 return self.run_compiled(x, h, c)
-            except Exception as exc:  # a numba build problem must not stop a simulation
-                if type(exc).__module__.split(".")[0] != "numba":
-                    raise
-                log.warning("compiled LSTM loop unavailable (%s); using the numpy kernels", exc)
-                self.sim.engine = "numpy"
+            except Exception as exc:
+                from . import _fast
+
+                _fast.fall_back(self.sim, "LSTM loop", exc)
         return self.run_numpy(x, h, c)
 
     def run_compiled(self, x, h, c) -> np.ndarray:
@@ -420,8 +419,11 @@ class FullyConnected(Kernel):
 
             x = np.ascontiguousarray(v.a.reshape(-1, k), np.int8)
             y = np.empty((x.shape[0], self.w.shape[0]), np.int8)
-            _fast.fully_connected_int8(x, *self._compiled, y)
-            return [Val(y.reshape(_out_shape(v, self.out_shape)), v.batched)]
+            try:
+                _fast.fully_connected_int8(x, *self._compiled, y)
+                return [Val(y.reshape(_out_shape(v, self.out_shape)), v.batched)]
+            except Exception as exc:
+                _fast.fall_back(self.sim, "FULLY_CONNECTED", exc)
         x = v.a.reshape(-1, k).astype(np.int64) - self.x_zp
         acc = int_matmul(x, (self.w - self.w_zp).T, k * 255 * 255 + 1)
         if self.bias is not None:
