@@ -193,7 +193,8 @@ if numba is not None:
     @njit(cache=True, nogil=True, parallel=True, fastmath={"reassoc", "contract"})
     def lstm_int8x8_16(x, wx4, x_off, mx, wh4, h_off, mh, lut, lut_off, lut_tc, m3, q_clip, h_zp, h_min, h_max,
                        h0, c0, block, chunk, last_only, out, h_last, c_last):
-        """The integer LSTM over ``x`` (N, T, F) int8 from states ``h0``, ``c0`` (N, U) int64.
+        """The integer LSTM over ``x`` (N, T, F) int8 from states ``h0``, ``c0`` (N, U) int64
+        (or (1, U): the same for every sample).
 
         ``wx4`` (4U, ceil(F/4)) and ``wh4`` (4U, ceil(U/4)): the int8 weights packed four to an
         int32 (:func:`pack4`), gate rows in TFLite order i, f, c, o. The products run on
@@ -231,8 +232,8 @@ if numba is not None:
             hbuf = np.empty((chunk, u, block), np.int8)
             for b in range(nbk):
                 for j in range(u):
-                    hu[j, b] = h0[b0 + b, j] + 128
-                    c[j, b] = c0[b0 + b, j]
+                    hu[j, b] = h0[b0 + b if h0.shape[0] > 1 else 0, j] + 128
+                    c[j, b] = c0[b0 + b if c0.shape[0] > 1 else 0, j]
             for t in range(steps):
                 tt = t % chunk
                 if tt == 0:

@@ -262,8 +262,11 @@ class UnidirectionalSequenceLstm(Kernel):
             x = np.swapaxes(x, 1, 2)
         n, b, steps, feat = x.shape
         u = self.units
-        h = np.broadcast_to(np.asarray(hv.a, np.int64), (n, b, u)).reshape(n * b, u)
-        c = np.broadcast_to(np.asarray(cv.a, np.int64), (n, b, u)).reshape(n * b, u)
+        def state(v):  # one row when every sample starts from the same state (the usual reset)
+            if not v.batched and b == 1:
+                return np.asarray(v.a, np.int64).reshape(1, u)
+            return np.broadcast_to(np.asarray(v.a, np.int64), (n, b, u)).reshape(n * b, u)
+        h, c = state(hv), state(cv)
         out = self.run(x.reshape(n * b, steps, feat), h, c).reshape(n, b, steps, u)
         if self.time_major:
             out = np.swapaxes(out, 1, 2)
