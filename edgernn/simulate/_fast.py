@@ -200,8 +200,8 @@ if numba is not None:
         int32 (:func:`pack4`), gate rows in TFLite order i, f, c, o. The products run on
         values + 128 (unsigned bytes), so ``x_off`` = bias - (128 + x_zp) * row sums and
         ``h_off`` = -(128 + h_zp) * row sums (int32, (4U,); the sums start from them) turn them into TFLM's
-        accumulators. ``mx``, ``mh`` (4, 4): :func:`requant_constants` of each gate's input and
-        recurrent FC; ``lut`` the int16 activations as int32, sigmoid at ``[0, 65536)``, the
+        accumulators. ``mx`` (4, 4), ``mh`` (4, 5): :func:`requant_constants` of each gate's
+        input and recurrent FC (``mh[:, 4]``: 0 when the recurrent FC cannot leave int16); ``lut`` the int16 activations as int32, sigmoid at ``[0, 65536)``, the
         cell gate's at ``[65536, 131072)``, ``lut_off`` (4,) each gate's offset plus 32768;
         ``lut_tc`` tanh of the cell state; ``m3`` (3, 4): :func:`requant_int_constants` of the
         forget*cell, input*cell-gate and tanh(cell)*output multiplications. ``block`` samples
@@ -257,12 +257,20 @@ if numba is not None:
                     hs, hthr, hkp, hkn = mh[g, 0], mh[g, 1], mh[g, 2], mh[g, 3]
                     off = lut_off[g]
                     for r in range(g * u, g * u + u):
-                        for b in range(block):
-                            a = np.float64(ax[r, b])
-                            px = _clamp(np.floor(a * xs + (xkn if a <= xthr else xkp)), -32768.0, 32767.0)
-                            a = np.float64(ah[r, b])
-                            ph = _clamp(np.floor(a * hs + (hkn if a <= hthr else hkp)), -32768.0, 32767.0)
-                            idx[r, b] = np.uint32(np.int32(_clamp(px + ph, -32768.0, 32767.0)) + off)
+                        if mh[g, 4] != 0.0:
+                            for b in range(block):
+                                a = np.float64(ax[r, b])
+                                px = _clamp(np.floor(a * xs + (xkn if a <= xthr else xkp)), -32768.0, 32767.0)
+                                a = np.float64(ah[r, b])
+                                ph = _clamp(np.floor(a * hs + (hkn if a <= hthr else hkp)), -32768.0, 32767.0)
+                                idx[r, b] = np.uint32(np.int32(_clamp(px + ph, -32768.0, 32767.0)) + off)
+                        else:  # the weights keep FC_h within int16: no saturation to apply
+                            for b in range(block):
+                                a = np.float64(ax[r, b])
+                                px = _clamp(np.floor(a * xs + (xkn if a <= xthr else xkp)), -32768.0, 32767.0)
+                                a = np.float64(ah[r, b])
+                                ph = np.floor(a * hs + (hkn if a <= hthr else hkp))
+                                idx[r, b] = np.uint32(np.int32(_clamp(px + ph, -32768.0, 32767.0)) + off)
                 for r in range(g4):  # i, f, o = sigmoid16(pre); g = tanh16(pre) (or sigmoid)
                     for b in range(block):
                         act[r, b] = lut[idx[r, b]]

@@ -306,12 +306,18 @@ class UnidirectionalSequenceLstm(Kernel):
         if not hasattr(self, "_packed"):
             def per_gate(mult, shift):  # multipliers are per tensor: one per gate
                 return np.array([_fast.requant_constants(int(mult[g * u]), int(shift[g * u])) for g in range(4)])
+
+            # Largest |FC_h| before saturation, per gate: |h - h_zp| <= its largest int8 distance.
+            dev = max(self.h_max - self.h_zp, self.h_zp - self.h_min)
+            row_max = (np.abs(self.wh).sum(1) * dev).reshape(4, u).max(1)
+            mh = per_gate(self.mh_mult, self.mh_shift)
+            saturates = (row_max * mh[:, 0] + 1 > 32767).astype(np.float64)
             self._packed = (
                 # int32 sums that wrap in between end exact: TFLM's accumulators fit in int32
                 _fast.pack4(self.wx), (self.bias - (128 + self.x_zp) * self.wx.sum(1)).astype(np.int32),
                 per_gate(self.mx_mult, self.mx_shift),
                 _fast.pack4(self.wh), (-(128 + self.h_zp) * self.wh.sum(1)).astype(np.int32),
-                per_gate(self.mh_mult, self.mh_shift),
+                np.column_stack([mh, saturates]),
                 np.concatenate([self.lut_sigmoid, self.lut_cell_act]).astype(np.int16),
                 np.array([32768, 32768, 65536 + 32768, 32768], np.int32),  # gate order i, f, c, o
                 self.lut_tanh_cell.astype(np.int16),
