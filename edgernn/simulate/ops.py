@@ -480,7 +480,10 @@ class Softmax(Kernel):
         d = x.max(axis=-1, keepdims=True) - x  # -diff, an index into the tables
         ok, e = self.ok[d], self.exp[d]
         summed = self.exp_acc[d].sum(axis=-1, keepdims=True)
-        shifted_scale, num_bits_over_unit = fp.get_reciprocal(fp.wrap_int32(summed), self.acc_bits)
+        sums, inverse = np.unique(summed, return_inverse=True)  # rows often share their sum
+        scales, bits = fp.get_reciprocal(fp.wrap_int32(sums), self.acc_bits)
+        shifted_scale = scales[inverse].reshape(summed.shape)
+        num_bits_over_unit = np.asarray(bits)[inverse].reshape(summed.shape)
         exponent = num_bits_over_unit + 31 - 8
         unsat = fp.rounding_divide_by_pot(fp.saturating_rounding_doubling_high_mul(shifted_scale, e), exponent)
         y = np.where(ok, np.clip(unsat - 128, -128, 127), -128).astype(np.int8)
