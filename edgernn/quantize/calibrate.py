@@ -13,7 +13,8 @@ from ..errors import EdgeRNNError
 
 
 def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
+    with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x gives the exact limit 0
+        return 1.0 / (1.0 + np.exp(-x))
 
 
 class Ranges(dict):
