@@ -270,3 +270,37 @@ def test_folded_requantization_constants_equal_the_integer_reference():
             p = x * mult
             assert np.array_equal((p + c - np.where(p < -(1 << 30), d, 0)) >> s, want), (m, shift)
     assert _fast.requant_constants(1 << 30, 0)[3] == _fast.requant_constants(1 << 30, 0)[2]  # no shift, no sign step
+
+
+def test_compiled_softmax_equals_the_numpy_kernel_and_its_reciprocal_the_reference(op_models):
+    """The numba SOFTMAX (one row at a time, GetReciprocal compiled) gives the numpy kernel's
+    bits on random logits with ties and equal rows; its reciprocal equals
+    :func:`fixedpoint.get_reciprocal` over the whole positive int32 range."""
+    import numba
+
+    from edgernn.simulate import _fast
+    from edgernn.simulate.ops import Softmax, Val
+
+    sims = {e: Simulator.from_file(op_models[0]["int8-io"], engine=e) for e in ("numba", "numpy")}
+    kern = {e: next(k for k in s.graphs[0].kernels if isinstance(k, Softmax)) for e, s in sims.items()}
+    rng = np.random.default_rng(7)
+    c = kern["numpy"].t_in(0).shape[-1]
+    x = rng.integers(-128, 128, (5000, 1, c)).astype(np.int8)
+    x[:1000] = x[:1000, :, :1]  # all classes equal
+    x[1000:2000, :, 0] = 127  # one clear winner
+    got, ref = (kern[e]([Val(x, True)])[0].a for e in ("numba", "numpy"))
+    assert sims["numba"].engine == "numba"  # the compiled kernel ran, no fall-back
+    np.testing.assert_array_equal(got, ref)
+
+    @numba.njit
+    def reciprocals(xs, scale, bits):
+        for i in range(xs.shape[0]):
+            scale[i], bits[i] = _fast._reciprocal(xs[i], 12)
+
+    xs = np.concatenate([np.arange(1, 4096), rng.integers(1, 2**31 - 1, 100_000),
+                         [2**19, 2**31 - 1]]).astype(np.int64)
+    scale, bits = np.empty_like(xs), np.empty_like(xs)
+    reciprocals(xs, scale, bits)
+    ref_scale, ref_bits = fp.get_reciprocal(xs, 12)
+    np.testing.assert_array_equal(scale, ref_scale)
+    np.testing.assert_array_equal(bits, ref_bits)

@@ -330,6 +330,73 @@ if numba is not None:
                 y = np.floor(a * rq[0, r] + (rq[3, r] if a <= rq[1, r] else rq[2, r])) + y_zp
                 out[i, r] = np.int8(_clamp(y, lo, hi))
 
+    @njit(inline="always", cache=True)
+    def _srdhm(a, b):
+        """gemmlowp SaturatingRoundingDoublingHighMul of two int32 values (held in int64)."""
+        if a == b and a == -2147483648:
+            return np.int64(2147483647)
+        ab = a * b
+        sn = ab + (np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30)))
+        return (sn >> 31) if sn >= 0 else -((-sn) >> 31)
+
+    @njit(inline="always", cache=True)
+    def _sat_shl32(x, e):
+        """gemmlowp SaturatingRoundingMultiplyByPOT<e> for e > 0 on an int32 raw value."""
+        threshold = (np.int64(1) << (31 - e)) - 1
+        if x > threshold:
+            return np.int64(2147483647)
+        if x < -threshold:
+            return np.int64(-2147483648)
+        return x << e
+
+    @njit(inline="always", cache=True)
+    def _reciprocal(x, integer_digits):
+        """TFLM ``GetReciprocal`` of a positive int32 ``x`` with ``integer_digits`` integer bits:
+        (1/x as a Q0.31 shifted scale, num_bits_over_unit); gemmlowp's
+        ``one_over_one_plus_x_for_x_in_0_1`` (three Newton-Raphson steps) as
+        :func:`.fixedpoint.get_reciprocal` computes it."""
+        headroom = 0
+        cur = x & 0xFFFFFFFF
+        while headroom < 32 and cur < (np.int64(1) << 31):
+            cur <<= 1
+            headroom += 1
+        shifted = ((x << headroom) & 0xFFFFFFFF) - (np.int64(1) << 31)
+        shifted = ((shifted + (np.int64(1) << 31)) & 0xFFFFFFFF) - (np.int64(1) << 31)  # wrap to int32
+        sm = shifted + 2147483647  # RoundingHalfSum(a, One)
+        half_den = (sm + 1) // 2 if sm >= 0 else -((-(sm - 1)) // 2)
+        r = 1515870810 + _srdhm(half_den, np.int64(-1010580540))  # 48/17 - 32/17 d, Q2.29
+        for _ in range(3):
+            one_minus = (np.int64(1) << 29) - _srdhm(half_den, r)
+            r = r + _sat_shl32(_srdhm(r, one_minus), 2)
+        return _sat_shl32(r, 1), integer_digits - headroom
+
+    @njit(cache=True, nogil=True)
+    def softmax_int8(x, exp_acc, ok, exp, acc_bits, out):
+        """TFLM int8 SOFTMAX over the rows of ``x`` (N, C) with the kernel's tables, indexed by
+        ``max(row) - x``: ``exp_acc`` (Q12.19 terms of the row sum), ``ok`` (difference within
+        ``diff_min``), ``exp`` (Q0.31 exponentials). Same steps as :class:`.ops.Softmax`."""
+        n, c = x.shape
+        d = np.empty(c, np.int64)
+        for i in range(n):
+            m = x[i, 0]
+            for j in range(1, c):
+                m = max(m, x[i, j])
+            total = np.int64(0)
+            for j in range(c):
+                d[j] = np.int64(m) - np.int64(x[i, j])
+                total += exp_acc[d[j]]
+            total = ((total + (np.int64(1) << 31)) & 0xFFFFFFFF) - (np.int64(1) << 31)
+            scale, bits = _reciprocal(total, acc_bits)
+            ex = np.int64(bits + 31 - 8)
+            mask = (np.int64(1) << ex) - 1
+            for j in range(c):
+                if not ok[d[j]]:
+                    out[i, j] = -128
+                    continue
+                q = _srdhm(scale, np.int64(exp[d[j]]))
+                r = (q >> ex) + ((q & mask) > ((mask >> 1) + (1 if q < 0 else 0)))
+                out[i, j] = np.int8(min(max(r - 128, -128), 127))
+
     @njit(cache=True, nogil=True)
     def pair_table_lookup(table, a, b, out):
         """``out[i] = table[(a[i] + 128) * 256 + b[i] + 128]`` for int8 ``a``, ``b`` (1-D, same length)."""
