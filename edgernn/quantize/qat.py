@@ -955,23 +955,13 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
 # --- measuring int8 accuracy --------------------------------------------------------------------
 
 def tflm_outputs(tflite: bytes, x: np.ndarray, *, arena_size: int = 400_000) -> np.ndarray:
-    """Run an int8 flatbuffer in the TFLM runtime on each sample of ``x``; dequantized outputs."""
-    from tflite_micro.python.tflite_micro import runtime
+    """Run an int8 flatbuffer in the TFLM runtime on each sample of ``x``; dequantized outputs
+    (N, outputs per sample). ``arena_size``: large enough for the bench models (no bisection)."""
+    from ..backends.tflm.runtime import TFLMRunner
 
-    from ..tflite_model import parse
-
-    m = parse(tflite)
-    ti, to = m.input(0), m.output(0)
-    it = runtime.Interpreter.from_bytes(tflite, arena_size=arena_size)
-    outs = []
-    for sample in np.asarray(x, np.float32):
-        xq = np.clip(np.round(sample / ti.scale[0]) + ti.zero_point[0], -128, 127).astype(np.int8)
-        it.set_input(xq.reshape(ti.shape), 0)
-        it.invoke()
-        o = it.get_output(0).astype(np.float32)
-        it.reset()
-        outs.append((o.reshape(-1) - float(to.zero_point[0])) * float(to.scale[0]))
-    return np.stack(outs)
+    runner = TFLMRunner(tflite, arena_size=arena_size)
+    out = runner.dequantize_output(runner.run(runner.quantize_input(np.asarray(x, np.float32))))
+    return out.reshape(len(out), -1)
 
 
 def accuracy_table(model, data, test, *, qat_epochs: int = 5, seed: int = 0, learning_rate: float = 1e-4,
@@ -980,7 +970,7 @@ def accuracy_table(model, data, test, *, qat_epochs: int = 5, seed: int = 0, lea
 
     ``data``: the training set (fine-tuning and calibration); ``val``: the QAT selection set
     (default ``data``). Returns a dict of the three accuracies, the QAT model's float
-    accuracy, the epoch QAT kept and its fake-quantized selection score.
+    accuracy, the epoch QAT kept and its selection score (``QATResult.kept_score``).
     """
     from ..convert import convert
     from ..frontend import from_keras, load_keras_object

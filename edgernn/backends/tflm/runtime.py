@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...simulate.fixedpoint import round_half_away
 from .arena import min_arena_bytes
 
 
@@ -13,8 +14,7 @@ def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     ``q = round(x / scale) + zero_point`` in float32, rounding half away from zero
     (``std::round``/``lroundf``), clamped to [-128, 127].
     """
-    v = np.asarray(x, np.float32) / np.float32(scale)
-    r = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+    r = round_half_away(np.asarray(x, np.float32) / np.float32(scale))
     return np.clip(r.astype(np.int64) + zero_point, -128, 127).astype(np.int8)
 
 
