@@ -360,8 +360,7 @@ if numba is not None:
         while headroom < 32 and cur < (np.int64(1) << 31):
             cur <<= 1
             headroom += 1
-        shifted = ((x << headroom) & 0xFFFFFFFF) - (np.int64(1) << 31)
-        shifted = ((shifted + (np.int64(1) << 31)) & 0xFFFFFFFF) - (np.int64(1) << 31)  # wrap to int32
+        shifted = ((x << headroom) & 0xFFFFFFFF) - (np.int64(1) << 31)  # in int32 range already
         sm = shifted + 2147483647  # RoundingHalfSum(a, One)
         half_den = (sm + 1) // 2 if sm >= 0 else -((-(sm - 1)) // 2)
         r = 1515870810 + _srdhm(half_den, np.int64(-1010580540))  # 48/17 - 32/17 d, Q2.29
