@@ -1,6 +1,7 @@
 """Simulator vs a per-sample TFLM loop on BasicMotions (100 x 6): the headline LSTM(32), whose
 int8 graph is one UNIDIRECTIONAL_SEQUENCE_LSTM op, and a GRU(16), which converts to a WHILE
-loop of elementwise ops (the simulator runs those op by op).
+loop of elementwise ops (the numba engine runs it as one compiled kernel, see
+``edgernn/simulate/loop.py``).
 
 Trains each model with ``edgernn.train``, converts it with ``edgernn.convert``, then times
 ``tflite_micro.runtime`` called once per sample (``reset``, ``set_input``, ``invoke``,
