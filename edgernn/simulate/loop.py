@@ -224,10 +224,11 @@ class CompiledLoop:
             seq = np.zeros((1, 1, 1), np.int8)
         final = np.empty_like(state0)
         block = _fast.block_size(n)
-        _fast.run_loop(xa, self.xt_slot, np.array(t_x, np.int64), state0, np.array(self.state_in, np.int64),
+        t_x = np.array(t_x, np.int64)  # SLICE and DYNAMIC_UPDATE_SLICE share the position (checked above)
+        _fast.run_loop(xa, self.xt_slot, t_x, state0, np.array(self.state_in, np.int64),
                        np.array(self.state_out, np.int64), self.const_vals, self.const_slots, self.instr,
                        self.fc_w, self.fc_woff, self.fc_boff, self.fc_bias, self.fc_rq, self.fc_scal, self.tab2,
-                       self.tab1, seq, self.seq_slot if self.seq_var is not None else -1, np.array(t_x, np.int64),
+                       self.tab1, seq, self.seq_slot if self.seq_var is not None else -1, t_x,
                        self.n_slots, self.width, block, final)
         out = list(vals)
         for k, c in counters.items():
