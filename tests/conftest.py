@@ -17,6 +17,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--record-golden", action="store_true",
+                     help="rewrite tests/golden_hashes.json from this run (see tests/test_golden.py)")
+
+
 @dataclass(frozen=True)
 class Spec:
     """A model to train: cell, size, topology and dataset."""
