@@ -12,9 +12,8 @@ The Python API mirrors the command line, one function per stage::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .errors import EdgeRNNError  # noqa: E402
+from ._version import __version__
+from .errors import EdgeRNNError
 
 # Each stage's module shares its function's name; importing the function here (after the
 # module) makes ``edgernn.convert`` the function. TensorFlow is imported lazily inside them.

@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..backends.codegen import c_array, c_identifier, render
 from ..errors import EdgeRNNError
 from ..paths import TEMPLATES_DIR

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import __version__
+from ..._version import __version__
 from ...errors import EdgeRNNError
 from ...tflite_model import TFLiteModel
 from ..codegen import c_array, c_identifier, render
