@@ -265,9 +265,9 @@ int main(void) {
 
 def test_kernel_primitives_equal_the_fixed_point_reference(tmp_path):
     """int16 sigmoid/tanh on every input and MultiplyByQuantizedMultiplier on 20k values equal
-    the numpy twins of TFLM's routines (edgernn.simulate.fixedpoint)."""
+    the numpy twins of TFLM's routines (edgernn.fixedpoint)."""
     from edgernn.backends.native.emit import TEMPLATE_DIR
-    from edgernn.simulate import fixedpoint as fp
+    from edgernn import fixedpoint as fp
 
     src = tmp_path / "primitives.c"
     src.write_text(PRIMITIVES_C)

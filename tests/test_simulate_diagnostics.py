@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import Spec, load_npz
 
-from edgernn.simulate.diagnostics import first_saturated_layer, per_layer_report
+from edgernn.validate.diagnostics import first_saturated_layer, per_layer_report
 
 KEYS = {"layer", "kind", "index", "tensor", "snr_db", "cosine", "max_abs_error", "saturated_fraction",
         "clipped_fraction", "scale", "zero_point"}

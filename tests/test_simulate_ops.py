@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgernn.simulate import Simulator
-from edgernn.simulate import fixedpoint as fp
+from edgernn import fixedpoint as fp
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -14,8 +14,11 @@ WHILE loops (GRU, SimpleRNN, Bidirectional), FULLY_CONNECTED and the int8 binary
 compiled kernels (:mod:`._fast`, :mod:`.loop`); ``engine="numpy"`` runs the reference
 kernels; both give the same bits.
 
-:mod:`.fixedpoint` holds the shared fixed-point helpers (the C twins mirror them), :mod:`.ops`
-and :mod:`.control` the op kernels, :mod:`.diagnostics` the per-layer float-vs-int8 report.
+The fixed-point arithmetic is :mod:`edgernn.fixedpoint` (shared with the native backend, whose
+C kernels mirror it). :mod:`.ops` holds the kernel base and the FULLY_CONNECTED / SOFTMAX /
+shape kernels, :mod:`.lstm` the fused LSTM, :mod:`.elementwise` the elementwise kernels,
+:mod:`.control` WHILE (compiled by :mod:`.loop`). The per-layer float-vs-int8 report is
+:mod:`edgernn.validate.diagnostics`.
 """
 
 from .simulator import Simulator, simulate

@@ -354,7 +354,7 @@ if numba is not None:
         """TFLM ``GetReciprocal`` of a positive int32 ``x`` with ``integer_digits`` integer bits:
         (1/x as a Q0.31 shifted scale, num_bits_over_unit); gemmlowp's
         ``one_over_one_plus_x_for_x_in_0_1`` (three Newton-Raphson steps) as
-        :func:`.fixedpoint.get_reciprocal` computes it."""
+        :func:`edgernn.fixedpoint.get_reciprocal` computes it."""
         headroom = 0
         cur = x & 0xFFFFFFFF
         while headroom < 32 and cur < (np.int64(1) << 31):

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .elementwise import AddSub, Compare, Mul, Relu, _GemmlowpActivation
 from .ops import DynamicUpdateSlice, FullyConnected, Slice, Val
+
+#: The most iterations a WHILE op may run, compiled here or op by op (:class:`.control.While`).
+MAX_WHILE_ITERATIONS = 1_000_000
 
 #: The FULLY_CONNECTED / binary / unary instruction kinds of :func:`._fast.run_loop`.
 FC, TABLE2, TABLE1 = 0, 1, 2
@@ -43,8 +47,6 @@ class CompiledLoop:
             return None
 
     def __init__(self, wk):
-        from .control import Compare, _GemmlowpActivation, AddSub, Mul, Relu
-
         sim = wk.sim
         cond, body = sim.graphs[wk.cond], sim.graphs[wk.body]
         self.wk = wk
@@ -191,7 +193,6 @@ class CompiledLoop:
         # the counters are the same for every sample: run them here
         counters = {k: np.asarray(vals[k].a, np.int64).reshape(-1).copy() for k in self.counter_steps}
         t_x = []
-        from .simulator import MAX_WHILE_ITERATIONS
         for _ in range(MAX_WHILE_ITERATIONS):
             if not counters[0][0] < self.limit:
                 break

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import fixedpoint as fp
 from .. import tflite_model
 from ..errors import EdgeRNNError
-from . import control  # noqa: F401 - registers WHILE and the elementwise kernels
-from . import fixedpoint as fp
+from . import control, elementwise, lstm  # noqa: F401 - they register the WHILE, elementwise and LSTM kernels
 from .ops import KERNELS, Val, _NP, scale_of, zp_of
-
-MAX_WHILE_ITERATIONS = 1_000_000
 
 
 _BLAS_CONTROLLER = None

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import EdgeRNNError
-from .simulator import Simulator
+from ..simulate import Simulator
 
 
 def _metrics(f: np.ndarray, q: np.ndarray, raw: np.ndarray, lo: float, hi: float, qmin: int, qmax: int) -> dict:

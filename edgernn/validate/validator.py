@@ -241,7 +241,7 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
     layers = []
     if per_layer:
         try:
-            from ..simulate.diagnostics import per_layer_report
+            from .diagnostics import per_layer_report
         except ImportError:
             raise EdgeRNNError("--per-layer needs the simulator, which is not available in this build") from None
         layers = per_layer_report(model, quant, ds.x)

@@ -3,7 +3,9 @@
 * :func:`emit_native` writes ``NAME.h``/``NAME.c`` plus the kernels from
   ``firmware_templates/native/``;
 * :func:`run_native` compiles them on the host and runs a batch of int8 inputs;
-* :mod:`.plan` reads the flatbuffer and computes every constant the way TFLM's Prepare does.
+* :mod:`.lstm` (fused LSTM models) and :mod:`.loop` (WHILE-loop models) read the flatbuffer
+  into the :mod:`.plan` the C is rendered from, every constant computed the way TFLM's
+  Prepare does (:mod:`.prepare`).
 """
 
 from .emit import emit_native

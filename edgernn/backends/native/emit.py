@@ -12,12 +12,14 @@ import shutil
 from pathlib import Path
 
 
-from ... import __version__
+from ..._version import __version__
 from ...errors import EdgeRNNError
 from ...paths import TEMPLATES_DIR
 from ...tflite_model import TFLiteModel, read
 from ..codegen import c_identifier, render
-from .plan import NativePlan, build_plan
+from .loop import build_loop_model
+from .lstm import build_lstm_model
+from .plan import NativePlan
 
 TEMPLATE_DIR = TEMPLATES_DIR / "native"
 KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c")
@@ -25,6 +27,12 @@ KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c")
 
 def _context(plan: NativePlan, name: str) -> dict:
     return dict(plan=plan, name=name, macro=name.upper(), guard=f"{name.upper()}_H", version=__version__)
+
+
+def build_plan(m: TFLiteModel) -> NativePlan:
+    """The plan of ``m``: WHILE-loop models (GRU, SimpleRNN, Bidirectional, mixed stacks) are read
+    by :mod:`.loop`, fused-LSTM models by :mod:`.lstm`."""
+    return build_loop_model(m) if "WHILE" in m.op_counts else build_lstm_model(m)
 
 
 def load_plan(tflite) -> NativePlan:

@@ -12,14 +12,17 @@ when there is one) become static state initialized from the WHILE's initial valu
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from ...simulate import fixedpoint as fp
+from ... import fixedpoint as fp
 from ...tflite_model import Operator, Subgraph, Tensor, TFLiteModel
 from . import prepare
-from .plan import ConstArray, FullyConnectedPlan, _fail, _fully_connected, _scale, _zp
+from .plan import ConstArray, FullyConnectedPlan, NativePlan, _fail, _fully_connected, _scale, _softmax, _zp
 
 STEP_OPS = ("FULLY_CONNECTED", "ADD", "SUB", "MUL", "LOGISTIC", "TANH")
 
@@ -294,8 +297,6 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int,
 
 
 def _metadata(m: TFLiteModel) -> dict | None:
-    import json
-
     from tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(m.raw), 0)
@@ -311,11 +312,6 @@ def _metadata(m: TFLiteModel) -> dict | None:
 
 def build_loop_model(m: TFLiteModel):
     """NativePlan of a model whose recurrent layers are WHILE loops (GRU, SimpleRNN...)."""
-    import hashlib
-    from pathlib import Path
-
-    from .plan import NativePlan, _softmax
-
     sg = m.main
     if len(sg.inputs) != 1 or len(sg.outputs) != 1:
         raise _fail(m, f"the native backend compiles models with one input and one output, "

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ...simulate import fixedpoint
+from ... import fixedpoint
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -119,15 +119,9 @@ def softmax_params(beta: float, input_scale) -> tuple[int, int, int]:
     return multiplier, shift, -int(radius)
 
 
-def wrap_int32(values) -> np.ndarray:
-    """Two's-complement wrap to int32 (the integer arithmetic both TFLM and the C use)."""
-    v = np.asarray(values, np.int64)
-    return (((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)).astype(np.int64)
-
-
 def folded_bias(weights: np.ndarray, bias: np.ndarray | None, input_zero_point: int) -> np.ndarray:
     """``bias - input_zero_point * sum_j w[i, j]``: TFLM's ``sum w (x + input_offset) + bias``
     with the constant part computed once (exact, modulo 2^32 like the int32 accumulator)."""
     w = np.asarray(weights, np.int64)
     b = np.zeros(w.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
-    return wrap_int32(b - int(input_zero_point) * w.sum(axis=1))
+    return fixedpoint.wrap_int32(b - int(input_zero_point) * w.sum(axis=1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...simulate.fixedpoint import round_half_away
+from ...fixedpoint import round_half_away
 from .arena import min_arena_bytes
 
 
