@@ -4,7 +4,7 @@ For each cell (LSTM, GRU, SimpleRNN tanh and relu) on the bundled real datasets 
 digits 8x8 read as 8 steps, or pixel by pixel as 64 steps; aeon BasicMotions 100 x 6), a
 small model is trained with
 ``edgernn.train``, converted with ``edgernn convert`` (PTQ), fine-tuned with
-``edgernn.quantize.qat.qat_finetune`` with its defaults, as ``edgernn qat`` does (learning
+``edgernn.qat.qat_finetune`` with its defaults, as ``edgernn qat`` does (learning
 rate 1e-4, 10 epochs, keep-best on the training data: the given model is epoch 0, each epoch's
 int8 model is scored bit-exactly, the best is kept, ties keep the earlier) and converted
 again (QAT). Int8 accuracies are measured in the TFLite Micro runtime on the test split.
@@ -71,6 +71,39 @@ def _digits64(data: dict, tmp: str) -> tuple[Path, Path]:
     return tuple(out)
 
 
+def accuracy_table(model, data, test, *, qat_epochs: int = 5, seed: int = 0, learning_rate: float = 1e-4,
+                   val=None) -> dict:
+    """Float, PTQ int8 and QAT int8 top-1 accuracy of a classifier on ``test`` (TFLM runtime).
+
+    ``data``: the training set .npz (fine-tuning and calibration); ``val``: the QAT selection set
+    (default ``data``). Returns a dict of the three accuracies, the QAT model's float
+    accuracy, the epoch QAT kept and its selection score (``QATResult.kept_score``).
+    """
+    import numpy as np
+
+    from edgernn import convert
+    from edgernn.backends.tflm.runtime import tflm_outputs
+    from edgernn.data import load_dataset
+    from edgernn.frontend import from_keras, load_keras_object
+    from edgernn.qat import qat_finetune
+
+    keras_obj = load_keras_object(model) if isinstance(model, (str, os.PathLike)) else model
+    m = from_keras(keras_obj)
+    shape = dict(require_y=True, features=m.input.features, timesteps=m.input.timesteps)
+    train, te = load_dataset(data, **shape), load_dataset(test, **shape)
+
+    def acc(out):
+        return float(np.mean(np.argmax(out.reshape(len(te.x), -1), -1) == te.y))
+
+    float_acc = acc(np.asarray(keras_obj(te.x, training=False)))
+    ptq = acc(tflm_outputs(convert(keras_obj, train.x).tflite, te.x))
+    res = qat_finetune(keras_obj, train, epochs=qat_epochs, seed=seed, learning_rate=learning_rate, val=val)
+    qat_float = acc(np.asarray(res.model(te.x, training=False)))
+    qat = acc(tflm_outputs(convert(res.model, train.x).tflite, te.x))
+    return {"float": float_acc, "ptq_int8": ptq, "qat_int8": qat, "qat_float": qat_float,
+            "kept_epoch": res.kept_epoch, "kept_score": res.kept_score}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="digits only")
@@ -81,7 +114,6 @@ def main(argv=None) -> int:
 
     import edgernn
     from edgernn import datasets
-    from edgernn.quantize.qat import accuracy_table
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgernn-bench-qat-") as tmp:

@@ -142,7 +142,7 @@ def qat(model, data, output, epochs, learning_rate, seed, calib, val):
       edgernn qat model.keras --data train.npz --val val.npz -o model_qat.keras
       edgernn convert model_qat.keras --calib train.npz -o model_qat.tflite
     """
-    from .quantize.qat import qat_finetune
+    from .qat import qat_finetune
 
     res = qat_finetune(model, data, epochs=epochs, output=output, seed=seed, calib=calib, val=val,
                        learning_rate=learning_rate)

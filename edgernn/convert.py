@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ir
-from .backends.tflm.convert import ConvertResult, check_rebuild_matches, convert_ir, write_atomic
+from .backends.tflm.convert import ConvertResult, check_rebuild_matches, conversion_strategy, convert_ir, write_atomic
 from .data import Dataset, check_x, load_dataset
 from .errors import EdgeRNNError
 from .frontend import from_keras, load_keras_object
@@ -56,9 +56,7 @@ def convert(model, calib, output=None, *, streaming: bool = False) -> ConvertRes
     if output is not None:
         path = Path(output)
         write_atomic(path, data)
-    from .backends.tflm.convert import _strategy
-
-    notes = ["fused int8 LSTM (TFLite converter)" if _strategy(m) == "fused-lstm" else
+    notes = ["fused int8 LSTM (TFLite converter)" if conversion_strategy(m) == "fused-lstm" else
              "WHILE loop of builtin int8 ops per recurrent layer (written by edgernn)"]
     if streaming:
         notes.append("streaming: one time step per invoke(), state kept in TFLM variable tensors "

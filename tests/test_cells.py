@@ -13,7 +13,7 @@ import pytest
 
 import edgernn
 from edgernn import tflite_model
-from edgernn.backends.tflm.convert import _strategy, check_rebuild_matches, convert_ir
+from edgernn.backends.tflm.convert import conversion_strategy, check_rebuild_matches, convert_ir
 from edgernn.backends.tflm.graph import METADATA_NAME
 from edgernn.backends.tflm.recurrent import build_sequence_program, metadata_doc
 from edgernn.backends.tflm.runtime import TFLMRunner
@@ -117,7 +117,7 @@ def test_int8_runs_in_tflm_close_to_float(kind, bm_arrays):
     assert tm.input().dtype == "int8" and tm.output().dtype == "int8"
     assert tm.input().shape == (1, 100, 6)
     assert not any(op.startswith("CUSTOM") for op in tm.op_counts)
-    if _strategy(m) == "while-graph":
+    if conversion_strategy(m) == "while-graph":
         assert tm.op_counts["WHILE"] == sum(2 if l.kind == "bidirectional" else 1 for l in m.recurrent_layers)
     runner = TFLMRunner(data, arena_size=ARENA)
     y8 = runner.dequantize_output(runner.run(runner.quantize_input(xte)))

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import Spec, load_npz
 
-from edgernn.quantize import qat
+from edgernn import qat
+from edgernn.backends.tflm.runtime import tflm_outputs
 
 
 def test_snap_weight_is_on_the_converters_per_channel_grid():
@@ -36,7 +37,7 @@ def test_snap_weight_per_gate_block_uses_one_scale_per_block():
 
 
 def _int8_acc(tflite: bytes, x, y) -> float:
-    return float(np.mean(np.argmax(qat.tflm_outputs(tflite, x), -1) == y))
+    return float(np.mean(np.argmax(tflm_outputs(tflite, x), -1) == y))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_fake_quant_model_tracks_tflm_int8(zoo, which, request):
     xte = xte[:150]
     # weights snapped first: convert calibrates with the float weights, QAT with snapped ones
     m = qat.snap_model(edgernn.load_model(path))
-    int8 = qat.tflm_outputs(edgernn.convert(m, calib=train).tflite, xte)
+    int8 = tflm_outputs(edgernn.convert(m, calib=train).tflite, xte)
     qm = qat.build_qat_model(m, xtr.shape[1])
     ranges = qat.calibrate(qm, xtr[:qat.MAX_CALIB_SAMPLES])
     assert ranges and all(lo <= 0.0 <= hi for lo, hi in ranges.values())

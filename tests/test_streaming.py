@@ -7,7 +7,7 @@ import pytest
 
 import edgernn
 from edgernn import tflite_model
-from edgernn.backends.tflm.convert import _strategy, convert_ir
+from edgernn.backends.tflm.convert import conversion_strategy, convert_ir
 from edgernn.backends.tflm.runtime import TFLMRunner
 from edgernn.backends.tflm.streaming import is_streaming_model, lstm_one_step, run_streaming
 from edgernn.errors import EdgeRNNError
@@ -25,7 +25,7 @@ def _stream(runner: TFLMRunner, x_int8: np.ndarray) -> np.ndarray:
 
 def _assert_streaming_equals_sequence(m, calib, x):
     seq_bytes = convert_ir(m, calib)
-    if _strategy(m) == "fused-lstm":  # what convert_ir(streaming=True) does, without a 2nd converter run
+    if conversion_strategy(m) == "fused-lstm":  # what convert_ir(streaming=True) does, without a 2nd converter run
         one_bytes = lstm_one_step(seq_bytes, m)
     else:
         one_bytes = convert_ir(m, calib, streaming=True)

@@ -1,4 +1,4 @@
-"""Read Keras 3 ``.keras``, tf_keras ``.h5``/``.keras`` and SavedModel into the IR.
+"""Read Keras 3 ``.keras``, tf_keras ``.h5``/``.keras`` and SavedModel into the IR (and save Keras models).
 
 One handler per Keras layer class, registered with :func:`handles`; a model is walked layer by
 layer and each handler returns IR layers (or nothing, for layers that vanish at inference such
@@ -238,6 +238,20 @@ def load_keras_object(path):
         except Exception as exc:  # try the other Keras before giving up
             errors.append(f"{which}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     raise EdgeRNNError(f"{p}: could not load the model ({'; '.join(errors)})")
+
+
+def save_model(model, output) -> Path:
+    """Save a Keras model to ``output`` atomically: a half-written file never has the final name."""
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
 def load_model(model_or_path) -> ir.Model:

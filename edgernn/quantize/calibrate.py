@@ -11,6 +11,9 @@ import numpy as np
 
 from ..errors import EdgeRNNError
 
+#: Calibration inputs used (the first N): by ``edgernn convert`` and by QAT's calibration pass.
+MAX_CALIB_SAMPLES = 500
+
 
 def _sigmoid(x):
     with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x gives the exact limit 0

@@ -42,11 +42,27 @@ class QParams:
         s, z = self.per_tensor
         return ((np.asarray(q, np.float32) - z) * s).astype(np.float32)
 
+    @property
+    def int8_range(self) -> tuple[float, float]:
+        """The real values of int8 -128 and 127 (per-tensor): the grid's [min, max].
+
+        >>> LOGISTIC_OUT.int8_range, TANH_OUT.int8_range
+        ((0.0, 0.99609375), (-1.0, 0.9921875))
+        """
+        s, z = self.per_tensor
+        return s * (INT8_MIN - z), s * (INT8_MAX - z)
+
 
 # Fixed output parameters of TFLM's int8 activation kernels (they require exactly these).
 LOGISTIC_OUT = QParams((1.0 / 256,), (-128,))
 SOFTMAX_OUT = QParams((1.0 / 256,), (-128,))
 TANH_OUT = QParams((1.0 / 128,), (0,))
+
+# Beyond these inputs the int8 outputs are saturated (sigmoid(6.2) > 1 - 1/512, tanh(3.1) >
+# 1 - 1/256), so a pre-activation read only by LOGISTIC / TANH is quantized over at most this
+# range: finer steps where the output still changes, same output where it does not. The
+# converter clips such ranges (edgernn.backends.tflm.recurrent) and QAT trains with them.
+SATURATING_RANGE = {"LOGISTIC": (-8.0, 8.0), "TANH": (-4.0, 4.0)}
 
 
 def activation_params(lo: float, hi: float) -> QParams:

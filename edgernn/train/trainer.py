@@ -9,7 +9,6 @@ takes it from there.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from ..data import Dataset, load_dataset
 from ..errors import EdgeRNNError
+from ..frontend import save_model
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +31,7 @@ class TrainResult:
     history: dict
     task: str  # "classification" | "regression"
     test_metrics: dict = field(default_factory=dict)
-    qat: object = None  # edgernn.quantize.qat.QATResult when train(..., qat=True)
-
-
-def save_model(model, output) -> Path:
-    """Save a Keras model to ``output`` atomically: a half-written file never has the final name."""
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    qat: object = None  # edgernn.qat.QATResult when train(..., qat=True)
 
 
 def _task(y: np.ndarray, return_sequences: bool) -> tuple[str, int]:
@@ -128,7 +114,7 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
     """Train a model on ``data`` (.npz path or :class:`Dataset`) and save it to ``output``.
 
     ``qat``: after float training, fine-tune ``qat_epochs`` epochs with int8 fake quantization
-    (:func:`edgernn.quantize.qat.qat_finetune` on the training split, keeping the epoch whose
+    (:func:`edgernn.qat.qat_finetune` on the training split, keeping the epoch whose
     int8 model scores best on the validation split, the trained model itself included); the
     saved model is the QAT one.
     """
@@ -178,7 +164,7 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
                      callbacks=callbacks, shuffle=True)
     qat_result = None
     if qat:
-        from ..quantize.qat import qat_finetune
+        from ..qat import qat_finetune
         qat_result = qat_finetune(model, Dataset(ds.path, xt, yt), epochs=qat_epochs, seed=seed,
                                   val=Dataset(ds.path, *val) if val is not None else None,
                                   batch_size=batch_size, clipnorm=clipnorm)

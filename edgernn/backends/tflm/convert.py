@@ -1,6 +1,6 @@
 """IR -> int8 TFLite Micro flatbuffer.
 
-Two routes, chosen by :func:`_strategy`:
+Two routes, chosen by :func:`conversion_strategy`:
 
 * ``fused-lstm``: unidirectional LSTM models (stacked allowed) take the TFLite converter's own
   route: the model is rebuilt as tf_keras with batch 1 and ``unroll=False`` so each LSTM fuses
@@ -23,12 +23,12 @@ import numpy as np
 
 from ... import ir
 from ...errors import ConversionError, EdgeRNNError
+from ...quantize.calibrate import MAX_CALIB_SAMPLES
 from .subprocess_util import describe_returncode, run_child
 
 log = logging.getLogger(__name__)
 
 FLOAT_CHECK_ATOL = 1e-5  # rebuilt tf_keras model vs the user's model, on calibration samples
-MAX_CALIB_SAMPLES = 500
 
 
 @dataclass
@@ -57,8 +57,11 @@ def check_rebuild_matches(keras_obj, model: ir.Model, x: np.ndarray, atol: float
     return diff
 
 
-def _strategy(model: ir.Model) -> str:
-    """"fused-lstm" (the TFLite converter's UNIDIRECTIONAL_SEQUENCE_LSTM) or "while-graph"."""
+def conversion_strategy(model: ir.Model) -> str:
+    """How ``model`` becomes int8 TFLM: "fused-lstm" (the TFLite converter's
+    UNIDIRECTIONAL_SEQUENCE_LSTM, per-tensor weights per gate matrix, int16 cell state) or
+    "while-graph" (edgernn's WHILE loops of builtin int8 ops, :mod:`.recurrent`). QAT
+    (:mod:`edgernn.qat`) fake-quantizes each the way its kernels quantize."""
     rec = model.recurrent_layers
     if set(model.cells) == {"lstm"} and not model.is_bidirectional and not any(l.go_backwards for l in rec):
         return "fused-lstm"
@@ -73,7 +76,7 @@ def convert_ir(model: ir.Model, calib: np.ndarray, *, streaming: bool = False) -
     WHILE loops of builtin int8 ops. ``streaming`` gives the one-step form.
     """
     calib = np.ascontiguousarray(calib[:MAX_CALIB_SAMPLES], np.float32)
-    if _strategy(model) == "while-graph":
+    if conversion_strategy(model) == "while-graph":
         from .recurrent import convert_recurrent
 
         return convert_recurrent(model, calib, streaming=streaming)

@@ -48,7 +48,7 @@ import numpy as np
 from ... import ir
 from ...errors import EdgeRNNError
 from ...quantize.calibrate import Ranges, run_float
-from ...quantize.params import TANH_OUT
+from ...quantize.params import SATURATING_RANGE, TANH_OUT
 from .graph import Graph, Program, assign_quantization, fixed_output, write_flatbuffer
 
 METADATA_VERSION = 1
@@ -107,12 +107,6 @@ def _out(g: Graph, name: str, shape, dtype: str = "int8") -> str:
             and not any(name in op.outputs for op in g.ops)):
         return name  # declared ahead by the caller (h_new / c_new), not yet written
     return g.add(name, shape, dtype)
-
-
-# Beyond these inputs the int8 outputs are saturated (sigmoid(6.2) > 1 - 1/512, tanh(3.1) >
-# 1 - 1/256), so a pre-activation read only by LOGISTIC / TANH is quantized over at most this
-# range: finer steps where the output still changes, same output where it does not.
-SATURATING_RANGE = {"LOGISTIC": (-8.0, 8.0), "TANH": (-4.0, 4.0)}
 
 
 def _unary(prog: Program, g: Graph, code: str, x: str, name: str, shape, *, x_only_here: bool = False) -> str:

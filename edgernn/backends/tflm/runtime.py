@@ -60,3 +60,11 @@ class TFLMRunner:
             self.interpreter.invoke()
             outs.append(np.array(self.interpreter.get_output(0))[0])
         return np.stack(outs) if outs else np.zeros((0,) + tuple(self.output_details["shape"][1:]), np.int8)
+
+
+def tflm_outputs(tflite: bytes, x: np.ndarray, *, arena_size: int = 400_000) -> np.ndarray:
+    """Run an int8 flatbuffer in the TFLM runtime on each sample of ``x``; dequantized outputs
+    (N, outputs per sample). ``arena_size``: large enough for the bench models (no bisection)."""
+    runner = TFLMRunner(tflite, arena_size=arena_size)
+    out = runner.dequantize_output(runner.run(runner.quantize_input(np.asarray(x, np.float32))))
+    return out.reshape(len(out), -1)

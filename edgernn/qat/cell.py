@@ -1,0 +1,147 @@
+"""The QAT cell: Keras' LSTM / GRU / SimpleRNN cell with fake quantization inside the recurrence.
+
+tfmot's ``QuantizeConfig`` reaches a layer's weights and output but not the hidden state fed
+back at each step, the LSTM cell state or the GRU's gate products, so the recurrent layers of
+the QAT model are ``tf_keras.layers.RNN`` over :class:`QATCell`: Keras' equations (same weight
+layout and gate order) with a quantizer at each tensor the int8 kernels store. Two layouts,
+after :func:`edgernn.backends.tflm.convert.conversion_strategy`: the fused int8 LSTM (int16
+gates and cell state) and the WHILE graphs of :mod:`edgernn.backends.tflm.recurrent` (one
+int8 FULLY_CONNECTED per gate, every sum and product int8).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as tfk
+
+from .. import ir
+from ..quantize.params import LOGISTIC_OUT, SATURATING_RANGE, TANH_OUT
+from .quantizers import FixedRangeQuantizer, PowerOfTwoQuantizer, RangeQuantizer, SaturatingRangeQuantizer
+
+GATE_INT16_SCALE = 2.0 ** -12  # TFLM integer LSTM: gate pre-activations (nonlinear input)
+LOGISTIC_INT8 = LOGISTIC_OUT.int8_range  # int8 LOGISTIC output: scale 1/256, zero point -128
+TANH_INT8 = TANH_OUT.int8_range  # int8 TANH output: scale 1/128, zero point 0
+
+
+@tfk.utils.register_keras_serializable(package="edgernn_qat")
+class InputQuant(tfk.layers.Layer):
+    """Identity; annotated so that its output (the model input) is quantized."""
+
+    def call(self, inputs):
+        return tf.identity(inputs)
+
+
+@tfk.utils.register_keras_serializable(package="edgernn_qat")
+class QATCell(tfk.layers.Layer):
+    """Keras' LSTM / GRU / SimpleRNN cell with fake quantization inside the recurrence.
+
+    ``mode``: what its quantizers do (:data:`~.quantizers.ROUND` or an observing mode).
+    """
+
+    def __init__(self, cell: str, units: int, activation: str = "tanh", reset_after: bool = True,
+                 fused: bool = False, *, mode: str, **kwargs):
+        super().__init__(**kwargs)
+        self.cell, self.units, self.activation_name, self.reset_after = cell, int(units), activation, reset_after
+        self.fused = bool(fused)
+        self.mode = mode
+        self.state_size = [self.units, self.units] if cell == "lstm" else [self.units]
+        self.output_size = self.units
+
+    def build(self, input_shape):
+        g = ir.GATES[self.cell] * self.units
+        self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), g))
+        self.recurrent_kernel = self.add_weight(name="recurrent_kernel", shape=(self.units, g))
+        bias_shape = (2, g) if self.cell == "gru" and self.reset_after else (g,)
+        self.bias = self.add_weight(name="bias", shape=bias_shape, initializer="zeros")
+        self.float_weights = [self.kernel, self.recurrent_kernel, self.bias]  # survive tfmot's swap
+        self.points: dict[str, tuple] = {}
+        for name, q in self._point_specs():
+            self.points[name] = (q, q.build(None, name, self))
+        self.built = True
+
+    def _point_specs(self):
+        mode = self.mode
+        r8 = RangeQuantizer(mode, 8)
+        sig, tanh = FixedRangeQuantizer(mode, *LOGISTIC_INT8), FixedRangeQuantizer(mode, *TANH_INT8)
+        if self.cell == "lstm" and self.fused:
+            return [("gates", FixedRangeQuantizer(mode, -8.0, 8.0 - GATE_INT16_SCALE, 16)),
+                    ("cell_state", PowerOfTwoQuantizer(mode)), ("h", r8)]
+        # the converter's WHILE graphs (edgernn.backends.tflm.recurrent): pre-activations
+        # read only by LOGISTIC / TANH on their clipped ranges, a GRU's / LSTM's h on
+        # TANH's fixed grid (|h| < 1)
+        pre_sig = SaturatingRangeQuantizer(mode, *SATURATING_RANGE["LOGISTIC"])
+        pre_tanh = SaturatingRangeQuantizer(mode, *SATURATING_RANGE["TANH"])
+        gates = {"lstm": "ifco", "gru": "zrh", "rnn": "h"}[self.cell]
+        pts = [(f"x_{g}", r8) for g in gates]
+        rec = gates if (self.cell != "gru" or self.reset_after) else "zr"
+        pts += [(f"h_{g}", r8) for g in rec] + [("sigmoid", sig), ("tanh", tanh)]
+        if self.cell == "rnn":
+            pts += [("h", r8)] if self.activation_name == "relu" else [("pre", pre_tanh)]
+        elif self.cell == "lstm":
+            pts += [(f"{g}_pre", pre_tanh if g == "c" else pre_sig) for g in gates]
+            pts += [("f_c", r8), ("i_g", r8), ("c", r8), ("h", tanh)]
+        else:
+            pts += [("z_pre", pre_sig), ("r_pre", pre_sig), ("hc_pre", pre_tanh), ("h_minus_hc", r8),
+                    ("z_d", r8), ("h", tanh)]
+            pts += [("r_hh", r8)] if self.reset_after else [("rh", r8), ("hh", r8)]
+        return pts
+
+    def q(self, name, x):
+        quantizer, weights = self.points[name]
+        return quantizer(x, None, weights)
+
+    def call(self, inputs, states, training=None):
+        h_prev = states[0]
+        k, rk, b = self.kernel, self.recurrent_kernel, self.bias
+        u, q = self.units, self.q
+        if self.cell == "lstm" and self.fused:  # UNIDIRECTIONAL_SEQUENCE_LSTM, int8 x/h, int16 gates/c
+            z = q("gates", tf.matmul(inputs, k) + tf.matmul(h_prev, rk) + b)
+            zi, zf, zc, zo = tf.split(z, 4, axis=-1)
+            c = q("cell_state", tf.sigmoid(zf) * states[1] + tf.sigmoid(zi) * tf.tanh(zc))
+            h = q("h", tf.sigmoid(zo) * tf.tanh(c))
+            return h, [h, c]
+        # the WHILE graphs of edgernn.backends.tflm.recurrent: one FULLY_CONNECTED per gate
+        b_in = b[0] if b.shape.rank == 2 else b
+
+        def proj(gi, g, rec=True, rec_bias=False):
+            sl = slice(gi * u, (gi + 1) * u)
+            xo = q(f"x_{g}", tf.matmul(inputs, k[:, sl]) + b_in[sl])
+            if not rec:
+                return xo, None
+            ho = tf.matmul(h_prev, rk[:, sl]) + (b[1][sl] if rec_bias else 0.0)
+            return xo, q(f"h_{g}", ho)
+
+        if self.cell == "rnn":
+            xo, ho = proj(0, "h")
+            if self.activation_name == "relu":
+                h = q("h", tf.nn.relu(xo + ho))
+            else:
+                h = q("tanh", tf.tanh(q("pre", xo + ho)))
+            return h, [h]
+        if self.cell == "lstm":
+            acts = []
+            for gi, g in enumerate("ifco"):
+                pre = q(f"{g}_pre", tf.add(*proj(gi, g)))
+                acts.append(q("tanh", tf.tanh(pre)) if g == "c" else q("sigmoid", tf.sigmoid(pre)))
+            i_, f_, g_, o_ = acts
+            c = q("c", q("f_c", f_ * states[1]) + q("i_g", i_ * g_))
+            h = q("h", o_ * q("tanh", tf.tanh(c)))
+            return h, [h, c]
+        ra = self.reset_after  # GRU, gates z r h
+        zg = q("sigmoid", tf.sigmoid(q("z_pre", tf.add(*proj(0, "z", rec_bias=ra)))))
+        rg = q("sigmoid", tf.sigmoid(q("r_pre", tf.add(*proj(1, "r", rec_bias=ra)))))
+        if ra:  # hh = tanh(W_h x + b_h + r * (U_h h + b_rh))
+            xh, hh = proj(2, "h", rec_bias=True)
+            rhh = q("r_hh", rg * hh)
+        else:  # hh = tanh(W_h x + b_h + U_h (r * h))
+            xh, _ = proj(2, "h", rec=False)
+            rhh = q("hh", tf.matmul(q("rh", rg * h_prev), rk[:, 2 * u:]))
+        hc = q("tanh", tf.tanh(q("hc_pre", xh + rhh)))
+        h = q("h", hc + q("z_d", zg * q("h_minus_hc", h_prev - hc)))  # z*h + (1-z)*hc
+        return h, [h]
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(cell=self.cell, units=self.units, activation=self.activation_name,
+                   reset_after=self.reset_after, fused=self.fused, mode=self.mode)
+        return cfg

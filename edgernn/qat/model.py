@@ -1,0 +1,73 @@
+"""The fake-quantized ``tf_keras`` model of an IR model, assembled with tfmot.
+
+Every layer is annotated with a custom ``QuantizeConfig`` (:mod:`.quantizers`) and
+``quantize_apply`` wraps it: tfmot's ``QuantizeWrapperV2`` swaps the weights for their
+fake-quantized values before each call (the recurrent layers' ``cell.kernel`` /
+``cell.recurrent_kernel`` included), and its ``QuantizeAwareActivation`` quantizes the Dense
+logits (before a softmax) or outputs. The recurrent layers are ``RNN`` over :class:`.cell.QATCell`;
+the model input is quantized by an annotated identity layer, not tfmot's default input layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+import tf_keras as tfk
+
+from .. import ir
+from .cell import InputQuant, QATCell
+from .quantizers import (CUSTOM_OBJECTS, MODES, ROUND, DenseQuantizeConfig, OutputQuantizeConfig,
+                         RecurrentQuantizeConfig, Scheme)
+from .snap import recurrent_blocks, uses_fused_lstm
+
+
+def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = False, mode: str = ROUND):
+    """The fake-quantized tf_keras model of ``model`` (weights copied from the IR).
+
+    ``mode``: what its quantizers do, :data:`~.quantizers.ROUND` (fake-quantize) or one of the
+    observing modes of the calibration twin (:mod:`.calibration`). ``stateful``: batch 1 and
+    stateful recurrent layers (the calibration twin of a fused LSTM). The model carries its IR
+    (read by :func:`edgernn.qat.calibration.calibrate`).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: use one of {', '.join(MODES)}")
+    annotate = tfmot.quantization.keras.quantize_annotate_layer
+    fused = uses_fused_lstm(model)
+
+    def rnn(l: ir.Recurrent, name=None, go_backwards=None):
+        cell = QATCell(l.cell, l.units, activation=l.activation, reset_after=l.reset_after, fused=fused, mode=mode)
+        return tfk.layers.RNN(cell, return_sequences=l.return_sequences, unroll=False, name=name or l.name,
+                              stateful=stateful,
+                              go_backwards=l.go_backwards if go_backwards is None else go_backwards)
+
+    inp = tfk.Input(shape=(timesteps, model.input.features), batch_size=1 if stateful else None, name="input")
+    h = annotate(InputQuant(name="input_quant"), OutputQuantizeConfig(mode))(inp)
+    pending = []
+    for l in model.layers:
+        if l.kind == "recurrent":
+            k = rnn(l)
+            h = annotate(k, RecurrentQuantizeConfig(mode, recurrent_blocks(fused)))(h)
+            pending.append((k, [l.kernel, l.recurrent_kernel, l.bias]))
+        elif l.kind == "bidirectional":
+            f, b = l.forward, l.backward
+            k = tfk.layers.Bidirectional(rnn(f, f"{l.name}_fwd", False), backward_layer=rnn(b, f"{l.name}_bwd", True),
+                                         merge_mode=l.merge_mode, name=l.name)
+            h = annotate(k, RecurrentQuantizeConfig(mode, recurrent_blocks(fused), merged_output=True))(h)
+            pending.append((k, [f.kernel, f.recurrent_kernel, f.bias, b.kernel, b.recurrent_kernel, b.bias]))
+        elif l.kind == "dense":
+            k = tfk.layers.Dense(l.units, activation=l.activation, name=l.name)
+            h = annotate(k, DenseQuantizeConfig(mode))(h)
+            pending.append((k, [l.kernel, l.bias]))
+        else:
+            h = tfk.layers.Activation(l.activation, name=l.name)(h)
+    annotated = tfk.Model(inp, h, name=model.name)
+    for k, weights in pending:
+        targets = ([*k.forward_layer.cell.float_weights, *k.backward_layer.cell.float_weights]
+                   if isinstance(k, tfk.layers.Bidirectional) else
+                   k.cell.float_weights if isinstance(k, tfk.layers.RNN) else k.trainable_weights)
+        for var, w in zip(targets, weights, strict=True):
+            var.assign(np.asarray(w, np.float32))
+    with tfmot.quantization.keras.quantize_scope({**CUSTOM_OBJECTS, "InputQuant": InputQuant, "QATCell": QATCell}):
+        qmodel = tfmot.quantization.keras.quantize_apply(annotated, scheme=Scheme())
+    object.__setattr__(qmodel, "_edgernn_ir", model)  # for calibrate(); not a tracked attribute
+    return qmodel

@@ -1,0 +1,253 @@
+"""The fake quantizers of the QAT model (tfmot ``Quantizer``s) and the ``QuantizeConfig``s that
+place them on the layers' weights and outputs.
+
+Every quantizer computes ``tf.quantization.fake_quant_with_min_max_vars*``, whose gradient is
+the straight-through estimator (zero outside the range, as the int8 clamp is). Each quantizer
+is built for one mode of its model, :data:`ROUND` (fake-quantize) or, in the observing twin
+the calibration pass runs (:mod:`.calibration`), :data:`OBSERVE` / :data:`OBSERVE_FLOAT`:
+range quantizers record the min/max of what they see and pass values through, as the
+converter calibrates the float model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+import tensorflow_model_optimization as tfmot  # noqa: E402
+import tf_keras as tfk  # noqa: E402
+
+Quantizer = tfmot.quantization.keras.quantizers.Quantizer
+QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
+
+
+# What a QAT model's quantizers do, fixed when the model is built (``build_qat_model(mode=...)``):
+ROUND = "round"  # fake-quantize: the model QAT trains and scores
+OBSERVE = "observe"  # record each range, pass values through (weights still rounded): the float
+#                      model the converter calibrates when its weights lie on their int8 grid
+OBSERVE_FLOAT = "observe-float-weights"  # the same with the weights unrounded: the given model,
+#                                          as post-training quantization calibrates it
+MODES = (ROUND, OBSERVE, OBSERVE_FLOAT)
+
+
+def _weights(layer, name, init=0.0):
+    return layer.add_weight(name=name, shape=(), initializer=tfk.initializers.Constant(init), trainable=False)
+
+
+class RangeQuantizer(Quantizer):
+    """Asymmetric ``num_bits`` fake quantization over a calibrated [min, max] (0 included)."""
+
+    def __init__(self, mode: str, num_bits: int = 8):
+        self.mode, self.num_bits = mode, num_bits
+
+    def build(self, tensor_shape, name, layer):
+        return {"min": _weights(layer, f"{name}_min"), "max": _weights(layer, f"{name}_max")}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if self.mode != ROUND:
+            weights["min"].assign(tf.minimum(weights["min"], tf.reduce_min(inputs)))
+            weights["max"].assign(tf.maximum(weights["max"], tf.reduce_max(inputs)))
+            return inputs
+        return tf.quantization.fake_quant_with_min_max_vars(
+            inputs, weights["min"], weights["max"], num_bits=self.num_bits, narrow_range=False)
+
+    def get_config(self):
+        return {"mode": self.mode, "num_bits": self.num_bits}
+
+
+class SaturatingRangeQuantizer(RangeQuantizer):
+    """A pre-activation read only by LOGISTIC / TANH: its calibrated range clipped to where
+    the int8 output still changes, as :data:`edgernn.quantize.params.SATURATING_RANGE` has the
+    converter do."""
+
+    def __init__(self, mode: str, lo: float, hi: float, num_bits: int = 8):
+        super().__init__(mode, num_bits)
+        self.lo, self.hi = float(lo), float(hi)
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if self.mode != ROUND:
+            super().__call__(tf.clip_by_value(inputs, self.lo, self.hi), training, weights)
+            return inputs
+        return super().__call__(inputs, training, weights)
+
+    def get_config(self):
+        return {"mode": self.mode, "lo": self.lo, "hi": self.hi, "num_bits": self.num_bits}
+
+
+class PowerOfTwoQuantizer(Quantizer):
+    """Symmetric int16 over ``[-2^k, 2^k)``, ``2^k >= max|x|``: the LSTM cell state."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    def build(self, tensor_shape, name, layer):
+        return {"absmax": _weights(layer, f"{name}_absmax")}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if self.mode != ROUND:
+            weights["absmax"].assign(tf.maximum(weights["absmax"], tf.reduce_max(tf.abs(inputs))))
+            return inputs
+        bound = tf.pow(2.0, tf.math.ceil(tf.math.log(tf.maximum(weights["absmax"], 2.0 ** -15)) / math.log(2.0)))
+        return tf.quantization.fake_quant_with_min_max_vars(inputs, -bound, bound * (32767.0 / 32768.0),
+                                                            num_bits=16, narrow_range=False)
+
+    def get_config(self):
+        return {"mode": self.mode}
+
+
+class FixedRangeQuantizer(Quantizer):
+    """Fake quantization on a grid fixed by the kernel (not calibrated)."""
+
+    def __init__(self, mode: str, lo: float, hi: float, num_bits: int = 8):
+        self.mode, self.lo, self.hi, self.num_bits = mode, float(lo), float(hi), num_bits
+
+    def build(self, tensor_shape, name, layer):
+        return {}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if self.mode != ROUND:
+            return inputs
+        return tf.quantization.fake_quant_with_min_max_args(inputs, min=self.lo, max=self.hi,
+                                                            num_bits=self.num_bits, narrow_range=False)
+
+    def get_config(self):
+        return {"mode": self.mode, "lo": self.lo, "hi": self.hi, "num_bits": self.num_bits}
+
+
+class SymmetricWeightQuantizer(Quantizer):
+    """Symmetric int8 (narrow range) weights, per output channel or per gate block."""
+
+    def __init__(self, mode: str, blocks: int | None = None):
+        self.mode, self.blocks = mode, blocks
+
+    def build(self, tensor_shape, name, layer):
+        return {}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if self.mode == OBSERVE_FLOAT:
+            return inputs
+        a = tf.abs(inputs)
+        if self.blocks is None:
+            m = tf.reduce_max(a, axis=0)
+        else:
+            per = inputs.shape[-1] // self.blocks
+            m = tf.reduce_max(tf.reshape(a, (-1, self.blocks, per)), axis=(0, 2))
+            m = tf.repeat(m, per)
+        m = tf.stop_gradient(tf.maximum(m, 1e-12))
+        return tf.quantization.fake_quant_with_min_max_vars_per_channel(inputs, -m, m, num_bits=8,
+                                                                        narrow_range=True)
+
+    def get_config(self):
+        return {"mode": self.mode, "blocks": self.blocks}
+
+
+def _cells_of(layer):
+    if isinstance(layer, tfk.layers.Bidirectional):
+        return [layer.forward_layer.cell, layer.backward_layer.cell]
+    return [layer.cell]
+
+
+class RecurrentQuantizeConfig(QuantizeConfig):
+    """Weights of a QAT RNN (or Bidirectional of two); states are quantized by the QAT cell."""
+
+    def __init__(self, mode: str, blocks: int | None = None, merged_output: bool = False):
+        self.mode, self.blocks, self.merged_output = mode, blocks, merged_output
+
+    def get_weights_and_quantizers(self, layer):
+        wq = SymmetricWeightQuantizer(self.mode, self.blocks)
+        out = []
+        for cell in _cells_of(layer):
+            out += [(cell.kernel, wq), (cell.recurrent_kernel, wq)]
+        return out
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        for i, cell in enumerate(_cells_of(layer)):
+            cell.kernel, cell.recurrent_kernel = quantize_weights[2 * i], quantize_weights[2 * i + 1]
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [RangeQuantizer(self.mode, 8)] if self.merged_output else []
+
+    def get_config(self):
+        return {"mode": self.mode, "blocks": self.blocks, "merged_output": self.merged_output}
+
+
+class DenseQuantizeConfig(QuantizeConfig):
+    """Per-channel int8 kernel; int8 logits (before softmax/sigmoid) or outputs."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    def get_weights_and_quantizers(self, layer):
+        return [(layer.kernel, SymmetricWeightQuantizer(self.mode, None))]
+
+    def get_activations_and_quantizers(self, layer):
+        return [(layer.activation, RangeQuantizer(self.mode, 8))]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        layer.kernel = quantize_weights[0]
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        layer.activation = quantize_activations[0]
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {"mode": self.mode}
+
+
+class OutputQuantizeConfig(QuantizeConfig):
+    """Only the layer's output, on a calibrated int8 range (the model input)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [RangeQuantizer(self.mode, 8)]
+
+    def get_config(self):
+        return {"mode": self.mode}
+
+
+class KeepLayout(tfmot.quantization.keras.QuantizeLayoutTransform):
+    """No graph rewrites (the default scheme would add its own moving-average input layer)."""
+
+    def apply(self, model, layer_quantize_map):
+        return model, layer_quantize_map
+
+
+class Scheme(tfmot.quantization.keras.QuantizeScheme):
+    def get_layout_transformer(self):
+        return KeepLayout()
+
+    def get_quantize_registry(self):
+        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+            default_8bit_quantize_registry)
+        return default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+
+
+#: What ``tfmot``'s ``quantize_scope`` must know to clone the annotated model.
+CUSTOM_OBJECTS = {c.__name__: c for c in (
+    RangeQuantizer, SaturatingRangeQuantizer, PowerOfTwoQuantizer, FixedRangeQuantizer, SymmetricWeightQuantizer,
+    RecurrentQuantizeConfig, DenseQuantizeConfig, OutputQuantizeConfig)}

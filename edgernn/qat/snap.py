@@ -1,0 +1,69 @@
+"""Weights on their int8 grid: what the converter will store, dequantized.
+
+Symmetric int8 with ``narrow_range`` (scale ``max|w| / 127``, zero point 0): one scale per gate
+matrix for the fused LSTM (whose ``UNIDIRECTIONAL_SEQUENCE_LSTM`` keeps its eight weight
+matrices per-tensor), one per output channel everywhere else (``FULLY_CONNECTED``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ir
+from ..backends.tflm.convert import conversion_strategy
+
+
+def weight_scales(w: np.ndarray, blocks: int | None) -> np.ndarray:
+    """Per-column int8 scales of a (in, out) weight: per channel (``blocks=None``) or one per
+    block of ``out // blocks`` columns (an LSTM gate matrix)."""
+    w = np.asarray(w, np.float32)
+    if blocks is None:
+        m = np.max(np.abs(w), axis=0)
+    else:
+        per = w.shape[-1] // blocks
+        m = np.repeat(np.max(np.abs(w.reshape(w.shape[0], blocks, per)), axis=(0, 2)), per)
+    return np.maximum(m, 1e-12).astype(np.float32) / 127.0
+
+
+def snap_weight(w: np.ndarray, blocks: int | None) -> np.ndarray:
+    """``w`` rounded to its symmetric int8 grid (what the converter will store, dequantized)."""
+    s = weight_scales(w, blocks)
+    return (np.clip(np.round(np.asarray(w, np.float32) / s), -127, 127) * s).astype(np.float32)
+
+
+def uses_fused_lstm(model: ir.Model) -> bool:
+    """True when ``edgernn convert`` gives ``model`` the TFLite converter's fused int8 LSTM."""
+    return conversion_strategy(model) == "fused-lstm"
+
+
+def recurrent_blocks(fused: bool) -> int | None:
+    """Weight-scale blocks of a recurrent kernel: the fused LSTM's 4 gate matrices, else per channel."""
+    return 4 if fused else None
+
+
+def snap_model(model: ir.Model) -> ir.Model:
+    """A copy of ``model`` with every kernel snapped to its int8 grid (biases stay float)."""
+    fused = uses_fused_lstm(model)
+
+    def rec(l: ir.Recurrent) -> ir.Recurrent:
+        b = recurrent_blocks(fused)
+        return ir.Recurrent(name=l.name, cell=l.cell, units=l.units, input_dim=l.input_dim,
+                            kernel=snap_weight(l.kernel, b), recurrent_kernel=snap_weight(l.recurrent_kernel, b),
+                            bias=l.bias.copy(), activation=l.activation, recurrent_activation=l.recurrent_activation,
+                            return_sequences=l.return_sequences, go_backwards=l.go_backwards,
+                            reset_after=l.reset_after)
+
+    layers: list[ir.Layer] = []
+    for l in model.layers:
+        if l.kind == "recurrent":
+            layers.append(rec(l))
+        elif l.kind == "bidirectional":
+            layers.append(ir.Bidirectional(name=l.name, forward=rec(l.forward), backward=rec(l.backward),
+                                           merge_mode=l.merge_mode))
+        elif l.kind == "dense":
+            layers.append(ir.Dense(name=l.name, kernel=snap_weight(l.kernel, None), bias=l.bias.copy(),
+                                   activation=l.activation))
+        else:
+            layers.append(ir.Activation(name=l.name, activation=l.activation))
+    return ir.Model(name=model.name, input=ir.InputSpec(model.input.timesteps, model.input.features),
+                    layers=layers, source=model.source)
