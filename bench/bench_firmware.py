@@ -1,13 +1,14 @@
 """Instructions, flash and RAM of the native backend's LSTM on a Cortex-M4 (QEMU mps2-an386).
 
-Trains the headline model (LSTM(32) on BasicMotions: 100 time steps x 6 features, 4 classes)
-with ``edgernn.train``, converts it to int8 with ``edgernn.convert``, emits plain C with the
+Takes the headline model (LSTM(32) on BasicMotions: 100 time steps x 6 features, 4 classes),
+trained with ``edgernn.train`` and converted to int8 with ``edgernn.convert`` once by
+``bench/_headline.py`` (or ``--model``, converted here), emits plain C with the
 native backend, builds the Cortex-M4 self-test with arm-none-eabi-gcc and runs it in QEMU with
 ``-icount`` (SysTick then counts executed instructions). Prints instructions per inference and
 per time step next to the model's multiply-accumulates (from ``edgernn.load_model(..).macs()``),
 and the firmware's flash and RAM next to what the TFLM flatbuffer and arena would take.
 
-    python bench/bench_firmware.py                      # trains for --epochs (default 40)
+    python bench/bench_firmware.py                      # the headline model (trained once, --epochs 40)
     python bench/bench_firmware.py --model m.keras      # reuse a trained model
     python bench/bench_firmware.py --cell gru --units 16 --json out.json
 """
@@ -24,6 +25,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import _headline  # noqa: E402  (bench/_headline.py: the shared benchmark models)
+
 
 def _bytes(n: int) -> str:
     return f"{n:,} B ({n / 1024:.1f} KiB)"
@@ -34,17 +37,17 @@ def bench(work: Path, *, model: Path | None, cell: str, units: int, layers: int,
     import numpy as np
 
     import edgernn
-    from edgernn import datasets
     from edgernn.backends.native import emit_native
     from edgernn.firmware import run_project, write_project
     from edgernn.simulate import Simulator
 
-    train, test = datasets.write("basic_motions", work / "data")
+    train, test = _headline.data("basic_motions")
     if model is None:
-        model = work / f"{cell}{units}x{layers}.keras"
-        edgernn.train(train, cell=cell, units=units, layers=layers, epochs=epochs, output=model, progress=False)
-    tflite = work / "model.tflite"
-    edgernn.convert(model, calib=train, output=tflite)
+        spec = dict(cell=cell, units=units, layers=layers, epochs=epochs)
+        model, tflite = _headline.keras_model(**spec), _headline.tflite(**spec)
+    else:
+        tflite = work / "model.tflite"
+        edgernn.convert(model, calib=train, output=tflite)
 
     sources = emit_native(tflite, work / "native", "motion")
     sim = Simulator.from_file(tflite)
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cell", default="lstm", choices=["lstm", "gru", "rnn"])
     ap.add_argument("--units", type=int, default=32)
     ap.add_argument("--layers", type=int, default=1)
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=_headline.HEADLINE["epochs"])
     ap.add_argument("--samples", type=int, default=4, help="self-test vectors run on the device")
     ap.add_argument("--opt", default="-O2", help="optimisation flag for arm-none-eabi-gcc")
     ap.add_argument("--json", type=Path, help="also write the numbers to this file")

@@ -1,8 +1,8 @@
 """Native C99 backend vs the TFLM interpreter on the same int8 models: RAM, flash, latency.
 
-Trains the headline model (LSTM(32) on BasicMotions: 100 time steps x 6 features, 4 classes)
-unless ``--model``/``--tflite`` is given, converts it with ``edgernn convert`` and compares, in
-one run:
+Takes the headline model (LSTM(32) on BasicMotions: 100 time steps x 6 features, 4 classes,
+trained and converted once by ``bench/_headline.py``) unless ``--model``/``--tflite`` is given
+(converted with ``edgernn convert``), and compares, in one run:
 
 * RAM: the native code's static state + scratch (``NAME_STATE_BYTES + NAME_SCRATCH_BYTES``)
   vs the exact minimum TFLM arena (``edgernn.backends.tflm.arena.min_arena_bytes``);
@@ -17,7 +17,7 @@ The headline row is followed by the same weights at T = 25, 50, 100, 200, 400 (t
 time axis rewritten), showing time linear in T and native RAM constant. Every row also checks
 that the native outputs equal the TFLM runtime's bit for bit.
 
-    python bench/bench_native.py                     # trains LSTM(32) for --epochs (default 40)
+    python bench/bench_native.py                     # the headline LSTM(32) (trained once, --epochs 40)
     python bench/bench_native.py --tflite m.tflite   # an int8 model edgernn convert wrote
     python bench/bench_native.py --json out.json
 """
@@ -34,6 +34,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import _headline  # noqa: E402  (bench/_headline.py: the shared benchmark models)
 
 SWEEP = (25, 50, 100, 200, 400)
 TARGETS = {"ram": 4.0, "latency": 5.0, "flash_margin": 8 * 1024}
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", choices=["basic_motions", "digits"],
                     help="test data (default: the one matching the model's features, 6 -> basic_motions, 8 -> digits)")
     ap.add_argument("--units", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=_headline.HEADLINE["epochs"])
     ap.add_argument("--samples", type=int, default=8, help="test samples per measurement")
     ap.add_argument("--repeats", type=int, default=5, help="passes over the samples for TFLM timing")
     ap.add_argument("--native-repeats", type=int, default=50, help="passes over the samples for native timing")
@@ -122,7 +124,6 @@ def main(argv=None) -> int:
     import numpy as np
 
     import edgernn
-    from edgernn import datasets
     from edgernn.backends.native.host import tflite_with_timesteps
     from edgernn.tflite_model import read
 
@@ -132,15 +133,13 @@ def main(argv=None) -> int:
         dataset = args.dataset
         if dataset is None and args.tflite is not None:
             dataset = "digits" if read(args.tflite).input().shape[-1] == 8 else "basic_motions"
-        train, test = datasets.write(dataset or "basic_motions", work / "data")
+        train, test = _headline.data(dataset or "basic_motions")
         tflite = args.tflite
-        if tflite is None:
-            model = args.model
-            if model is None:
-                model = work / f"lstm{args.units}.keras"
-                edgernn.train(train, cell="lstm", units=args.units, epochs=args.epochs, output=model, progress=False)
+        if tflite is None and args.model is None:
+            tflite = _headline.tflite(dataset=dataset or "basic_motions", units=args.units, epochs=args.epochs)
+        elif tflite is None:
             tflite = work / "model.tflite"
-            edgernn.convert(model, calib=train, output=tflite)
+            edgernn.convert(args.model, calib=train, output=tflite)
         m = read(tflite)
         inp = m.input()
         with np.load(test) as z:

@@ -3,7 +3,7 @@
 For each cell (LSTM, GRU, SimpleRNN tanh and relu) on the bundled real datasets (sklearn
 digits 8x8 read as 8 steps, or pixel by pixel as 64 steps; aeon BasicMotions 100 x 6), a
 small model is trained with
-``edgernn.train``, converted with ``edgernn convert`` (PTQ), fine-tuned with
+``edgernn.train`` (once, by ``bench/_headline.py``), converted with ``edgernn convert`` (PTQ), fine-tuned with
 ``edgernn.qat.qat_finetune`` with its defaults, as ``edgernn qat`` does (learning
 rate 1e-4, 10 epochs, keep-best on the training data: the given model is epoch 0, each epoch's
 int8 model is scored bit-exactly, the best is kept, ties keep the earlier) and converted
@@ -32,12 +32,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import _headline  # noqa: E402  (bench/_headline.py: the shared benchmark models)
 
 # (dataset, cell, units, epochs, activation)
 CASES = [
@@ -51,24 +52,6 @@ CASES = [
     ("basic_motions", "rnn", 16, 60, "tanh"),
     ("basic_motions", "rnn", 16, 60, "relu"),
 ]
-
-
-def _digits64(data: dict, tmp: str) -> tuple[Path, Path]:
-    """sklearn digits read pixel by pixel (64 steps x 1 feature): a long-sequence task."""
-    import numpy as np
-
-    from edgernn import datasets
-
-    if "digits" not in data:
-        data["digits"] = datasets.write("digits", Path(tmp) / "data")
-    out = []
-    for path in data["digits"]:
-        with np.load(path) as z:
-            x, y = z["x"], z["y"]
-        p = path.with_name(path.name.replace("digits", "digits64"))
-        np.savez(p, x=x.reshape(len(x), 64, 1), y=y)
-        out.append(p)
-    return tuple(out)
 
 
 def accuracy_table(model, data, test, *, qat_epochs: int = 5, seed: int = 0, learning_rate: float = 1e-4,
@@ -112,27 +95,19 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = ap.parse_args(argv)
 
-    import edgernn
-    from edgernn import datasets
-
     rows = []
-    with tempfile.TemporaryDirectory(prefix="edgernn-bench-qat-") as tmp:
-        data = {}
-        for ds, cell, units, epochs, act in CASES:
-            if args.quick and not ds.startswith("digits"):
-                continue
-            if ds not in data:
-                data[ds] = _digits64(data, tmp) if ds == "digits64" else datasets.write(ds, Path(tmp) / "data")
-            train, test = data[ds]
-            t0 = time.time()
-            model = Path(tmp) / f"{ds}-{cell}{units}-{act}.keras"
-            edgernn.train(train, cell=cell, units=units, epochs=epochs, activation=act, output=model,
-                          progress=False, seed=1 if ds == "digits64" else 0)
-            acc = accuracy_table(model, train, test, qat_epochs=args.qat_epochs, seed=0,
-                                 learning_rate=args.learning_rate)
-            rows.append({"dataset": ds, "cell": cell if act == "tanh" else f"{cell} ({act})", "units": units,
-                         **acc, "seconds": round(time.time() - t0, 1)})
-            print(f"done {ds} {cell} {act} in {rows[-1]['seconds']} s", file=sys.stderr, flush=True)
+    for ds, cell, units, epochs, act in CASES:
+        if args.quick and not ds.startswith("digits"):
+            continue
+        train, test = _headline.data(ds)
+        t0 = time.time()
+        model = _headline.keras_model(dataset=ds, cell=cell, units=units, epochs=epochs, activation=act,
+                                      seed=1 if ds == "digits64" else 0)
+        acc = accuracy_table(model, train, test, qat_epochs=args.qat_epochs, seed=0,
+                             learning_rate=args.learning_rate)
+        rows.append({"dataset": ds, "cell": cell if act == "tanh" else f"{cell} ({act})", "units": units,
+                     **acc, "seconds": round(time.time() - t0, 1)})
+        print(f"done {ds} {cell} {act} in {rows[-1]['seconds']} s", file=sys.stderr, flush=True)
 
     print("| dataset | cell | units | float | PTQ int8 | QAT int8 | PTQ drop | QAT drop | QAT - PTQ | kept | "
           "QAT model in float |")

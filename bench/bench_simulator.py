@@ -3,14 +3,15 @@ int8 graph is one UNIDIRECTIONAL_SEQUENCE_LSTM op, and a GRU(16), which converts
 loop of elementwise ops (the numba engine runs it as one compiled kernel, see
 ``edgernn/simulate/loop.py``).
 
-Trains each model with ``edgernn.train``, converts it with ``edgernn.convert``, then times
+Takes each model trained with ``edgernn.train`` and converted with ``edgernn.convert`` once by
+``bench/_headline.py`` (the LSTM(32) is the headline model the other benchmarks use), then times
 ``tflite_micro.runtime`` called once per sample (``reset``, ``set_input``, ``invoke``,
 ``get_output``) against ``Simulator.run`` on all samples at once, for each simulator engine
 (wall time; simulator best of ``--repeat``, TFLM loop best of up to 3; the compiled engine
 uses ``NUMBA_NUM_THREADS`` threads).
 Every timed run is also checked bit for bit against TFLM. Prints a Markdown table.
 
-    python bench/bench_simulator.py [--samples 40 200 1000] [--models lstm gru] [--epochs 60] [--repeat 3]
+    python bench/bench_simulator.py [--samples 40 200 1000] [--models lstm gru] [--epochs 40] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+
+import _headline  # noqa: E402  (bench/_headline.py: the shared benchmark models)
 
 
 def tflm_loop(path: Path, xq: np.ndarray) -> tuple[np.ndarray, float]:
@@ -54,24 +56,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, nargs="+", default=[40, 200, 1000])
     ap.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["lstm", "gru"])
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=_headline.HEADLINE["epochs"])
     ap.add_argument("--repeat", type=int, default=3, help="simulator runs per size (best is kept)")
-    ap.add_argument("--workdir", type=Path, default=None, help="keep the data and models here")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="keep the data and models here (default: bench/_headline.py's cache)")
     args = ap.parse_args(argv)
-    if args.workdir is None:
-        with tempfile.TemporaryDirectory(prefix="edgernn-bench-") as tmp:
-            return run(args, Path(tmp))
     return run(args, args.workdir)
 
 
 MODELS = {"lstm": ("LSTM(32)", 32), "gru": ("GRU(16)", 16)}
 
 
-def run(args, work: Path) -> int:
-    from edgernn import datasets
+def run(args, work: Path | None) -> int:
     from edgernn.simulate import _fast
 
-    train, test = datasets.write("basic_motions", work / "data")
+    _, test = _headline.data("basic_motions", cache=work)
     with np.load(test) as z:
         x_test = z["x"]
     engines = ["numpy"] + (["numba"] if _fast.numba is not None else [])
@@ -79,7 +78,7 @@ def run(args, work: Path) -> int:
     rows, notes = [], []
     for cell in args.models:
         name, units = MODELS[cell]
-        tfl_path = build(cell, units, train, work, args.epochs)
+        tfl_path = _headline.tflite(cell=cell, units=units, epochs=args.epochs, cache=work)
         model_rows, note = bench_model(name, tfl_path, x_test, engines, args)
         if model_rows is None:
             return 1
@@ -95,18 +94,6 @@ def run(args, work: Path) -> int:
     for r in rows:
         print("| " + " | ".join(r) + " |")
     return 0
-
-
-def build(cell: str, units: int, train: Path, work: Path, epochs: int) -> Path:
-    """Train and convert once; later runs with the same ``--workdir`` reuse the model."""
-    import edgernn
-
-    stem = f"{cell}{units}"
-    keras_path, tfl_path = work / f"{stem}.keras", work / f"{stem}.tflite"
-    if not tfl_path.exists():
-        edgernn.train(train, cell=cell, units=units, epochs=epochs, seed=0, output=keras_path, progress=False)
-        edgernn.convert(keras_path, calib=train, output=tfl_path)
-    return tfl_path
 
 
 def bench_model(name: str, tfl_path: Path, x_test: np.ndarray, engines: list[str], args):
