@@ -125,8 +125,9 @@ def parse(raw: bytes, path: str = "<bytes>") -> TFLiteModel:
             if buf.data is not None and len(buf.data) and t.type in _NP_TYPES:
                 data = np.frombuffer(bytes(bytearray(buf.data)), dtype=_NP_TYPES[t.type]).reshape(
                     tuple(int(d) for d in t.shape) if t.shape is not None else ())
+            name = (t.name or b"").decode() if isinstance(t.name, bytes) else str(t.name or "")
             tensors.append(Tensor(
-                index=i, name=(t.name or b"").decode() if isinstance(t.name, bytes) else str(t.name),
+                index=i, name=name or f"t{i}",  # edgernn's own graphs store no names
                 shape=tuple(int(d) for d in t.shape) if t.shape is not None else (),
                 dtype=_TYPE_NAMES.get(t.type, f"type{t.type}"), scale=scale, zero_point=zp,
                 quantized_dimension=qdim, data=data, is_variable=bool(t.isVariable)))

@@ -20,6 +20,7 @@ import numpy as np
 from ...errors import EdgeRNNError
 from ...quantize.params import (LOGISTIC_OUT, SOFTMAX_OUT, TANH_OUT, QParams, activation_params, quantize_bias,
                                 quantize_weights)
+from .serialize import pack
 
 METADATA_NAME = "edgernn"
 
@@ -186,9 +187,8 @@ def _qparams_t(s, scale, zero_point, axis=0):
 
 
 def write_flatbuffer(program: Program, quant: dict[str, QParams], description: str = "edgernn") -> bytes:
-    """The int8 flatbuffer bytes of ``program`` with activation parameters ``quant``."""
-    import flatbuffers
-
+    """The int8 flatbuffer bytes of ``program`` with activation parameters ``quant``, written
+    compactly by :func:`.serialize.pack` (shared tables, no tensor names)."""
     s = _schema()
     model = s.ModelT()
     model.version = 3
@@ -276,9 +276,7 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
         meta.buffer = add_buffer(np.frombuffer(json.dumps(program.metadata, sort_keys=True, separators=(",", ":")).encode(), np.uint8))
         model.metadata = [meta]
 
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return pack(model)
 
 
 def tensor_index(program: Program, graph: str, name: str) -> int:

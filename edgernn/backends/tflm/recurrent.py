@@ -30,9 +30,10 @@ the main, cond and body graphs. LOGISTIC outputs are 1/256 & -128, TANH outputs 
 (what TFLM's int8 kernels require); the other activations come from a float run of this very
 graph on the calibration data (:mod:`edgernn.quantize.calibrate`).
 
-Costs: the flatbuffer holds the int8 weights plus about 7-9 KB of graph per direction of a
-32-unit GRU layer, whatever T (one weight zero point per tensor, which TFLM expands per
-channel, keeps it there). TFLM's WHILE copies the loop-carried tensors (the input sequence
+Costs: the flatbuffer holds the int8 weights plus about 5-6 KB of graph per direction of a
+32-unit GRU layer, whatever T: :mod:`.serialize` writes shared shape vectors, quantization
+and options tables once and no tensor names, and one weight zero point per tensor (which
+TFLM expands per channel) keeps the per-channel tables short. TFLM's WHILE copies the loop-carried tensors (the input sequence
 and, with ``return_sequences``, the output sequence) between the main, cond and body graphs at
 every step, so the sequence form's arena and copy time grow with T; the streaming form's do
 not (GRU(32) x 2 layers, 6 features: arena 19 KB at T=25, 35 KB at T=150, 13 KB streaming).
