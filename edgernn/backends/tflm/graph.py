@@ -237,10 +237,10 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
             tt.isVariable = bool(t.variable)
             if t.role == "weight":
                 q, sc = quantize_weights(t.data)
-                # one zero point for all channels: TFLM's allocator expands a single weight zero
-                # point to every channel ("a space-saving optimization", micro_allocator.cc);
-                # saves 8 bytes a channel. (Desktop TF Lite insists on one per channel.)
-                tt.quantization = _qparams_t(s, sc, np.zeros(1, np.int64), 0)
+                # one zero point (0) per channel: TFLM would expand a single one to every channel
+                # (micro_allocator.cc), but desktop TF Lite / LiteRT refuses a tensor whose zero
+                # points and scales differ in number, so the same file runs on both (8 B a channel).
+                tt.quantization = _qparams_t(s, sc, np.zeros(len(sc), np.int64), 0)
                 tt.buffer = add_buffer(q)
             elif t.role == "bias":
                 inp, w = t.bias_of

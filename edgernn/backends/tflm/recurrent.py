@@ -95,6 +95,10 @@ def _fc(g: Graph, name: str, x: str, w_in_out: np.ndarray, b: np.ndarray | None,
         bn = g.add(f"{name}/b", np.shape(b), "int32", data=np.asarray(b, np.float32), role="bias",
                    bias_of=(x, w))
     out = g.add(name, out_shape)
+    # keep_num_dims whenever the output keeps the input's rank (the (1, 1, units) step tensors):
+    # TFLM takes the stored shape either way, but desktop TF Lite re-derives it from this flag and
+    # would flatten (1, 1, n) to (1, n), which its DYNAMIC_UPDATE_SLICE then refuses.
+    keep_num_dims = keep_num_dims or len(out_shape) == len(g.tensors[x].shape)
     g.op("FULLY_CONNECTED", [x, w, bn], [out], out_shape=tuple(out_shape), fused=fused,
          keep_num_dims=keep_num_dims)
     return out, w, bn
