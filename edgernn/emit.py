@@ -112,7 +112,7 @@ def emit(model, out_dir, *, backend: str = "tflm", target: str = "host", test_da
                 sources = write_tflm_sources(m, Path(src), name=name, selftest=selftest, source=str(model))
             else:
                 from .backends.native import emit_native
-                sources = emit_native(m.path, Path(src), name)
+                sources = emit_native(m.path, Path(src), name, target=target)
             project = write_project(tmp, target=target, backend=backend, name=name, vectors_x_int8=selftest.x,
                                     vectors_y_int8=selftest.y.reshape(len(selftest.y), -1), model_sources=sources,
                                     source=Path(str(model)).name, max_flash=max_flash, max_ram=max_ram)

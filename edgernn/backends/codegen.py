@@ -37,6 +37,16 @@ def c_initializer(values: np.ndarray, indent: str = "    ", per_line: int = 16) 
     return ",\n".join(indent + ", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line))
 
 
+def c_words(values: np.ndarray, indent: str = "    ", per_line: int = 8) -> str:
+    """The body of a ``uint32_t`` C array initializer: hexadecimal literals, ``per_line`` a line.
+
+    >>> c_words(np.array([1, 0xFFFFFFFF]))
+    '    0x00000001u, 0xffffffffu'
+    """
+    flat = [f"0x{int(v) & 0xFFFFFFFF:08x}u" for v in np.asarray(values).reshape(-1)]
+    return ",\n".join(indent + ", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line))
+
+
 def c_array(values: np.ndarray, *, per_line: int = 16, fmt: str = "{}") -> str:
     """Comma-separated C initializer for ``values`` (flattened), ``per_line`` values a line."""
     flat = np.asarray(values).reshape(-1)
@@ -70,6 +80,7 @@ def _env():
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["c_float"] = env.filters["cfloat"] = c_float
     env.filters["carray"] = c_initializer
+    env.filters["cwords"] = c_words
     env.filters["camel"] = camel
     return env
 

@@ -12,6 +12,11 @@
  *   - FULLY_CONNECTED int8, per-tensor or per-channel requantization.
  *   - SOFTMAX int8 -> int8 with gemmlowp fixed-point exp and reciprocal.
  *
+ * The LSTM step here (edgernn_lstm_step) is the reference form, written as TFLM's formulas; the
+ * fast kernels (edgernn_fast.h, edgernn_pairs.h on Cortex-M4/M7/M33, edgernn_rows.h on Helium
+ * and plain C) compute the same bits with fewer instructions, and the generated NAME.c uses
+ * them unless a layer falls outside their checked preconditions (its comment then says why).
+ *
  * No dynamic memory, no recursion, no floating point. Every buffer is passed in by the caller
  * (the generated model file owns them as static arrays sized at generation time).
  *

@@ -5,7 +5,10 @@
 * :func:`run_native` compiles them on the host and runs a batch of int8 inputs;
 * :mod:`.lstm` (fused LSTM models) and :mod:`.loop` (WHILE-loop models) read the flatbuffer
   into the :mod:`.plan` the C is rendered from, every constant computed the way TFLM's
-  Prepare does (:mod:`.prepare`).
+  Prepare does (:mod:`.prepare`);
+* :mod:`.fastlstm` lays the LSTM weights out for the target's fast kernels (SMLAD row pairs on
+  Cortex-M4/M7/M33, int8 rows for Helium and plain C) and :mod:`.tables` derives their
+  activation tables, each checked at generation time.
 """
 
 from .emit import emit_native

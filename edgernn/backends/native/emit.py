@@ -17,32 +17,47 @@ from ...errors import EdgeRNNError
 from ...paths import TEMPLATES_DIR
 from ...tflite_model import TFLiteModel, read
 from ..codegen import c_identifier, render
+from .fastlstm import KERNELS, kernel_for_target
 from .loop import build_loop_model
 from .lstm import build_lstm_model
 from .plan import NativePlan
+from .tables import activation_tables
 
 TEMPLATE_DIR = TEMPLATES_DIR / "native"
-KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c")
+KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c", "edgernn_fast.h", "edgernn_pairs.h", "edgernn_rows.h")
 
 
 def _context(plan: NativePlan, name: str) -> dict:
     return dict(plan=plan, name=name, macro=name.upper(), guard=f"{name.upper()}_H", version=__version__)
 
 
-def build_plan(m: TFLiteModel) -> NativePlan:
+def build_plan(m: TFLiteModel, kernel: str = "reference") -> NativePlan:
     """The plan of ``m``: WHILE-loop models (GRU, SimpleRNN, Bidirectional, mixed stacks) are read
-    by :mod:`.loop`, fused-LSTM models by :mod:`.lstm`."""
-    return build_loop_model(m) if "WHILE" in m.op_counts else build_lstm_model(m)
+    by :mod:`.loop`, fused-LSTM models by :mod:`.lstm` (their layers on ``kernel``)."""
+    return build_loop_model(m) if "WHILE" in m.op_counts else build_lstm_model(m, kernel)
 
 
-def load_plan(tflite) -> NativePlan:
+def resolve_kernel(target: str = "host", kernel: str | None = None) -> str:
+    """The LSTM kernel of a build: ``kernel`` when given, else the target's default."""
+    if kernel is None:
+        return kernel_for_target(target)
+    if kernel not in KERNELS:
+        raise EdgeRNNError(f"kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+    return kernel
+
+
+def load_plan(tflite, kernel: str = "reference") -> NativePlan:
     m = tflite if isinstance(tflite, TFLiteModel) else read(tflite)
-    return build_plan(m)
+    return build_plan(m, kernel)
 
 
-def emit_native(tflite_path, out_dir, name: str = "model", *, harness: bool = False) -> list[Path]:
+def emit_native(tflite_path, out_dir, name: str = "model", *, harness: bool = False, target: str = "host",
+                kernel: str | None = None) -> list[Path]:
     """Generate ``NAME.h``, ``NAME.c`` and the kernel sources in ``out_dir``; return their paths.
 
+    ``target`` picks the LSTM kernels' layout (:data:`.fastlstm.TARGET_KERNELS`), ``kernel``
+    overrides it (``reference``, ``pairs``, ``rows``): every layout compiles and gives the same
+    bits on any C99 compiler, the target only decides which one is fast there.
     ``harness=True`` also writes ``host_harness.c``, the stdin/stdout driver used by
     :func:`edgernn.backends.native.host.run_native`.
     """
@@ -51,7 +66,7 @@ def emit_native(tflite_path, out_dir, name: str = "model", *, harness: bool = Fa
         raise EdgeRNNError(f"--name {name!r}: not a C identifier; try --name {ident}")
     if ident.lower().startswith("edgernn"):
         raise EdgeRNNError(f"--name {name!r}: the prefix 'edgernn' is reserved for the kernels; pick another name")
-    plan = load_plan(tflite_path)
+    plan = load_plan(tflite_path, resolve_kernel(target, kernel))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise EdgeRNNError(f"{out}: exists and is not a directory; pass a directory to -o")
@@ -67,4 +82,8 @@ def emit_native(tflite_path, out_dir, name: str = "model", *, harness: bool = Fa
     for filename in KERNEL_FILES:
         shutil.copyfile(TEMPLATE_DIR / filename, out / filename)
         written.append(out / filename)
+    tables = out / "edgernn_tables.c"
+    tables.write_text(render("native/edgernn_tables.c.j2", version=__version__, tables=activation_tables()),
+                      encoding="utf-8")
+    written.append(tables)
     return written

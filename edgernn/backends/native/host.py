@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import EdgeRNNError
-from .emit import emit_native, load_plan
+from .emit import emit_native, load_plan, resolve_kernel
 from .plan import NativePlan
 
 C_FLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic")
@@ -54,13 +54,16 @@ class NativeBuild:
     executable: Path
 
     @classmethod
-    def create(cls, tflite_path, directory, name: str = "model", cc: str = "gcc") -> NativeBuild:
+    def create(cls, tflite_path, directory, name: str = "model", cc: str = "gcc", *, target: str = "host",
+               kernel: str | None = None, flags=C_FLAGS) -> NativeBuild:
+        """Emit for ``target`` (or the LSTM ``kernel`` given) and compile with the host harness."""
         directory = Path(directory)
-        files = emit_native(tflite_path, directory, name, harness=True)
+        files = emit_native(tflite_path, directory, name, harness=True, target=target, kernel=kernel)
         sources = [f for f in files if f.suffix == ".c"]
         exe = directory / "harness"
-        compile_c(cc, sources, exe)
-        return cls(directory=directory, name=name, plan=load_plan(tflite_path), executable=exe)
+        compile_c(cc, sources, exe, flags)
+        return cls(directory=directory, name=name, plan=load_plan(tflite_path, resolve_kernel(target, kernel)),
+                   executable=exe)
 
     def _check_input(self, x) -> np.ndarray:
         x = np.asarray(x)
@@ -114,14 +117,14 @@ class NativeBuild:
         return float(self._exec(["bench", str(n), str(t), str(int(repeats))], x.tobytes()).decode().strip())
 
 
-def run_native(tflite_path, x_int8, *, name: str = "model", cc: str = "gcc") -> np.ndarray:
+def run_native(tflite_path, x_int8, *, name: str = "model", cc: str = "gcc", kernel: str | None = None) -> np.ndarray:
     """Int8 outputs of the compiled native C for int8 inputs ``x_int8`` (N, T, F).
 
     Emits and compiles in a temporary directory; all N samples run in one process. Returns
     (N, outputs) (or (N, T, outputs) for models with an output per step).
     """
     with tempfile.TemporaryDirectory(prefix="edgernn-native-") as tmp:
-        return NativeBuild.create(tflite_path, tmp, name=name, cc=cc).run(x_int8)
+        return NativeBuild.create(tflite_path, tmp, name=name, cc=cc, kernel=kernel).run(x_int8)
 
 
 def section_sizes(obj: Path) -> dict[str, int]:
@@ -139,10 +142,11 @@ def section_sizes(obj: Path) -> dict[str, int]:
 
 
 def object_sizes(tflite_path, directory, *, name: str = "model", cc: str = "arm-none-eabi-gcc",
-                 flags=(*C_FLAGS[:1], "-Os", *C_FLAGS[2:], *CORTEX_M4_FLAGS)) -> dict[str, dict[str, int]]:
+                 flags=(*C_FLAGS[:1], "-Os", *C_FLAGS[2:], *CORTEX_M4_FLAGS),
+                 target: str = "cortex-m4") -> dict[str, dict[str, int]]:
     """Compile the model and kernels to objects with ``cc`` and return each one's section sizes."""
     directory = Path(directory)
-    files = emit_native(tflite_path, directory, name)
+    files = emit_native(tflite_path, directory, name, target=target)
     result = {}
     for src in (f for f in files if f.suffix == ".c"):
         obj = src.with_suffix(".o")

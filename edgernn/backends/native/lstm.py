@@ -16,6 +16,7 @@ import numpy as np
 
 from ...tflite_model import Operator, Subgraph, Tensor, TFLiteModel
 from . import prepare
+from .fastlstm import FastLstm, fast_lstm
 from .plan import ConstArray, NativePlan, _fail, _fully_connected, _need, _scale, _softmax, _zp
 
 SUPPORTED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "WHILE loops of GRU/SimpleRNN steps", "STRIDED_SLICE (last time step)",
@@ -77,6 +78,8 @@ class LstmPlan:
     cell_tanh: tuple[int, int]
     hidden_tensor: str
     cell_tensor: str
+    fast: FastLstm | None = None  # the fast kernels' form of the layer (None: edgernn_lstm_step)
+    fast_reason: str = ""  # why the layer keeps the reference kernel
 
     @property
     def kind(self) -> str:
@@ -84,7 +87,14 @@ class LstmPlan:
 
     @property
     def arrays(self) -> list[ConstArray]:
+        if self.fast is not None:
+            return self.fast.arrays
         return [self.input_weights, self.input_bias, self.recurrent_weights, self.recurrent_bias]
+
+    @property
+    def units(self) -> int:
+        """Units the gate pre-activation buffer holds for this layer (padded by the fast layouts)."""
+        return self.fast.units if self.fast is not None else self.n_cell
 
     @property
     def state_bytes(self) -> int:
@@ -224,8 +234,9 @@ def _is_last_step_slice(sg: Subgraph, op: Operator, seq: Tensor) -> bool:
     return int(np.prod(out.shape)) == seq.shape[0] * seq.shape[2]
 
 
-def build_lstm_model(m: TFLiteModel) -> NativePlan:
-    """NativePlan of a model whose recurrent layers are fused LSTMs (no WHILE loop)."""
+def build_lstm_model(m: TFLiteModel, kernel: str = "reference") -> NativePlan:
+    """NativePlan of a model whose recurrent layers are fused LSTMs (no WHILE loop); ``kernel``
+    (:data:`.fastlstm.KERNELS`) picks the LSTM layers' kernel where its preconditions hold."""
     sg = m.main
     if len(sg.inputs) != 1 or len(sg.outputs) != 1:
         raise _fail(m, f"the native backend compiles models with one input and one output, "
@@ -270,6 +281,8 @@ def build_lstm_model(m: TFLiteModel) -> NativePlan:
     y = sg.tensors[cur]
     if y.dtype != "int8":
         raise _fail(m, f"output '{y.name}' is {y.dtype}; int8 expected")
+    for layer in recurrent:
+        layer.fast, layer.fast_reason = fast_lstm(layer, kernel)
     raw = m.raw
     return NativePlan(source=Path(m.path).name, sha256=hashlib.sha256(raw).hexdigest(), flatbuffer_bytes=len(raw),
                       timesteps=int(x.shape[1]), features=int(x.shape[2]), input_scale=_scale(x),

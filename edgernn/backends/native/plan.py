@@ -35,7 +35,7 @@ class ConstArray:
 
     @property
     def nbytes(self) -> int:
-        return int(self.values.size) * {"int8_t": 1, "int16_t": 2, "int32_t": 4}[self.ctype]
+        return int(self.values.size) * {"int8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4}[self.ctype]
 
 
 @dataclass
@@ -139,17 +139,38 @@ class NativePlan:
     def head_buffers(self) -> int:
         return min(2, max(0, len(self.head) - 1))
 
+    def _lstm_layers(self, fast: bool) -> list:
+        return [layer for layer in self.recurrent if layer.kind == "lstm" and (layer.fast is not None) == fast]
+
+    @property
+    def fast_lstms(self) -> list:
+        """The LSTM layers on a fast kernel (edgernn_pairs.h / edgernn_rows.h)."""
+        return self._lstm_layers(True)
+
+    @property
+    def fast_kernels(self) -> list[str]:
+        return sorted({layer.fast.kernel for layer in self.fast_lstms})
+
     @property
     def vector_buffer(self) -> int:
-        """int16 values of the widened input + hidden vectors, shared by the LSTM layers."""
-        return max([layer.input_stride + layer.cell_stride for layer in self.recurrent if layer.kind == "lstm"],
-                   default=0)
+        """int16 values of the widened input + hidden vectors, shared by the reference-kernel LSTM layers."""
+        return max([layer.input_stride + layer.cell_stride for layer in self._lstm_layers(False)], default=0)
 
     @property
     def lstm_units(self) -> int:
-        """Units of the widest LSTM layer: its int32 accumulators (2 per unit) and int16 gate values
+        """Units of the widest reference-kernel LSTM layer: its int32 accumulators (2 per unit)."""
+        return max([layer.n_cell for layer in self._lstm_layers(False)], default=0)
+
+    @property
+    def gate_units(self) -> int:
+        """Units of the widest LSTM layer (padded by the fast layouts): the int16 gate values
         (4 per unit) are scratch shared by the LSTM layers."""
-        return max([layer.n_cell for layer in self.recurrent if layer.kind == "lstm"], default=0)
+        return max([layer.units for layer in self.recurrent if layer.kind == "lstm"], default=0)
+
+    @property
+    def fast_vectors(self) -> int:
+        """Bytes of the fast LSTM layers' own int16 / int8 input and hidden vectors."""
+        return sum(layer.fast.scratch_bytes for layer in self._lstm_layers(True))
 
     @property
     def loop_scratch(self) -> int:
@@ -159,7 +180,7 @@ class NativePlan:
     @property
     def scratch_bytes(self) -> int:
         merged = self.merge.n if self.merge is not None else 0
-        lstm = 2 * self.vector_buffer + 4 * 2 * self.lstm_units + 2 * 4 * self.lstm_units
+        lstm = 2 * self.vector_buffer + 4 * 2 * self.lstm_units + 2 * 4 * self.gate_units + self.fast_vectors
         return lstm + self.loop_scratch + self.head_buffers * self.head_buffer + merged
 
     @property

@@ -1,0 +1,202 @@
+/*
+ * edgernn_fast.h - the fast LSTM step's arithmetic, bit-exact with TensorFlow Lite Micro (C99).
+ *
+ * The fast LSTM kernels (edgernn_pairs.h on Cortex-M4/M7/M33, edgernn_rows.h on Cortex-M55 and
+ * portable C) compute TFLM's integer LSTM (UNIDIRECTIONAL_SEQUENCE_LSTM, 8x8_16) with fewer
+ * instructions than the reference formulas in edgernn_kernels.h. Each primitive below equals
+ * the reference one over its whole input domain (tests/test_native_fast.py checks them
+ * exhaustively on the host); on cores with the Arm DSP extension they compile to SMMULR /
+ * SMMLAR / SSAT, elsewhere to the plain C next to them, which computes the same bits.
+ *
+ *   edgernn_rq_prescaled   MultiplyByQuantizedMultiplier of an accumulator whose inputs were
+ *                          pre-scaled by 2^(1 + left shift): SMMLAR, then SSAT with the shift
+ *   edgernn_mul_pow2       MultiplyByQuantizedMultiplier(p, 2^30, -s): the cell update's products
+ *   edgernn_sigmoid_fast   int16 Logistic from the signed-segment tables (edgernn_tables.c)
+ *   edgernn_tanh_fast      int16 Tanh from the signed-segment tables
+ *   edgernn_lstm_fast_tail one unit's gate activations, cell update and hidden requantization
+ */
+#ifndef EDGERNN_FAST_H
+#define EDGERNN_FAST_H
+
+#include <stdint.h>
+
+#include "edgernn_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Signed-segment activation tables (edgernn_tables.c, written by edgernn from TFLM's
+ * sigmoid_table_uint16; the derivation is in edgernn/backends/native/tables.py).
+ * ------------------------------------------------------------------------------------- */
+#define EDGERNN_SIGMOID_SEGMENTS 384 /* v = 3x >> 9 for an int16 x: -192..191 */
+#define EDGERNN_TANH_SEGMENTS 512    /* v >> 8 clamped to -256..255 */
+extern const int32_t edgernn_sigmoid_intercepts[EDGERNN_SIGMOID_SEGMENTS];
+extern const uint16_t edgernn_sigmoid_slopes[EDGERNN_SIGMOID_SEGMENTS];
+extern const int32_t edgernn_tanh_intercepts[EDGERNN_TANH_SEGMENTS];
+extern const uint16_t edgernn_tanh_slopes[EDGERNN_TANH_SEGMENTS];
+/* Segment 0 of each table: index them with the signed segment number. */
+#define EDGERNN_SIGMOID_A (edgernn_sigmoid_intercepts + EDGERNN_SIGMOID_SEGMENTS / 2)
+#define EDGERNN_SIGMOID_D (edgernn_sigmoid_slopes + EDGERNN_SIGMOID_SEGMENTS / 2)
+#define EDGERNN_TANH_A (edgernn_tanh_intercepts + EDGERNN_TANH_SEGMENTS / 2)
+#define EDGERNN_TANH_D (edgernn_tanh_slopes + EDGERNN_TANH_SEGMENTS / 2)
+
+/* ---------------------------------------------------------------------------------------
+ * Multiplies.
+ * ------------------------------------------------------------------------------------- */
+
+/* (a * b + 2^31) >> 32: SMMULR. */
+static inline int32_t edgernn_smmulr(int32_t a, int32_t b)
+{
+#if EDGERNN_USE_SMLAD
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
+#endif
+}
+
+/* (c * 2^32 + a * b + 2^31) >> 32 = c + SMMULR(a, b) (mod 2^32): SMMLAR. */
+static inline int32_t edgernn_smmlar(int32_t a, int32_t b, int32_t c)
+{
+#if EDGERNN_USE_SMLAD
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+#else
+    return (int32_t)((uint32_t)c + (uint32_t)edgernn_smmulr(a, b));
+#endif
+}
+
+/* clamp16(MultiplyByQuantizedMultiplier(acc, m, shift)) for an accumulator computed on inputs
+ * (and a bias) pre-scaled by 2^(1 + max(shift, 0)): `scaled` = acc * 2^(1 + left shift), and
+ * rs = max(-shift, 0) (a literal at every call, so the branch folds away). Why it is exact:
+ *   SaturatingRoundingDoublingHighMul(acc 2^ls, m) = (acc 2^ls m + 2^30) >> 31 = SMMULR(scaled, m)
+ *   (ties up for both signs, and m > 0 rules out the one saturating case);
+ *   RoundingDivideByPOT(v, rs) = (v + 2^(rs-1) - (v < 0)) >> rs, and v < 0 only when acc < 0
+ *   (v = 0 rounds to 0 either way), so the rounding term goes into SMMLAR's accumulate operand
+ *   and the shift into SSAT's. The emitter checks that |scaled| < 2^31. */
+static inline int32_t edgernn_rq_prescaled(int32_t scaled, int32_t m, int rs)
+{
+    if (rs == 0) {
+        return edgernn_clamp_s16(edgernn_smmulr(scaled, m));
+    }
+    return edgernn_clamp_s16(edgernn_smmlar(scaled, m, ((int32_t)1 << (rs - 1)) + (scaled >> 31)) >> rs);
+}
+
+/* MultiplyByQuantizedMultiplier(p, 2^30, -s) for |p| < 2^30 and s >= 1, the cell update's
+ * power-of-two multipliers: SaturatingRoundingDoublingHighMul(p, 2^30) = floor((p + 1) / 2),
+ * then the rounding divide by 2^s, together (p + 2^s + 1 - 2 (p < 0)) >> (s + 1). */
+static inline int32_t edgernn_mul_pow2(int32_t p, int s)
+{
+    const int32_t negative = p >> 31; /* -1 or 0 */
+    return (p + 2 * negative + ((int32_t)1 << s) + 1) >> (s + 1);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Activations (int16 in, Q0.15 out), six instructions each.
+ * ------------------------------------------------------------------------------------- */
+
+/* TFLM int16 Logistic of a Q3.12 value: v = 3x, segment v >> 9, r = (A[i] + v D[i]) >> 10. */
+static inline int32_t edgernn_sigmoid_fast(int32_t x)
+{
+    const int32_t v = x * 3;
+    const int32_t i = v >> 9;
+    return (int32_t)((uint32_t)(EDGERNN_SIGMOID_A[i] + v * (int32_t)EDGERNN_SIGMOID_D[i]) >> 10);
+}
+
+/* TFLM int16 Tanh of v, already at the table's scale (x * 3 for a Q3.12 gate, the cell state's
+ * power-of-two prescale for the hidden update): segment clamp(v >> 8, -256, 255), whose end
+ * segments are flat (D = 0), r = (A[i] + v D[i]) >> 8. */
+static inline int32_t edgernn_tanh_fast(int32_t v)
+{
+#if EDGERNN_USE_SSAT
+    const int32_t i = __ssat(v >> 8, 9);
+#else
+    const int32_t s = v >> 8;
+    const int32_t i = s < -256 ? -256 : (s > 255 ? 255 : s);
+#endif
+    return (EDGERNN_TANH_A[i] + v * (int32_t)EDGERNN_TANH_D[i]) >> 8;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * One unit of the LSTM step after the gate products (TFLM LstmStep: activations, then
+ * UpdateLstmCell, then UpdateLstmHidden), with every constant folded by the caller.
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    /* cell = input x cell gate (2^-15 x 2^-15) + forget x cell (2^-15 x cell scale), both to the
+     * cell scale: MultiplyByQuantizedMultiplier(product, multiplier, shift), clamped to int16. */
+    int32_t input_mul_multiplier;
+    int32_t input_mul_shift;
+    int32_t forget_mul_multiplier;
+    int32_t forget_mul_shift;
+    int32_t cell_clip;              /* quantized |cell| bound; 0: no clipping */
+    int32_t cell_tanh_multiplier;   /* brings the cell state to tanh's input scale ... */
+    int32_t cell_tanh_right_shift;  /* ... (cell * multiplier + round) >> right shift */
+    /* hidden = zero point + MultiplyByQuantizedMultiplier(output gate x tanh(cell), m, shift) */
+    int32_t hidden_multiplier;
+    int32_t hidden_shift;
+    int32_t hidden_zero_point;
+} edgernn_lstm_tail_params;
+
+/* MultiplyByQuantizedMultiplier(p, m, shift) of the cell update, clamped to int16: the
+ * power-of-two form when the multiplier is 2^30 with a right shift (a power-of-two cell scale:
+ * always, in models the TFLite converter writes), the general one otherwise. */
+static inline int32_t edgernn_cell_product(int32_t p, int32_t m, int32_t shift)
+{
+    if (m == (int32_t)1 << 30 && shift < 0) {
+        return edgernn_mul_pow2(p, (int)-shift);
+    }
+    return edgernn_clamp_s16(edgernn_mbqm(p, m, (int)shift));
+}
+
+/* The int8 hidden value of output gate o and tanh(cell) t: clamp8(zero point + MBQM(o t, m,
+ * shift)). With a right shift rs in 1..22 it is one SMMLAR and one SSAT: SRDHM(p, m) =
+ * SMMULR(2p, m), and the rounding term of the divide, 2^(rs-1) - (p < 0), plus the zero point
+ * times 2^rs, is SMMLAR's accumulate operand (|o t| < 2^30, so 2p does not wrap). */
+static inline int32_t edgernn_hidden_value(int32_t p, int32_t m, int32_t shift, int32_t zero_point)
+{
+    if (shift <= -1 && shift >= -22) {
+        const int rs = (int)-shift;
+        const int32_t rounding = ((int32_t)1 << (rs - 1)) + zero_point * ((int32_t)1 << rs);
+        return edgernn_clamp_s8(edgernn_smmlar(2 * p, m, rounding + (p >> 31)) >> rs);
+    }
+    return edgernn_clamp_s8(zero_point + edgernn_mbqm(p, m, (int)shift));
+}
+
+/* Unit u: the four gates' Q3.12 pre-activations in, the new cell state (in place) and the new
+ * int8 hidden value out (returned). */
+static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_lstm_fast_unit(const edgernn_lstm_tail_params *p,
+                                                                   int32_t input_pre, int32_t forget_pre,
+                                                                   int32_t cell_pre, int32_t output_pre,
+                                                                   int16_t *cell)
+{
+    const int32_t i = edgernn_sigmoid_fast(input_pre);
+    const int32_t f = edgernn_sigmoid_fast(forget_pre);
+    const int32_t g = edgernn_tanh_fast(cell_pre * 3); /* Q3.12 at the table's scale */
+    const int32_t o = edgernn_sigmoid_fast(output_pre);
+    int32_t c = edgernn_cell_product(i * g, p->input_mul_multiplier, p->input_mul_shift) +
+                edgernn_cell_product(f * *cell, p->forget_mul_multiplier, p->forget_mul_shift);
+    int32_t v;
+    c = edgernn_clamp_s16(c);
+    if (p->cell_clip > 0) {
+        c = c < -p->cell_clip ? -p->cell_clip : (c > p->cell_clip ? p->cell_clip : c);
+    }
+    *cell = (int16_t)c;
+    if (p->cell_tanh_right_shift > 0) {
+        v = (c * p->cell_tanh_multiplier + ((int32_t)1 << (p->cell_tanh_right_shift - 1))) >>
+            p->cell_tanh_right_shift;
+    } else {
+        v = c * p->cell_tanh_multiplier;
+    }
+    return edgernn_hidden_value(o * edgernn_tanh_fast(v), p->hidden_multiplier, p->hidden_shift,
+                                p->hidden_zero_point);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGERNN_FAST_H */

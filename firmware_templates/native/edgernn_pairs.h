@@ -1,0 +1,228 @@
+/*
+ * edgernn_pairs.h - LSTM gate kernels on row pairs: Cortex-M4/M7/M33 assembly, and its C twin.
+ *
+ * One gate of the LSTM step: the input product W x and the recurrent product U h of every unit,
+ * each requantized to the Q3.12 pre-activation, and their saturating sum (TFLM's
+ * CalculateLstmGate). The weights are laid out by edgernn at generation time so that one
+ * 32-bit word holds two rows x two columns and feeds two SMLADs through one SXTB16:
+ *
+ *   word = (lo[j], hi[j] - (lo[j] < 0), lo[j+1], hi[j+1] - (lo[j+1] < 0))   (bytes, low first)
+ *
+ * With the borrow, each signed 16-bit half reads 256 hi + lo exactly, so SMLAD(word, x) adds
+ * 256 hi.x + lo.x to an accumulator A, and SMLAD(SXTB16(word), x) adds lo.x to B: after all
+ * columns, the low row's sum is B and the high row's is (A - B) >> 8 (exact while
+ * |high sum| < 2^23, which the generator checks). x holds int16 inputs pre-scaled by
+ * 2^(1 + left shift), so that requantization is edgernn_rq_prescaled (edgernn_fast.h).
+ *
+ * A gate's stream, per pass of up to three row pairs (six units): the input product's
+ * accumulator start words (B, A per pair: the folded biases, pre-scaled), one weight word per
+ * pair for each column pair of x, then the same for the recurrent product over h. Passes of
+ * three pairs come first, then one pass of the remaining one or two. The kernel keeps six
+ * accumulators in registers: per four columns one LDRD of x, two LDMs of three weight words,
+ * six SXTB16 and twelve SMLAD for 24 multiply-accumulates.
+ *
+ * EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent) defines
+ * `static void name(const edgernn_pairs_gate *gate)`: naked assembly where the Arm DSP
+ * extension is available, the C twin (edgernn_pairs_gate_c) elsewhere; the two compute the
+ * same bits. The numbers must be literals (they become assembler immediates).
+ */
+#ifndef EDGERNN_PAIRS_H
+#define EDGERNN_PAIRS_H
+
+#include <stdint.h>
+
+#include "edgernn_fast.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One gate of one layer. The assembly reads the fields at the byte offsets in the comments
+ * (32-bit pointers): keep the order. */
+typedef struct {
+    const uint32_t *stream;         /*  0: the gate's weight stream (layout above) */
+    const int16_t *x16;             /*  4: this step's input, int16, pre-scaled for this gate */
+    const int16_t *h16;             /*  8: the previous hidden state, int16, pre-scaled */
+    const uint32_t *passes_end;     /* 12: end of the passes of three row pairs in the stream */
+    int16_t *pre;                   /* 16: out: the gate's pre-activation of every unit */
+    int32_t input_multiplier;       /* 20: input product requantization (Q0.31) */
+    int32_t input_rounding;         /* 24: 2^(rs - 1) of its right shift rs (0 if none) */
+    int32_t recurrent_multiplier;   /* 28: recurrent product requantization (Q0.31) */
+    int32_t recurrent_rounding;     /* 32: 2^(rs - 1) */
+} edgernn_pairs_gate;
+
+/* The sums of `npairs` row pairs over `cols` int16 values of v (even length, zero-padded):
+ * B and A as above, then decoded into acc[2k] (low row) and acc[2k + 1] (high row).
+ * Advances *w past the pass's start words and weight words. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_pairs_product(const uint32_t **w, int npairs, const int16_t *v,
+                                                               int cols, int32_t *acc)
+{
+    const uint32_t *s = *w;
+    uint32_t b[3];
+    uint32_t a[3];
+    int k;
+    int c;
+    for (k = 0; k < npairs; ++k) {
+        b[k] = s[2 * k];
+        a[k] = s[2 * k + 1];
+    }
+    s += 2 * npairs;
+    for (c = 0; c < (cols + 1) / 2; ++c) {
+        const int32_t x0 = v[2 * c];
+        const int32_t x1 = v[2 * c + 1];
+        for (k = 0; k < npairs; ++k) {
+            const uint32_t word = *s++;
+            /* SMLAD(word, x): the 16-bit halves; SMLAD(SXTB16(word), x): bytes 0 and 2 */
+            a[k] += (uint32_t)((int16_t)(word & 0xFFFFu) * x0) + (uint32_t)((int16_t)(word >> 16) * x1);
+            b[k] += (uint32_t)((int8_t)(word & 0xFFu) * x0) + (uint32_t)((int8_t)((word >> 16) & 0xFFu) * x1);
+        }
+    }
+    for (k = 0; k < npairs; ++k) {
+        acc[2 * k] = (int32_t)b[k];
+        acc[2 * k + 1] = (int32_t)(a[k] - b[k]) >> 8;
+    }
+    *w = s;
+}
+
+/* The C twin of the assembly kernel: the gate's pre-activations of 2 `pairs` units. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_pairs_gate_c(const edgernn_pairs_gate *g, int pairs, int n_input,
+                                                              int n_cell, int rs_input, int rs_recurrent)
+{
+    const uint32_t *w = g->stream;
+    int16_t *pre = g->pre;
+    int p0;
+    for (p0 = 0; p0 < pairs; p0 += 3) {
+        const int npairs = pairs - p0 < 3 ? pairs - p0 : 3;
+        int32_t x_acc[6];
+        int32_t h_acc[6];
+        int r;
+        edgernn_pairs_product(&w, npairs, g->x16, n_input, x_acc);
+        edgernn_pairs_product(&w, npairs, g->h16, n_cell, h_acc);
+        for (r = 0; r < 2 * npairs; ++r) {
+            /* TFLM AddElementWise of the two int16 products, saturating (QADD16) */
+            pre[2 * p0 + r] = (int16_t)edgernn_clamp_s16(
+                edgernn_rq_prescaled(x_acc[r], g->input_multiplier, rs_input) +
+                edgernn_rq_prescaled(h_acc[r], g->recurrent_multiplier, rs_recurrent));
+        }
+    }
+}
+
+#if EDGERNN_USE_SMLAD && defined(__GNUC__) && defined(__thumb2__)
+/* ---------------------------------------------------------------------------------------
+ * The Thumb-2 kernel, as GNU assembler macros (defined once per assembly file, on first use).
+ * Registers: r0 weight stream, r1 h16, r2 x16, r3-r8 the accumulators B0 A0 B1 A1 B2 A2,
+ * r9-r11 weight words, r12 and lr two input pairs. Stack frame (28 bytes): [sp] the output
+ * pointer, [sp, #4] the gate, [sp, #8] the end of the three-pair passes, [sp, #16..28) the
+ * packed input-product results of the pass.
+ * ------------------------------------------------------------------------------------- */
+#define EDGERNN_PAIRS_ASM_MACROS                                                                \
+    ".ifndef edgernn_pairs_macros\n"                                                            \
+    ".set edgernn_pairs_macros, 1\n"                                                            \
+    /* one column pair (x in register \x) into P row pairs: load P weight words, 3 P ops */     \
+    ".macro edgernn_pairs_colpair P, x\n"                                                       \
+    ".if \\P == 3\n ldmia r0!, {r9-r11}\n"                                                      \
+    ".elseif \\P == 2\n ldmia r0!, {r9, r10}\n"                                                 \
+    ".else\n ldr r9, [r0], #4\n.endif\n"                                                        \
+    " smlad r4, r9, \\x, r4\n sxtb16 r9, r9\n smlad r3, r9, \\x, r3\n"                          \
+    ".if \\P >= 2\n smlad r6, r10, \\x, r6\n sxtb16 r10, r10\n smlad r5, r10, \\x, r5\n.endif\n" \
+    ".if \\P == 3\n smlad r8, r11, \\x, r8\n sxtb16 r11, r11\n smlad r7, r11, \\x, r7\n.endif\n" \
+    ".endm\n"                                                                                   \
+    /* all columns of the vector at \base, fully unrolled: one LDRD per four columns */        \
+    ".macro edgernn_pairs_columns P, cols, base\n"                                              \
+    ".set edgernn_pairs_q, 0\n"                                                                 \
+    ".rept (\\cols + 1) / 4\n"                                                                  \
+    " ldrd r12, lr, [\\base, #edgernn_pairs_q * 4]\n"                                           \
+    " edgernn_pairs_colpair \\P, r12\n edgernn_pairs_colpair \\P, lr\n"                         \
+    ".set edgernn_pairs_q, edgernn_pairs_q + 2\n"                                               \
+    ".endr\n"                                                                                   \
+    ".if ((\\cols + 1) / 2) % 2\n"                                                              \
+    " ldr r12, [\\base, #edgernn_pairs_q * 4]\n edgernn_pairs_colpair \\P, r12\n"               \
+    ".endif\n"                                                                                  \
+    ".endm\n"                                                                                   \
+    /* requantize accumulator \r to int16 (edgernn_rq_prescaled): r10 multiplier, r11 rounding */ \
+    ".macro edgernn_pairs_rq r, rs\n"                                                           \
+    ".if \\rs == 0\n smmulr \\r, \\r, r10\n ssat \\r, #16, \\r\n"                               \
+    ".else\n add r12, r11, \\r, asr #31\n smmlar \\r, \\r, r10, r12\n"                          \
+    " ssat \\r, #16, \\r, asr #\\rs\n.endif\n"                                                  \
+    ".endm\n"                                                                                   \
+    /* decode a pair (B in \b, A in \a), requantize both rows, pack them into \b */            \
+    ".macro edgernn_pairs_rq_pair b, a, rs\n"                                                   \
+    " sub \\a, \\a, \\b\n asr \\a, \\a, #8\n"                                                   \
+    " edgernn_pairs_rq \\b, \\rs\n edgernn_pairs_rq \\a, \\rs\n"                                \
+    " pkhbt \\b, \\b, \\a, lsl #16\n"                                                           \
+    ".endm\n"                                                                                   \
+    ".macro edgernn_pairs_rq_pass P, rs\n"                                                      \
+    " edgernn_pairs_rq_pair r3, r4, \\rs\n"                                                     \
+    ".if \\P >= 2\n edgernn_pairs_rq_pair r5, r6, \\rs\n.endif\n"                               \
+    ".if \\P == 3\n edgernn_pairs_rq_pair r7, r8, \\rs\n.endif\n"                               \
+    ".endm\n"                                                                                   \
+    /* the accumulator start words of P pairs */                                              \
+    ".macro edgernn_pairs_start P\n"                                                            \
+    ".if \\P == 3\n ldmia r0!, {r3-r8}\n"                                                       \
+    ".elseif \\P == 2\n ldmia r0!, {r3-r6}\n"                                                   \
+    ".else\n ldmia r0!, {r3, r4}\n.endif\n"                                                     \
+    ".endm\n"                                                                                   \
+    /* one pass: P row pairs (2 P units) of the gate */                                        \
+    ".macro edgernn_pairs_pass P, ni, n, rsx, rsh\n"                                            \
+    " edgernn_pairs_start \\P\n"                                                                \
+    " edgernn_pairs_columns \\P, \\ni, r2\n"                                                    \
+    " ldr r9, [sp, #4]\n ldrd r10, r11, [r9, #20]\n"                                            \
+    " edgernn_pairs_rq_pass \\P, \\rsx\n"                                                       \
+    ".if \\P == 3\n add r9, sp, #16\n stmia r9, {r3, r5, r7}\n"                                 \
+    ".elseif \\P == 2\n strd r3, r5, [sp, #16]\n"                                               \
+    ".else\n str r3, [sp, #16]\n.endif\n"                                                       \
+    " edgernn_pairs_start \\P\n"                                                                \
+    " edgernn_pairs_columns \\P, \\n, r1\n"                                                     \
+    " ldr r9, [sp, #4]\n ldrd r10, r11, [r9, #28]\n"                                            \
+    " edgernn_pairs_rq_pass \\P, \\rsh\n"                                                       \
+    ".if \\P == 3\n add r12, sp, #16\n ldmia r12, {r9-r11}\n"                                   \
+    ".elseif \\P == 2\n ldrd r9, r10, [sp, #16]\n"                                              \
+    ".else\n ldr r9, [sp, #16]\n.endif\n"                                                       \
+    " qadd16 r3, r3, r9\n"                                                                      \
+    ".if \\P >= 2\n qadd16 r5, r5, r10\n.endif\n"                                               \
+    ".if \\P == 3\n qadd16 r7, r7, r11\n.endif\n"                                               \
+    " ldr r9, [sp]\n"                                                                           \
+    ".if \\P == 3\n stmia r9!, {r3, r5, r7}\n"                                                  \
+    ".elseif \\P == 2\n stmia r9!, {r3, r5}\n"                                                  \
+    ".else\n str r3, [r9], #4\n.endif\n"                                                        \
+    " str r9, [sp]\n"                                                                           \
+    ".endm\n"                                                                                   \
+    /* the kernel: passes of three pairs in a loop, then the remaining pairs */                 \
+    ".macro edgernn_pairs_gate pairs, ni, n, rsx, rsh\n"                                        \
+    " push {r4-r11, lr}\n sub sp, sp, #28\n"                                                    \
+    " str r0, [sp, #4]\n"                                                                       \
+    " ldr r2, [r0, #16]\n str r2, [sp]\n"                                                       \
+    " ldr r2, [r0, #12]\n str r2, [sp, #8]\n"                                                   \
+    " ldr r1, [r0, #8]\n ldr r2, [r0, #4]\n ldr r0, [r0]\n"                                     \
+    ".if \\pairs >= 3\n"                                                                        \
+    "1:\n"                                                                                      \
+    " edgernn_pairs_pass 3, \\ni, \\n, \\rsx, \\rsh\n"                                          \
+    " ldr r9, [sp, #8]\n cmp r0, r9\n bne 1b\n"                                                 \
+    ".endif\n"                                                                                  \
+    ".if \\pairs % 3\n"                                                                         \
+    ".set edgernn_pairs_rest, \\pairs % 3\n"                                                       \
+    " edgernn_pairs_pass edgernn_pairs_rest, \\ni, \\n, \\rsx, \\rsh\n"                           \
+    ".endif\n"                                                                                  \
+    " add sp, sp, #28\n pop {r4-r11, pc}\n"                                                     \
+    ".endm\n"                                                                                   \
+    ".endif\n"
+
+#define EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent)              \
+    __attribute__((naked, noinline)) static void name(const edgernn_pairs_gate *gate __attribute__((unused))) \
+    {                                                                                               \
+        __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_pairs_gate " #pairs ", " #n_input ", "    \
+                         #n_cell ", " #rs_input ", " #rs_recurrent "\n");                           \
+    }
+#else
+#define EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent)  \
+    static void name(const edgernn_pairs_gate *gate)                                    \
+    {                                                                                   \
+        edgernn_pairs_gate_c(gate, pairs, n_input, n_cell, rs_input, rs_recurrent);     \
+    }
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGERNN_PAIRS_H */
