@@ -56,6 +56,9 @@ def _layers(kind: str):
         "per_step_bi_gru": lambda: [L.Bidirectional(cell("gru", return_sequences=True))],
         "per_step_rnn_relu_dense": lambda: [cell("rnn", activation="relu", return_sequences=True),
                                             L.Dense(8, activation="relu")],
+        "bi_gru_sum_seq_lstm": lambda: [L.Bidirectional(cell("gru", return_sequences=True), merge_mode="sum"),
+                                        cell("lstm")],
+        "gru_bi_rnn": lambda: [cell("gru", return_sequences=True), L.Bidirectional(cell("rnn"))],
         "gru32_x2": lambda: [cell("gru", 32, return_sequences=True), cell("gru", 32)],
         "bi_gru32": lambda: [L.Bidirectional(cell("gru", 32))],
     }
@@ -64,7 +67,8 @@ def _layers(kind: str):
 
 TOPOLOGIES = ["gru", "gru_reset_before", "rnn_tanh", "rnn_relu", "lstm", "gru_x2", "rnn_x3", "gru_x4",
               "mixed_lstm_gru", "bi_gru_concat", "bi_gru_sum", "bi_lstm", "bi_rnn_relu_sum", "bi_gru_x2",
-              "per_step_gru", "per_step_lstm", "per_step_bi_gru", "per_step_rnn_relu_dense"]
+              "per_step_gru", "per_step_lstm", "per_step_bi_gru", "per_step_rnn_relu_dense",
+              "bi_gru_sum_seq_lstm", "gru_bi_rnn"]
 
 
 def keras3_model(kind: str, timesteps: int = 100, features: int = 6, classes: int = 4, seed: int = 0):
@@ -146,6 +150,47 @@ def test_int8_runs_in_tflm_close_to_float(kind, bm_arrays, topology_tflite):
     # untrained SimpleRNNs over 100 steps amplify rounding more than gated cells do
     assert err.mean() < (0.03 if "rnn" in kind else 0.01), kind
     assert err.max() < (0.2 if "rnn" in kind else 0.1), kind
+
+
+@pytest.mark.parametrize("kind", _slow_if_fused_lstm(TOPOLOGIES))
+def test_simulator_and_native_c_equal_tflm_bit_for_bit(kind, bm_arrays, topology_tflite, tmp_path):
+    """Every topology at 0 LSB: both simulator engines and the compiled native C give TFLM's int8
+    outputs on every BasicMotions test recording (one native build per model, all samples in one run)."""
+    from edgernn.backends.native.host import NativeBuild
+    from edgernn.simulate import Simulator
+
+    _, path = topology_tflite(kind)
+    runner = TFLMRunner(path.read_bytes(), arena_size=ARENA)
+    xq = runner.quantize_input(bm_arrays[2])
+    want = runner.run(xq)
+    assert len(np.unique(want.reshape(len(want), -1), axis=0)) > 1, "constant outputs prove nothing"
+    engines = {e: Simulator.from_file(path, engine=e).run(xq) for e in ("numpy", "numba")}
+    engines["native"] = NativeBuild.create(path, tmp_path).run(xq).reshape(want.shape)
+    for engine, got in engines.items():
+        diff = np.abs(got.astype(np.int32) - want.astype(np.int32))
+        assert diff.max() == 0, f"{kind} {engine}: {int((diff > 0).sum())} of {diff.size} outputs differ, " \
+                                f"max {diff.max()} LSB"
+
+
+def test_native_whole_window_model_api(bm_arrays, topology_tflite, tmp_path):
+    """A model with a Bidirectional layer returning sequences: NAME_run_f32 = quantize, NAME_run,
+    dequantize; T beyond the sequence buffers' rows is refused; the buffers are in the RAM macro."""
+    from edgernn.backends.native.host import NativeBuild
+
+    _, path = topology_tflite("bi_gru_x2")
+    build = NativeBuild.create(path, tmp_path)
+    plan = build.plan
+    assert plan.bidirectional and [len(s.layers) for s in plan.stages] == [2, 2]
+    assert plan.sequence_buffers == [("$seq0", 100 * 16)]
+    header = (tmp_path / "model.h").read_text()
+    assert f"#define MODEL_SCRATCH_BYTES {plan.scratch_bytes}" in header and plan.scratch_bytes >= 1600
+    runner = TFLMRunner(path.read_bytes(), arena_size=ARENA)
+    x = bm_arrays[2][:5]
+    y = build.run(runner.quantize_input(x))
+    np.testing.assert_array_equal(build.run_f32(x), runner.dequantize_output(y))
+    with pytest.raises(EdgeRNNError, match="status"):
+        build.run(np.zeros((1, 101, 6), np.int8))
+    assert np.array_equal(build.run(runner.quantize_input(x[:, :40])).shape, y.shape)
 
 
 @pytest.mark.parametrize("kind", ["gru_reset_before", "bi_gru_concat", "per_step_rnn_relu_dense"])

@@ -310,6 +310,90 @@ def _metadata(m: TFLiteModel) -> dict | None:
     return None
 
 
+@dataclass
+class Stage:
+    """One recurrent layer of a whole-window model, run over every time step before the next:
+    a forward layer, or a Bidirectional pair (forward t = 0..T-1, then backward t = T-1..0).
+    ``output``: the ``$seq<k>`` buffer its hidden-state sequence is written to, row t at
+    ``t * width`` (None: only the final state is used); a pair writes the forward half at
+    offset 0 and the backward half at ``n_forward`` (concat), or adds the backward state into
+    the forward row in place (sum)."""
+
+    layers: list  # [LoopPlan] or [forward LoopPlan, backward LoopPlan]
+    input: str  # C expression of the input rows: "x" (the model input) or a previous "$seq<k>"
+    input_width: int
+    output: str | None = None
+    width: int = 0
+    merge: object = None  # MergePlan of a Bidirectional pair's sequences (None: one layer)
+
+
+def _while_chain(m: TFLiteModel, sg: Subgraph, layer_meta: dict):
+    """Walks the main graph: the recurrent layers as stages, then the head ops.
+
+    Returns (stages, loop plans, head ops [(index, op)], the merge of a Bidirectional pair's final
+    states or None, the tensor the head starts from, where tensors come from)."""
+    where: dict[int, tuple] = {sg.inputs[0]: ("input",)}
+    stages: list[Stage] = []
+    plans: list[LoopPlan] = []
+    final_merge = None
+    cur = None
+    head_ops = []
+    pair_source = None  # where the last forward layer read its sequence from
+    for i, op in enumerate(sg.operators):
+        if op.opcode == "FILL":
+            continue  # the initial value of an output sequence: not needed step by step
+        last = stages[-1] if stages else None
+        if op.opcode == "WHILE":
+            if head_ops or final_merge is not None:
+                raise _fail(m, f"op {i}: a recurrent layer after the output layers is not supported")
+            plan, mp = build_loop_layer(m, op, i, len(plans), layer_meta.get(i))
+            src = where.get(op.inputs[mp["x"]])
+            if plan.direction == "backward":
+                if last is None or len(last.layers) != 1 or src != pair_source:
+                    raise _fail(m, f"op {i} (WHILE): a backward layer that is not the second half of a "
+                                   "Bidirectional pair is not supported by the native backend -- use --backend tflm")
+                last.layers.append(plan)
+            else:
+                if last is not None and len(last.layers) == 2 and last.merge is None:
+                    raise _fail(m, f"op {i} (WHILE): the Bidirectional layer before it is not merged into one "
+                                   "sequence (concat or sum)")
+                want = ("input",) if last is None else ("seq", len(stages) - 1)
+                if src != want:
+                    raise _fail(m, f"op {i} (WHILE): its input sequence is not "
+                                   f"{'the model input' if last is None else 'the previous layer output sequence'}; "
+                                   "the native backend compiles a chain of layers")
+                if last is not None:
+                    last.output = f"$seq{(len(stages) - 1) % 2}"  # two buffers, used in turn
+                stages.append(Stage(layers=[plan], input="x" if last is None else last.output, input_width=0))
+                pair_source = src
+            for pos, state in mp["states"].items():
+                where[op.outputs[pos]] = ("state", len(plans), state)
+            if mp["seq"] is not None:
+                backward = plan.direction == "backward"
+                where[op.outputs[mp["seq"]]] = ("half", len(plans)) if backward else ("seq", len(stages) - 1)
+            plans.append(plan)
+            cur = op.outputs[mp["out_pos"]]
+            continue
+        if last is None:
+            raise _fail(m, f"op {i} ({op.opcode}) before the first recurrent layer is not supported")
+        if len(last.layers) == 2 and last.merge is None and final_merge is None:
+            fwd, bwd = last.layers
+            got = [where.get(t) for t in op.inputs[:2]]
+            if got == [("state", len(plans) - 2, fwd.output_state), ("state", len(plans) - 1, bwd.output_state)]:
+                final_merge = _merge(m, sg, op, i, fwd, bwd)
+                cur = op.outputs[0]
+                continue
+            if got == [("seq", len(stages) - 1), ("half", len(plans) - 1)]:
+                last.merge = _merge(m, sg, op, i, fwd, bwd)
+                where[op.outputs[0]] = ("seq", len(stages) - 1)
+                cur = None  # read next by a layer or a per-step head
+                continue
+            raise _fail(m, f"op {i} ({op.opcode}) does not merge the forward and backward halves of the "
+                           "Bidirectional layer")
+        head_ops.append((i, op))
+    return stages, plans, head_ops, final_merge, cur, where
+
+
 def build_loop_model(m: TFLiteModel):
     """NativePlan of a model whose recurrent layers are WHILE loops (GRU, SimpleRNN...)."""
     sg = m.main
@@ -325,49 +409,15 @@ def build_loop_model(m: TFLiteModel):
         raise _fail(m, "this is a streaming (--streaming) model; emit the native C from the sequence model: "
                        "its NAME_step already streams")
     layer_meta = {int(l["while_op"]): l for l in meta.get("layers", []) if l.get("while_op") is not None}
-    where: dict[int, tuple] = {sg.inputs[0]: ("input", None)}
-    recurrent: list[LoopPlan] = []
-    head: list = []
-    cur = None
+    stages, recurrent, head_ops, merge, cur, where = _while_chain(m, sg, layer_meta)
+    last = stages[-1]
+    if len(last.layers) == 2 and last.merge is None and merge is None:
+        raise _fail(m, "a Bidirectional layer must be merged (concat or sum) before the output")
     per_step = False
-    merge = None
-    names = []
-    for i, op in enumerate(sg.operators):
-        names.append(op.opcode)
-        if op.opcode == "FILL":
-            continue  # the initial value of an output sequence: not needed step by step
-        if op.opcode == "WHILE":
-            if head or merge is not None:
-                raise _fail(m, f"op {i}: a recurrent layer after the output layers is not supported")
-            plan, mp = build_loop_layer(m, op, i, len(recurrent), layer_meta.get(i))
-            src = where.get(op.inputs[mp["x"]])
-            if plan.direction == "backward":
-                # the reverse half of a Bidirectional layer: supported as the first layer only
-                if len(recurrent) != 1 or recurrent[0].direction != "forward" or src != ("input", None):
-                    raise _fail(m, f"op {i} (WHILE): a backward layer that is not the second half of a first-layer "
-                                   "Bidirectional is not supported by the native backend -- use --backend tflm")
-            else:
-                want = ("input", None) if not recurrent else ("seq", len(recurrent) - 1)
-                if src != want or (recurrent and recurrent[-1].direction == "backward"):
-                    raise _fail(m, f"op {i} (WHILE): its input sequence is not "
-                                   f"{'the model input' if not recurrent else 'the previous layer output sequence'}; "
-                                   "the native backend compiles a chain of layers (a Bidirectional layer only as "
-                                   "the last recurrent layer)")
-            for pos, state in mp["states"].items():
-                where[op.outputs[pos]] = ("state", len(recurrent), state)
-            if mp["seq"] is not None:
-                where[op.outputs[mp["seq"]]] = ("seq", len(recurrent))
-            recurrent.append(plan)
-            cur = op.outputs[mp["out_pos"]]
-            continue
-        if recurrent and recurrent[-1].direction == "backward" and merge is None:
-            merge, cur = _merge(m, sg, op, i, where, recurrent)
-            continue
-        if not recurrent:
-            raise _fail(m, f"op {i} ({op.opcode}) before the first recurrent layer is not supported")
-        if op.inputs[0] != cur:
-            src = where.get(op.inputs[0])
-            if not head and src == ("seq", len(recurrent) - 1):
+    head: list = []
+    for i, op in head_ops:
+        if op.inputs[0] != cur or cur is None:
+            if not head and where.get(op.inputs[0]) == ("seq", len(stages) - 1):
                 per_step = True  # return_sequences=True: the head runs on every step's output
             else:
                 raise _fail(m, f"op {i} ({op.opcode}) does not read the previous op's output; the native "
@@ -380,18 +430,24 @@ def build_loop_model(m: TFLiteModel):
             raise _fail(m, f"operator {op.opcode} (op {i}) after the recurrent layers is not supported by the "
                            "native backend (FULLY_CONNECTED and SOFTMAX are) -- use --backend tflm for this model")
         cur = op.outputs[0]
-    if recurrent and recurrent[-1].direction == "backward" and merge is None:
-        raise _fail(m, "a Bidirectional layer must be merged (concat or sum) before the output")
-    if recurrent and not head and where.get(sg.outputs[0]) == ("seq", len(recurrent) - 1):
+    if not head and where.get(sg.outputs[0]) == ("seq", len(stages) - 1):
         per_step = True  # the output is the last layer's whole hidden-state sequence
-    elif not recurrent or cur != sg.outputs[0]:
+    elif cur is None or cur != sg.outputs[0]:
         raise _fail(m, "the graph's output is not the end of a recurrent-layer chain")
+    # A Bidirectional layer anywhere: every layer runs over the whole window before the next.
+    window = any(len(s.layers) == 2 for s in stages)
+    if window and per_step:
+        last.output = f"$seq{(len(stages) - 1) % 2}"  # the per-step head reads its rows afterwards
+    for s in stages:
+        s.width = s.merge.n if s.merge is not None else s.layers[0].n_cell
+    for prev, s in zip(stages, stages[1:]):
+        s.input_width = prev.width
     y = sg.tensors[sg.outputs[0]]
     return NativePlan(source=Path(m.path).name, sha256=hashlib.sha256(m.raw).hexdigest(),
                       flatbuffer_bytes=len(m.raw), timesteps=int(x.shape[1]), features=int(x.shape[2]),
                       input_scale=_scale(x), input_zero_point=_zp(x), output_scale=_scale(y), output_zero_point=_zp(y),
-                      recurrent=recurrent, last_step_only=not per_step, head=head, ops=names,
-                      bidirectional=merge is not None, merge=merge)
+                      recurrent=recurrent, last_step_only=not per_step, head=head, ops=[o.opcode for o in sg.operators],
+                      bidirectional=window, merge=merge, stages=stages if window else [])
 
 
 @dataclass
@@ -411,24 +467,17 @@ class MergePlan:
         return self.n_forward + self.n_backward if self.kind == "concat" else self.n_forward
 
 
-def _merge(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, where: dict, recurrent: list) -> tuple[MergePlan, int]:
-    fwd, bwd = recurrent[-2], recurrent[-1]
-    want = [("state", len(recurrent) - 2, fwd.output_state), ("state", len(recurrent) - 1, bwd.output_state)]
-    got = [where.get(t) for t in op.inputs[:2]]
-    if got != want:
-        if any(g is not None and g[0] == "seq" for g in got):
-            raise _fail(m, f"op {i} ({op.opcode}): a Bidirectional layer returning sequences is not supported by "
-                           "the native backend (its final states are) -- use --backend tflm")
-        raise _fail(m, f"op {i} ({op.opcode}) does not merge the forward and backward final states")
+def _merge(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, fwd: LoopPlan, bwd: LoopPlan) -> MergePlan:
+    """A Bidirectional pair merged by CONCATENATION (inputs quantized like the output, as TFLM
+    requires: the bytes are copied) or ADD, of final states or of whole sequences."""
     y = sg.tensors[op.outputs[0]]
     if op.opcode == "CONCATENATION":
         a, b = (sg.tensors[t] for t in op.inputs[:2])
         if len(op.inputs) != 2 or any(_scale(t) != _scale(y) or _zp(t) != _zp(y) for t in (a, b)):
             raise _fail(m, f"op {i} (CONCATENATION): inputs quantized unlike the output are not supported")
         return MergePlan(op_index=i, kind="concat", forward=fwd.output_state, backward=bwd.output_state,
-                         n_forward=fwd.n_cell, n_backward=bwd.n_cell), op.outputs[0]
+                         n_forward=fwd.n_cell, n_backward=bwd.n_cell)
     if op.opcode == "ADD":
         return MergePlan(op_index=i, kind="add", forward=fwd.output_state, backward=bwd.output_state,
-                         n_forward=fwd.n_cell, n_backward=bwd.n_cell,
-                         add=_add_plan(m, sg, op, f"op {i} (ADD)")), op.outputs[0]
+                         n_forward=fwd.n_cell, n_backward=bwd.n_cell, add=_add_plan(m, sg, op, f"op {i} (ADD)"))
     raise _fail(m, f"op {i}: Bidirectional merge {op.opcode} is not supported (concat and sum are)")

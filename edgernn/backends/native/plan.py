@@ -9,7 +9,8 @@ slice (per-step outputs).
 Supported: the graphs ``edgernn convert`` writes. LSTM models: UNIDIRECTIONAL_SEQUENCE_LSTM
 (int8 x int8 -> int16 cell, stacked), STRIDED_SLICE of the last step or per-step heads
 (:mod:`.lstm`); GRU / SimpleRNN models: WHILE loops whose body is compiled op by op
-(:mod:`.loop`), stacked, per-step heads, a Bidirectional first layer (``NAME_run`` only).
+(:mod:`.loop`), stacked, per-step heads, Bidirectional layers anywhere in the stack (``NAME_run``
+only: each layer runs over the whole window before the next).
 Heads (here): FULLY_CONNECTED (per-tensor or per-channel, fused NONE/RELU/RELU6/RELU_N1_TO_1)
 and SOFTMAX. Anything else is refused with a one-line error naming the operator.
 """
@@ -107,8 +108,19 @@ class NativePlan:
     last_step_only: bool  # True: the head runs on the last step; False: on every step
     head: list = field(default_factory=list)  # FullyConnectedPlan | SoftmaxPlan
     ops: list[str] = field(default_factory=list)
-    bidirectional: bool = False  # the last two layers are a Bidirectional pair: NAME_run only
-    merge: object = None  # loop.MergePlan of the Bidirectional pair
+    bidirectional: bool = False  # a Bidirectional layer: whole windows only (NAME_run), layer by layer
+    merge: object = None  # loop.MergePlan of the last Bidirectional pair's final states
+    stages: list = field(default_factory=list)  # loop.Stage per layer of a Bidirectional model
+
+    @property
+    def sequence_buffers(self) -> list[tuple[str, int]]:
+        """(C name, bytes) of the int8 hidden-state sequences a Bidirectional model keeps between
+        layers: ``timesteps`` rows each, two buffers used in turn."""
+        sizes: dict[str, int] = {}
+        for s in self.stages:
+            if s.output is not None:
+                sizes[s.output] = max(sizes.get(s.output, 0), self.timesteps * s.width)
+        return sorted(sizes.items())
 
     @property
     def head_source(self) -> str:
@@ -181,7 +193,8 @@ class NativePlan:
     def scratch_bytes(self) -> int:
         merged = self.merge.n if self.merge is not None else 0
         lstm = 2 * self.vector_buffer + 4 * 2 * self.lstm_units + 2 * 4 * self.gate_units + self.fast_vectors
-        return lstm + self.loop_scratch + self.head_buffers * self.head_buffer + merged
+        sequences = sum(n for _, n in self.sequence_buffers)
+        return lstm + self.loop_scratch + self.head_buffers * self.head_buffer + merged + sequences
 
     @property
     def weight_bytes(self) -> int:
