@@ -9,6 +9,7 @@ import numpy as np
 
 from . import ir
 from .backends.tflm.convert import ConvertResult, check_rebuild_matches, conversion_strategy, convert_ir, write_atomic
+from .backends.tflm.streaming import check_streamable
 from .data import Dataset, check_x, load_dataset
 from .errors import EdgeRNNError
 from .frontend import from_keras, load_keras_object
@@ -44,10 +45,8 @@ def convert(model, calib, output=None, *, streaming: bool = False) -> ConvertRes
         keras_obj = load_keras_object(model) if isinstance(model, (str, os.PathLike)) else model
         m = from_keras(keras_obj, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
     x = _calibration(calib, m)
-    if streaming and m.is_bidirectional:
-        name = next(l.name for l in m.layers if l.kind == "bidirectional")
-        raise EdgeRNNError(f"layer '{name}' is Bidirectional: its backward direction needs the whole window "
-                           "before the first output, so it cannot stream; convert without --streaming")
+    if streaming:
+        check_streamable(m, int(x.shape[1]))
     diff = None
     if keras_obj is not None:
         diff = check_rebuild_matches(keras_obj, m, x[:8])

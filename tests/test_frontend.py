@@ -64,7 +64,7 @@ def test_macs_count_recurrent_work():
 
 
 @pytest.mark.parametrize("layer_name,make", [
-    ("conv", lambda keras: keras.layers.Conv1D(4, 3, name="conv")),
+    ("convt", lambda keras: keras.layers.Conv1DTranspose(4, 3, name="convt")),
     ("attn", None),
 ])
 def test_unsupported_layer_is_named(layer_name, make):

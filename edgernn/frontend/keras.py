@@ -19,6 +19,8 @@ import numpy as np
 from .. import ir
 from ..errors import EdgeRNNError, UnsupportedLayerError
 from ..registry import registrar
+from .fold import fold_batchnorm
+from .layers import LAYER_HANDLERS
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,7 @@ def _inference_noop(layer, width: int):
     return []
 
 
+_HANDLERS.update(LAYER_HANDLERS)  # conv / pooling / shape / BatchNormalization layers (.layers)
 SUPPORTED_LAYERS = tuple(sorted(_HANDLERS))
 
 
@@ -166,7 +169,7 @@ def from_keras(model, source: str = "") -> ir.Model:
                            "expected (batch, time steps, features)")
     timesteps = None if shape[1] is None else int(shape[1])
     features = int(shape[2])
-    width = features
+    shape = (timesteps, features)  # walked layer by layer: each IR layer checks its input shape
     layers: list[ir.Layer] = []
     for layer in model.layers:
         cls = type(layer).__name__
@@ -175,22 +178,14 @@ def from_keras(model, source: str = "") -> ir.Model:
             raise UnsupportedLayerError(
                 f"layer '{layer.name}' ({cls}) is not supported; supported layers: {', '.join(SUPPORTED_LAYERS)}")
         _check_chain(model, layer)
-        for node in handler(layer, width):
-            if node.kind == "recurrent" and node.input_dim != width:
-                raise EdgeRNNError(f"layer '{node.name}': input width {node.input_dim} != {width}")
+        for node in handler(layer, shape[-1]):
+            shape = node.out_shape(shape)
             layers.append(node)
-            if node.kind != "activation":
-                width = node.units
-    if not any(l.kind in ("recurrent", "bidirectional") for l in layers):
+    if not any(l.kind in ir.RECURRENT_KINDS for l in layers):
         raise EdgeRNNError(f"{source or model.name}: the model has no SimpleRNN, LSTM or GRU layer")
-    seq = True
-    for l in layers:
-        if l.kind in ("recurrent", "bidirectional"):
-            if not seq:
-                raise EdgeRNNError(f"layer '{l.name}' follows a layer that dropped the time axis")
-            seq = l.return_sequences
+    layers, folded = fold_batchnorm(layers)
     return ir.Model(name=_c_safe(model.name), input=ir.InputSpec(timesteps, features), layers=layers,
-                    source=source)
+                    source=source, folded_batchnorm=folded)
 
 
 def _c_safe(name: str) -> str:

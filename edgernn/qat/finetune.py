@@ -147,6 +147,10 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
         src = model_path_or_keras
         original = load_keras_object(src) if isinstance(src, (str, os.PathLike)) else src
         model = from_keras(original, source=str(src) if isinstance(src, (str, os.PathLike)) else "")
+    other = next((l for l in model.layers if l.kind not in ("recurrent", "bidirectional", "dense", "activation")), None)
+    if other is not None:
+        raise EdgeRNNError(f"layer '{other.name}' ({other.kind}): QAT does not fine-tune conv / pooling / reshape "
+                           "layers yet; convert the float model (post-training quantization)")
     ds = _dataset(data, model, "data")
     sel = _dataset(val, model, "val") if val is not None else ds
     if sel.x.shape[1] != ds.x.shape[1]:

@@ -61,6 +61,9 @@ def _value(g, env, name, batch):
 
 def _run_graph(program, g, env, ranges):
     batch = next((v.shape[0] for v in env.values() if v.dtype.kind == "f" and v.ndim), 1)
+    for name, t in g.tensors.items():  # int8 constants (a BatchNorm's scale and offset) get their own range
+        if t.role == "const" and t.dtype == "int8" and t.data is not None:
+            ranges.see(name, np.asarray(t.data, np.float32))
     for op in g.ops:
         ins = [None if n is None else _value(g, env, n, batch) for n in op.inputs]
         outs = _eval(program, op, ins, ranges, batch)
@@ -115,6 +118,8 @@ def _eval(program, op, ins, ranges, batch):
         return [np.full((batch,) + tuple(int(d) for d in dims[1:]), float(value), np.float32)]
     if c == "LESS":
         return [np.asarray(ins[0] < ins[1])]
+    if c in _LAYER_OPS:
+        return [_LAYER_OPS[c](op.opts, *ins).astype(np.float32)]
     if c == "WHILE":
         cond, body = program.graphs[op.opts["cond"]], program.graphs[op.opts["body"]]
         state = list(ins)
@@ -129,3 +134,71 @@ def _eval(program, op, ins, ranges, batch):
             _run_graph(program, body, env, ranges)
             state = [env[n] if n in env else _value(body, env, n, batch) for n in body.outputs]
     raise EdgeRNNError(f"internal: no float evaluation for op {c}")
+
+
+# --- the conv / pooling / shape ops of edgernn.backends.tflm.layers (NHWC, float) --------------
+
+def _windows(x, kh, kw, opts, fill):
+    """x (N, H, W, C) padded as TFLite pads (SAME: the odd extra after) -> (padded x, out H, out W)."""
+    sh, sw = opts.get("stride", (1, 1))
+    dh, dw = opts.get("dilation", (1, 1))
+    n, h, w, _ = x.shape
+    eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    if opts.get("padding", "VALID") == "SAME":
+        oh, ow = -(-h // sh), -(-w // sw)
+        ph, pw = max((oh - 1) * sh + eh - h, 0), max((ow - 1) * sw + ew - w, 0)
+        x = np.pad(x, [(0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)], constant_values=fill)
+    else:
+        oh, ow = (h - eh) // sh + 1, (w - ew) // sw + 1
+    return x, oh, ow
+
+
+def _tap(x, i, j, oh, ow, opts):
+    sh, sw = opts.get("stride", (1, 1))
+    dh, dw = opts.get("dilation", (1, 1))
+    return x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw, :]
+
+
+def _conv2d(opts, x, w, b):
+    """CONV_2D: w (O, kh, kw, C); DEPTHWISE_CONV_2D: w (1, kh, kw, C * m)."""
+    depthwise = "depth_multiplier" in opts
+    kh, kw = w.shape[1], w.shape[2]
+    xp, oh, ow = _windows(x.astype(np.float64), kh, kw, opts, 0.0)
+    y = 0.0
+    for i in range(kh):
+        for j in range(kw):
+            tap = _tap(xp, i, j, oh, ow, opts)
+            if depthwise:
+                y = y + np.repeat(tap, opts["depth_multiplier"], axis=-1) * w[0, i, j]
+            else:
+                y = y + tap @ w[:, i, j, :].T.astype(np.float64)
+    if b is not None:
+        y = y + b
+    return _act(y, opts.get("fused"))
+
+
+def _pool(opts, x, reduce):
+    fh, fw = opts["filter"]
+    fill = -np.inf if reduce == "max" else 0.0
+    xp, oh, ow = _windows(x.astype(np.float64), fh, fw, opts, fill)
+    taps = [_tap(xp, i, j, oh, ow, opts) for i in range(fh) for j in range(fw)]
+    if reduce == "max":
+        y = np.max(taps, axis=0)
+    else:  # SAME borders average the in-image taps only, as TFLite does
+        ones, _, _ = _windows(np.ones(x.shape[:3] + (1,)), fh, fw, opts, 0.0)
+        count = sum(_tap(ones, i, j, oh, ow, opts) for i in range(fh) for j in range(fw))
+        y = np.sum(taps, axis=0) / count
+    return _act(y, opts.get("fused"))
+
+
+_LAYER_OPS = {
+    "CONV_2D": _conv2d,
+    "DEPTHWISE_CONV_2D": _conv2d,
+    "MAX_POOL_2D": lambda opts, x: _pool(opts, x, "max"),
+    "AVERAGE_POOL_2D": lambda opts, x: _pool(opts, x, "avg"),
+    "MEAN": lambda opts, x, axes: np.mean(x, axis=tuple(int(a) for a in np.atleast_1d(axes))),
+    "REDUCE_MAX": lambda opts, x, axes: np.max(x, axis=tuple(int(a) for a in np.atleast_1d(axes))),
+    "PAD": lambda opts, x, pads: np.pad(x, [(0, 0)] + [tuple(int(v) for v in r) for r in np.asarray(pads)[1:]]),
+    "RESHAPE": lambda opts, x, shape=None: x.reshape((x.shape[0],) + tuple(opts["shape"][1:])),
+    "TRANSPOSE": lambda opts, x, perm: np.transpose(x, tuple(int(p) for p in perm)),
+}

@@ -75,12 +75,17 @@ def activation_params(lo: float, hi: float) -> QParams:
     return QParams((float(np.float32(scale)),), (zp,))
 
 
-def quantize_weights(w_out_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output-channel symmetric int8 of a (out, in) matrix: (int8 values, scales)."""
+def quantize_weights(w_out_in: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel symmetric int8 of a weight whose channels are on ``axis``: (int8
+    values, scales). A (out, in) FULLY_CONNECTED matrix and CONV_2D's (O, H, W, I) use axis 0,
+    DEPTHWISE_CONV_2D's (1, H, W, C) axis 3."""
     w = np.asarray(w_out_in, np.float64)
-    amax = np.max(np.abs(w), axis=1)
+    others = tuple(a for a in range(w.ndim) if a != axis)
+    amax = np.max(np.abs(w), axis=others)
     scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-    q = np.clip(np.round(w / scale.astype(np.float64)[:, None]), -127, 127).astype(np.int8)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    q = np.clip(np.round(w / scale.astype(np.float64).reshape(shape)), -127, 127).astype(np.int8)
     return q, scale
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from ...errors import EdgeRNNError
 from ...quantize.params import (LOGISTIC_OUT, SOFTMAX_OUT, TANH_OUT, QParams, activation_params, quantize_bias,
                                 quantize_weights)
+from .options import layer_options
 from .serialize import pack
 
 METADATA_NAME = "edgernn"
@@ -34,6 +35,7 @@ class Tensor:
     role: str = "act"  # act | weight | bias | state (int8 constant state) | fill | index
     variable: bool = False  # a TFLM variable tensor: persists between invokes until reset()
     bias_of: tuple[str, str] | None = None  # (input tensor, weight tensor) deciding a bias' scale
+    channel_axis: int = 0  # a weight's per-channel axis (3 for DEPTHWISE_CONV_2D)
 
 
 @dataclass
@@ -142,6 +144,9 @@ def _schema():
 
 def _options(s, op: Op, program: Program):
     c = op.code
+    conv_pool = layer_options(s, op)  # the conv / pooling / shape ops of .layers
+    if conv_pool is not None:
+        return conv_pool
     fused = {None: 0, "RELU": 1}[op.opts.get("fused")]
     if c == "FULLY_CONNECTED":
         o = s.FullyConnectedOptionsT()
@@ -220,7 +225,7 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
     for g in program.graphs:
         for t in g.tensors.values():
             if t.role == "weight":
-                weight_scales[t.name] = quantize_weights(t.data)[1]
+                weight_scales[t.name] = quantize_weights(t.data, t.channel_axis)[1]
 
     model.subgraphs = []
     for g in program.graphs:
@@ -236,11 +241,11 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
             tt.buffer = 0
             tt.isVariable = bool(t.variable)
             if t.role == "weight":
-                q, sc = quantize_weights(t.data)
+                q, sc = quantize_weights(t.data, t.channel_axis)
                 # one zero point (0) per channel: TFLM would expand a single one to every channel
                 # (micro_allocator.cc), but desktop TF Lite / LiteRT refuses a tensor whose zero
                 # points and scales differ in number, so the same file runs on both (8 B a channel).
-                tt.quantization = _qparams_t(s, sc, np.zeros(len(sc), np.int64), 0)
+                tt.quantization = _qparams_t(s, sc, np.zeros(len(sc), np.int64), t.channel_axis)
                 tt.buffer = add_buffer(q)
             elif t.role == "bias":
                 inp, w = t.bias_of

@@ -51,6 +51,8 @@ from ...errors import EdgeRNNError
 from ...quantize.calibrate import Ranges, run_float
 from ...quantize.params import SATURATING_RANGE, TANH_OUT
 from .graph import Graph, Program, assign_quantization, fixed_output, write_flatbuffer
+from .layers import KINDS as LAYER_KINDS
+from .layers import share_tied, write_layer
 
 METADATA_VERSION = 1
 
@@ -346,13 +348,17 @@ def build_sequence_program(model: ir.Model, t_steps: int) -> Program:
     cur, shape, is_seq = x, (1, t_steps, model.input.features), True
     layers_info, head_info = [], []
     for k, layer in enumerate(model.layers):
-        if layer.kind in ("recurrent", "bidirectional"):
+        if layer.kind in LAYER_KINDS:  # conv front-ends, pooling, reshapes (.layers)
+            cur, shape = write_layer(prog, main, layer, cur, shape)
+            is_seq = len(shape) > 2
+        elif layer.kind in ("recurrent", "bidirectional"):
             if not is_seq:
                 raise EdgeRNNError(f"layer '{layer.name}' follows a layer that dropped the time axis")
+            t_in = shape[1]  # a conv front-end or pooling may have changed the length
             if layer.kind == "recurrent":
                 _check_layer(layer)
                 info = _layer_info(layer, "backward" if layer.go_backwards else "forward", None)
-                h, sq = _while_layer(prog, main, layer, f"L{k}/", cur, t_steps, layer.go_backwards, info)
+                h, sq = _while_layer(prog, main, layer, f"L{k}/", cur, t_in, layer.go_backwards, info)
                 layers_info.append(info)
                 u = layer.units
             else:
@@ -360,12 +366,12 @@ def build_sequence_program(model: ir.Model, t_steps: int) -> Program:
                 for d, sub in (("f", layer.forward), ("b", layer.backward)):
                     _check_layer(sub)
                     info = _layer_info(sub, "forward" if d == "f" else "backward", layer)
-                    outs.append(_while_layer(prog, main, sub, f"L{k}{d}/", cur, t_steps, d == "b", info))
+                    outs.append(_while_layer(prog, main, sub, f"L{k}{d}/", cur, t_in, d == "b", info))
                     layers_info.append(info)
                 u = layer.forward.units
                 pick = 1 if layer.return_sequences else 0
                 a, b = outs[0][pick], outs[1][pick]
-                mshape = (1, t_steps, u) if layer.return_sequences else (1, 1, u)
+                mshape = (1, t_in, u) if layer.return_sequences else (1, 1, u)
                 if layer.merge_mode == "concat":
                     mshape = mshape[:-1] + (2 * u,)
                     merged = main.add(f"L{k}/concat", mshape)
@@ -376,7 +382,7 @@ def build_sequence_program(model: ir.Model, t_steps: int) -> Program:
                 h = sq = merged
                 u = mshape[-1]
             if layer.return_sequences:
-                cur, shape = sq, (1, t_steps, u)
+                cur, shape = sq, (1, t_in, u)
             else:
                 cur, shape, is_seq = h, (1, 1, u), False
         else:
@@ -403,7 +409,10 @@ def build_streaming_program(model: ir.Model) -> Program:
     cur, shape, is_seq = x, (1, 1, model.input.features), True
     layers_info, head_info = [], []
     for k, layer in enumerate(model.layers):
-        if layer.kind == "recurrent":
+        if layer.kind in LAYER_KINDS:
+            cur, shape = write_layer(prog, main, layer, cur, shape, streaming=True)
+            is_seq = len(shape) > 2
+        elif layer.kind == "recurrent":
             _check_layer(layer)
             if layer.go_backwards:
                 raise EdgeRNNError(f"layer '{layer.name}': go_backwards needs the whole window; it cannot stream")
@@ -468,5 +477,6 @@ def convert_recurrent(model: ir.Model, calib: np.ndarray, *, streaming: bool = F
     prog, quant = calibrate(model, calib)
     if streaming:
         prog = build_streaming_program(model)
+        quant = share_tied(prog, quant)  # the conv ring buffers: their input's parameters
     prog.metadata = _indices(prog)
     return write_flatbuffer(prog, quant, description=f"edgernn {prog.metadata['form']} {model.name}")
