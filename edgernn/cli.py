@@ -91,25 +91,37 @@ def main(verbose: bool):
 @click.option("--validation-split", type=float, default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Makes training deterministic.")
 @click.option("--test", "test", type=click.Path(), help="Test set .npz; its metrics are printed.")
+@click.option("--conv", "conv", multiple=True, metavar="FILTERS:KERNEL[:DILATION]",
+              help="A Conv1D + BatchNorm + ReLU block before the recurrent layers; repeat for more "
+                   "(e.g. --conv 32:5 --conv 32:5 with --cell lstm is a DeepConvLSTM).")
+@click.option("--causal", is_flag=True, help="Causal convolutions (padding on the past only): the model can stream.")
+@click.option("--pool", type=int, default=1, show_default=True, help="MaxPooling1D of this size after the conv blocks.")
+@click.option("--head", type=click.Choice(["last", "gap", "flatten"]), default="last", show_default=True,
+              help="What the Dense head reads: the last state, the time-average (GlobalAveragePooling1D) or "
+                   "the whole flattened sequence of the last recurrent layer.")
 @click.option("--qat", is_flag=True, help="Fine-tune with quantization-aware training after float training.")
 @click.option("--qat-epochs", type=int, default=10, show_default=True, help="QAT fine-tuning epochs (with --qat).")
 @click.option("-o", "--output", type=click.Path(), required=True, help="Model file to write (.keras).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_friendly
 def train(data, cell, units, layers, bidirectional, return_sequences, activation, clipnorm, epochs, batch_size,
-          learning_rate, patience, validation_split, seed, test, qat, qat_epochs, output, no_progress):
+          learning_rate, patience, validation_split, seed, test, conv, causal, pool, head, qat, qat_epochs, output,
+          no_progress):
     """Train a SimpleRNN / LSTM / GRU model on DATA (.npz with x (N, T, F) and y).
 
     \b
-    Example:
+    Examples:
       edgernn train train.npz --cell gru --units 16 --layers 2 --test test.npz -o gru.keras
+      edgernn train train.npz --conv 32:5 --conv 32:5 --cell lstm -o deepconvlstm.keras
+      edgernn train train.npz --conv 16:3 --conv 16:3:2 --causal --cell gru -o causal_gru.keras
     """
     from . import train as _train
 
     kwargs = dict(cell=cell, units=units, layers=layers, bidirectional=bidirectional,
                   return_sequences=return_sequences, clipnorm=clipnorm, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, patience=patience, validation_split=validation_split, seed=seed,
-                  test=test, output=output, activation=activation, progress=not no_progress)
+                  test=test, output=output, activation=activation, progress=not no_progress, conv=list(conv),
+                  causal=causal, pool=pool, head=head)
     if qat:
         kwargs.update(qat=True, qat_epochs=qat_epochs)
     res = _train(data, **kwargs)

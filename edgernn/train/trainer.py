@@ -1,4 +1,5 @@
-"""Train a recurrent classifier or regressor with gradient clipping and early stopping.
+"""Train a recurrent classifier or regressor (optionally with a conv front-end) with gradient
+clipping and early stopping.
 
 The task follows the labels: integer ``y`` of shape (N,) trains a classifier (softmax head),
 integer ``y`` of shape (N, T) a per-step classifier (``return_sequences``), float ``y`` a
@@ -46,11 +47,53 @@ def _task(y: np.ndarray, return_sequences: bool) -> tuple[str, int]:
     return "regression", outs
 
 
+HEADS = ("last", "gap", "flatten")
+
+
+def parse_conv(spec) -> tuple[int, int, int]:
+    """One ``--conv`` block: ``"FILTERS:KERNEL[:DILATION]"`` (or a 2-3 item sequence) -> (filters,
+    kernel, dilation)."""
+    parts = spec.split(":") if isinstance(spec, str) else list(spec)
+    try:
+        vals = [int(p) for p in parts]
+    except (TypeError, ValueError):
+        vals = []
+    if len(vals) not in (2, 3) or min(vals) < 1:
+        raise EdgeRNNError(f"--conv {spec!r}: use FILTERS:KERNEL[:DILATION] with positive integers, e.g. --conv 32:5 "
+                           "or --conv 32:3:2")
+    return vals[0], vals[1], vals[2] if len(vals) == 3 else 1
+
+
+def _check_front(timesteps, conv, pool: int, head: str, return_sequences: bool) -> list[tuple[int, int, int]]:
+    blocks = [parse_conv(c) for c in conv]
+    if head not in HEADS:
+        raise EdgeRNNError(f"--head {head!r} is not one of {', '.join(HEADS)}")
+    if return_sequences and head != "last":
+        raise EdgeRNNError(f"--head {head} pools the sequence into one output; per-step labels "
+                           "(--return-sequences) need --head last")
+    if pool < 1:
+        raise EdgeRNNError(f"--pool {pool}: use 1 (no pooling) or more")
+    if pool > 1 and return_sequences:
+        raise EdgeRNNError(f"--pool {pool} shortens the sequence {pool}x; per-step labels (--return-sequences) "
+                           "need --pool 1")
+    if pool > 1 and timesteps is not None and pool > timesteps:
+        raise EdgeRNNError(f"--pool {pool}: longer than the {timesteps} time steps")
+    return blocks
+
+
 def build_model(timesteps: int | None, features: int, outputs: int, *, cell: str = "lstm", units: int = 32,
                 layers: int = 1, bidirectional: bool = False, return_sequences: bool = False,
                 task: str = "classification", dropout: float = 0.0, activation: str = "tanh",
+                conv=(), causal: bool = False, pool: int = 1, head: str = "last",
                 name: str = "edgernn_model"):
-    """A Keras 3 model: ``layers`` stacked recurrent layers and a Dense head."""
+    """A Keras 3 model: optional conv blocks, ``layers`` stacked recurrent layers and a Dense head.
+
+    ``conv``: one block per entry, ``"FILTERS:KERNEL[:DILATION]"``: Conv1D (padding ``causal``
+    when ``causal``, else ``same``) -> BatchNormalization (folded into the conv at convert
+    time) -> ReLU. ``pool``: MaxPooling1D of that size after the conv blocks. ``head``:
+    ``last`` (the last recurrent layer's final state), ``gap`` (GlobalAveragePooling1D over its
+    sequence) or ``flatten`` (its whole sequence), then the Dense layer.
+    """
     import keras
 
     if cell not in CELL_CLASSES:
@@ -59,20 +102,35 @@ def build_model(timesteps: int | None, features: int, outputs: int, *, cell: str
         raise EdgeRNNError(f"--layers {layers}: use 1 to 4 stacked recurrent layers")
     if units < 1:
         raise EdgeRNNError(f"--units {units}: must be at least 1")
-    rnn_cls = getattr(keras.layers, CELL_CLASSES[cell])
+    blocks = _check_front(timesteps, conv, pool, head, return_sequences)
+    if head == "flatten" and timesteps is None:
+        raise EdgeRNNError("--head flatten needs a fixed number of time steps")
+    L = keras.layers
+    rnn_cls = getattr(L, CELL_CLASSES[cell])
     inp = keras.Input(shape=(timesteps, features), name="input")
     h = inp
+    for i, (filters, kernel, dilation) in enumerate(blocks):
+        h = L.Conv1D(filters, kernel, dilation_rate=dilation, padding="causal" if causal else "same",
+                     name=f"conv_{i}")(h)
+        h = L.BatchNormalization(name=f"bn_{i}")(h)
+        h = L.ReLU(name=f"relu_{i}")(h)
+    if pool > 1:
+        h = L.MaxPooling1D(pool, name="pool")(h)
     for i in range(layers):
-        seq = return_sequences or i < layers - 1
+        seq = return_sequences or head != "last" or i < layers - 1
         kw = {"activation": activation} if cell == "rnn" else {}
         layer = rnn_cls(units, return_sequences=seq, name=f"{cell}_{i}", **kw)
         if bidirectional:
-            layer = keras.layers.Bidirectional(layer, name=f"bi_{cell}_{i}")
+            layer = L.Bidirectional(layer, name=f"bi_{cell}_{i}")
         h = layer(h)
         if dropout:
-            h = keras.layers.Dropout(dropout, name=f"dropout_{i}")(h)
+            h = L.Dropout(dropout, name=f"dropout_{i}")(h)
+    if head == "gap":
+        h = L.GlobalAveragePooling1D(name="gap")(h)
+    elif head == "flatten":
+        h = L.Flatten(name="flatten")(h)
     act = "softmax" if task == "classification" else "linear"
-    out = keras.layers.Dense(outputs, activation=act, name="head")(h)
+    out = L.Dense(outputs, activation=act, name="head")(h)
     return keras.Model(inp, out, name=name)
 
 
@@ -110,8 +168,12 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
           return_sequences: bool = False, clipnorm: float | None = 1.0, epochs: int = 100,
           batch_size: int = 32, learning_rate: float = 3e-3, patience: int = 10, validation_split: float = 0.2,
           seed: int = 0, test=None, output=None, activation: str = "tanh", dropout: float = 0.0,
-          progress: bool = True, qat: bool = False, qat_epochs: int = 10) -> TrainResult:
+          progress: bool = True, qat: bool = False, qat_epochs: int = 10, conv=(), causal: bool = False,
+          pool: int = 1, head: str = "last") -> TrainResult:
     """Train a model on ``data`` (.npz path or :class:`Dataset`) and save it to ``output``.
+
+    ``conv`` / ``causal`` / ``pool`` / ``head``: a convolutional front-end and the head, see
+    :func:`build_model` (e.g. ``conv=["32:5", "32:5"]`` with an LSTM is a DeepConvLSTM).
 
     ``qat``: after float training, fine-tune ``qat_epochs`` epochs with int8 fake quantization
     (:func:`edgernn.qat.qat_finetune` on the training split, keeping the epoch whose
@@ -130,6 +192,7 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
     if clipnorm is not None and clipnorm <= 0:
         raise EdgeRNNError(f"--clipnorm {clipnorm}: must be > 0 (gradient clipping by global norm)")
     task, outputs = _task(ds.y, return_sequences)
+    _check_front(ds.x.shape[1], conv, pool, head, return_sequences)  # before the slow part
     test_ds = None
     if test is not None:
         test_ds = test if isinstance(test, Dataset) else load_dataset(
@@ -143,7 +206,7 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
         pass
     model = build_model(ds.x.shape[1], ds.x.shape[2], outputs, cell=cell, units=units, layers=layers,
                         bidirectional=bidirectional, return_sequences=return_sequences, task=task,
-                        activation=activation, dropout=dropout)
+                        activation=activation, dropout=dropout, conv=conv, causal=causal, pool=pool, head=head)
     opt = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
     if task == "classification":
         model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
