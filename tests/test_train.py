@@ -47,3 +47,43 @@ def test_bad_options(tmp_path, tiny):
     np.savez(nolabels, x=np.zeros((4, 3, 2), np.float32))
     with pytest.raises(EdgeRNNError, match="no array 'y'"):
         edgernn.train(nolabels, epochs=1, progress=False)
+
+
+def test_conv_front_end_options_build_a_hybrid(tmp_path, tiny):
+    res = edgernn.train(tiny, cell="gru", units=8, conv=["8:3", (8, 3, 2)], causal=True, pool=2, head="gap",
+                        epochs=2, progress=False, output=tmp_path / "cnn_gru.keras")
+    k = res.model
+    conv = [l for l in k.layers if type(l).__name__ == "Conv1D"]
+    assert [(c.filters, c.kernel_size[0], c.dilation_rate[0], c.padding) for c in conv] == \
+        [(8, 3, 1, "causal"), (8, 3, 2, "causal")]
+    m = edgernn.load_model(tmp_path / "cnn_gru.keras")
+    # each block's BatchNormalization folds into its conv, the ReLU becomes the conv's activation
+    assert [l.kind for l in m.layers] == ["conv1d", "conv1d", "pool", "recurrent", "global_pool", "dense"]
+    assert m.folded_batchnorm == {"bn_0": "conv_0", "bn_1": "conv_1"}
+    assert all(l.activation == "relu" for l in m.layers[:2])
+    assert m.layers[3].return_sequences and [o for _, o in m.shapes()][2] == (4, 8)
+
+
+@pytest.mark.parametrize("kw,err", [
+    (dict(conv=["8x3"]), "--conv '8x3': use FILTERS:KERNEL"),
+    (dict(head="mean"), "--head 'mean'"),
+    (dict(pool=0), "--pool 0"),
+    (dict(pool=9), "--pool 9: longer than the 8 time steps"),
+])
+def test_bad_conv_options(tiny, kw, err):
+    with pytest.raises(EdgeRNNError, match=err):
+        edgernn.train(tiny, epochs=1, progress=False, **kw)
+
+
+def test_cli_conv_options(tmp_path, tiny):
+    from click.testing import CliRunner
+
+    from edgernn.cli import main
+
+    out = tmp_path / "m.keras"
+    r = CliRunner().invoke(main, ["train", str(tiny), "--conv", "4:3", "--head", "flatten", "--units", "4",
+                                  "--epochs", "1", "--no-progress", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert [l.kind for l in edgernn.load_model(out).layers] == ["conv1d", "recurrent", "reshape", "dense"]
+    r = CliRunner().invoke(main, ["train", str(tiny), "--conv", "4", "-o", str(out)])
+    assert r.exit_code == 2 and "--conv '4'" in r.output
