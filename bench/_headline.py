@@ -42,7 +42,7 @@ def data(name: str = "basic_motions", cache: Path | None = None) -> tuple[Path, 
     for path in data("digits", cache):
         p = path.with_name(path.name.replace("digits", "digits64"))
         if not p.exists():
-            with np.load(path) as z:
+            with np.load(path, allow_pickle=False) as z:
                 x, y = z["x"], z["y"]
             np.savez(p, x=x.reshape(len(x), 64, 1), y=y)
         out.append(p)

@@ -51,7 +51,7 @@ def bench(work: Path, *, model: Path | None, cell: str, units: int, layers: int,
 
     sources = emit_native(tflite, work / "native", "motion")
     sim = Simulator.from_file(tflite)
-    with np.load(test) as z:
+    with np.load(test, allow_pickle=False) as z:
         x = sim.quantize_input(z["x"][:samples])
     y = sim.run(x)
     proj = write_project(work / "fw", target="cortex-m4", backend="native", name="motion", vectors_x_int8=x,

@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             edgernn.convert(args.model, calib=train, output=tflite)
         m = read(tflite)
         inp = m.input()
-        with np.load(test) as z:
+        with np.load(test, allow_pickle=False) as z:
             x = z["x"][:args.samples]
         xq = np.clip(np.round(x / inp.scale[0]) + inp.zero_point[0], -128, 127).astype(np.int8)
         kw = dict(repeats=args.repeats, native_repeats=args.native_repeats)

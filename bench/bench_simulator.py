@@ -71,7 +71,7 @@ def run(args, work: Path | None) -> int:
     from edgernn.simulate import _fast
 
     _, test = _headline.data("basic_motions", cache=work)
-    with np.load(test) as z:
+    with np.load(test, allow_pickle=False) as z:
         x_test = z["x"]
     engines = ["numpy"] + (["numba"] if _fast.numba is not None else [])
     head = ["model", "samples", "TFLM loop s"] + [f"sim {e} s | speedup" for e in engines]

@@ -25,3 +25,7 @@ class UnsupportedLayerError(EdgeRNNError):
 
 class ConversionError(EdgeRNNError):
     """The TFLite converter failed or crashed."""
+
+
+class UnsafeModelError(UnsupportedLayerError):
+    """A model file holds code (a Lambda, a serialized function) or a custom object: refused before loading."""

@@ -86,7 +86,7 @@ class Project:
         p = self.dir / self.manifest.get("vectors_file", VECTORS_NPZ)
         if not p.exists():
             return None
-        with np.load(p) as z:
+        with np.load(p, allow_pickle=False) as z:
             return z["y"]
 
 

@@ -340,7 +340,7 @@ def measure_project(project_dir, *, max_flash: int | None = None, max_ram: int |
     budgets = (max_flash if max_flash is not None else p.manifest.get("max_flash"),
                max_ram if max_ram is not None else p.manifest.get("max_ram"))
     if p.target in ("arduino", "zephyr"):
-        with np.load(p.dir / p.manifest["vectors_file"]) as z:
+        with np.load(p.dir / p.manifest["vectors_file"], allow_pickle=False) as z:
             x, y = z["x"], z["y"]
         with tempfile.TemporaryDirectory(prefix="edgernn-size-") as tmp:
             m4 = write_project(Path(tmp) / "m4", target="cortex-m4", backend=p.backend, name=p.name,

@@ -7,10 +7,8 @@ as Dropout). A class with no handler is refused with the list of supported ones.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -193,48 +191,6 @@ def _c_safe(name: str) -> str:
     return out if out and not out[0].isdigit() else f"model_{out}"
 
 
-def _keras_version_of_archive(path: Path) -> str | None:
-    try:
-        with zipfile.ZipFile(path) as z:
-            meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
-            return meta.get("keras_version")
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
-        return None
-
-
-def load_keras_object(path):
-    """Load a Keras model file with the Keras (3 or tf_keras) that wrote it."""
-    p = Path(path)
-    if not p.exists():
-        raise EdgeRNNError(f"{p}: no such model file (expected a .keras, .h5 or SavedModel directory)")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    errors = []
-    if p.is_dir():
-        if not (p / "saved_model.pb").exists():
-            raise EdgeRNNError(f"{p}: a directory but not a SavedModel (no saved_model.pb)")
-        loaders = ["tf_keras"]
-    elif p.suffix == ".keras":
-        version = _keras_version_of_archive(p)
-        if version is None:
-            raise EdgeRNNError(f"{p}: not a Keras archive (a .keras file is a zip with config.json)")
-        loaders = ["keras3", "tf_keras"] if version.startswith("3") else ["tf_keras", "keras3"]
-    elif p.suffix in (".h5", ".hdf5"):
-        loaders = ["tf_keras", "keras3"]
-    else:
-        raise EdgeRNNError(f"{p}: unknown model format '{p.suffix}'; use a .keras, .h5 or SavedModel directory "
-                           "(a .tflite file goes to `edgernn inspect`/`emit`)")
-    for which in loaders:
-        try:
-            if which == "keras3":
-                import keras
-                return keras.saving.load_model(p, compile=False)
-            import tf_keras
-            return tf_keras.models.load_model(p, compile=False)
-        except Exception as exc:  # try the other Keras before giving up
-            errors.append(f"{which}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    raise EdgeRNNError(f"{p}: could not load the model ({'; '.join(errors)})")
-
-
 def save_model(model, output) -> Path:
     """Save a Keras model to ``output`` atomically: a half-written file never has the final name."""
     path = Path(output)
@@ -247,13 +203,3 @@ def save_model(model, output) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
-
-
-def load_model(model_or_path) -> ir.Model:
-    """An IR model from a path, a Keras model object, or an IR model (returned as is)."""
-    if isinstance(model_or_path, ir.Model):
-        return model_or_path
-    if isinstance(model_or_path, (str, os.PathLike)):
-        obj = load_keras_object(model_or_path)
-        return from_keras(obj, source=str(model_or_path))
-    return from_keras(model_or_path, source=getattr(model_or_path, "name", "model"))
