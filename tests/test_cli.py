@@ -71,14 +71,15 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, lstm_keras, bm_data):
     assert not out.exists() and not (tmp_path / "fw").exists()
 
 
-def test_conv1d_model_refused(tmp_path, bm_data):
+def test_unsupported_layer_refused(tmp_path, bm_data):
+    # Conv1D is supported since issue 14; UpSampling1D is not (it has no TFLM op edgernn writes).
     import keras
-    m = keras.Sequential([keras.Input((100, 6)), keras.layers.Conv1D(4, 3, name="front_conv"),
+    m = keras.Sequential([keras.Input((100, 6)), keras.layers.UpSampling1D(2, name="front_up"),
                           keras.layers.LSTM(4), keras.layers.Dense(4)])
-    path = tmp_path / "conv.keras"
+    path = tmp_path / "up.keras"
     m.save(path)
-    out = tmp_path / "conv.tflite"
-    _assert_one_line_error(run("convert", path, "--calib", bm_data[0], "-o", out), "front_conv", "Conv1D",
+    out = tmp_path / "up.tflite"
+    _assert_one_line_error(run("convert", path, "--calib", bm_data[0], "-o", out), "front_up", "UpSampling1D",
                            "supported layers")
     assert not out.exists()
 
