@@ -87,3 +87,34 @@ def test_cli_conv_options(tmp_path, tiny):
     assert [l.kind for l in edgernn.load_model(out).layers] == ["conv1d", "recurrent", "reshape", "dense"]
     r = CliRunner().invoke(main, ["train", str(tiny), "--conv", "4", "-o", str(out)])
     assert r.exit_code == 2 and "--conv '4'" in r.output
+
+
+def test_validation_data_and_callbacks(tmp_path, tiny):
+    """An explicit validation set replaces the split (all of data is trained on), and extra
+    Keras callbacks see every epoch's validation metrics (what a search reports per epoch)."""
+    import keras
+    from conftest import load_npz
+
+    x, y = load_npz(tiny)
+    val = tmp_path / "val.npz"
+    np.savez(val, x=x[:50], y=y[:50])
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, logs["val_accuracy"]))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches = batch + 1
+
+    rec = Record()
+    res = edgernn.train(tiny, cell="gru", units=4, epochs=2, batch_size=100, validation=val, callbacks=[rec],
+                        progress=False)
+    assert [e for e, _ in seen] == [0, 1]
+    assert rec.batches == 3  # 300 training samples, none held out, in batches of 100
+    expect = res.model.evaluate(x[:50], y[:50], verbose=0, return_dict=True)["accuracy"]
+    assert abs(seen[-1][1] - expect) < 1e-6
+    with pytest.raises(EdgeRNNError, match="features per time step"):
+        bad = tmp_path / "bad.npz"
+        np.savez(bad, x=np.zeros((4, 8, 3), np.float32), y=np.zeros(4, np.int64))
+        edgernn.train(tiny, epochs=1, validation=bad, progress=False)

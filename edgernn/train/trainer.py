@@ -169,11 +169,14 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
           batch_size: int = 32, learning_rate: float = 3e-3, patience: int = 10, validation_split: float = 0.2,
           seed: int = 0, test=None, output=None, activation: str = "tanh", dropout: float = 0.0,
           progress: bool = True, qat: bool = False, qat_epochs: int = 10, conv=(), causal: bool = False,
-          pool: int = 1, head: str = "last") -> TrainResult:
+          pool: int = 1, head: str = "last", validation=None, callbacks=()) -> TrainResult:
     """Train a model on ``data`` (.npz path or :class:`Dataset`) and save it to ``output``.
 
     ``conv`` / ``causal`` / ``pool`` / ``head``: a convolutional front-end and the head, see
     :func:`build_model` (e.g. ``conv=["32:5", "32:5"]`` with an LSTM is a DeepConvLSTM).
+    ``validation``: a labelled .npz path or :class:`Dataset` to validate on (early stopping, QAT's
+    epoch choice) instead of a ``validation_split`` of ``data``; all of ``data`` is then trained on.
+    ``callbacks``: extra Keras callbacks for the float training (e.g. a search's per-epoch report).
 
     ``qat``: after float training, fine-tune ``qat_epochs`` epochs with int8 fake quantization
     (:func:`edgernn.qat.qat_finetune` on the training split, keeping the epoch whose
@@ -193,6 +196,10 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
         raise EdgeRNNError(f"--clipnorm {clipnorm}: must be > 0 (gradient clipping by global norm)")
     task, outputs = _task(ds.y, return_sequences)
     _check_front(ds.x.shape[1], conv, pool, head, return_sequences)  # before the slow part
+    val_ds = None
+    if validation is not None:
+        val_ds = validation if isinstance(validation, Dataset) else load_dataset(
+            validation, require_y=True, features=ds.x.shape[2], timesteps=ds.x.shape[1])
     test_ds = None
     if test is not None:
         test_ds = test if isinstance(test, Dataset) else load_dataset(
@@ -216,10 +223,10 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(ds.x))
     x, y = ds.x[idx], ds.y[idx]
-    n_val = int(round(len(x) * validation_split))
-    val = (x[:n_val], y[:n_val]) if n_val > 0 else None
-    xt, yt = (x[n_val:], y[n_val:]) if n_val > 0 else (x, y)
-    callbacks = [_RichProgress(epochs, progress)]
+    n_val = 0 if val_ds is not None else int(round(len(x) * validation_split))
+    val = (val_ds.x, val_ds.y) if val_ds is not None else (x[:n_val], y[:n_val]) if n_val > 0 else None
+    xt, yt = x[n_val:], y[n_val:]
+    callbacks = [_RichProgress(epochs, progress), *callbacks]
     if val is not None:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                                        restore_best_weights=True))
