@@ -287,15 +287,20 @@ def emit(model, out_dir, backend, target, test_data, samples, name, calib, max_f
 @click.option("--report", type=click.Path(), help="Write a JSON report.")
 @click.option("--junit", type=click.Path(), help="Write a JUnit XML report (one testcase per threshold).")
 @click.option("--markdown", type=click.Path(), help="Write a Markdown table for a pull-request comment.")
+@click.option("--html", type=click.Path(), help="Write a self-contained HTML report with figures (confusion "
+              "matrices, error histogram, error along the sequence, per-layer bars with --per-layer).")
+@click.option("--firmware", "firmware", type=click.Path(), multiple=True,
+              help="A firmware result (`edgernn firmware run DIR --json R.json`) whose flash/RAM and "
+              "instructions the HTML report shows; repeatable.")
 @_friendly
 def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreement, min_accuracy, max_abs_error,
-             min_snr_db, max_rmse_increase, qat_quant, config, per_layer, report, junit, markdown):
+             min_snr_db, max_rmse_increase, qat_quant, config, per_layer, report, junit, markdown, html, firmware):
     """Compare float MODEL with int8 QUANT on --data; exit 1 when a threshold is broken.
 
     \b
     Example:
       edgernn validate model.keras model.tflite --data test.npz \\
-          --max-accuracy-drop 0.02 --min-agreement 0.97 --report r.json --junit j.xml
+          --max-accuracy-drop 0.02 --min-agreement 0.97 --report r.json --junit j.xml --html r.html
     """
     from . import validate as _validate
 
@@ -308,7 +313,8 @@ def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreeme
             if thresholds.get(k) is None:
                 thresholds[k] = v
     rep = _validate(model, quant, data, engines=engines, samples=samples, per_layer=per_layer, report=report,
-                    qat_quant=qat_quant, junit=junit, markdown=markdown, **thresholds)
+                    qat_quant=qat_quant, junit=junit, markdown=markdown, html=html,
+                    firmware=list(firmware) or None, **thresholds)
     m = rep.metrics
     click.echo(f"{rep.model_name}: {rep.n_samples} samples, {rep.task}, engines {', '.join(rep.engines)}")
     keys = ["accuracy_float", "accuracy_int8", "accuracy_drop", "accuracy_int8_qat", "accuracy_drop_qat",
@@ -326,6 +332,8 @@ def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreeme
         click.echo("  layer " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in layer.items()))
     for c in rep.checks:
         click.echo(f"  {'PASS' if c.passed else 'FAIL'} {c.describe()}")
+    if html:
+        click.echo(f"  wrote {html}")
     if not rep.passed:
         click.echo(f"error: {len(rep.failed_checks)} threshold(s) broken: "
                    + "; ".join(c.describe() for c in rep.failed_checks), err=True)

@@ -44,7 +44,7 @@ from pathlib import Path
 from .data import read_toml
 from .errors import EdgeRNNError
 
-_PATH_KEYS = {"data", "output", "path", "calib", "test_data", "test", "report", "junit", "markdown"}
+_PATH_KEYS = {"data", "output", "path", "calib", "test_data", "test", "report", "junit", "markdown", "html"}
 _SECTIONS = {"dataset", "train", "model", "convert", "emit", "validate", "firmware"}
 
 
@@ -143,6 +143,11 @@ def deploy(config) -> DeployResult:
             raise EdgeRNNError(f"{cfg['path']}: [validate] needs a model and a [convert] section")
         v = dict(cfg["validate"])
         data = v.pop("data")
+        # the HTML report is always written (next to the .tflite unless `html` says where), with
+        # the firmware figures of the projects run above
+        v.setdefault("html", str(res.tflite.with_name(res.tflite.stem + "_report.html")))
+        if res.firmware:
+            v.setdefault("firmware", [fw.to_dict() for fw in res.firmware])
         res.validation = _call(validate, "validate", model=res.model, quant=res.tflite, data=data, **v)
-        res.steps.append("validate")
+        res.steps.append(f"validate -> {v['html']}")
     return res

@@ -10,13 +10,14 @@ command -v make >/dev/null || need+=(make)
 command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi)
 [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -d /usr/lib/arm-none-eabi/newlib ] || need+=(libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
+command -v chromium >/dev/null || need+=(chromium)  # tests open the HTML validation report headless
 if [ ${#need[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 PY=${PYTHON:-python3}
-if ! $PY -c "import edgernn, tflite_micro, tf_keras, tensorflow_model_optimization, elftools, rich, numba, threadpoolctl, sklearn, aeon" 2>/dev/null; then
+if ! $PY -c "import edgernn, tflite_micro, tf_keras, tensorflow_model_optimization, elftools, rich, numba, threadpoolctl, sklearn, aeon, matplotlib" 2>/dev/null; then
   echo "[setup] pip install -e .[test]"
   $PY -m pip install -q --disable-pip-version-check -e ".[test]"
 fi

@@ -35,6 +35,8 @@ junit = "out/j.xml"
     assert (tmp_path / "out" / "m.tflite").exists() and (tmp_path / "out" / "fw" / "main.cc").exists()
     assert (tmp_path / "out" / "j.xml").exists()
     assert [c.name for c in res.validation.checks] == ["max_accuracy_drop"]
+    html = (tmp_path / "out" / "m_report.html").read_text()  # deploy writes the HTML report by default
+    assert 'id="fig-confusion"' in html and 'id="fig-time-error"' in html
 
 
 def test_deploy_gate_fails(tmp_path, lstm_keras, lstm_tflite, bm_data):

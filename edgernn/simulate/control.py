@@ -26,7 +26,9 @@ class While(Kernel):
         self.body = int(self.opts.bodySubgraphIndex)
 
     def __call__(self, ins):
-        if self.sim.engine == "numba":  # edgernn's recurrent loops: one compiled kernel
+        steps = [] if self.sim._capture_steps and self.sg is self.sim.model.main else None
+        self.captured = None
+        if self.sim.engine == "numba" and steps is None:  # edgernn's recurrent loops: one compiled kernel
             from . import _fast
 
             if not hasattr(self, "compiled"):
@@ -45,7 +47,18 @@ class While(Kernel):
             if not (flag == flag[:1]).all():
                 self.fail("the loop condition differs between samples; simulate them one at a time")
             if not bool(flag.reshape(-1)[0]):
+                if steps:
+                    self.captured = {f"{self.sg.tensors[o].name}:steps": self._stack(s) for o, s in
+                                     zip(self.op.outputs, zip(*steps))}
                 return vals
             new = self.sim.run_subgraph(self.body, vals)
             vals = [Val(np.asarray(v.a), v.batched) for v in new]
+            if steps is not None:
+                steps.append(vals)
         self.fail(f"more than {MAX_WHILE_ITERATIONS} iterations")
+
+    @staticmethod
+    def _stack(vals) -> np.ndarray:
+        """One loop variable over the iterations: (N, iterations, ...)."""
+        n = next((v.a.shape[0] for v in vals if v.batched), 1)
+        return np.stack([v.a if v.batched else np.broadcast_to(v.a, (n,) + v.a.shape) for v in vals], axis=1)

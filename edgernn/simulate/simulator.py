@@ -81,6 +81,7 @@ class Simulator:
         self.path = model.path
         self.graphs = [_Graph(self, i) for i in range(len(model.subgraphs))]
         self._captured: dict[str, np.ndarray] | None = None
+        self._capture_steps = False  # run(capture_steps=True): WHILE loop variables after every iteration
         self._state: dict[int, Val] = {}  # main-graph variable tensors kept by run(stateful=True)
         self._stateful = False
 
@@ -162,7 +163,7 @@ class Simulator:
             raise EdgeRNNError(f"{self.path}: call invoke() before get_output()")
         return self._outputs[i]
 
-    def run(self, *inputs, capture: bool = False, stateful: bool = False):
+    def run(self, *inputs, capture: bool = False, stateful: bool = False, capture_steps: bool = False):
         """Run N samples. Each input: (N, *shape[1:]) (or the full (N, *shape) when shape[0] != 1).
 
         Returns the output array (N, *out_shape[1:]) — a list when the model has several outputs.
@@ -174,6 +175,11 @@ class Simulator:
         needs nothing else). ``stateful=True`` keeps the variable tensors (the RNN state of a
         ``--streaming`` one-step model) from one call to the next, per sample, like TFLM's
         interpreter between two ``invoke()`` without ``reset()``; :meth:`reset` clears them.
+
+        ``capture_steps=True`` (with ``capture``) also keeps every variable of each main-graph
+        WHILE loop after every iteration, as ``'<loop output name>:steps'`` with shape
+        (N, iterations, ...): a recurrent loop's hidden state at each time step. The loops then
+        run op by op (same bits, slower).
         """
         if len(inputs) != self.num_inputs:
             raise EdgeRNNError(f"{self.path}: the model has {self.num_inputs} input(s), got {len(inputs)}")
@@ -196,6 +202,7 @@ class Simulator:
             n = x.shape[0]
             vals.append(Val(x, True))
         self._captured = {} if capture else None
+        self._capture_steps = bool(capture and capture_steps)
         self._stateful = stateful
         if stateful and self._state and any(v.batched and v.a.shape[0] != n for v in self._state.values()):
             raise EdgeRNNError(f"{self.path}: the kept state is for another number of samples; call reset() first")
@@ -204,6 +211,7 @@ class Simulator:
                 outs = self.run_subgraph(0, vals)
         finally:
             self._stateful = False
+            self._capture_steps = False
         result = []
         for i, v in enumerate(outs):
             t = self.model.output(i)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,10 @@ class ValidateReport:
     engine_metrics: dict = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     per_layer: list = field(default_factory=list)
+    timeline: dict | None = None  # error along the sequence (timeline.py), when the HTML report asks for it
+    firmware: list = field(default_factory=list)  # firmware results (FirmwareResult.to_dict()) shown in the HTML
+    provenance: dict = field(default_factory=dict)  # files' sha256 and versions
+    arrays: dict = field(default_factory=dict, repr=False)  # y_true, y_float, y_int8 for the HTML report
 
     @property
     def passed(self) -> bool:
@@ -73,7 +77,8 @@ class ValidateReport:
         return [c for c in self.checks if not c.passed]
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(replace(self, arrays={}))
+        del d["arrays"]
         d["passed"] = self.passed
         return d
 
@@ -150,7 +155,7 @@ def default_engines() -> list[str]:
 
 
 def validate(model, quant, data, *, engines=None, report=None, junit=None, markdown=None, samples: int | None = None,
-             per_layer: bool = False, qat_quant=None, **thresholds) -> ValidateReport:
+             per_layer: bool = False, qat_quant=None, html=None, firmware=None, **thresholds) -> ValidateReport:
     """Validate ``quant`` (.tflite) against the float ``model`` on ``data`` (.npz).
 
     Thresholds (keyword arguments, None = not checked): ``max_accuracy_drop``, ``min_agreement``,
@@ -160,6 +165,11 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
     ``qat_quant``: the .tflite of the quantization-aware-trained model; its int8 accuracy (in
     the TFLM runtime) is reported beside PTQ's as ``accuracy_int8_qat`` / ``accuracy_drop_qat``
     (relative to the float ``model``).
+
+    ``html``: write the HTML report there (:mod:`.htmlreport`: figures, tables, provenance;
+    self-contained); it adds the error along the sequence (:mod:`.timeline`). ``firmware``:
+    firmware results (``FirmwareResult`` objects, their ``to_dict()``, or paths of the JSON
+    ``edgernn firmware run --json`` writes) whose sizes and instructions the HTML shows.
     """
     unknown = set(thresholds) - set(THRESHOLDS)
     if unknown:
@@ -246,7 +256,46 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
             raise EdgeRNNError("--per-layer needs the simulator, which is not available in this build") from None
         layers = per_layer_report(model, quant, ds.x)
 
+    fw = _firmware_results(firmware)
+    timeline = None
+    if html is not None:
+        from .timeline import hidden_error_by_step, output_error_by_step
+
+        timeline = output_error_by_step(y_float, y_int8)
+        if timeline is None and not streaming:
+            timeline = hidden_error_by_step(model, quant, ds.x)
     rep = ValidateReport(model_name=name, data_path=str(ds.path), n_samples=len(ds), task=task, engines=engines,
                          metrics=metrics, engine_metrics=engine_metrics, checks=checks, per_layer=layers)
+    rep.timeline, rep.firmware = timeline, fw
+    rep.arrays = {"y_true": ds.y, "y_float": y_float, "y_int8": y_int8, "out_scale": out_scale}
+    from .htmlreport import provenance
+
+    rep.provenance = provenance({"float model": model if isinstance(model, (str, os.PathLike)) else None,
+                                 "int8 model": quant, "data": ds.path, "QAT int8 model": qat_quant})
     write_reports(rep, json_path=report, junit_path=junit, markdown_path=markdown)
+    if html is not None:
+        from .htmlreport import write_html
+
+        write_html(rep, html)
     return rep
+
+
+def _firmware_results(firmware) -> list[dict]:
+    """Firmware results as dicts: objects with ``to_dict()``, dicts, or JSON files."""
+    import json
+
+    out = []
+    for r in ([] if firmware is None else firmware if isinstance(firmware, (list, tuple)) else [firmware]):
+        if hasattr(r, "to_dict"):
+            r = r.to_dict()
+        elif isinstance(r, (str, os.PathLike)):
+            p = Path(r)
+            try:
+                r = json.loads(p.read_text())
+            except (OSError, ValueError) as exc:
+                raise EdgeRNNError(f"--firmware {p}: cannot read a firmware result ({exc}); write one with "
+                                   "`edgernn firmware run DIR --json result.json`") from None
+        if not isinstance(r, dict) or not ("sizes" in r or "perf" in r):
+            raise EdgeRNNError(f"--firmware: {str(r)[:60]} is not a firmware result (`edgernn firmware run --json`)")
+        out.append(r)
+    return out

@@ -1,0 +1,106 @@
+"""Error along the sequence: how the int8 model drifts from the float one, step by step.
+
+Recurrent models carry their error forward in the state, so the error at step 90 can be far
+larger than at step 1. Two views:
+
+- :func:`output_error_by_step`: models with an output per step (``return_sequences`` heads or
+  the streaming form fed one step per call): |float - int8| of the outputs at each step,
+  mean and 95th percentile over samples and channels.
+- :func:`hidden_error_by_step`: sequence classifiers (one output per sequence): the last
+  recurrent layer's hidden state at each step. The int8 side is the simulator's intermediate
+  tensor holding that layer's hidden sequence (the fused LSTM's output, the WHILE loop's
+  sequence buffer, or its hidden state after each iteration); the float side is the model cut after that layer, rebuilt with
+  ``return_sequences=True``. The tensor is picked by size (T x units values per sample) and
+  the highest cosine similarity with the float sequence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from .. import ir
+
+# below this cosine the captured tensor is not the layer's hidden sequence (or int8 lost it all)
+_MIN_COSINE = 0.5
+
+
+def _stats(err: np.ndarray) -> dict:
+    """``err``: (N, T, ...) absolute errors -> per-step mean and p95 over everything but T."""
+    e = np.abs(np.asarray(err, np.float64))
+    e = np.moveaxis(e, 1, 0).reshape(e.shape[1], -1)
+    return {"steps": int(e.shape[0]), "mean": [float(v) for v in e.mean(axis=1)],
+            "p95": [float(v) for v in np.percentile(e, 95, axis=1)]}
+
+
+def output_error_by_step(y_float: np.ndarray, y_int8: np.ndarray) -> dict | None:
+    """Per-step output error of a per-step model ((N, T, C) outputs); None for (N, C) outputs."""
+    if np.ndim(y_float) != 3:
+        return None
+    out = _stats(np.asarray(y_int8, np.float64) - np.asarray(y_float, np.float64))
+    out.update(kind="output", what="model outputs")
+    return out
+
+
+def _float_hidden_sequence(model: ir.Model, x: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """(layer name, (N, T', units) float hidden states) of the last recurrent layer."""
+    idx = [i for i, l in enumerate(model.layers) if l.kind in ir.RECURRENT_KINDS]
+    if not idx:
+        return None
+    last = model.layers[idx[-1]]
+    if last.kind == "bidirectional":
+        seq = dataclasses.replace(last, forward=dataclasses.replace(last.forward, return_sequences=True),
+                                  backward=dataclasses.replace(last.backward, return_sequences=True))
+    else:
+        seq = dataclasses.replace(last, return_sequences=True)
+    cut = dataclasses.replace(model, layers=[*model.layers[:idx[-1]], seq])
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from ..backends.tflm.keras_build import build_tf_keras
+
+    net = build_tf_keras(cut, timesteps=x.shape[1], batch_size=None)
+    return last.name, np.asarray(net.predict(x, verbose=0, batch_size=256), np.float32)
+
+
+def hidden_error_by_step(model, tflite_path, x_float: np.ndarray) -> dict | None:
+    """Per-step |float - int8| of the last recurrent layer's hidden state, or None when the
+    int8 graph keeps no tensor with that layer's hidden sequence.
+
+    ``model``: the float model (IR, Keras object or path); ``tflite_path``: its int8
+    flatbuffer (whole-sequence form); ``x_float``: (N, T, F) inputs."""
+    from ..simulate import Simulator
+    from .diagnostics import _load_ir
+
+    m = _load_ir(model)
+    x = np.asarray(x_float, np.float32)
+    got = _float_hidden_sequence(m, x)
+    if got is None:
+        return None
+    layer, f = got
+    n, steps = f.shape[0], f.shape[1]
+    per_sample = int(np.prod(f.shape[1:]))
+    sim = Simulator.from_file(tflite_path)
+    _, captured = sim.run(sim.quantize_input(x), capture=True, capture_steps=True)
+    tensors = {t.name: t for t in sim.model.main.tensors}
+    in_name = sim.model.input(0).name
+    best = None
+    for name, raw in captured.items():
+        t = tensors.get(name[:-len(":steps")] if name.endswith(":steps") else name)
+        if t is None or name == in_name or t.dtype != "int8" or t.scale is None or len(t.scale) != 1:
+            continue
+        if raw.size != n * per_sample:
+            continue
+        q = (raw.reshape(f.shape).astype(np.float64) - int(t.zero_point[0])) * float(t.scale[0])
+        a, b = f.ravel().astype(np.float64), q.ravel()
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        cos = float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
+        if best is None or cos > best[0]:
+            best = (cos, name, q)
+    if best is None or best[0] < _MIN_COSINE:
+        return None
+    cos, name, q = best
+    out = _stats(q - f)
+    out.update(kind="hidden", what=f"hidden state of layer '{layer}'", layer=layer, tensor=name,
+               cosine=cos, steps=steps)
+    return out
