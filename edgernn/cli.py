@@ -241,8 +241,10 @@ def inspect(model, as_json, no_arena):
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "out_dir", type=click.Path(), required=True, help="Directory to write.")
 @click.option("--backend", type=click.Choice(["tflm", "native"]), default="tflm", show_default=True)
-@click.option("--target", type=click.Choice(["host", "cortex-m4", "arduino", "zephyr"]), default="host",
-              show_default=True)
+@click.option("--target", type=click.Choice(["host", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
+                                           "cortex-m55", "arduino", "zephyr"]), default="host", show_default=True,
+              help="Where the project builds and runs: the host, a Cortex-M board in QEMU (the native LSTM kernels "
+                   "are picked per core), or an Arduino / Zephyr project.")
 @click.option("--test-data", type=click.Path(), help="Data (.npz) whose first samples become self-test vectors.")
 @click.option("--samples", type=int, default=10, show_default=True, help="Self-test vectors to embed.")
 @click.option("--name", default="model", show_default=True, help="C name prefix.")

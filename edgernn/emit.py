@@ -22,10 +22,11 @@ from .backends.tflm.emit import SelfTest, write_tflm_sources
 from .backends.tflm.runtime import TFLMRunner
 from .data import load_dataset
 from .errors import EdgeRNNError
+from .firmware import TARGETS as FIRMWARE_TARGETS
 from .firmware import write_project
 
 BACKENDS = ("tflm", "native")
-TARGETS = ("host", "cortex-m4", "arduino", "zephyr")
+TARGETS = FIRMWARE_TARGETS  # host, the Cortex-M boards (firmware/boards.py), arduino, zephyr
 MARKER = ".edgernn-output"  # marks directories edgernn may overwrite
 
 

@@ -71,6 +71,39 @@ def test_host_and_cortex_m4_layout_and_manifest(tmp_path):
     assert "CC = gcc" in host_mk and "-std=c99" in host_mk and "-Wall -Wextra -Werror -pedantic" in host_mk
 
 
+def test_every_cortex_m_board_has_its_memory_map_flags_and_clock(tmp_path):
+    from edgernn.firmware.boards import BOARDS
+
+    for target, board in BOARDS.items():
+        d = project(tmp_path, target).dir
+        ld = (d / board.linker_script).read_text()
+        assert f"ORIGIN = 0x{board.flash_origin:08x}" in ld and f"ORIGIN = 0x{board.ram_origin:08x}" in ld
+        assert f"LENGTH = {board.ram_bytes // 1024}K" in ld and f"STACK_SIZE = {board.stack_bytes};" in ld
+        mk = (d / "Makefile").read_text()
+        assert " ".join(board.cpu_flags) in mk and f"-M {board.machine}" in mk and board.linker_script in mk
+        assert f"#define EDGERNN_CPU_HZ {board.clock_hz}u" in (d / "src" / "main.c").read_text()
+        m = json.loads((d / "edgernn_project.json").read_text())
+        assert (m["qemu_machine"], m["clock_hz"]) == (board.machine, board.clock_hz)
+    # the micro:bit's 16 KiB of RAM: a smaller stack and heap by default
+    assert BOARDS["cortex-m0plus"].stack_bytes + BOARDS["cortex-m0plus"].heap_bytes <= 8192
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m3", "cortex-m7", "cortex-m33", "cortex-m55"])
+def test_each_cortex_m_board_runs_in_qemu_and_counts_instructions(tmp_path, target):
+    """The self-test passes on each board, and SysTick under -icount runs at the clock boards.py
+    gives (the calibration loop agrees with it to 1e-3, so instruction counts are exact)."""
+    r = run_project(project(tmp_path, target).dir, timeout=120)
+    assert r.passed, "\n".join(r.summary_lines())
+    _, info = parse_output(r.output)
+    cal, clock = info["calibration"], info["clock"]
+    measured = (cal["ticks"] - cal["empty_ticks"]) / cal["instructions"]
+    assert measured == pytest.approx(2 ** ICOUNT_SHIFT * clock["hz"] / 1e9, rel=1e-3)
+    assert r.perf.unit == "instructions" and 0 < r.perf.per_inference < 20_000
+    assert r.command[r.command.index("-M") + 1] == json.loads((r.project.dir / "edgernn_project.json").read_text())[
+        "qemu_machine"]
+
+
 def test_vectors_are_embedded_exactly(tmp_path):
     x, y = vectors(3, seed=7)
     p = project(tmp_path, "host", vectors=(x, y))
@@ -93,7 +126,8 @@ def test_vector_shape_errors_name_both_shapes(tmp_path, x_shape, y_shape, match)
 
 def test_input_errors(tmp_path):
     x, y = vectors(2)
-    with pytest.raises(EdgeRNNError, match="--target 'esp32'.*host, cortex-m4, arduino, zephyr"):
+    with pytest.raises(EdgeRNNError, match="--target 'esp32'.*host, cortex-m0plus, cortex-m3, cortex-m4, cortex-m7, "
+                                           "cortex-m33, cortex-m55, arduino, zephyr"):
         project(tmp_path, "esp32")
     with pytest.raises(EdgeRNNError, match="int8"):
         project(tmp_path, "host", vectors=(x.astype(np.float32), y))

@@ -6,10 +6,11 @@
   (exhaustively where the domain allows, on sweeps and ties elsewhere);
 * the row-pair words decode to the weights they came from; the emitter refuses what the
   layout cannot hold;
-* models compiled with each layout (the C twins on the host, the Cortex-M4 assembly in QEMU)
-  equal the TFLM runtime bit for bit: odd unit and input counts, stacked layers, per-step
-  outputs, the whole hidden-state sequence, a cell clip, other cell scales, positive shifts
-  (the last three by editing a flatbuffer's quantization, which TFLM and edgernn both read).
+* models compiled with each layout (the C twins on the host, the Cortex-M4/M7/M33 assembly,
+  Helium on the M55, C on the M0+/M3, in QEMU) equal the TFLM runtime bit for bit: odd unit
+  and input counts, three stacked layers, the whole hidden-state sequence of every step, a cell
+  clip, other cell scales, positive shifts (the last three by editing a flatbuffer's
+  quantization, which TFLM and edgernn both read). Per-step heads: tests/test_native.py.
 """
 
 from __future__ import annotations
@@ -173,15 +174,12 @@ def _keras_model(name: str):
     L = keras.layers
     rng = np.random.default_rng(sum(map(ord, name)))
     inp = keras.Input((T, F))
-    if name == "odd":  # 7 units (a zero row), 5 inputs (a zero column)
-        h = L.Dense(3, activation="softmax")(L.LSTM(7)(inp))
-    elif name == "stacked":  # 3 layers: 10 units (one pass of 3 pairs + 2 pairs), 6, 9
-        h = L.LSTM(9)(L.LSTM(6, return_sequences=True)(L.LSTM(10, return_sequences=True)(inp)))
+    if name == "stacked":  # 5 inputs (a zero column); 10 units (a pass of three pairs, then two),
+        # 7 (a zero row, an odd recurrent width), 9, each layer reading the previous one's sequence
+        h = L.LSTM(9)(L.LSTM(7, return_sequences=True)(L.LSTM(10, return_sequences=True)(inp)))
         h = L.Dense(4, activation="softmax")(h)
-    elif name == "per_step":
-        h = L.Dense(3, activation="softmax")(L.LSTM(20, return_sequences=True)(inp))
-    else:  # "sequence": the LSTM's whole hidden-state sequence is the output
-        h = L.LSTM(16, return_sequences=True)(inp)
+    else:  # "sequence": the LSTM's whole hidden-state sequence is the output, every step checked
+        h = L.LSTM(20, return_sequences=True)(inp)
     model = keras.Model(inp, h, name=name)
     model.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(np.float32) for w in model.get_weights()])
     return model
@@ -196,7 +194,7 @@ def models(tmp_path_factory):
     rng = np.random.default_rng(3)
     calib = (rng.standard_normal((64, T, F)) * 1.5).astype(np.float32)
     out = {}
-    for name in ("odd", "stacked", "per_step", "sequence"):
+    for name in ("stacked", "sequence"):
         out[name] = tmp / f"{name}.tflite"
         edgernn.convert(_keras_model(name), calib=calib, output=out[name])
     base = out["sequence"].read_bytes()
@@ -246,7 +244,7 @@ def _tflm(path, x) -> np.ndarray:
     return tflm_outputs(read(path).raw, x)
 
 
-CASES = ["odd", "stacked", "per_step", "sequence", "clip", "cell2e-11", "cell2e-14", "left_shift"]
+CASES = ["stacked", "sequence", "clip", "cell2e-11", "cell2e-14", "left_shift"]
 
 
 @pytest.mark.slow
@@ -273,34 +271,48 @@ def test_the_edits_reach_the_kernels(models):
     assert lstm("cell2e-11").cell_tanh == (6, 0) and lstm("cell2e-14").cell_tanh == (3, 2)
     assert any(g.recurrent_shift > 0 for g in lstm("left_shift").gates)
     assert all(g.recurrent_shift <= 0 for g in lstm("sequence").gates)
-    plan = load_plan(models["odd"], "pairs")
-    assert plan.recurrent[0].fast.units == 8 and plan.recurrent[0].n_input == 5
+    plan = load_plan(models["stacked"], "pairs")
+    assert [(layer.n_input, layer.n_cell, layer.fast.units) for layer in plan.recurrent] == [(5, 10, 10), (10, 7, 8),
+                                                                                          (7, 9, 10)]
     assert not load_plan(models["sequence"]).last_step_only
 
 
 def test_reference_kernel_and_why_a_layer_keeps_it(models, tmp_path):
-    files = emit_native(models["odd"], tmp_path / "ref", kernel="reference")
+    files = emit_native(models["stacked"], tmp_path / "ref", kernel="reference")
     text = next(f for f in files if f.name == "model.c").read_text()
     assert "edgernn_lstm_step(" in text and "EDGERNN_PAIRS_GATE_KERNEL" not in text
-    files = emit_native(models["odd"], tmp_path / "pairs", target="cortex-m4")
+    files = emit_native(models["stacked"], tmp_path / "pairs", target="cortex-m4")
     text = next(f for f in files if f.name == "model.c").read_text()
     assert "EDGERNN_PAIRS_GATE_KERNEL(model_lstm0_gate_" in text and "edgernn_lstm_step(" not in text
     with pytest.raises(Exception, match="kernel 'fastest'"):
-        emit_native(models["odd"], tmp_path / "x", kernel="fastest")
+        emit_native(models["stacked"], tmp_path / "x", kernel="fastest")
+
+
+QEMU_CASES = [(target, case) for target in ("cortex-m4", "cortex-m55")
+              for case in ("stacked", "sequence", "clip", "cell2e-11", "left_shift")]
+QEMU_CASES += [("cortex-m7", "stacked"), ("cortex-m33", "sequence"), ("cortex-m3", "stacked"),
+               ("cortex-m0plus", "stacked")]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["odd", "stacked", "sequence", "clip", "cell2e-11", "left_shift"])
-def test_cortex_m4_assembly_equals_tflm_in_qemu(models, tmp_path, case):
+@pytest.mark.parametrize("target,case", QEMU_CASES, ids=[f"{t}-{c}" for t, c in QEMU_CASES])
+def test_target_kernels_equal_tflm_in_qemu(models, tmp_path, target, case):
+    """Each target's kernels (the M4/M7/M33 assembly, Helium on the M55, C on the M0+/M3) in
+    QEMU on the target's board, against TFLM's outputs."""
     from edgernn.firmware import run_project, write_project
 
     path = models[case]
     x = _inputs(path, 6)
-    sources = emit_native(path, tmp_path / "src", "motion", target="cortex-m4")
-    assert "EDGERNN_PAIRS_GATE_KERNEL" in (tmp_path / "src" / "motion.c").read_text()
-    project = write_project(tmp_path / "fw", target="cortex-m4", name="motion", vectors_x_int8=x,
+    sources = emit_native(path, tmp_path / "src", "motion", target=target)
+    project = write_project(tmp_path / "fw", target=target, name="motion", vectors_x_int8=x,
                             vectors_y_int8=_tflm(path, x), model_sources=sources)
     r = run_project(project.dir, timeout=300)
     assert r.passed, "\n".join(r.summary_lines())
-    assert "smlad" in subprocess.run(["arm-none-eabi-objdump", "-d", str(r.sizes.elf)], capture_output=True,
-                                     text=True, check=True).stdout
+    assert r.perf.unit == "instructions" and r.perf.per_inference > 0
+    code = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(r.sizes.elf)],
+                          capture_output=True, text=True, check=True).stdout
+    mark = {"cortex-m55": "vmlav", "cortex-m4": "smlad", "cortex-m7": "smlad", "cortex-m33": "smlad"}.get(target)
+    if mark is not None:  # the target's own kernel ran, not the C twin
+        assert mark in code
+    else:
+        assert "smlad" not in code and "vmlava" not in code

@@ -1,6 +1,7 @@
 """Firmware projects around a model's C sources: write, build, run, measure.
 
-``write_project`` renders a buildable project for a target (host, cortex-m4, arduino, zephyr)
+``write_project`` renders a buildable project for a target (host, the Cortex-M boards of
+:mod:`.boards`, arduino, zephyr)
 with embedded self-test vectors; ``run_project`` builds it (gcc or arm-none-eabi-gcc through
 its Makefile), runs it (directly, or in QEMU's mps2-an386 for the Cortex-M4), parses what the
 device printed and reports pass/fail per vector, flash/RAM and instructions per inference::

@@ -4,8 +4,10 @@ A project is a directory with a manifest (``edgernn_project.json``) saying what 
 :func:`edgernn.firmware.run_project` can build and run it later without being told again:
 
 * ``host``: ``Makefile`` (gcc, ``-std=c99 -Wall -Wextra -Werror -pedantic``), ``src/``, ``model/``;
-* ``cortex-m4``: the same for ``arm-none-eabi-gcc`` plus ``src/startup.c`` and the linker script
-  ``mps2_an386.ld`` for QEMU's mps2-an386 board; output through semihosting;
+* ``cortex-m0plus``, ``cortex-m3``, ``cortex-m4``, ``cortex-m7``, ``cortex-m33``, ``cortex-m55``:
+  the same for ``arm-none-eabi-gcc`` plus ``src/startup.c`` and the board's linker script, for
+  the QEMU board of :mod:`.boards` (``firmware_templates/cortex-m/``); output through
+  semihosting;
 * ``arduino``: a library (``library.properties``, ``src/`` with the model, an example sketch
   ``examples/<name>_selftest/`` with the self-test);
 * ``zephyr``: an application (``CMakeLists.txt``, ``prj.conf``, ``src/main.c``, ``model/``).
@@ -30,15 +32,17 @@ from .._version import __version__
 from ..backends.codegen import c_array, c_identifier, render
 from ..errors import EdgeRNNError
 from ..paths import TEMPLATES_DIR
+from .boards import BOARDS
 
-TARGETS = ("host", "cortex-m4", "arduino", "zephyr")
+CORTEX_M = tuple(BOARDS)  # the targets built with arm-none-eabi-gcc and run in QEMU
+TARGETS = ("host", *CORTEX_M, "arduino", "zephyr")
 BACKENDS = ("native", "tflm")
 MANIFEST = "edgernn_project.json"
 VECTORS_NPZ = "edgernn_vectors.npz"
 MANIFEST_FORMAT = 1
 
-# QEMU -icount shift: the virtual clock advances 2**shift ns per instruction. With the board's
-# 25 MHz SysTick (40 ns a tick), shift 6 gives 1.6 ticks per instruction: exact counts.
+# QEMU -icount shift: the virtual clock advances 2**shift ns per instruction. With a 25 MHz
+# SysTick (40 ns a tick), shift 6 gives 1.6 ticks per instruction: exact counts (boards.py).
 ICOUNT_SHIFT = 6
 
 _SELFTEST_FILES = ("edgernn_platform.h", "edgernn_selftest.h", "edgernn_selftest.c", "edgernn_vectors.h",
@@ -167,7 +171,7 @@ def _copy(src: Path, dst: Path) -> Path:
 def write_project(out_dir, *, target: str, name: str, vectors_x_int8, vectors_y_int8,
                   model_sources: Sequence, backend: str = "native", source: str = "",
                   max_flash: int | None = None, max_ram: int | None = None,
-                  stack_bytes: int = 8192, heap_bytes: int = 4096, opt: str = "-O2") -> Project:
+                  stack_bytes: int | None = None, heap_bytes: int | None = None, opt: str = "-O2") -> Project:
     """Write a firmware project for ``target`` into ``out_dir`` (created if needed) and return it.
 
     ``model_sources``: the backend's files; for ``native`` the ``NAME.h``/``NAME.c`` that
@@ -175,13 +179,17 @@ def write_project(out_dir, *, target: str, name: str, vectors_x_int8, vectors_y_
     ``edgernn.backends.tflm.emit`` wrote (copied as they are; host target only).
     ``vectors_x_int8``: (K, T, F) int8 inputs; ``vectors_y_int8``: (K, outputs) int8 outputs the
     simulator computed. ``max_flash``/``max_ram`` (bytes) are recorded and enforced by
-    :func:`run_project`. ``stack_bytes``/``heap_bytes`` size the Cortex-M4 linker script.
+    :func:`run_project`. ``stack_bytes``/``heap_bytes`` size the Cortex-M linker script (default:
+    the board's, 8 KiB + 4 KiB, 4 KiB + 2 KiB on the 16 KiB micro:bit).
     """
     if target not in TARGETS:
         raise EdgeRNNError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
     if backend not in BACKENDS:
         raise EdgeRNNError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
     name = c_identifier(name)
+    board = BOARDS.get(target, BOARDS["cortex-m4"])  # arduino/zephyr projects are sized as a Cortex-M4F build
+    stack_bytes = board.stack_bytes if stack_bytes is None else stack_bytes
+    heap_bytes = board.heap_bytes if heap_bytes is None else heap_bytes
     for label, value in (("--max-flash", max_flash), ("--max-ram", max_ram)):
         if value is not None and int(value) <= 0:
             raise EdgeRNNError(f"{label} {value}: must be a positive number of bytes")
@@ -210,24 +218,25 @@ def write_project(out_dir, *, target: str, name: str, vectors_x_int8, vectors_y_
     app_dir = f"examples/{name}_selftest" if target == "arduino" else "src"
     files: list[Path] = [_copy(p, out / model_dir / p.name) for p in srcs]
     model_c = [f"{model_dir}/{p.name}" for p in srcs if p.suffix == ".c"]
-    binary = {"host": f"build/{name}_selftest", "cortex-m4": f"build/{name}_selftest.elf"}.get(target, "")
+    binary = f"build/{name}_selftest" if target == "host" else f"build/{name}_selftest.elf" if target in CORTEX_M else ""
     ctx = dict(name=name, version=__version__, source=source or name, backend=backend, target=target,
                P=header.prefix, header=header_path.name, count=len(x), timesteps=header.timesteps,
                features=header.features, outputs=header.outputs, model_c=model_c, binary=binary, opt=opt,
-               stack_bytes=int(stack_bytes), heap_bytes=int(heap_bytes), icount_shift=ICOUNT_SHIFT,
+               stack_bytes=int(stack_bytes), heap_bytes=int(heap_bytes), icount_shift=ICOUNT_SHIFT, board=board,
                xs=[textwrap.indent(c_array(v, per_line=header.features * max(1, 24 // header.features)), " " * 8)
                    for v in x],
                ys=[c_array(v, per_line=max(len(v), 1)) for v in y])
 
     for fname in _SELFTEST_FILES:
         files.append(_render_to(out / app_dir / fname, f"selftest/{fname}.j2", ctx))
-    tdir = TEMPLATES_DIR / target
+    tname = "cortex-m" if target in CORTEX_M else target
+    tdir = TEMPLATES_DIR / tname
     for tpl in sorted(tdir.rglob("*.j2")):
         rel = tpl.relative_to(tdir).as_posix()[:-len(".j2")].replace("__name__", name)
-        dest = out / rel
-        if target in ("host", "cortex-m4") and rel in ("main.c", "startup.c"):
+        dest = out / (board.linker_script if rel == "board.ld" else rel)
+        if (target == "host" or target in CORTEX_M) and rel in ("main.c", "startup.c"):
             dest = out / "src" / rel
-        files.append(_render_to(dest, f"{target}/{tpl.relative_to(tdir).as_posix()}", ctx))
+        files.append(_render_to(dest, f"{tname}/{tpl.relative_to(tdir).as_posix()}", ctx))
 
     np.savez(out / VECTORS_NPZ, x=x, y=y)
     model_stem = header_path.stem
@@ -239,7 +248,8 @@ def write_project(out_dir, *, target: str, name: str, vectors_x_int8, vectors_y_
         # Size report: const data defined in NAME.c are the weights; everything else the model
         # sources define (code, state, kernel tables) counts as kernels.
         weight_sources=[f"{model_dir}/{model_stem}.c"], kernel_sources=model_c,
-        stack_bytes=int(stack_bytes), heap_bytes=int(heap_bytes), icount_shift=ICOUNT_SHIFT, **budgets)
+        stack_bytes=int(stack_bytes), heap_bytes=int(heap_bytes), icount_shift=ICOUNT_SHIFT,
+        **({"qemu_machine": board.machine, "clock_hz": board.clock_hz} if target in CORTEX_M else {}), **budgets)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     files.append(out / MANIFEST)
     return Project(dir=out, target=target, backend=backend, name=name, files=files, manifest=manifest)
@@ -254,7 +264,7 @@ def _render_to(dest: Path, template: str, ctx: dict) -> Path:
 def _write_tflm(out: Path, target: str, name: str, srcs: list[Path], x, y, budgets: dict) -> Project:
     if target != "host":
         raise EdgeRNNError(f"--target {target} with --backend tflm: edgernn builds TFLM projects for the host only; "
-                           "use --backend native for cortex-m4, arduino and zephyr")
+                           "use --backend native for the Cortex-M targets, arduino and zephyr")
     files = [_copy(p, out / p.name) for p in srcs]
     if not (out / "Makefile").exists():
         raise EdgeRNNError(f"model_sources: no Makefile among {', '.join(p.name for p in srcs)}; pass every file "

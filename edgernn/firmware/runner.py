@@ -2,7 +2,7 @@
 
 The device speaks a line protocol (see ``firmware_templates/selftest/edgernn_selftest.c.j2``)::
 
-    EDGERNN_CALIBRATION instructions=<n> ticks=<n> empty_ticks=<n>   (cortex-m4 only)
+    EDGERNN_CALIBRATION instructions=<n> ticks=<n> empty_ticks=<n>   (Cortex-M targets only)
     EDGERNN_CLOCK counter=<name> hz=<n>
     EDGERNN_VEC <k> PASS|FAIL y=<int8,...> [stream=<int8,...>] [rc=<n>] run_ticks=<n> ...
     EDGERNN_PERF overhead_ticks=<n> runs=<n> run_ticks=<n> steps=<n> stream_ticks=<n> step_max_ticks=<n>
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgeRNNError
-from .project import ICOUNT_SHIFT, Project
+from .boards import BOARDS
+from .project import CORTEX_M, ICOUNT_SHIFT, Project
 from .sizes import SizeReport, size_report
 
-QEMU_MACHINE = "mps2-an386"
-_TOOLS = {"host": ("make", "gcc"), "cortex-m4": ("make", "arm-none-eabi-gcc", "qemu-system-arm")}
+_TOOLS = {"host": ("make", "gcc"), **{t: ("make", "arm-none-eabi-gcc", "qemu-system-arm") for t in CORTEX_M}}
 _PACKAGES = {"make": "make", "gcc": "gcc", "arm-none-eabi-gcc": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
              "qemu-system-arm": "qemu-system-arm"}
 
@@ -212,7 +212,7 @@ def _vendor_build(p: Project, timeout: float) -> tuple[Path, str]:
 def build_project(project: Project | str | os.PathLike, *, timeout: float = 600) -> tuple[Path, str]:
     """Build the project; return (the built binary, the build log).
 
-    Host and cortex-m4 projects (and TFLM projects, given ``TFLM_DIR``) through their Makefile;
+    Host and Cortex-M projects (and TFLM projects, given ``TFLM_DIR``) through their Makefile;
     Arduino projects with ``arduino-cli compile`` and Zephyr projects with ``west build`` when
     those tools are installed (board from ``EDGERNN_ARDUINO_FQBN`` / ``EDGERNN_ZEPHYR_BOARD``).
     """
@@ -245,9 +245,10 @@ def build_project(project: Project | str | os.PathLike, *, timeout: float = 600)
 
 def run_command(p: Project, binary: Path) -> list[str]:
     """The command that runs the built firmware."""
-    if p.target == "cortex-m4":
+    if p.target in CORTEX_M:
         shift = int(p.manifest.get("icount_shift", ICOUNT_SHIFT))
-        return ["qemu-system-arm", "-M", QEMU_MACHINE, "-nographic", "-monitor", "none", "-serial", "none",
+        machine = p.manifest.get("qemu_machine", BOARDS[p.target].machine)
+        return ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
                 "-semihosting-config", "enable=on,target=native",
                 "-icount", f"shift={shift},align=off,sleep=off", "-kernel", str(binary.resolve())]
     return [str(binary.resolve())]
@@ -294,7 +295,7 @@ def _perf(target: str, info: dict, icount_shift: int = ICOUNT_SHIFT) -> Perf | N
     perf, clock = info.get("perf"), info.get("clock", {})
     if not perf or not perf.get("runs") or not perf.get("steps"):
         return None
-    if target == "cortex-m4" and "calibration" in info:
+    if target in CORTEX_M and "calibration" in info:
         cal = info["calibration"]
         measured = (cal["ticks"] - cal["empty_ticks"]) / cal["instructions"]  # ticks per instruction
         # Under -icount shift=S an instruction lasts 2**S ns of virtual time and SysTick ticks at
@@ -326,7 +327,7 @@ def measure_project(project_dir, *, max_flash: int | None = None, max_ram: int |
                     build_timeout: float = 600.0) -> SizeReport:
     """Build the project (without running it) and return its flash/RAM, checking the budgets.
 
-    Host and cortex-m4 projects are built as they are. Arduino and Zephyr projects are built
+    Host and Cortex-M projects are built as they are. Arduino and Zephyr projects are built
     with their tools elsewhere, so their model sources and vectors are built here as the
     equivalent cortex-m4 self-test (arm-none-eabi-gcc, Cortex-M4F) in a temporary directory:
     the numbers are those of a Cortex-M4F build of the same code. Budgets default to the ones
@@ -362,9 +363,9 @@ def run_project(project_dir, *, timeout: float = 120.0, build_timeout: float = 6
                 max_flash: int | None = None, max_ram: int | None = None) -> FirmwareResult:
     """Build the project in ``project_dir``, run its self-test, and return what it found.
 
-    Builds with the project's Makefile (gcc for ``host``, arm-none-eabi-gcc for ``cortex-m4``,
+    Builds with the project's Makefile (gcc for ``host``, arm-none-eabi-gcc for the Cortex-M targets,
     TFLM projects only when ``TFLM_DIR`` is set), runs the program (QEMU mps2-an386 with
-    ``-icount`` for ``cortex-m4``) for at most ``timeout`` seconds, parses its lines and checks
+    ``-icount`` on the target's board, :mod:`.boards`) for at most ``timeout`` seconds, parses its lines and checks
     the outputs against the simulator's expected ones recorded in the project. ``max_flash`` /
     ``max_ram`` (bytes; default: the budgets given to ``write_project``) raise
     :class:`EdgeRNNError` with both numbers when exceeded. A mismatch does not raise: look at
@@ -374,7 +375,7 @@ def run_project(project_dir, *, timeout: float = 120.0, build_timeout: float = 6
     if p.target in ("arduino", "zephyr"):
         raise EdgeRNNError(f"{p.dir}: a {p.target} project runs on a board: build it with "
                            f"{'arduino-cli' if p.target == 'arduino' else 'west'} (see its README.md) and read the "
-                           "EDGERNN_ lines from its console; edgernn runs host and cortex-m4 projects")
+                           "EDGERNN_ lines from its console; edgernn runs host and Cortex-M projects")
     binary, build_log = build_project(p, timeout=build_timeout)
     m = p.manifest
     sizes = _project_sizes(p, binary)
@@ -388,7 +389,7 @@ def run_project(project_dir, *, timeout: float = 120.0, build_timeout: float = 6
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         last = out.strip().splitlines()[-1] if out.strip() else "nothing printed"
-        where = "QEMU" if p.target == "cortex-m4" else binary.name
+        where = "QEMU" if p.target in CORTEX_M else binary.name
         raise FirmwareTimeoutError(f"{p.dir}: {where} did not finish within {timeout:.0f} s (last line: {last}); "
                                    "the firmware hangs or needs a longer timeout", out) from None
     output = proc.stdout

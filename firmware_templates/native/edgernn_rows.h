@@ -51,20 +51,22 @@ typedef struct {
     int32_t recurrent_multiplier;
 } edgernn_rows_gate;
 
-/* Adds the products of four rows over `cols` int8 values of v to acc[0..4), reading the
- * weights chunk by chunk from *w (and advancing it). */
+/* Adds the products of four rows over `cols` int8 values of v to *a0..*a3, reading the weights
+ * chunk by chunk from *w (and advancing it). Once inlined, cols is a constant: the loops unroll
+ * and the sums stay in registers. */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_product(const int8_t **w, const int8_t *v, int cols,
-                                                              int32_t *acc)
+                                                              int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3)
 {
     const int8_t *s = *w;
+    int32_t s0 = *a0;
+    int32_t s1 = *a1;
+    int32_t s2 = *a2;
+    int32_t s3 = *a3;
     int c0;
     for (c0 = 0; c0 < cols; c0 += EDGERNN_ROWS_CHUNK) {
         const int width = cols - c0 < EDGERNN_ROWS_CHUNK ? cols - c0 : EDGERNN_ROWS_CHUNK;
-        int32_t s0 = 0;
-        int32_t s1 = 0;
-        int32_t s2 = 0;
-        int32_t s3 = 0;
         int j;
+        EDGERNN_UNROLL(16)
         for (j = 0; j < width; ++j) {
             const int32_t vj = v[c0 + j];
             s0 += s[j] * vj;
@@ -72,13 +74,20 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_product(const int8_t **w, 
             s2 += s[2 * width + j] * vj;
             s3 += s[3 * width + j] * vj;
         }
-        acc[0] += s0;
-        acc[1] += s1;
-        acc[2] += s2;
-        acc[3] += s3;
         s += EDGERNN_ROWS_PER_PASS * width;
     }
+    *a0 = s0;
+    *a1 = s1;
+    *a2 = s2;
+    *a3 = s3;
     *w = s;
+}
+
+/* The requantized, saturated sum of a unit's two products (TFLM CalculateLstmGate). */
+static inline int16_t edgernn_rows_gate_value(int32_t ax, int32_t ah, int32_t mx, int sx, int32_t mh, int sh)
+{
+    return (int16_t)edgernn_clamp_s16(edgernn_clamp_s16(edgernn_mbqm(ax, mx, sx)) +
+                                      edgernn_clamp_s16(edgernn_mbqm(ah, mh, sh)));
 }
 
 /* The C kernel: the gate's pre-activations of `units` units (a multiple of four). */
@@ -86,31 +95,245 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_gate_c(const edgernn_rows_
                                                              int n_cell, int sx, int sh)
 {
     const int8_t *w = g->weights;
-    const int8_t *x = g->xh;
-    const int8_t *h = g->xh + (n_input + EDGERNN_ROWS_CHUNK - 1) / EDGERNN_ROWS_CHUNK * EDGERNN_ROWS_CHUNK;
+    const int8_t *const x = g->xh;
+    const int8_t *const h = g->xh + (n_input + EDGERNN_ROWS_CHUNK - 1) / EDGERNN_ROWS_CHUNK * EDGERNN_ROWS_CHUNK;
+    const int32_t *bx = g->input_bias;
+    const int32_t *bh = g->recurrent_bias;
+    const int32_t mx = g->input_multiplier;
+    const int32_t mh = g->recurrent_multiplier;
+    int16_t *pre = g->pre;
     int r0;
     for (r0 = 0; r0 < units; r0 += EDGERNN_ROWS_PER_PASS) {
-        int32_t ax[EDGERNN_ROWS_PER_PASS];
-        int32_t ah[EDGERNN_ROWS_PER_PASS];
-        int r;
-        for (r = 0; r < EDGERNN_ROWS_PER_PASS; ++r) {
-            ax[r] = g->input_bias[r0 + r];
-            ah[r] = g->recurrent_bias[r0 + r];
+        int32_t x0 = bx[0];
+        int32_t x1 = bx[1];
+        int32_t x2 = bx[2];
+        int32_t x3 = bx[3];
+        int32_t h0 = bh[0];
+        int32_t h1 = bh[1];
+        int32_t h2 = bh[2];
+        int32_t h3 = bh[3];
+        edgernn_rows_product(&w, x, n_input, &x0, &x1, &x2, &x3);
+        edgernn_rows_product(&w, h, n_cell, &h0, &h1, &h2, &h3);
+        pre[0] = edgernn_rows_gate_value(x0, h0, mx, sx, mh, sh);
+        pre[1] = edgernn_rows_gate_value(x1, h1, mx, sx, mh, sh);
+        pre[2] = edgernn_rows_gate_value(x2, h2, mx, sx, mh, sh);
+        pre[3] = edgernn_rows_gate_value(x3, h3, mx, sx, mh, sh);
+        bx += EDGERNN_ROWS_PER_PASS;
+        bh += EDGERNN_ROWS_PER_PASS;
+        pre += EDGERNN_ROWS_PER_PASS;
+    }
+}
+
+/* One LSTM step's per-unit part, after the four gates: activations, cell update, hidden
+ * state (TFLM's LstmStep), written to `hidden` and to the hidden half of the layer's xh. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail_c(const edgernn_lstm_tail_params *p, const int16_t *pre,
+                                                             int units, int n_cell, int16_t *cell, int8_t *hidden,
+                                                             int8_t *h_next)
+{
+    int u;
+    for (u = 0; u < n_cell; ++u) {
+        const int32_t h = edgernn_lstm_fast_unit(p, pre[u], pre[units + u], pre[2 * units + u], pre[3 * units + u],
+                                                 &cell[u]);
+        hidden[u] = (int8_t)h;
+        h_next[u] = (int8_t)h;
+    }
+}
+
+/* Helium: with an optimizing compiler (the post-incremented loads take the chunk widths as
+ * assembler immediates, which constant propagation provides). -DEDGERNN_USE_MVE=0 forces C. */
+#ifndef EDGERNN_USE_MVE
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && defined(__GNUC__) && defined(__OPTIMIZE__)
+#define EDGERNN_USE_MVE 1
+#else
+#define EDGERNN_USE_MVE 0
+#endif
+#endif
+
+#if EDGERNN_USE_MVE
+#include <arm_mve.h>
+
+/* 16 int8 weights at *w, then *w += step: one VLDRB with post-increment (gcc would otherwise
+ * add an address computation per load, VLDRB's offset reaching only 127). */
+static inline EDGERNN_ALWAYS_INLINE int8x16_t edgernn_mve_load(const int8_t **w, int step)
+{
+    int8x16_t v;
+    __asm__("vldrb.8 %q0, [%1], %2" : "=w"(v), "+r"(*w) : "i"(step)); /* const weights: no memory clobber */
+    return v;
+}
+
+/* Four scalars as one vector: two VMOVs of two general registers each (vsetq_lane costs four). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_pack4(int32_t a, int32_t b, int32_t c, int32_t d)
+{
+    int32x4_t v;
+    __asm__("vmov %q0[2], %q0[0], %1, %2\n\tvmov %q0[3], %q0[1], %3, %4" : "=&w"(v) : "r"(a), "r"(c), "r"(b), "r"(d));
+    return v;
+}
+
+/* TFLM MultiplyByQuantizedMultiplier on four lanes: VSHL (left shift), VQRDMULH (exactly
+ * SaturatingRoundingDoublingHighMul), RoundingDivideByPOT as VRSHL(x + (x >> 31), -shift)
+ * (ties away from zero). m and shift are constants once inlined. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_mbqm(int32x4_t x, int32_t m, int shift)
+{
+    if (shift > 0) {
+        x = vshlq_r_s32(x, shift);
+    }
+    x = vqrdmulhq_n_s32(x, m);
+    if (shift < 0) {
+        x = vrshlq_n_s32(vaddq_s32(x, vshrq_n_s32(x, 31)), shift);
+    }
+    return x;
+}
+
+/* Saturation of 32-bit lanes to int16 / int8: a saturating left shift, then back. */
+#define EDGERNN_MVE_CLAMP16(x) vshrq_n_s32(vqshlq_n_s32((x), 16), 16)
+#define EDGERNN_MVE_CLAMP8(x) vshrq_n_s32(vqshlq_n_s32((x), 24), 24)
+
+/* Four rows' sums over one chunk of 16 input values (`width` of them read from the stream):
+ * VMLADAV starts the sums, VMLADAVA adds to them. */
+#define EDGERNN_MVE_FIRST_CHUNK(w, v, width, a0, a1, a2, a3)   \
+    do {                                                       \
+        a0 = vmladavq_s8(edgernn_mve_load(&(w), width), v);      \
+        a1 = vmladavq_s8(edgernn_mve_load(&(w), width), v);      \
+        a2 = vmladavq_s8(edgernn_mve_load(&(w), width), v);      \
+        a3 = vmladavq_s8(edgernn_mve_load(&(w), width), v);      \
+    } while (0)
+#define EDGERNN_MVE_CHUNK(w, v, width, a0, a1, a2, a3)          \
+    do {                                                       \
+        a0 = vmladavaq_s8(a0, edgernn_mve_load(&(w), width), v); \
+        a1 = vmladavaq_s8(a1, edgernn_mve_load(&(w), width), v); \
+        a2 = vmladavaq_s8(a2, edgernn_mve_load(&(w), width), v); \
+        a3 = vmladavaq_s8(a3, edgernn_mve_load(&(w), width), v); \
+    } while (0)
+
+/* Four rows over `cols` values of v (16-byte chunks, the last one `cols` % 16 wide). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_product(const int8_t **w, const int8_t *v, int cols)
+{
+    const int chunks = (cols + EDGERNN_ROWS_CHUNK - 1) / EDGERNN_ROWS_CHUNK;
+    const int last = cols - EDGERNN_ROWS_CHUNK * (chunks - 1);
+    int32_t a0;
+    int32_t a1;
+    int32_t a2;
+    int32_t a3;
+    int c;
+    if (chunks == 1) {
+        EDGERNN_MVE_FIRST_CHUNK(*w, vldrbq_s8(v), last, a0, a1, a2, a3);
+    } else {
+        EDGERNN_MVE_FIRST_CHUNK(*w, vldrbq_s8(v), EDGERNN_ROWS_CHUNK, a0, a1, a2, a3);
+        for (c = 1; c < chunks - 1; ++c) {
+            EDGERNN_MVE_CHUNK(*w, vldrbq_s8(v + EDGERNN_ROWS_CHUNK * c), EDGERNN_ROWS_CHUNK, a0, a1, a2, a3);
         }
-        edgernn_rows_product(&w, x, n_input, ax);
-        edgernn_rows_product(&w, h, n_cell, ah);
-        for (r = 0; r < EDGERNN_ROWS_PER_PASS; ++r) {
-            g->pre[r0 + r] = (int16_t)edgernn_clamp_s16(edgernn_clamp_s16(edgernn_mbqm(ax[r], g->input_multiplier, sx)) +
-                                                        edgernn_clamp_s16(edgernn_mbqm(ah[r], g->recurrent_multiplier, sh)));
-        }
+        EDGERNN_MVE_CHUNK(*w, vldrbq_s8(v + EDGERNN_ROWS_CHUNK * (chunks - 1)), last, a0, a1, a2, a3);
+    }
+    return edgernn_mve_pack4(a0, a1, a2, a3);
+}
+
+static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_gate_mve(const edgernn_rows_gate *g, int units, int n_input,
+                                                               int n_cell, int sx, int sh)
+{
+    const int8_t *w = g->weights;
+    const int8_t *const x = g->xh;
+    const int8_t *const h = g->xh + (n_input + EDGERNN_ROWS_CHUNK - 1) / EDGERNN_ROWS_CHUNK * EDGERNN_ROWS_CHUNK;
+    const int32_t *bx = g->input_bias;
+    const int32_t *bh = g->recurrent_bias;
+    const int32_t mx = g->input_multiplier;
+    const int32_t mh = g->recurrent_multiplier;
+    int16_t *pre = g->pre;
+    int r0;
+    for (r0 = 0; r0 < units; r0 += EDGERNN_ROWS_PER_PASS) {
+        int32x4_t vx = edgernn_mve_product(&w, x, n_input);
+        int32x4_t vh = edgernn_mve_product(&w, h, n_cell);
+        vx = edgernn_mve_mbqm(vaddq_s32(vx, vldrwq_s32(bx)), mx, sx);
+        vh = edgernn_mve_mbqm(vaddq_s32(vh, vldrwq_s32(bh)), mh, sh);
+        /* each product saturated to int16 (VQMOVNB), then TFLM's saturating sum (VQADD.S16) */
+        vstrhq_s32(pre, vreinterpretq_s32_s16(vqaddq_s16(vqmovnbq_s32(vdupq_n_s16(0), vx),
+                                                         vqmovnbq_s32(vdupq_n_s16(0), vh))));
+        bx += EDGERNN_ROWS_PER_PASS;
+        bh += EDGERNN_ROWS_PER_PASS;
+        pre += EDGERNN_ROWS_PER_PASS;
+    }
+}
+
+/* TFLM int16 Logistic / Tanh on four lanes: the tables of edgernn_fast.h read with gathers (a
+ * negative segment wraps around the 32-bit address, landing below the table's middle). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sigmoid(int32x4_t x)
+{
+    const int32x4_t v = vmulq_n_s32(x, 3);
+    const uint32x4_t i = vreinterpretq_u32_s32(vshrq_n_s32(v, 9));
+    const int32x4_t a = vldrwq_gather_shifted_offset_s32(EDGERNN_SIGMOID_A, i);
+    const int32x4_t d = vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(EDGERNN_SIGMOID_D, i));
+    return vshrq_n_s32(vaddq_s32(a, vmulq_s32(v, d)), 10); /* the sum is never negative */
+}
+
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_tanh(int32x4_t v)
+{
+    /* segment clamp(v >> 8, -256, 255) as sat32(v << 15) >> 23 */
+    const uint32x4_t i = vreinterpretq_u32_s32(vshrq_n_s32(vqshlq_n_s32(v, 15), 23));
+    const int32x4_t a = vldrwq_gather_shifted_offset_s32(EDGERNN_TANH_A, i);
+    const int32x4_t d = vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(EDGERNN_TANH_D, i));
+    return vshrq_n_s32(vaddq_s32(a, vmulq_s32(v, d)), 8);
+}
+
+/* Four units of edgernn_rows_tail_c (the lanes of `lanes` only). */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail4_mve(const edgernn_lstm_tail_params *p, const int16_t *pre,
+                                                                int units, int16_t *cell, int8_t *hidden,
+                                                                int8_t *h_next, mve_pred16_t lanes)
+{
+    const int32x4_t i = edgernn_mve_sigmoid(vldrhq_s32(pre));
+    const int32x4_t f = edgernn_mve_sigmoid(vldrhq_s32(pre + units));
+    const int32x4_t g = edgernn_mve_tanh(vmulq_n_s32(vldrhq_s32(pre + 2 * units), 3));
+    const int32x4_t o = edgernn_mve_sigmoid(vldrhq_s32(pre + 3 * units));
+    int32x4_t c = vldrhq_z_s32(cell, lanes);
+    int32x4_t v;
+    int32x4_t h;
+    c = vaddq_s32(EDGERNN_MVE_CLAMP16(edgernn_mve_mbqm(vmulq_s32(i, g), p->input_mul_multiplier,
+                                                       (int)p->input_mul_shift)),
+                  EDGERNN_MVE_CLAMP16(edgernn_mve_mbqm(vmulq_s32(f, c), p->forget_mul_multiplier,
+                                                       (int)p->forget_mul_shift)));
+    c = EDGERNN_MVE_CLAMP16(c);
+    if (p->cell_clip > 0) {
+        c = vminq_s32(vmaxq_s32(c, vdupq_n_s32(-p->cell_clip)), vdupq_n_s32(p->cell_clip));
+    }
+    vstrhq_p_s32(cell, c, lanes);
+    v = vmulq_n_s32(c, p->cell_tanh_multiplier);
+    if (p->cell_tanh_right_shift > 0) {
+        v = vshlq_r_s32(vaddq_n_s32(v, (int32_t)1 << (p->cell_tanh_right_shift - 1)), -p->cell_tanh_right_shift);
+    }
+    h = edgernn_mve_mbqm(vmulq_s32(o, edgernn_mve_tanh(v)), p->hidden_multiplier, (int)p->hidden_shift);
+    h = EDGERNN_MVE_CLAMP8(vaddq_n_s32(h, p->hidden_zero_point));
+    vstrbq_p_s32(hidden, h, lanes);
+    vstrbq_p_s32(h_next, h, lanes);
+}
+
+/* edgernn_rows_tail_c on four units per iteration, the last (n_cell % 4) units predicated. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail_mve(const edgernn_lstm_tail_params *p, const int16_t *pre,
+                                                               int units, int n_cell, int16_t *cell, int8_t *hidden,
+                                                               int8_t *h_next)
+{
+    const int full = n_cell & ~3;
+    int u;
+    for (u = 0; u < full; u += 4) {
+        edgernn_rows_tail4_mve(p, pre + u, units, cell + u, hidden + u, h_next + u, 0xFFFF);
+    }
+    if (full < n_cell) {
+        edgernn_rows_tail4_mve(p, pre + full, units, cell + full, hidden + full, h_next + full,
+                               vctp32q((uint32_t)(n_cell - full)));
     }
 }
 
 #define EDGERNN_ROWS_GATE_KERNEL(name, units, n_input, n_cell, sx, sh)  \
     static void name(const edgernn_rows_gate *gate)                    \
     {                                                                  \
+        edgernn_rows_gate_mve(gate, units, n_input, n_cell, sx, sh);   \
+    }
+#define edgernn_rows_tail edgernn_rows_tail_mve
+#else
+#define EDGERNN_ROWS_GATE_KERNEL(name, units, n_input, n_cell, sx, sh)  \
+    static void name(const edgernn_rows_gate *gate)                    \
+    {                                                                  \
         edgernn_rows_gate_c(gate, units, n_input, n_cell, sx, sh);     \
     }
+#define edgernn_rows_tail edgernn_rows_tail_c
+#endif
 
 #ifdef __cplusplus
 }
