@@ -316,3 +316,29 @@ def test_target_kernels_equal_tflm_in_qemu(models, tmp_path, target, case):
         assert mark in code
     else:
         assert "smlad" not in code and "vmlava" not in code
+
+
+@pytest.mark.slow
+def test_cortex_m4_lstm32_instructions_stay_within_5_percent_of_the_benchmark(zoo, tmp_path):
+    """A slowdown of the Cortex-M4 kernels fails CI: the headline LSTM(32) (BasicMotions, 100 x 6,
+    the zoo's, like bench/_headline.py's) in QEMU costs within 5 % of the instructions per
+    inference bench/bench_firmware.py recorded in bench/expected.json (--record updates it)."""
+    import json
+    from pathlib import Path
+
+    from conftest import Spec
+    from edgernn.firmware import run_project, write_project
+
+    expected = json.loads((Path(__file__).parents[1] / "bench" / "expected.json").read_text())
+    want = expected["bench_firmware"]["lstm32/cortex-m4"]["instructions"]
+    path = zoo.tflite(Spec())
+    x = _inputs(path, 2)
+    sources = emit_native(path, tmp_path / "src", "motion", target="cortex-m4")
+    project = write_project(tmp_path / "fw", target="cortex-m4", name="motion", vectors_x_int8=x,
+                            vectors_y_int8=_tflm(path, x), model_sources=sources)
+    r = run_project(project.dir, timeout=300)
+    assert r.passed, "\n".join(r.summary_lines())
+    assert r.perf.unit == "instructions"
+    assert abs(r.perf.per_inference - want) <= 0.05 * want, (
+        f"LSTM(32) on the Cortex-M4: {r.perf.per_inference:,.0f} instructions per inference, "
+        f"bench/expected.json says {want:,}: rerun bench/bench_firmware.py --record if this is intended")
