@@ -33,3 +33,9 @@ def test_workflow_commands_pass_and_write_reports(tmp_path):
     cases = ET.parse(out / "validate.xml").getroot().findall(".//testcase")
     assert {c.get("name") for c in cases} == {"max_accuracy_drop", "min_agreement"}
     assert "top1_agreement" in (out / "validate.md").read_text()
+    html = (out / "report.html").read_text()
+    assert 'id="fig-confusion"' in html and 'id="fig-time-error"' in html
+    text = WORKFLOW.read_text()
+    # the HTML is its own artifact; the Markdown summary goes into the job summary
+    assert re.search(r"upload-artifact@v\d+\n\s+with:\n\s+name: edgernn-report-html\n\s+path: ci-out/report.html", text)
+    assert 'cat ci-out/validate.md >> "$GITHUB_STEP_SUMMARY"' in text

@@ -135,8 +135,13 @@ def test_streaming_model_validates_and_emits(tmp_path, zoo):
     stream = tmp_path / "stream.tflite"
     edgernn.convert(zoo.keras(spec), train, stream, streaming=True)
     whole = edgernn.validate(zoo.keras(spec), zoo.tflite(spec), test, engines=["tflm"])
-    rep = edgernn.validate(zoo.keras(spec), stream, test, engines=["simulator", "tflm"])
+    rep = edgernn.validate(zoo.keras(spec), stream, test, engines=["simulator", "tflm"], html=tmp_path / "s.html")
     assert rep.metrics["simulator_vs_tflm_max_lsb"] == 0
+    # the HTML's error along the sequence: the answer after every step against float's; the
+    # last step's is the sequence model's answer
+    tl = rep.timeline
+    assert tl["kind"] == "output" and tl["steps"] == 100 and 'id="fig-time-error"' in (tmp_path / "s.html").read_text()
+    assert tl["mean"][-1] == pytest.approx(rep.metrics["mean_abs_error"], rel=1e-3, abs=1e-6)
     assert rep.metrics["accuracy_int8"] == whole.metrics["accuracy_int8"]
     assert rep.metrics["max_abs_error"] == whole.metrics["max_abs_error"]  # bit-identical outputs
     out = tmp_path / "fw"

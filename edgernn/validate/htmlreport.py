@@ -102,7 +102,7 @@ def fig_per_class(plt, per_class: dict) -> str:
     ax.set_xlabel("class")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     return _png(fig)
 
 

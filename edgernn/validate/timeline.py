@@ -3,9 +3,11 @@
 Recurrent models carry their error forward in the state, so the error at step 90 can be far
 larger than at step 1. Two views:
 
-- :func:`output_error_by_step`: models with an output per step (``return_sequences`` heads or
-  the streaming form fed one step per call): |float - int8| of the outputs at each step,
-  mean and 95th percentile over samples and channels.
+- :func:`output_error_by_step`: models with an output per step (``return_sequences`` heads):
+  |float - int8| of the outputs at each step, mean and 95th percentile over samples and
+  channels. :func:`streaming_error_by_step`: the streaming (one-step) form of a sequence
+  classifier answers after every step; its answers against the float model's at each step
+  (the last recurrent layer with ``return_sequences``, the head applied per step).
 - :func:`hidden_error_by_step`: sequence classifiers (one output per sequence): the last
   recurrent layer's hidden state at each step. The int8 side is the simulator's intermediate
   tensor holding that layer's hidden sequence (the fused LSTM's output, the WHILE loop's
@@ -44,8 +46,10 @@ def output_error_by_step(y_float: np.ndarray, y_int8: np.ndarray) -> dict | None
     return out
 
 
-def _float_hidden_sequence(model: ir.Model, x: np.ndarray) -> tuple[str, np.ndarray] | None:
-    """(layer name, (N, T', units) float hidden states) of the last recurrent layer."""
+def _float_hidden_sequence(model: ir.Model, x: np.ndarray, head: bool = False) -> tuple[str, np.ndarray] | None:
+    """(layer name, (N, T', units) float hidden states) of the last recurrent layer; with
+    ``head`` the layers after it applied at every step (None unless they are all per-step:
+    Dense / Activation)."""
     idx = [i for i, l in enumerate(model.layers) if l.kind in ir.RECURRENT_KINDS]
     if not idx:
         return None
@@ -55,12 +59,31 @@ def _float_hidden_sequence(model: ir.Model, x: np.ndarray) -> tuple[str, np.ndar
                                   backward=dataclasses.replace(last.backward, return_sequences=True))
     else:
         seq = dataclasses.replace(last, return_sequences=True)
-    cut = dataclasses.replace(model, layers=[*model.layers[:idx[-1]], seq])
+    after = model.layers[idx[-1] + 1:] if head else []
+    if any(l.kind not in ("dense", "activation") for l in after):
+        return None
+    cut = dataclasses.replace(model, layers=[*model.layers[:idx[-1]], seq, *after])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from ..backends.tflm.keras_build import build_tf_keras
 
     net = build_tf_keras(cut, timesteps=x.shape[1], batch_size=None)
     return last.name, np.asarray(net.predict(x, verbose=0, batch_size=256), np.float32)
+
+
+def streaming_error_by_step(model, x_float: np.ndarray, y_int8_steps: np.ndarray) -> dict | None:
+    """Per-step |float - int8| of a streaming sequence classifier's answers.
+
+    ``y_int8_steps``: (N, T, C) dequantized outputs of the one-step model after each step;
+    the float answer at step t is the float model's on the first t steps (the recurrent
+    layer's state after t steps through the head). None when the head is not per-step."""
+    from .diagnostics import _load_ir
+
+    got = _float_hidden_sequence(_load_ir(model), np.asarray(x_float, np.float32), head=True)
+    if got is None or got[1].shape != np.shape(y_int8_steps):
+        return None
+    out = _stats(np.asarray(y_int8_steps, np.float64) - got[1])
+    out.update(kind="output", what="streaming outputs (the answer after each step)")
+    return out
 
 
 def hidden_error_by_step(model, tflite_path, x_float: np.ndarray) -> dict | None:

@@ -191,10 +191,12 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
     out_scale, out_zp = float(tout.scale[0]), int(tout.zero_point[0])
     xq = quantize(ds.x, in_scale, in_zp)
     raw = {e: _run_engine(e, m, xq) for e in engines}
+    primary = "tflm" if "tflm" in raw else engines[0]
+    steps_raw = None
     if streaming:  # outputs after every step: a per-sequence model's answer is the last step's
         per_sequence = y_float.ndim == 2
+        steps_raw = raw[primary] if per_sequence else None
         raw = {e: (o[:, -1] if per_sequence else o) for e, o in raw.items()}
-    primary = "tflm" if "tflm" in raw else engines[0]
     y_int8 = dequantize(raw[primary], out_scale, out_zp).reshape(y_float.shape)
 
     task = "classification" if ds.is_classification else "regression"
@@ -259,10 +261,13 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
     fw = _firmware_results(firmware)
     timeline = None
     if html is not None:
-        from .timeline import hidden_error_by_step, output_error_by_step
+        from .timeline import hidden_error_by_step, output_error_by_step, streaming_error_by_step
 
         timeline = output_error_by_step(y_float, y_int8)
-        if timeline is None and not streaming:
+        if timeline is None and steps_raw is not None:
+            timeline = streaming_error_by_step(model, ds.x, dequantize(steps_raw, out_scale, out_zp)
+                                               .reshape((len(ds), -1) + y_float.shape[1:]))
+        elif timeline is None:
             timeline = hidden_error_by_step(model, quant, ds.x)
     rep = ValidateReport(model_name=name, data_path=str(ds.path), n_samples=len(ds), task=task, engines=engines,
                          metrics=metrics, engine_metrics=engine_metrics, checks=checks, per_layer=layers)
