@@ -1,4 +1,4 @@
-"""Datasets: ``.npz`` files with ``x`` float32 ``(N, T, F)`` and ``y``.
+"""Datasets: ``.npz`` files with ``x`` float32 ``(N, T, F)`` (or images ``(N, T, F, C)``) and ``y``.
 
 ``y`` holds integer class ids ``(N,)`` for a classifier, or float targets ``(N, ...)`` for a
 regressor. ``.npy`` (``x`` only, e.g. calibration data) is accepted too.
@@ -40,11 +40,14 @@ class Dataset:
 def check_x(x, source: str, *, features: int | None = None, timesteps: int | None = None) -> np.ndarray:
     """``x`` as float32 ``(N, T, F)``, or one clear line naming ``source`` and what is wrong.
 
-    ``(N, T)`` is read as one feature; NaN/inf, the wrong feature count or time steps are refused.
+    ``(N, T)`` is read as one feature, images ``(N, T, F, C)`` (a CRNN's input) as ``F * C``
+    features per step (the same bytes); NaN/inf, the wrong feature count or time steps are refused.
     """
     x = np.asarray(x)
     if x.ndim == 2:  # univariate series (N, T) -> (N, T, 1)
         x = x[:, :, None]
+    if x.ndim == 4:  # images (N, T, F, C) -> (N, T, F * C)
+        x = x.reshape(x.shape[0], x.shape[1], -1)
     if x.ndim != 3:
         raise EdgeRNNError(f"{source}: 'x' has shape {x.shape}; expected (N, T, F) = (samples, time steps, features)")
     if not np.issubdtype(x.dtype, np.number):

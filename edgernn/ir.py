@@ -432,7 +432,11 @@ class Reshape:
     param_count = 0
 
     def out_shape(self, in_shape: Shape) -> Shape:
-        if in_shape[0] is None:
+        if in_shape[0] is None:  # any length: only a reshape of each step keeps it
+            step = int(np.prod(in_shape[1:]))
+            if self.target_shape[0] == -1 and -1 not in self.target_shape[1:] \
+                    and int(np.prod(self.target_shape[1:])) == step:
+                return (None,) + self.target_shape[1:]
             raise EdgeRNNError(f"layer '{self.name}' (Reshape) needs a fixed number of time steps; give the model "
                                "input a fixed length")
         n = int(np.prod(in_shape))

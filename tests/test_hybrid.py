@@ -277,3 +277,26 @@ def test_ir_shape_errors_name_the_layer():
     gru = ir.Recurrent("gru", "gru", 2, 6, np.zeros((6, 6)), np.zeros((2, 6)), np.zeros((2, 6)))
     with pytest.raises(EdgeRNNError, match="'gru' takes a sequence.*add a Reshape"):
         gru.out_shape((24, 6, 2))
+
+
+def test_image_input_reads_as_steps_of_features(tmp_path):
+    """A CRNN whose input is an image (T, F, C): the int8 model's input is (1, T, F*C), the same
+    bytes; data may be given as (N, T, F, C) images."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((T, F, 1))
+    h = L.Conv2D(3, (3, 3), padding="same", activation="relu", name="c2d")(inp)
+    h = L.Reshape((T, F * 3), name="to_seq")(h)
+    k = keras.Model(inp, L.Dense(2)(L.GRU(6, name="gru")(h)))
+    m = edgernn.load_model(k)
+    assert m.input.features == F and (m.layers[0].kind, m.layers[0].target_shape) == ("reshape", (T, F, 1))
+    x = _x(60)[..., None]
+    data = tmp_path / "images.npz"
+    np.savez(data, x=x, y=np.zeros(len(x), np.int64))
+    res = edgernn.convert(k, data)
+    runner = TFLMRunner(res.tflite, arena_size=ARENA)
+    assert tuple(runner.input_details["shape"]) == (1, T, F)
+    got = runner.dequantize_output(runner.run(runner.quantize_input(x[:, :, :, 0])))
+    assert np.abs(got.reshape(-1, 2) - np.asarray(k(x))).max() < 0.05

@@ -162,13 +162,17 @@ def _check_chain(model, layer) -> None:
 def from_keras(model, source: str = "") -> ir.Model:
     """Build the IR from a loaded Keras 3 or tf_keras model object."""
     shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else tuple(model.input_shape)
-    if len(shape) != 3:
+    if len(shape) not in (3, 4) or None in shape[2:]:
         raise EdgeRNNError(f"{source or model.name}: the model input has shape {shape}; "
-                           "expected (batch, time steps, features)")
+                           "expected (batch, time steps, features) or an image (batch, time steps, F, C)")
     timesteps = None if shape[1] is None else int(shape[1])
-    features = int(shape[2])
-    shape = (timesteps, features)  # walked layer by layer: each IR layer checks its input shape
+    features = int(np.prod(shape[2:]))
     layers: list[ir.Layer] = []
+    if len(shape) == 4:  # a CRNN's (T, F, C) input: edgernn's int8 input is (T, F * C), the same bytes
+        layers.append(ir.Reshape(name="input_image", target_shape=(timesteps or -1,) + tuple(shape[2:])))
+    shape = (timesteps, features)  # walked layer by layer: each IR layer checks its input shape
+    for node in layers:
+        shape = node.out_shape(shape)
     for layer in model.layers:
         cls = type(layer).__name__
         handler = _HANDLERS.get(cls)

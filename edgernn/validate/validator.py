@@ -85,9 +85,11 @@ class ValidateReport:
 
 def _float_outputs(model, x: np.ndarray) -> tuple[np.ndarray, str]:
     """Outputs of the float Keras model (path or object) and its name."""
+    from ..backends.tflm.convert import keras_input
     from ..frontend import load_keras_object
 
     obj = load_keras_object(model) if isinstance(model, (str, os.PathLike)) else model
+    x = keras_input(obj, x)  # an image model's (N, T, F, C)
     outs = [np.asarray(obj(x[i:i + 256], training=False), np.float32) for i in range(0, len(x), 256)]
     return np.concatenate(outs), obj.name
 

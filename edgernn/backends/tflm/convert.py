@@ -50,7 +50,7 @@ def check_rebuild_matches(keras_obj, model: ir.Model, x: np.ndarray, atol: float
     from .keras_build import build_tf_keras
 
     rebuilt = build_tf_keras(model, timesteps=x.shape[1], batch_size=None)
-    want = np.asarray(keras_obj(x, training=False), np.float32)
+    want = np.asarray(keras_obj(keras_input(keras_obj, x), training=False), np.float32)
     got = np.asarray(rebuilt(x, training=False), np.float32)
     same_shape = want.shape == got.shape
     err = np.abs(want - got) if same_shape else np.full(1, np.inf)
@@ -61,6 +61,14 @@ def check_rebuild_matches(keras_obj, model: ir.Model, x: np.ndarray, atol: float
             f"(max |diff| {diff:.3g} > {atol} + {rtol} x |output|, shapes {want.shape} vs {got.shape}); "
             "please report this model")
     return diff
+
+
+def keras_input(keras_obj, x: np.ndarray) -> np.ndarray:
+    """``x`` (N, T, F) shaped as the Keras model's own input: an image model's (N, T, F', C)."""
+    shape = tuple(keras_obj.inputs[0].shape)[2:] if getattr(keras_obj, "inputs", None) else ()
+    if len(shape) > 1 and None not in shape and int(np.prod(shape)) == x.shape[2]:
+        return x.reshape(x.shape[:2] + tuple(int(d) for d in shape))
+    return x
 
 
 def conversion_strategy(model: ir.Model) -> str:
