@@ -20,6 +20,7 @@ import tf_keras as tfk
 from .. import ir
 from ..backends.tflm.convert import convert_ir
 from ..backends.tflm.keras_build import build_tf_keras
+from ..backends.tflm.runtime import TFLMRunner
 from ..data import Dataset, check_x, load_dataset
 from ..errors import EdgeRNNError
 from ..frontend import from_keras, load_keras_object, save_model
@@ -79,20 +80,28 @@ def _dataset(data, model: ir.Model, what: str) -> Dataset:
 
 
 SELECT_WITH = ("int8", "fake-quant")
+TFLM_ARENA = 1 << 22  # bytes, fixed (no arena search per epoch); a model needing more fails to allocate
 
 
 def int8_outputs(model: ir.Model, calib_x: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``model`` converted as ``edgernn convert`` does with ``calib_x``, run on ``x`` in the
-    bit-exact simulator (the TFLM int8 outputs), dequantized."""
+    bit-exact simulator (the TFLM int8 outputs), dequantized; in TFLM itself when the
+    simulator lacks one of the flatbuffer's ops."""
     calib = check_x(calib_x, "calibration array", features=model.input.features, timesteps=model.input.timesteps)
-    sim = Simulator.from_bytes(convert_ir(model, calib))
+    tflite = convert_ir(model, calib)
+    try:
+        sim = Simulator.from_bytes(tflite)
+    except EdgeRNNError as e:
+        log.debug("QAT selection in TFLM: %s", e)
+        runner = TFLMRunner(tflite, arena_size=TFLM_ARENA)
+        return runner.dequantize_output(runner.run(runner.quantize_input(x)))
     return sim.dequantize_output(sim.run(sim.quantize_input(x)))
 
 
 def _finite(model: ir.Model) -> bool:
     for l in model.layers:
         for r in ([l.forward, l.backward] if l.kind == "bidirectional" else [l]):
-            for name in ("kernel", "recurrent_kernel", "bias"):
+            for name in ("kernel", "recurrent_kernel", "bias", "scale", "offset"):
                 w = getattr(r, name, None)
                 if w is not None and not np.all(np.isfinite(w)):
                     return False
@@ -147,10 +156,6 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
         src = model_path_or_keras
         original = load_keras_object(src) if isinstance(src, (str, os.PathLike)) else src
         model = from_keras(original, source=str(src) if isinstance(src, (str, os.PathLike)) else "")
-    other = next((l for l in model.layers if l.kind not in ("recurrent", "bidirectional", "dense", "activation")), None)
-    if other is not None:
-        raise EdgeRNNError(f"layer '{other.name}' ({other.kind}): QAT does not fine-tune conv / pooling / reshape "
-                           "layers yet; convert the float model (post-training quantization)")
     ds = _dataset(data, model, "data")
     sel = _dataset(val, model, "val") if val is not None else ds
     if sel.x.shape[1] != ds.x.shape[1]:

@@ -16,9 +16,30 @@ import tf_keras as tfk
 
 from .. import ir
 from .cell import InputQuant, QATCell
-from .quantizers import (CUSTOM_OBJECTS, MODES, ROUND, DenseQuantizeConfig, OutputQuantizeConfig,
+from ..backends.tflm.keras_build import _feedforward_layer
+from .quantizers import (CUSTOM_OBJECTS, MODES, ROUND, ConvQuantizeConfig, DenseQuantizeConfig, OutputQuantizeConfig,
                          RecurrentQuantizeConfig, Scheme)
 from .snap import recurrent_blocks, uses_fused_lstm
+
+
+def _feedforward(l, h, mode: str, annotate):
+    """A conv / pooling / shape / BatchNorm layer of the QAT model: conv kernels per channel and
+    conv outputs quantized (CONV_2D), a MEAN's and a BatchNorm's output quantized; pooling,
+    reshapes and REDUCE_MAX share their input's parameters and need nothing."""
+    k, weights = _feedforward_layer(tfk, l, len(h.shape) - 1)
+    if l.kind in ("conv1d", "depthwise_conv1d", "conv2d"):
+        if not np.any(l.bias):  # no bias to train (a SeparableConv1D's depthwise half, use_bias=False)
+            k.use_bias = False
+            weights = weights[:1]
+        h = annotate(k, ConvQuantizeConfig(mode, depthwise=l.kind == "depthwise_conv1d"))(h)
+    elif l.kind == "batchnorm":
+        k.trainable = False  # inference statistics: the affine the model was given
+        h = annotate(k, OutputQuantizeConfig(mode))(h)
+    elif l.kind == "global_pool" and l.op == "avg":
+        h = annotate(k, OutputQuantizeConfig(mode))(h)
+    else:
+        h = k(h)
+    return h, ((k, weights) if weights else None)
 
 
 def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = False, mode: str = ROUND):
@@ -58,13 +79,17 @@ def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = 
             k = tfk.layers.Dense(l.units, activation=l.activation, name=l.name)
             h = annotate(k, DenseQuantizeConfig(mode))(h)
             pending.append((k, [l.kernel, l.bias]))
-        else:
+        elif l.kind == "activation":
             h = tfk.layers.Activation(l.activation, name=l.name)(h)
+        else:  # conv front-ends, pooling, reshapes, an unfolded BatchNorm: as convert rebuilds them
+            h, weights = _feedforward(l, h, mode, annotate)
+            if weights is not None:
+                pending.append(weights)
     annotated = tfk.Model(inp, h, name=model.name)
     for k, weights in pending:
         targets = ([*k.forward_layer.cell.float_weights, *k.backward_layer.cell.float_weights]
                    if isinstance(k, tfk.layers.Bidirectional) else
-                   k.cell.float_weights if isinstance(k, tfk.layers.RNN) else k.trainable_weights)
+                   k.cell.float_weights if isinstance(k, tfk.layers.RNN) else k.weights)
         for var, w in zip(targets, weights, strict=True):
             var.assign(np.asarray(w, np.float32))
     with tfmot.quantization.keras.quantize_scope({**CUSTOM_OBJECTS, "InputQuant": InputQuant, "QATCell": QATCell}):

@@ -118,10 +118,11 @@ class FixedRangeQuantizer(Quantizer):
 
 
 class SymmetricWeightQuantizer(Quantizer):
-    """Symmetric int8 (narrow range) weights, per output channel or per gate block."""
+    """Symmetric int8 (narrow range) weights, per output channel (the last axis of a Dense or
+    conv kernel; channel x multiplier of a depthwise kernel ``(k, C, m)``) or per gate block."""
 
-    def __init__(self, mode: str, blocks: int | None = None):
-        self.mode, self.blocks = mode, blocks
+    def __init__(self, mode: str, blocks: int | None = None, depthwise: bool = False):
+        self.mode, self.blocks, self.depthwise = mode, blocks, depthwise
 
     def build(self, tensor_shape, name, layer):
         return {}
@@ -129,19 +130,22 @@ class SymmetricWeightQuantizer(Quantizer):
     def __call__(self, inputs, training, weights, **kwargs):
         if self.mode == OBSERVE_FLOAT:
             return inputs
+        shape = inputs.shape
+        if self.depthwise:  # output channel c * m + j of a (k, C, m) kernel
+            inputs = tf.reshape(inputs, (shape[0], shape[1] * shape[2]))
         a = tf.abs(inputs)
         if self.blocks is None:
-            m = tf.reduce_max(a, axis=0)
+            m = tf.reduce_max(a, axis=list(range(inputs.shape.rank - 1)))
         else:
             per = inputs.shape[-1] // self.blocks
             m = tf.reduce_max(tf.reshape(a, (-1, self.blocks, per)), axis=(0, 2))
             m = tf.repeat(m, per)
         m = tf.stop_gradient(tf.maximum(m, 1e-12))
-        return tf.quantization.fake_quant_with_min_max_vars_per_channel(inputs, -m, m, num_bits=8,
-                                                                        narrow_range=True)
+        out = tf.quantization.fake_quant_with_min_max_vars_per_channel(inputs, -m, m, num_bits=8, narrow_range=True)
+        return tf.reshape(out, shape) if self.depthwise else out
 
     def get_config(self):
-        return {"mode": self.mode, "blocks": self.blocks}
+        return {"mode": self.mode, "blocks": self.blocks, "depthwise": self.depthwise}
 
 
 def _cells_of(layer):
@@ -205,8 +209,31 @@ class DenseQuantizeConfig(QuantizeConfig):
         return {"mode": self.mode}
 
 
+class ConvQuantizeConfig(DenseQuantizeConfig):
+    """Conv1D / Conv2D / DepthwiseConv1D: the kernel per output channel (CONV_2D's axis 0,
+    DEPTHWISE_CONV_2D's axis 3), int8 outputs (before a tanh / sigmoid / softmax, as for Dense)."""
+
+    def __init__(self, mode: str, depthwise: bool = False):
+        super().__init__(mode)
+        self.depthwise = depthwise
+
+    @property
+    def _attr(self) -> str:
+        return "depthwise_kernel" if self.depthwise else "kernel"
+
+    def get_weights_and_quantizers(self, layer):
+        return [(getattr(layer, self._attr), SymmetricWeightQuantizer(self.mode, None, depthwise=self.depthwise))]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        setattr(layer, self._attr, quantize_weights[0])
+
+    def get_config(self):
+        return {"mode": self.mode, "depthwise": self.depthwise}
+
+
 class OutputQuantizeConfig(QuantizeConfig):
-    """Only the layer's output, on a calibrated int8 range (the model input)."""
+    """Only the layer's output, on a calibrated int8 range (the model input, a MEAN, an
+    unfolded BatchNorm's ADD)."""
 
     def __init__(self, mode: str):
         self.mode = mode
@@ -250,4 +277,4 @@ class Scheme(tfmot.quantization.keras.QuantizeScheme):
 #: What ``tfmot``'s ``quantize_scope`` must know to clone the annotated model.
 CUSTOM_OBJECTS = {c.__name__: c for c in (
     RangeQuantizer, SaturatingRangeQuantizer, PowerOfTwoQuantizer, FixedRangeQuantizer, SymmetricWeightQuantizer,
-    RecurrentQuantizeConfig, DenseQuantizeConfig, OutputQuantizeConfig)}
+    RecurrentQuantizeConfig, DenseQuantizeConfig, ConvQuantizeConfig, OutputQuantizeConfig)}

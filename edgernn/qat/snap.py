@@ -2,10 +2,13 @@
 
 Symmetric int8 with ``narrow_range`` (scale ``max|w| / 127``, zero point 0): one scale per gate
 matrix for the fused LSTM (whose ``UNIDIRECTIONAL_SEQUENCE_LSTM`` keeps its eight weight
-matrices per-tensor), one per output channel everywhere else (``FULLY_CONNECTED``).
+matrices per-tensor), one per output channel everywhere else (``FULLY_CONNECTED``, ``CONV_2D``,
+``DEPTHWISE_CONV_2D``).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -17,18 +20,22 @@ def weight_scales(w: np.ndarray, blocks: int | None) -> np.ndarray:
     """Per-column int8 scales of a (in, out) weight: per channel (``blocks=None``) or one per
     block of ``out // blocks`` columns (an LSTM gate matrix)."""
     w = np.asarray(w, np.float32)
-    if blocks is None:
-        m = np.max(np.abs(w), axis=0)
+    if blocks is None:  # a Dense (in, out) or conv (..., C_in, C_out) kernel: per output channel
+        m = np.max(np.abs(w), axis=tuple(range(w.ndim - 1)))
     else:
         per = w.shape[-1] // blocks
         m = np.repeat(np.max(np.abs(w.reshape(w.shape[0], blocks, per)), axis=(0, 2)), per)
     return np.maximum(m, 1e-12).astype(np.float32) / 127.0
 
 
-def snap_weight(w: np.ndarray, blocks: int | None) -> np.ndarray:
-    """``w`` rounded to its symmetric int8 grid (what the converter will store, dequantized)."""
+def snap_weight(w: np.ndarray, blocks: int | None, depthwise: bool = False) -> np.ndarray:
+    """``w`` rounded to its symmetric int8 grid (what the converter will store, dequantized).
+    ``depthwise``: a (k, C, m) kernel, one scale per output channel c * m + j."""
+    w = np.asarray(w, np.float32)
+    if depthwise:
+        return snap_weight(w.reshape(w.shape[0], -1), None).reshape(w.shape)
     s = weight_scales(w, blocks)
-    return (np.clip(np.round(np.asarray(w, np.float32) / s), -127, 127) * s).astype(np.float32)
+    return (np.clip(np.round(w / s), -127, 127) * s).astype(np.float32)
 
 
 def uses_fused_lstm(model: ir.Model) -> bool:
@@ -60,10 +67,10 @@ def snap_model(model: ir.Model) -> ir.Model:
         elif l.kind == "bidirectional":
             layers.append(ir.Bidirectional(name=l.name, forward=rec(l.forward), backward=rec(l.backward),
                                            merge_mode=l.merge_mode))
-        elif l.kind == "dense":
-            layers.append(ir.Dense(name=l.name, kernel=snap_weight(l.kernel, None), bias=l.bias.copy(),
-                                   activation=l.activation))
+        elif l.kind in ("dense", "conv1d", "depthwise_conv1d", "conv2d"):
+            layers.append(replace(l, kernel=snap_weight(l.kernel, None, depthwise=l.kind == "depthwise_conv1d"),
+                                  bias=l.bias.copy()))
         else:
-            layers.append(ir.Activation(name=l.name, activation=l.activation))
+            layers.append(l)
     return ir.Model(name=model.name, input=ir.InputSpec(model.input.timesteps, model.input.features),
-                    layers=layers, source=model.source)
+                    layers=layers, source=model.source, folded_batchnorm=dict(model.folded_batchnorm))

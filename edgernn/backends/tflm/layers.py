@@ -34,7 +34,6 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ir
-from ...quantize.params import SATURATING_RANGE
 from .graph import Graph, Program, fixed_output
 
 _ACT_OPS = {"tanh": "TANH", "sigmoid": "LOGISTIC", "softmax": "SOFTMAX"}
@@ -54,9 +53,7 @@ def _activation(prog: Program, g: Graph, act: str, x: str, shape: tuple, name: s
         return x
     out = g.add(f"{name}/{act}", shape)
     g.op(code, [x], [out])
-    prog.fixed[out] = fixed_output(code)
-    if code in SATURATING_RANGE:
-        prog.clip[x] = SATURATING_RANGE[code]
+    prog.fixed[out] = fixed_output(code)  # the input keeps its calibrated range, as the converter's
     return out
 
 
