@@ -34,12 +34,20 @@ class Spec:
     epochs: int = 60
     seed: int = 0
     activation: str = "tanh"  # SimpleRNN only: "tanh" or "relu"
+    conv: tuple = ()  # conv front-end blocks "FILTERS:KERNEL[:DILATION]" (edgernn.train's conv=)
+    causal: bool = False
+    pool: int = 1
+    head: str = "last"
 
     @property
     def key(self) -> str:
         bi = "bi" if self.bidirectional else ""
         act = "" if self.activation == "tanh" else f"-{self.activation}"
-        return f"{bi}{self.cell}{self.units}x{self.layers}{act}-{self.dataset}-e{self.epochs}-s{self.seed}"
+        front = ""
+        if self.conv or self.pool > 1 or self.head != "last":
+            front = "conv" + "_".join(c.replace(":", "k", 1).replace(":", "d") for c in self.conv)
+            front += f"{'-causal' if self.causal else ''}-p{self.pool}-{self.head}-"
+        return f"{front}{bi}{self.cell}{self.units}x{self.layers}{act}-{self.dataset}-e{self.epochs}-s{self.seed}"
 
 
 class ModelZoo:
@@ -64,7 +72,8 @@ class ModelZoo:
             out = self.root / "models" / f"{spec.key}.keras"
             edgernn.train(train, cell=spec.cell, units=spec.units, layers=spec.layers,
                           bidirectional=spec.bidirectional, epochs=spec.epochs, seed=spec.seed,
-                          activation=spec.activation, output=out, progress=False)
+                          activation=spec.activation, output=out, progress=False, conv=list(spec.conv),
+                          causal=spec.causal, pool=spec.pool, head=spec.head)
             self._models[spec.key] = out
         return self._models[spec.key]
 

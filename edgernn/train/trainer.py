@@ -112,7 +112,7 @@ def build_model(timesteps: int | None, features: int, outputs: int, *, cell: str
     for i, (filters, kernel, dilation) in enumerate(blocks):
         h = L.Conv1D(filters, kernel, dilation_rate=dilation, padding="causal" if causal else "same",
                      name=f"conv_{i}")(h)
-        h = L.BatchNormalization(name=f"bn_{i}")(h)
+        h = L.BatchNormalization(momentum=0.9, name=f"bn_{i}")(h)  # small datasets: few steps per epoch
         h = L.ReLU(name=f"relu_{i}")(h)
     if pool > 1:
         h = L.MaxPooling1D(pool, name="pool")(h)
