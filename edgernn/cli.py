@@ -224,6 +224,9 @@ def inspect(model, as_json, no_arena):
     click.echo(f"  output {rep.output['shape']} {rep.output['dtype']} scale={rep.output.get('scale')} "
                f"zero_point={rep.output.get('zero_point')}")
     click.echo(f"  TFLM arena (exact minimum): {_kib(rep.arena_bytes)}")
+    if rep.arena_cortex_m:
+        click.echo("  TFLM arena on a Cortex-M4 (minimum, TFLM's allocator replayed): "
+                   + ", ".join(f"{k} {_kib(v)}" for k, v in rep.arena_cortex_m.items()))
     click.echo(f"  {'#':>3} {'sg':>2} {'op':<32}{'params':>9}{'MACs':>12}  output")
     for r in rep.per_op:
         click.echo(f"  {r['index']:>3} {r['subgraph']:>2} {r['opcode']:<32}{r['params']:>9,}{r['macs']:>12,}  "
@@ -251,8 +254,10 @@ def inspect(model, as_json, no_arena):
 @click.option("--calib", type=click.Path(), help="Calibration data, when MODEL is a Keras model.")
 @click.option("--max-flash", type=int, help="Fail when the firmware's flash exceeds this many bytes.")
 @click.option("--max-ram", type=int, help="Fail when the firmware's RAM exceeds this many bytes.")
+@click.option("--kernels", type=click.Choice(["reference", "cmsis-nn"]), default=None,
+              help="TFLM kernel set the firmware links (tflm backend; default reference): sizes the arena.")
 @_friendly
-def emit(model, out_dir, backend, target, test_data, samples, name, calib, max_flash, max_ram):
+def emit(model, out_dir, backend, target, test_data, samples, name, calib, max_flash, max_ram, kernels):
     """Write firmware sources for MODEL (.tflite) to a directory.
 
     \b
@@ -262,7 +267,7 @@ def emit(model, out_dir, backend, target, test_data, samples, name, calib, max_f
     from . import emit as _emit
 
     res = _emit(model, out_dir, backend=backend, target=target, test_data=test_data, samples=samples, name=name,
-                calib=calib, max_flash=max_flash, max_ram=max_ram)
+                calib=calib, max_flash=max_flash, max_ram=max_ram, kernels=kernels)
     click.echo(f"wrote {len(res.files)} files to {res.out_dir} (backend {res.backend}, target {res.target}, "
                f"{res.n_vectors} self-test vectors)")
     for f in res.files:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tflite_model
+from .backends.tflm.allocator import KERNELS
 from .backends.tflm.emit import SelfTest, write_tflm_sources
 from .backends.tflm.runtime import TFLMRunner
 from .data import load_dataset
@@ -92,10 +93,18 @@ def _commit_out_dir(tmp: Path, out: Path) -> None:
 
 
 def emit(model, out_dir, *, backend: str = "tflm", target: str = "host", test_data=None, samples: int = 10,
-         name: str = "model", calib=None, max_flash: int | None = None, max_ram: int | None = None) -> EmitResult:
-    """Write firmware sources for ``model`` (a .tflite, or a Keras model with ``calib``) to ``out_dir``."""
+         name: str = "model", calib=None, max_flash: int | None = None, max_ram: int | None = None,
+         kernels: str | None = None) -> EmitResult:
+    """Write firmware sources for ``model`` (a .tflite, or a Keras model with ``calib``) to ``out_dir``.
+
+    ``kernels`` (tflm backend): the TFLM kernel set the firmware links, "reference" (default) or
+    "cmsis-nn"; the tensor arena is sized for it."""
     if backend not in BACKENDS:
         raise EdgeRNNError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    if kernels is not None and backend != "tflm":
+        raise EdgeRNNError(f"--kernels {kernels}: applies to --backend tflm (the native backend has its own kernels)")
+    if kernels is not None and kernels not in KERNELS:
+        raise EdgeRNNError(f"--kernels {kernels!r}: use one of {', '.join(KERNELS)}")
     if target not in TARGETS:
         raise EdgeRNNError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
     m = _resolve_tflite(model, calib)
@@ -110,7 +119,8 @@ def emit(model, out_dir, *, backend: str = "tflm", target: str = "host", test_da
     try:
         with tempfile.TemporaryDirectory(prefix="edgernn-src-") as src:
             if backend == "tflm":
-                sources = write_tflm_sources(m, Path(src), name=name, selftest=selftest, source=str(model))
+                sources = write_tflm_sources(m, Path(src), name=name, selftest=selftest, source=str(model),
+                                             kernels=kernels or "reference")
             else:
                 from .backends.native import emit_native
                 sources = emit_native(m.path, Path(src), name, target=target)

@@ -37,7 +37,8 @@ class InspectReport:
     kind: str  # "tflite" | "keras"
     flatbuffer_bytes: int = 0
     weight_bytes: int = 0
-    arena_bytes: int | None = None
+    arena_bytes: int | None = None  # exact minimum in tflite_micro.runtime (64-bit host), bisected
+    arena_cortex_m: dict = field(default_factory=dict)  # kernels -> minimum on a Cortex-M4, replayed
     ops: dict = field(default_factory=dict)
     tensors: list = field(default_factory=list)
     per_op: list = field(default_factory=list)
@@ -96,13 +97,17 @@ def inspect_tflite(path, *, arena: bool = True) -> InspectReport:
     tin, tout = m.input(), m.output()
     timesteps = tin.shape[1] if len(tin.shape) >= 3 else 1
     costs = _op_costs(m, timesteps)
-    arena_bytes = None
+    arena_bytes, arena_cortex_m = None, {}
     if arena:
+        from .backends.tflm.allocator import KERNELS, replay
         from .backends.tflm.arena import min_arena_bytes
         arena_bytes = min_arena_bytes(m.raw)
+        replays = {k: replay(m, "cortex-m", k) for k in KERNELS}
+        if all(r.exact for r in replays.values()):
+            arena_cortex_m = {k: r.minimum for k, r in replays.items()}
     return InspectReport(
         path=str(path), kind="tflite", flatbuffer_bytes=len(m.raw), weight_bytes=m.weight_bytes,
-        arena_bytes=arena_bytes, ops=m.op_counts,
+        arena_bytes=arena_bytes, arena_cortex_m=arena_cortex_m, ops=m.op_counts,
         tensors=[_tensor_dict(t, si) for si, sg in enumerate(m.subgraphs) for t in sg.tensors],
         per_op=[asdict(c) for c in costs], params=sum(c.params for c in costs), macs=sum(c.macs for c in costs),
         input=_tensor_dict(tin, 0), output=_tensor_dict(tout, 0))

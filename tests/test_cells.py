@@ -172,6 +172,22 @@ def test_simulator_and_native_c_equal_tflm_bit_for_bit(kind, bm_arrays, topology
                                 f"max {diff.max()} LSB"
 
 
+@pytest.mark.parametrize("kind", _slow_if_fused_lstm(TOPOLOGIES))
+def test_arena_replay_equals_what_the_tflm_runtime_records(kind, topology_tflite):
+    """TFLM's allocator replayed in the runtime's ABI gives, for every topology, the head and tail
+    tflite_micro.runtime records after AllocateTensors (the check that makes the Cortex-M figures
+    emitted firmware uses trustworthy)."""
+    from edgernn.backends.tflm.allocator import replay
+    from edgernn.backends.tflm.arena import recorded_head_tail
+
+    _, path = topology_tflite(kind)
+    m = tflite_model.read(path)
+    host = replay(m, "x86-64")
+    assert host.exact, host.unknown_ops
+    assert (host.head, host.tail) == recorded_head_tail(m.raw)
+    assert replay(m, "cortex-m").used < host.used  # 4-byte pointers, short enums
+
+
 def test_native_whole_window_model_api(bm_arrays, topology_tflite, tmp_path):
     """A model with a Bidirectional layer returning sequences: NAME_run_f32 = quantize, NAME_run,
     dequantize; T beyond the sequence buffers' rows is refused; the buffers are in the RAM macro."""

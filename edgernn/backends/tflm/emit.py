@@ -22,7 +22,7 @@ from ..._version import __version__
 from ...errors import EdgeRNNError
 from ...tflite_model import TFLiteModel
 from ..codegen import c_array, c_identifier, render
-from .arena import ARENA_MARGIN_BYTES, min_arena_bytes
+from .arena import size_arena
 
 # TFLite builtin op -> the MicroMutableOpResolver method that registers it.
 RESOLVER_METHODS = {
@@ -62,18 +62,21 @@ def resolver_calls(m: TFLiteModel) -> list[str]:
 
 
 def write_tflm_sources(m: TFLiteModel, out: Path, *, name: str, selftest: SelfTest | None,
-                       source: str = "") -> list[Path]:
-    """Write model_data.{h,cc}, selftest_data.h, main.cc, Makefile, README.md into ``out``."""
+                       source: str = "", kernels: str = "reference") -> list[Path]:
+    """Write model_data.{h,cc}, selftest_data.h, main.cc, Makefile, README.md into ``out``.
+
+    ``kernels``: the TFLM kernel set the firmware links ("reference" or "cmsis-nn"); the arena
+    is sized for it (:func:`.arena.size_arena`)."""
     name = c_identifier(name)
     tin, tout = m.input(), m.output()
     if tin.dtype != "int8" or tout.dtype != "int8":
         raise EdgeRNNError(f"{m.path}: input/output tensors are {tin.dtype}/{tout.dtype}; the harness needs an "
                            "int8 model (run `edgernn convert`)")
-    arena_min = min_arena_bytes(m.raw)
+    arena = size_arena(m, kernels)
     ctx = dict(
         name=name, version=__version__, source=source or m.path,
         model_len=len(m.raw), model_bytes=c_array(np.frombuffer(m.raw, np.uint8), per_line=16, fmt="0x{:02x}"),
-        arena_min=arena_min, arena_margin=ARENA_MARGIN_BYTES, arena_size=arena_min + ARENA_MARGIN_BYTES,
+        arena=arena, kernels=kernels,
         input_scale=float(tin.scale[0]), input_zero_point=int(tin.zero_point[0]),
         output_scale=float(tout.scale[0]), output_zero_point=int(tout.zero_point[0]),
         input_shape=list(tin.shape), output_shape=list(tout.shape),

@@ -8,6 +8,19 @@ from ...fixedpoint import round_half_away
 from .arena import min_arena_bytes
 
 
+def host_arena_bytes(tflite: bytes) -> int:
+    """The runtime's minimum arena: replayed (:mod:`.allocator`) when every op is in its table,
+    otherwise measured by bisection (slower: one child process per probe)."""
+    from ...tflite_model import parse
+    from .allocator import replay
+
+    try:
+        arena = replay(parse(tflite), "x86-64")
+    except Exception:  # noqa: BLE001 - any model the replay cannot read is measured instead
+        return min_arena_bytes(tflite)
+    return arena.minimum if arena.exact else min_arena_bytes(tflite)
+
+
 def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """Float -> int8 as TFLM's QUANTIZE and the generated C do it.
 
@@ -29,7 +42,7 @@ class TFLMRunner:
         from tflite_micro.python.tflite_micro import runtime
 
         self.raw = bytes(tflite)
-        arena = arena_size or (min_arena_bytes(self.raw) * 2 + 4096)
+        arena = arena_size or (host_arena_bytes(self.raw) * 2 + 4096)
         self.interpreter = runtime.Interpreter.from_bytes(self.raw, arena_size=arena)
         self.input_details = self.interpreter.get_input_details(0)
         self.output_details = self.interpreter.get_output_details(0)
