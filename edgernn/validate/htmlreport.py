@@ -187,7 +187,7 @@ def fig_firmware(plt, results: list[dict]) -> str | None:
                 left += kb
         ax.set_xlabel("KiB")
         ax.set_title(title)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, frameon=False)
     return _png(fig)
 
 
@@ -275,15 +275,20 @@ def render_html(report) -> str:
         engines.append({"engine": e, "reference": e == ref, "max_lsb": "reference" if e == ref else _fmt(lsb),
                         "accuracy": _fmt(em.get("accuracy_int8")) if "accuracy_int8" in em else "",
                         "max_abs_error": _fmt(em.get("max_abs_error")), "snr_db": _fmt(em.get("snr_db"))})
+    def per(v, unit):  # instructions on a Cortex-M, seconds on the host
+        if v is None:
+            return ""
+        return f"{v * 1e6:.2f} µs" if unit == "seconds" else f"{v:,.0f}"
+
     firmware = []
     for r in fw:
         perf, sizes = r.get("perf") or {}, r.get("sizes") or {}
         firmware.append({"label": f"{r.get('backend', '?')}/{r.get('target', '?')}", "passed": r.get("passed"),
                          "flash": sizes.get("flash"), "ram": sizes.get("ram"),
                          "flash_parts": sizes.get("flash_parts", {}), "ram_parts": sizes.get("ram_parts", {}),
-                         "unit": perf.get("unit"), "per_step": _fmt(perf.get("per_step")) if perf else "",
-                         "per_inference": _fmt(perf.get("per_inference")) if perf else "",
-                         "step_max": _fmt(perf.get("step_max")) if perf else ""})
+                         "unit": perf.get("unit"), "per_step": per(perf.get("per_step"), perf.get("unit")),
+                         "per_inference": per(perf.get("per_inference"), perf.get("unit")),
+                         "step_max": per(perf.get("step_max"), perf.get("unit"))})
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.get_template("report.html.j2").render(
