@@ -101,6 +101,12 @@ def hidden_error_by_step(model, tflite_path, x_float: np.ndarray) -> dict | None
     if got is None:
         return None
     layer, f = got
+    what = f"hidden state of layer '{layer}'"
+    last = next(l for l in m.layers if l.name == layer)
+    if last.kind == "bidirectional" and last.merge_mode == "concat":
+        # each direction is its own loop in the int8 graph: compare the forward one
+        f = f[..., :last.forward.units]
+        what = f"hidden state of layer '{layer}' (forward direction)"
     n, steps = f.shape[0], f.shape[1]
     per_sample = int(np.prod(f.shape[1:]))
     sim = Simulator.from_file(tflite_path)
@@ -124,6 +130,6 @@ def hidden_error_by_step(model, tflite_path, x_float: np.ndarray) -> dict | None
         return None
     cos, name, q = best
     out = _stats(q - f)
-    out.update(kind="hidden", what=f"hidden state of layer '{layer}'", layer=layer, tensor=name,
+    out.update(kind="hidden", what=what, layer=layer, tensor=name,
                cosine=cos, steps=steps)
     return out
