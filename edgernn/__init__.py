@@ -8,6 +8,7 @@ The Python API mirrors the command line, one function per stage::
     edgernn.inspect("model.tflite")
     edgernn.emit("model.tflite", "firmware/", backend="tflm", test_data="test.npz")
     edgernn.validate("model.keras", "model.tflite", data="test.npz", max_accuracy_drop=0.02)
+    edgernn.search("search.toml", "out/")   # the most accurate model that fits the budgets (Ray Tune)
 """
 
 from __future__ import annotations
@@ -23,5 +24,6 @@ from .inspect import inspect  # noqa: E402
 from .emit import emit  # noqa: E402
 from .validate import validate  # noqa: E402
 from .frontend import load_model  # noqa: E402
+from .search import search  # noqa: E402
 
-__all__ = ["EdgeRNNError", "train", "convert", "inspect", "emit", "validate", "load_model", "__version__"]
+__all__ = ["EdgeRNNError", "train", "convert", "inspect", "emit", "validate", "load_model", "search", "__version__"]

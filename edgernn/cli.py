@@ -409,6 +409,61 @@ def deploy(config):
 
 
 @main.command()
+@click.argument("config", type=click.Path(), required=False)
+@click.option("-o", "--output", "out", type=click.Path(), help="Directory for the results (new or empty).")
+@click.option("--resume", type=click.Path(), help="Continue the interrupted search in DIR. DIR must be one your own "
+              "`edgernn search -o DIR` wrote: resuming unpickles Ray Tune's saved state.")
+@click.option("--address", help="Ray cluster (host:port); default $RAY_ADDRESS, else a local Ray.")
+@click.option("--workers", type=click.IntRange(min=1), help="Trials at a time (default: one per core, or every "
+              "CPU of the cluster).")
+@click.option("--no-progress", is_flag=True, help="No progress line.")
+@_friendly
+def search(config, out, resume, address, workers, no_progress):
+    """Find the most accurate RNN that fits the target's flash, RAM and time budgets (Ray Tune).
+
+    Each trial trains, converts to int8, scores on the validation split with the simulator,
+    emits native C and runs it (QEMU for Cortex-M) for exact flash, RAM and instructions.
+    Writes OUT/trials.csv, trials.json, pareto.png/.svg and best/ (model.keras, model.tflite,
+    firmware/). Exit 1 when no trial fits; Ctrl-C stops cleanly, --resume OUT continues.
+
+    \b
+    Example (see `python -m pydoc edgernn.search` for every key):
+      edgernn search search.toml -o out/
+      edgernn search --resume out/
+      edgernn search search.toml -o out/ --address 10.0.0.5:6379
+    """
+    from .search import results, search as _search
+
+    if (resume is None) == (config is None) or (config is not None and out is None) or (resume and out):
+        raise EdgeRNNError("give CONFIG and -o OUT for a new search, or --resume DIR alone to continue one")
+    res = _search(config, out, resume=resume, address=address, workers=workers, progress=not no_progress,
+                  say=lambda m: click.echo(m, err=True))
+    for cell, f in sorted(res.floors.items()):
+        instr = f" {f['instructions']:,} instructions" if f.get("instructions") else ""
+        click.echo(f"floor {cell}: smallest model needs flash {f['flash']:,} B, RAM {f['ram']:,} B{instr}")
+    from rich.console import Console
+    Console(width=max(100, Console().width)).print(results.table(res.rows, res.budget))
+    c = results.counts(res.rows)
+    click.echo(f"{len(res.rows)} trials in {res.seconds / 60:.1f} min ({res.concurrency} at a time): "
+               + ", ".join(f"{n} {k}" for k, n in sorted(c.items())))
+    for f in res.files:
+        click.echo(f"  wrote {f}")
+    if not res.complete:
+        click.echo(f"error: search interrupted ({c.get('unfinished', 0)} trials unfinished); continue it with "
+                   f"`edgernn search --resume {res.out}`", err=True)
+        sys.exit(130)
+    if res.best is None:
+        click.echo(f"error: no trial fits the budgets; see {res.out / 'trials.csv'} for each trial's reason", err=True)
+        sys.exit(EXIT_THRESHOLD)
+    b = res.best
+    click.echo(f"best: trial {b['trial']} {results.describe(b)}: int8 accuracy {b['accuracy']:.4f} (validation), "
+               f"{b['test_accuracy']:.4f} (test); flash {b['flash']:,} B, RAM {b['ram']:,} B"
+               + (f", {b['instructions']:,} instructions" if b.get("instructions") else "")
+               + (f", {b['latency_ms']:.3g} ms" if b.get("latency_ms") is not None else "")
+               + f" -> {res.out / 'best'}")
+
+
+@main.command()
 @click.argument("name", type=click.Choice(["digits", "basic_motions"]))
 @click.option("-o", "--output", "out_dir", type=click.Path(), required=True, help="Directory for the .npz files.")
 @_friendly
