@@ -190,3 +190,5 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path, bm_data, two_nodes
     assert {r["node"] for r in res.rows} == {"127.0.0.2", "127.0.0.3"}
     starts = [e for e in _events(tmp_path / "out") if e["event"] == "start"]
     assert {e["node"] for e in starts} == {"127.0.0.2", "127.0.0.3"}
+    # the workers ran the driver's edgernn, uploaded to the cluster (templates included), not a local checkout
+    assert all(Path(e["code"]) != ROOT / "edgernn" and "runtime_resources" in e["code"] for e in starts), starts

@@ -193,3 +193,18 @@ def test_grid_points():
     pts = grid_points({"cell": ["gru", "lstm"], "units": [4, 8, 16]})
     assert len(pts) == 6 and {"cell": "lstm", "units": 16} in pts
     json.dumps(pts)
+
+
+def test_trial_status_from_its_last_result():
+    from edgernn.search.results import _status
+
+    assert _status(dict(phase="done", fits=True), "TERMINATED", None) == ("ok", "")
+    assert _status(dict(phase="done", fits=False, reason="flash 70,000 > max_flash 65,536"), "TERMINATED",
+                   None)[0] == "over budget"
+    assert _status(dict(phase="done", fits=False, reason="accuracy 0.5000 < min_accuracy 0.9"), "TERMINATED",
+                   None)[0] == "below min_accuracy"
+    assert _status(dict(phase="refused", reason="r"), "TERMINATED", None) == ("refused", "r")
+    stopped = _status(dict(phase="train", epoch=3, score=0.25), "TERMINATED", None)
+    assert stopped[0] == "stopped" and "by ASHA after epoch 3" in stopped[1]
+    assert _status(dict(phase="train", epoch=3, score=0.25), "PENDING", None)[0] == "unfinished"
+    assert _status({}, None, RuntimeError("worker died\nOOM"))  == ("error", "OOM")

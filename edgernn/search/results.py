@@ -46,6 +46,7 @@ def collect(grid, statuses: dict, fixed: dict) -> list[dict]:
         status, reason = _status(m, statuses.get(tid), r.error)
         row = {**{c: None for c in COLUMNS}, **fixed, **(r.config or {})}
         row.update({k: m[k] for k in COLUMNS if k in m})
+        row["params"] = m.get("n_params")
         row.update(trial=tid, status=status, reason=reason, fits=status == "ok", pareto=False)
         if status not in ("ok", "over budget", "below min_accuracy"):  # no int8 model measured
             row.update(accuracy=None, flash=None, ram=None, instructions=None, latency_ms=None)

@@ -151,16 +151,24 @@ def run_trial(config: dict, settings: dict) -> None:
     t0 = time.time()
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:  # finished, but stopped before Tune marked it so: report the same result again
+        with ckpt.as_directory() as d:
+            metrics = json.loads(Path(d, "result.json").read_text())
+        log_event(settings["out"], event="restored", trial=trial_id, phase=metrics.get("phase"))
+        tune.report(metrics)
+        return
     budget = Budget(**settings["budget"])
     params = {**settings["fixed"], **config}
     tdir = Path(settings["out"]) / "trials" / trial_id
     shutil.rmtree(tdir, ignore_errors=True)  # a restarted (unfinished) trial starts afresh
     tdir.mkdir(parents=True)
-    base = dict(trial_id=trial_id, node=ray.util.get_node_ip_address(),
+    base = dict(params, trial_id=trial_id, node=ray.util.get_node_ip_address(),
                 node_id=ray.get_runtime_context().get_node_id(), epoch=0,
-                params=count_params(params["cell"], params["units"], params["layers"], params["bidirectional"],
+                n_params=count_params(params["cell"], params["units"], params["layers"], params["bidirectional"],
                                     settings["features"], settings["classes"]))
-    log_event(settings["out"], event="start", trial=trial_id, node=base["node"], pid=os.getpid(), config=params)
+    log_event(settings["out"], event="start", trial=trial_id, node=base["node"], pid=os.getpid(), config=params,
+              code=str(Path(__file__).resolve().parents[1]))
     refused = refusal(params, settings, budget)
     if refused:
         _report(tune, dict(base, phase="refused", score=refused[1], fits=False, reason=refused[0],
