@@ -42,6 +42,9 @@ class EmitResult:
     sizes: object = None  # firmware size report, when budgets were checked
 
 
+_SELFTEST_ARENA = 16 * 1024 * 1024  # bytes; the TFLM runtime that computes the expected outputs
+
+
 def _selftest(m: tflite_model.TFLiteModel, test_data, samples: int) -> SelfTest:
     """K vectors from ``test_data`` (or one all-zero input without it) and TFLM's outputs for them."""
     if samples < 1:
@@ -49,7 +52,10 @@ def _selftest(m: tflite_model.TFLiteModel, test_data, samples: int) -> SelfTest:
     from .backends.tflm.streaming import is_streaming_model, run_streaming
 
     tin = m.input()
-    runner = TFLMRunner(m.raw)
+    try:  # the outputs do not depend on the arena's size: skip measuring the smallest one
+        runner = TFLMRunner(m.raw, arena_size=_SELFTEST_ARENA)
+    except (RuntimeError, ValueError):
+        runner = TFLMRunner(m.raw)
     streaming = is_streaming_model(m)
     if test_data is None:
         x = np.zeros((1,) + tuple(tin.shape[1:]), np.float32)
