@@ -208,3 +208,27 @@ def test_trial_status_from_its_last_result():
     assert stopped[0] == "stopped" and "by ASHA after epoch 3" in stopped[1]
     assert _status(dict(phase="train", epoch=3, score=0.25), "PENDING", None)[0] == "unfinished"
     assert _status({}, None, RuntimeError("worker died\nOOM"))  == ("error", "OOM")
+
+
+def test_a_trial_finished_while_the_search_stopped_counts_as_finished(tmp_path):
+    """Ctrl-C can land between a trial writing its result.json and Tune recording the result: the
+    tables count it from result.json, and a resumed trial reports it again instead of running."""
+    from types import SimpleNamespace
+
+    from edgernn.search.results import collect
+    from edgernn.search.trial import _finished
+
+    d = tmp_path / "trials" / "t_00000"
+    d.mkdir(parents=True)
+    final = dict(trial_id="t_00000", phase="done", fits=True, reason="", accuracy=0.75, flash=1000, ram=500,
+                 instructions=10, units=4)
+    (d / "result.json").write_text(json.dumps(final))
+    epoch = dict(phase="train", epoch=1, score=0.5)
+    grid = [SimpleNamespace(metrics=dict(epoch, trial_id="t_00000"), path=None, error=None, config={"units": 4}),
+            SimpleNamespace(metrics=dict(epoch, trial_id="t_00001"), path=None, error=None, config={"units": 6})]
+    rows = collect(grid, {"t_00000": "RUNNING", "t_00001": "RUNNING"}, {"cell": "gru"}, tmp_path / "trials")
+    assert [(r["trial"], r["status"]) for r in rows] == [("t_00000", "ok"), ("t_00001", "unfinished")]
+    assert (rows[0]["accuracy"], rows[0]["flash"], rows[0]["cell"]) == (0.75, 1000, "gru")
+    assert _finished(None, d) == final
+    (d / "result.json").write_text(json.dumps(epoch))
+    assert _finished(None, d) is None and _finished(None, tmp_path / "trials" / "t_00001") is None

@@ -184,7 +184,7 @@ def search(config=None, out=None, *, resume=None, address: str | None = None, wo
         statuses = tracker.status
     finally:
         engine.shutdown(temp if ray_temp_dir is None else None)
-    rows = results.collect(grid, statuses, settings["fixed"])
+    rows = results.collect(grid, statuses, settings["fixed"], out / "trials")
     results.require_rows(rows)
     complete = len(rows) >= saved["total"] and not any(r["status"] == "unfinished" for r in rows)
     ranked = results.ranked(rows)

@@ -37,13 +37,32 @@ def _status(m: dict, tune_status: str | None, error) -> tuple[str, str]:
     return "unfinished", "interrupted before it finished; `edgernn search --resume` runs it again"
 
 
-def collect(grid, statuses: dict, fixed: dict) -> list[dict]:
-    """One row per trial from Tune's results (the last result each trial reported)."""
+def _final(trials_dir: Path | None, tid: str) -> dict | None:
+    """The trial's own final result (OUT/trials/<id>/result.json, written before it reports it)."""
+    f = trials_dir / tid / "result.json" if trials_dir is not None else None
+    if f is None or not f.is_file():
+        return None
+    try:
+        m = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    return m if m.get("phase") in _FINAL else None
+
+
+def collect(grid, statuses: dict, fixed: dict, trials_dir: Path | None = None) -> list[dict]:
+    """One row per trial from Tune's results (the last result each trial reported), or from the
+    trial's result.json when it finished while the search was being stopped: a resume reports that
+    same result again rather than running the trial, so the tables count it as finished now."""
     rows = []
     for r in grid:
         m = dict(r.metrics or {})
         tid = m.get("trial_id") or (Path(r.path).name if r.path else "?")
-        status, reason = _status(m, statuses.get(tid), r.error)
+        final = _final(trials_dir, tid) if m.get("phase") not in _FINAL else None
+        if final is not None:
+            m = final
+            status, reason = _status(m, "TERMINATED", None)
+        else:
+            status, reason = _status(m, statuses.get(tid), r.error)
         row = {**{c: None for c in COLUMNS}, **fixed, **(r.config or {})}
         row.update({k: m[k] for k in COLUMNS if k in m})
         row["params"] = m.get("n_params")

@@ -137,10 +137,27 @@ def log_event(out, **record) -> None:
 def _report(tune, metrics: dict, tdir: Path) -> None:
     """The final result, with a tiny checkpoint: Tune then snapshots the experiment at once, so an
     interrupted search never runs a finished trial again."""
-    (tdir / "result.json").write_text(json.dumps(metrics, indent=2, default=str))
+    tmp = tdir / ".result.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2, default=str))
+    os.replace(tmp, tdir / "result.json")  # whole or absent: a resumed search trusts it
     with tempfile.TemporaryDirectory(prefix="edgernn-ckpt-") as d:
         Path(d, "result.json").write_text(json.dumps(metrics, default=str))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _finished(ckpt, tdir: Path) -> dict | None:
+    """The final result of a trial that already finished: from Tune's checkpoint, or from the
+    trial's own result.json when the search was stopped before Tune persisted the checkpoint
+    (the trial id, and so ``tdir``, stays the same across a resume)."""
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            return json.loads(Path(d, "result.json").read_text())
+    f = tdir / "result.json"
+    if f.exists():
+        metrics = json.loads(f.read_text())
+        if metrics.get("phase") in ("done", "refused", "error"):
+            return metrics
+    return None
 
 
 def run_trial(config: dict, settings: dict) -> None:
@@ -151,16 +168,14 @@ def run_trial(config: dict, settings: dict) -> None:
     t0 = time.time()
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
-    ckpt = tune.get_checkpoint()
-    if ckpt is not None:  # finished, but stopped before Tune marked it so: report the same result again
-        with ckpt.as_directory() as d:
-            metrics = json.loads(Path(d, "result.json").read_text())
+    tdir = Path(settings["out"]) / "trials" / trial_id
+    metrics = _finished(tune.get_checkpoint(), tdir)
+    if metrics is not None:  # finished, but stopped before Tune recorded it: report the same result again
         log_event(settings["out"], event="restored", trial=trial_id, phase=metrics.get("phase"))
         tune.report(metrics)
         return
     budget = Budget(**settings["budget"])
     params = {**settings["fixed"], **config}
-    tdir = Path(settings["out"]) / "trials" / trial_id
     shutil.rmtree(tdir, ignore_errors=True)  # a restarted (unfinished) trial starts afresh
     tdir.mkdir(parents=True)
     base = dict(params, trial_id=trial_id, node=ray.util.get_node_ip_address(),
