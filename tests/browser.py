@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -59,8 +60,11 @@ class Browser:
 
     def _read_message(self, deadline: float) -> dict:
         while b"\0" not in self._buf:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
                 raise TimeoutError("chromium did not answer")
+            if not select.select([self._r], [], [], min(left, 1.0))[0]:
+                continue
             chunk = os.read(self._r, 1 << 16)
             if not chunk:
                 raise RuntimeError("chromium closed the pipe")
