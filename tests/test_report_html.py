@@ -3,6 +3,7 @@ per-step regression model and opened in a real headless Chromium (one launch for
 
 import hashlib
 import io
+import json
 import os
 import re
 from pathlib import Path
@@ -103,6 +104,11 @@ def test_html_is_self_contained(reports, zoo):
     assert hashlib.sha256(zoo.keras(GRU).read_bytes()).hexdigest() in html
     fw = cls.firmware[0]
     assert f"{fw['sizes']['flash']}" in html and "native/host" in html  # the firmware table
+    from edgernn.validate.reports import to_json
+
+    d = json.loads(to_json(cls))  # the JSON report carries the same figures' data, not the arrays
+    assert "arrays" not in d and d["timeline"]["steps"] == 8 and d["firmware"][0]["sizes"] == fw["sizes"]
+    assert d["provenance"]["versions"]["edgernn"] == edgernn.__version__
 
 
 def _not_blank(png: bytes) -> tuple[float, int]:
