@@ -20,7 +20,7 @@ from edgernn.backends.tflm.streaming import run_streaming
 
 pytestmark = pytest.mark.slow
 
-DEEP_CONV_LSTM = Spec(cell="lstm", units=32, conv=("16:5", "16:5"), pool=4, epochs=100, seed=1)
+DEEP_CONV_LSTM = Spec(cell="lstm", units=32, conv=("16:5", "16:5"), pool=4, epochs=30, seed=1)
 CAUSAL_CONV_GRU = Spec(cell="gru", units=24, conv=("16:5", "16:5:2"), causal=True, epochs=60, seed=1)
 
 

@@ -55,9 +55,9 @@ def test_hybrid_ranges_are_the_ones_convert_writes():
         assert quant[name].scale[0] == pytest.approx((hi - lo) / 255.0, rel=1e-5), key
 
 
-@pytest.mark.parametrize("body", [lambda L, i: deep_conv(L, i, "GRU"), cnn_bigru, lambda L, i: crnn(L, i, "LSTM")],
-                         ids=["deep_conv_gru", "cnn_bigru", "crnn_lstm"])
-@pytest.mark.parametrize("flavour", ["keras", "tf_keras"])
+@pytest.mark.parametrize("body,flavour", [(lambda L, i: deep_conv(L, i, "GRU"), "keras"), (cnn_bigru, "tf_keras"),
+                                          (lambda L, i: crnn(L, i, "LSTM"), "keras")],
+                         ids=["deep_conv_gru-keras", "cnn_bigru-tf_keras", "crnn_lstm-keras"])
 def test_snapped_weights_written_back_into_the_users_model(body, flavour):
     """Folded BatchNorms become the identity, SeparableConv1D gets both halves back: the
     written model computes exactly what the snapped IR does."""
