@@ -442,7 +442,7 @@ def search(config, out, resume, address, workers, no_progress):
         instr = f" {f['instructions']:,} instructions" if f.get("instructions") else ""
         click.echo(f"floor {cell}: smallest model needs flash {f['flash']:,} B, RAM {f['ram']:,} B{instr}")
     from rich.console import Console
-    Console(width=max(100, Console().width)).print(results.table(res.rows, res.budget))
+    Console(width=max(132, Console().width)).print(results.table(res.rows, res.budget))
     c = results.counts(res.rows)
     click.echo(f"{len(res.rows)} trials in {res.seconds / 60:.1f} min ({res.concurrency} at a time): "
                + ", ".join(f"{n} {k}" for k, n in sorted(c.items())))
