@@ -167,3 +167,19 @@ def test_cli_html_and_bad_firmware_result(zoo, tmp_path):
     out2 = tmp_path / "r2.html"
     r = runner.invoke(main, base + ["--html", str(out2), "--firmware", str(bad)])
     assert r.exit_code == 2 and "not a firmware result" in r.output and not out2.exists()
+
+
+def test_capture_steps_ends_at_the_loop_outputs(zoo):
+    """Simulator.run(capture_steps=True): each WHILE loop variable after every iteration, whose
+    last iteration is the loop's output bit for bit; the outputs themselves are unchanged."""
+    from edgernn.simulate import Simulator
+
+    sim = Simulator.from_file(zoo.tflite(GRU))
+    x, _ = load_npz(zoo.data("digits")[1])
+    xq = sim.quantize_input(x[:6])
+    y, cap = sim.run(xq, capture=True, capture_steps=True)
+    steps = {k[:-len(":steps")]: v for k, v in cap.items() if k.endswith(":steps")}
+    assert steps and all(v.shape[:2] == (6, 8) for v in steps.values())
+    for name, v in steps.items():
+        np.testing.assert_array_equal(v[:, -1].reshape(cap[name].shape), cap[name])
+    np.testing.assert_array_equal(y, sim.run(xq))

@@ -48,7 +48,8 @@ class While(Kernel):
                 self.fail("the loop condition differs between samples; simulate them one at a time")
             if not bool(flag.reshape(-1)[0]):
                 if steps:
-                    self.captured = {f"{self.sg.tensors[o].name}:steps": self._stack(s) for o, s in
+                    n = self.sim._capture_steps
+                    self.captured = {f"{self.sg.tensors[o].name}:steps": self._stack(s, n) for o, s in
                                      zip(self.op.outputs, zip(*steps))}
                 return vals
             new = self.sim.run_subgraph(self.body, vals)
@@ -58,7 +59,6 @@ class While(Kernel):
         self.fail(f"more than {MAX_WHILE_ITERATIONS} iterations")
 
     @staticmethod
-    def _stack(vals) -> np.ndarray:
+    def _stack(vals, n: int) -> np.ndarray:
         """One loop variable over the iterations: (N, iterations, ...)."""
-        n = next((v.a.shape[0] for v in vals if v.batched), 1)
         return np.stack([v.a if v.batched else np.broadcast_to(v.a, (n,) + v.a.shape) for v in vals], axis=1)

@@ -81,7 +81,7 @@ class Simulator:
         self.path = model.path
         self.graphs = [_Graph(self, i) for i in range(len(model.subgraphs))]
         self._captured: dict[str, np.ndarray] | None = None
-        self._capture_steps = False  # run(capture_steps=True): WHILE loop variables after every iteration
+        self._capture_steps = 0  # run(capture_steps=True): N, to keep WHILE loop variables after every iteration
         self._state: dict[int, Val] = {}  # main-graph variable tensors kept by run(stateful=True)
         self._stateful = False
 
@@ -202,7 +202,7 @@ class Simulator:
             n = x.shape[0]
             vals.append(Val(x, True))
         self._captured = {} if capture else None
-        self._capture_steps = bool(capture and capture_steps)
+        self._capture_steps = n if capture and capture_steps else 0  # the number of samples
         self._stateful = stateful
         if stateful and self._state and any(v.batched and v.a.shape[0] != n for v in self._state.values()):
             raise EdgeRNNError(f"{self.path}: the kept state is for another number of samples; call reset() first")
@@ -211,7 +211,7 @@ class Simulator:
                 outs = self.run_subgraph(0, vals)
         finally:
             self._stateful = False
-            self._capture_steps = False
+            self._capture_steps = 0
         result = []
         for i, v in enumerate(outs):
             t = self.model.output(i)
