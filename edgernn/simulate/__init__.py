@@ -17,7 +17,8 @@ kernels; both give the same bits.
 The fixed-point arithmetic is :mod:`edgernn.fixedpoint` (shared with the native backend, whose
 C kernels mirror it). :mod:`.ops` holds the kernel base and the FULLY_CONNECTED / SOFTMAX /
 shape kernels, :mod:`.lstm` the fused LSTM, :mod:`.elementwise` the elementwise kernels,
-:mod:`.control` WHILE (compiled by :mod:`.loop`). The per-layer float-vs-int8 report is
+:mod:`.conv` CONV_2D / DEPTHWISE_CONV_2D, :mod:`.reduce` the pools and reductions, :mod:`.shape`
+PAD / TRANSPOSE / PACK and the other copies, :mod:`.control` WHILE (compiled by :mod:`.loop`). The per-layer float-vs-int8 report is
 :mod:`edgernn.validate.diagnostics`.
 """
 

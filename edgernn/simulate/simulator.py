@@ -17,7 +17,7 @@ import numpy as np
 from .. import fixedpoint as fp
 from .. import tflite_model
 from ..errors import EdgeRNNError
-from . import control, elementwise, lstm  # noqa: F401 - they register the WHILE, elementwise and LSTM kernels
+from . import control, conv, elementwise, lstm, reduce, shape  # noqa: F401 - they register their kernels
 from .ops import KERNELS, Val, _NP, scale_of, zp_of
 
 

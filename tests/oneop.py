@@ -1,0 +1,120 @@
+"""Small int8 flatbuffers written op by op with TensorFlow's schema object API (tests only).
+
+``Graph`` collects tensors and operators and ``finish()`` packs a ``.tflite``; the per-op
+tests build one graph per hypothesis example (microseconds, no converter), run it in
+``tflite_micro.runtime`` and compare edgernn's simulator and native C with it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TYPES = {"int8": 9, "int32": 2, "float32": 0, "int64": 4, "int16": 7}
+
+
+def schema():
+    from tensorflow.lite.python import schema_py_generated as s
+    return s
+
+
+class Graph:
+    def __init__(self):
+        s = schema()
+        self.s = s
+        self.model = s.ModelT()
+        self.model.version = 3
+        self.model.description = b"edgernn test graph"
+        self.model.buffers = [s.BufferT()]
+        self.model.operatorCodes = []
+        self.sg = s.SubGraphT()
+        self.sg.tensors, self.sg.operators = [], []
+        self.inputs, self.outputs = [], []
+        self._codes: dict[str, int] = {}
+
+    def tensor(self, shape, dtype="int8", scale=None, zp=0, data=None, axis=0, name=None, variable=False) -> int:
+        s = self.s
+        t = s.TensorT()
+        t.name = (name or f"t{len(self.sg.tensors)}").encode()
+        t.shape = np.asarray(shape, np.int32)
+        t.type = TYPES[dtype]
+        t.buffer = 0
+        t.isVariable = variable
+        if scale is not None:
+            q = s.QuantizationParametersT()
+            q.scale = [float(v) for v in np.atleast_1d(scale)]
+            q.zeroPoint = [int(v) for v in np.broadcast_to(np.atleast_1d(zp), (len(q.scale),))] \
+                if np.size(zp) <= 1 else [int(v) for v in np.atleast_1d(zp)]
+            q.quantizedDimension = int(axis)
+            t.quantization = q
+        if data is not None:
+            b = s.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(np.asarray(data)).tobytes(), np.uint8)
+            self.model.buffers.append(b)
+            t.buffer = len(self.model.buffers) - 1
+        self.sg.tensors.append(t)
+        return len(self.sg.tensors) - 1
+
+    def const(self, values, dtype="int32", **quant) -> int:
+        values = np.asarray(values)
+        np_type = {"int32": np.int32, "int8": np.int8, "int64": np.int64, "int16": np.int16,
+                   "float32": np.float32}[dtype]
+        return self.tensor(values.shape, dtype, data=values.astype(np_type), **quant)
+
+    def input(self, shape, dtype="int8", scale=None, zp=0, name=None) -> int:
+        i = self.tensor(shape, dtype, scale, zp, name=name)
+        self.inputs.append(i)
+        return i
+
+    def op(self, opcode: str, inputs, outputs, options=None, options_type: str | None = None) -> None:
+        s = self.s
+        if opcode not in self._codes:
+            oc = s.OperatorCodeT()
+            code = getattr(s.BuiltinOperator, opcode)
+            oc.builtinCode = code
+            oc.deprecatedBuiltinCode = min(code, 127)
+            oc.version = 1
+            self.model.operatorCodes.append(oc)
+            self._codes[opcode] = len(self.model.operatorCodes) - 1
+        o = s.OperatorT()
+        o.opcodeIndex = self._codes[opcode]
+        o.inputs = np.asarray(inputs, np.int32)
+        o.outputs = np.asarray(outputs, np.int32)
+        if options is not None:
+            o.builtinOptionsType = getattr(s.BuiltinOptions, options_type or type(options).__name__[:-1])
+            o.builtinOptions = options
+        self.sg.operators.append(o)
+
+    def options(self, kind: str, **fields):
+        o = getattr(self.s, f"{kind}T")()
+        for k, v in fields.items():
+            setattr(o, k, v)
+        return o
+
+    def finish(self, outputs) -> bytes:
+        import flatbuffers
+
+        self.sg.inputs = np.asarray(self.inputs, np.int32)
+        self.sg.outputs = np.asarray(list(outputs), np.int32)
+        self.model.subgraphs = [self.sg]
+        b = flatbuffers.Builder(1024)
+        b.Finish(self.model.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
+def tflm_run(raw: bytes, xs, outputs: int = 1) -> list[np.ndarray]:
+    """TFLM outputs for each sample of each input (inputs: list of (N, *shape[1:]) arrays)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(raw, arena_size=1 << 22)
+    n = len(xs[0])
+    out = [[] for _ in range(outputs)]
+    for i in range(n):
+        it.reset()
+        for j, x in enumerate(xs):
+            it.set_input(x[i:i + 1], j)
+        it.invoke()
+        for k in range(outputs):
+            out[k].append(np.array(it.get_output(k)))
+    return [np.concatenate(o) for o in out]
+
+
