@@ -96,6 +96,40 @@ class TFLiteModel:
         return sum(t.data.nbytes for sg in self.subgraphs for t in sg.tensors if t.data is not None)
 
 
+def strided_slice_index(shape, begin, end, strides, options) -> tuple:
+    """STRIDED_SLICE with constant begin/end/strides as a numpy index (``reference_ops::StridedSlice``
+    semantics: begin/end/shrink masks, negative indices, clamping, the ``offset`` flag).
+
+    Ellipsis and new-axis masks are refused by the callers."""
+    o = options
+    offset = bool(getattr(o, "offset", False))
+    idx: list = []
+    for ax, dim in enumerate(shape):
+        if ax >= len(begin):
+            idx.append(slice(None))
+            continue
+        st = int(strides[ax])
+        b = int(begin[ax])
+        if (int(o.shrinkAxisMask) >> ax) & 1:
+            idx.append(b + dim if b < 0 else b)
+            continue
+        if (int(o.beginMask) >> ax) & 1:
+            b = 0 if st > 0 else dim - 1
+        else:
+            b = b + dim if b < 0 else b
+            b = min(max(b, 0), dim) if st > 0 else min(max(b, -1), dim - 1)
+        e = int(end[ax])
+        if offset:
+            e = b + e
+        if (int(o.endMask) >> ax) & 1:
+            e = dim if st > 0 else -1
+        else:
+            e = e + dim if e < 0 else e
+            e = min(max(e, 0), dim) if st > 0 else min(max(e, -1), dim - 1)
+        idx.append(slice(b, e if e >= 0 else None, st))
+    return tuple(idx)
+
+
 def _np_dtype(name: str):
     return {v: _NP_TYPES[k] for k, v in _TYPE_NAMES.items()}[name]
 

@@ -118,3 +118,40 @@ def tflm_run(raw: bytes, xs, outputs: int = 1) -> list[np.ndarray]:
     return [np.concatenate(o) for o in out]
 
 
+
+
+_KERNEL_OBJECTS: dict[str, list] = {}
+
+
+def native_build(raw: bytes, directory, name: str = "m"):
+    """``emit_native`` of ``raw`` into ``directory``, compiled with the host harness. The kernel
+    sources are compiled once per test session (keyed by their contents) and linked in."""
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from edgernn.backends.native import emit_native
+    from edgernn.backends.native.emit import load_plan
+    from edgernn.backends.native.host import C_FLAGS, NativeBuild, compile_c
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{name}.tflite"
+    path.write_bytes(raw)
+    files = emit_native(path, d, name, harness=True)
+    kernels = sorted(f for f in files if f.name.startswith("edgernn_"))
+    key = hashlib.sha256(b"".join(f.read_bytes() for f in kernels)).hexdigest()
+    if key not in _KERNEL_OBJECTS:
+        cache = Path(tempfile.mkdtemp(prefix="edgernn-kernels-"))
+        for f in kernels:
+            (cache / f.name).write_bytes(f.read_bytes())
+        objs = []
+        for f in kernels:
+            if f.suffix == ".c":
+                obj = cache / (f.stem + ".o")
+                compile_c("gcc", [cache / f.name], obj, C_FLAGS, compile_only=True)
+                objs.append(obj)
+        _KERNEL_OBJECTS[key] = objs
+    exe = d / "harness"
+    compile_c("gcc", [d / f"{name}.c", d / "host_harness.c", *_KERNEL_OBJECTS[key]], exe)
+    return NativeBuild(directory=d, name=name, plan=load_plan(path), executable=exe)

@@ -5,11 +5,13 @@ converter), runs it in ``tflite_micro.runtime`` and in edgernn's simulator (nump
 engines), and requires the same bits. Shapes cover strides, dilations, SAME/VALID padding,
 channel counts, depth multipliers, groups and odd sizes; scales and zero points are random;
 inputs come from the whole int8 range and from a narrow band around the zero point (where
-convolutions and pools saturate differently). The native C of the same graphs is checked in
-tests/test_native_ops.py.
+convolutions and pools saturate differently). The native C of each graph is compiled
+(the kernels once per session) and must give the same bits too.
 """
 
 from __future__ import annotations
+
+import tempfile
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 
 from edgernn.simulate import Simulator
 from edgernn.simulate.conv import conv_output_size
-from oneop import Graph, tflm_run
+from oneop import Graph, native_build, tflm_run
 
 EXAMPLES = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -35,7 +37,9 @@ def inputs(rng: np.random.Generator, shape, zp: int, n: int = 6) -> np.ndarray:
     return np.concatenate([wide, narrow]).astype(np.int8)
 
 
-def check(raw: bytes, xs: list[np.ndarray], outputs: int = 1) -> None:
+def check(raw: bytes, xs: list[np.ndarray], outputs: int = 1, native: bool = True) -> None:
+    """TFLM == simulator (both engines) == native C (``NAME_run``, and ``NAME_step`` over every
+    step when the model streams)."""
     want = tflm_run(raw, xs, outputs)
     for engine in ("numpy", "numba"):
         got = Simulator.from_bytes(raw, engine=engine).run(*xs)
@@ -44,6 +48,16 @@ def check(raw: bytes, xs: list[np.ndarray], outputs: int = 1) -> None:
             g = np.asarray(g).reshape(w.shape)
             assert g.dtype == w.dtype
             assert np.array_equal(g, w), f"{engine}: {np.count_nonzero(g != w)} of {w.size} differ"
+    if native:
+        with tempfile.TemporaryDirectory(prefix="edgernn-op-") as tmp:
+            nb = native_build(raw, tmp)
+            x = xs[0].reshape(len(xs[0]), nb.plan.timesteps, -1)
+            got = nb.run(x).reshape(want[0].shape)
+            assert np.array_equal(got, want[0]), f"native: {np.count_nonzero(got != want[0])} of {got.size} differ"
+            if nb.plan.graph is not None and nb.plan.graph.streaming:
+                steps = nb.steps(x)
+                last = steps[:, -1] if nb.plan.last_step_only else steps
+                assert np.array_equal(last.reshape(want[0].shape), want[0]), "native NAME_step != TFLM"
 
 
 # ----------------------------------------------------------------------------- builders

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import EdgeRNNError
 from ..registry import registrar
+from ..tflite_model import strided_slice_index
 from .. import fixedpoint as fp
 
 log = logging.getLogger(__name__)
@@ -305,34 +306,7 @@ class StridedSlice(Kernel):
             self.fail("ellipsis and new-axis masks are not supported")
         self.begin, self.end, self.strides = (_const_data(self, i).astype(np.int64) for i in (1, 2, 3))
         self.in_shape = self.t_in(0).shape
-        self.offset = bool(getattr(o, "offset", False))
-        idx = []
-        for ax, dim in enumerate(self.in_shape):
-            if ax >= len(self.begin):
-                idx.append(slice(None))
-                continue
-            st = int(self.strides[ax])
-            shrink = (o.shrinkAxisMask >> ax) & 1
-            b = int(self.begin[ax])
-            if shrink:
-                b = b + dim if b < 0 else b
-                idx.append(b)
-                continue
-            if (o.beginMask >> ax) & 1:
-                b = 0 if st > 0 else dim - 1
-            else:
-                b = b + dim if b < 0 else b
-                b = min(max(b, 0), dim) if st > 0 else min(max(b, -1), dim - 1)
-            e = int(self.end[ax])
-            if self.offset:
-                e = b + e
-            if (o.endMask >> ax) & 1:
-                e = dim if st > 0 else -1
-            else:
-                e = e + dim if e < 0 else e
-                e = min(max(e, 0), dim) if st > 0 else min(max(e, -1), dim - 1)
-            idx.append(slice(b, e if e >= 0 else None, st))
-        self.index = tuple(idx)
+        self.index = strided_slice_index(self.in_shape, self.begin, self.end, self.strides, o)
 
     def time_steps_read(self, axis: int, steps: int) -> set[int]:
         """The indices along ``axis`` (of length ``steps``) that this slice reads."""

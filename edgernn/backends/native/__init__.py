@@ -8,7 +8,10 @@
   Prepare does (:mod:`.prepare`);
 * :mod:`.fastlstm` lays the LSTM weights out for the target's fast kernels (SMLAD row pairs on
   Cortex-M4/M7/M33, int8 rows for Helium and plain C) and :mod:`.tables` derives their
-  activation tables, each checked at generation time.
+  activation tables, each checked at generation time;
+* :mod:`.program` takes any other graph of supported ops (convolutions, pools, reductions,
+  copies, elementwise ops around the recurrent layers): one time step per call when it can
+  (:mod:`.stream`), whole tensors otherwise (:mod:`.graph`), each op by :mod:`.tensorops`.
 """
 
 from .emit import emit_native

@@ -13,11 +13,12 @@ from pathlib import Path
 
 
 from ..._version import __version__
-from ...errors import EdgeRNNError
+from ...errors import EdgeRNNError, UnsupportedLayerError
 from ...paths import TEMPLATES_DIR
 from ...tflite_model import TFLiteModel, read
 from ..codegen import c_identifier, render
 from .fastlstm import KERNELS, kernel_for_target
+from .program import build_graph_model
 from .loop import build_loop_model
 from .lstm import build_lstm_model
 from .plan import NativePlan
@@ -25,6 +26,7 @@ from .tables import activation_tables
 
 TEMPLATE_DIR = TEMPLATES_DIR / "native"
 KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c", "edgernn_fast.h", "edgernn_pairs.h", "edgernn_rows.h")
+TENSOR_KERNEL_FILES = ("edgernn_tensor.h", "edgernn_tensor.c")  # models with tensor ops only
 
 
 def _context(plan: NativePlan, name: str) -> dict:
@@ -32,9 +34,14 @@ def _context(plan: NativePlan, name: str) -> dict:
 
 
 def build_plan(m: TFLiteModel, kernel: str = "reference") -> NativePlan:
-    """The plan of ``m``: WHILE-loop models (GRU, SimpleRNN, Bidirectional, mixed stacks) are read
-    by :mod:`.loop`, fused-LSTM models by :mod:`.lstm` (their layers on ``kernel``)."""
-    return build_loop_model(m) if "WHILE" in m.op_counts else build_lstm_model(m, kernel)
+    """The plan of ``m``: a chain of recurrent layers and a head is read by :mod:`.loop` (WHILE-loop
+    models: GRU, SimpleRNN, Bidirectional, mixed stacks) or :mod:`.lstm` (fused LSTMs, their layers
+    on ``kernel``); any other graph of supported ops (convolutional front-ends, pooling heads,
+    foreign .tflite files) by :mod:`.program`."""
+    try:
+        return build_loop_model(m) if "WHILE" in m.op_counts else build_lstm_model(m, kernel)
+    except UnsupportedLayerError:
+        return build_graph_model(m, kernel)
 
 
 def resolve_kernel(target: str = "host", kernel: str | None = None) -> str:
@@ -79,7 +86,7 @@ def emit_native(tflite_path, out_dir, name: str = "model", *, harness: bool = Fa
         path = out / filename
         path.write_text(render(f"native/{template}", filters=filters, **ctx), encoding="utf-8")
         written.append(path)
-    for filename in KERNEL_FILES:
+    for filename in KERNEL_FILES + (TENSOR_KERNEL_FILES if plan.graph is not None else ()):
         shutil.copyfile(TEMPLATE_DIR / filename, out / filename)
         written.append(out / filename)
     tables = out / "edgernn_tables.c"

@@ -111,6 +111,7 @@ class NativePlan:
     bidirectional: bool = False  # a Bidirectional layer: whole windows only (NAME_run), layer by layer
     merge: object = None  # loop.MergePlan of the last Bidirectional pair's final states
     stages: list = field(default_factory=list)  # loop.Stage per layer of a Bidirectional model
+    graph: object = None  # graph.GraphPlan: models with tensor ops (convolutions, pools...), see graph.py
 
     @property
     def sequence_buffers(self) -> list[tuple[str, int]]:
@@ -129,17 +130,22 @@ class NativePlan:
 
     @property
     def step_outputs(self) -> int:
+        if self.graph is not None:
+            return self.graph.step_outputs
         if self.head:
             return self.head[-1].n_out
         return self.merge.n if self.merge is not None else self.recurrent[-1].n_cell
 
     @property
     def outputs(self) -> int:
+        if self.graph is not None and not self.graph.streaming:
+            return self.graph.step_outputs
         return self.step_outputs if self.last_step_only else self.timesteps * self.step_outputs
 
     @property
     def state_bytes(self) -> int:
-        return sum(layer.state_bytes for layer in self.recurrent)
+        rings = self.graph.ring_bytes if self.graph is not None else 0
+        return sum(layer.state_bytes for layer in self.recurrent) + rings
 
     @property
     def head_buffer(self) -> int:
@@ -194,11 +200,13 @@ class NativePlan:
         merged = self.merge.n if self.merge is not None else 0
         lstm = 2 * self.vector_buffer + 4 * 2 * self.lstm_units + 2 * 4 * self.gate_units + self.fast_vectors
         sequences = sum(n for _, n in self.sequence_buffers)
-        return lstm + self.loop_scratch + self.head_buffers * self.head_buffer + merged + sequences
+        graph = self.graph.arena_bytes + self.graph.f32_bytes if self.graph is not None else 0
+        return lstm + self.loop_scratch + self.head_buffers * self.head_buffer + merged + sequences + graph
 
     @property
     def weight_bytes(self) -> int:
-        return sum(a.nbytes for layer in (*self.recurrent, *self.head) for a in layer.arrays)
+        graph = self.graph.weight_bytes if self.graph is not None else 0
+        return sum(a.nbytes for layer in (*self.recurrent, *self.head) for a in layer.arrays) + graph
 
 
 def _fail(m: TFLiteModel, msg: str) -> UnsupportedLayerError:

@@ -1,0 +1,478 @@
+"""The native C of one tensor op: its constants (TFLM's Prepare) and the kernel calls.
+
+Each ``plan_*`` function takes the op and the shapes it runs on (the whole tensors, or one
+time step of them when the model streams) and returns a :class:`Step`: const arrays, params
+structs and C statements for ``firmware_templates/native/edgernn_tensor.c`` (convolutions,
+pools, reductions, strided boxes, broadcasting ADD/SUB/MUL) and ``edgernn_kernels.c``
+(FULLY_CONNECTED, SOFTMAX, tables of int8 -> int8 functions). Statements name tensors as
+``@t<index>@`` and the model prefix as ``$``; :mod:`.graph` resolves both once the buffers
+are planned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ... import fixedpoint as fp
+from ...tflite_model import Operator, Subgraph, TFLiteModel, strided_slice_index
+from . import prepare
+from .loop import _add_plan, _mul_plan, int8_activation_table
+from .plan import ConstArray, _fail, _fully_connected, _scale, _softmax, _zp
+
+MAX_DIMS = 5  # EDGERNN_MAX_DIMS
+LUT_OPS = ("LOGISTIC", "TANH", "RELU", "RELU6", "RELU_N1_TO_1", "QUANTIZE")
+BINARY_OPS = ("ADD", "SUB", "MUL")
+COPY_OPS = ("PAD", "PADV2", "TRANSPOSE", "STRIDED_SLICE", "CONCATENATION", "PACK", "UNPACK", "SPACE_TO_BATCH_ND",
+            "BATCH_TO_SPACE_ND")
+REDUCE_OPS = ("MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN")
+
+
+@dataclass
+class CStruct:
+    """A ``static const`` params struct: (C expression, comment) per field."""
+
+    name: str
+    ctype: str
+    fields: list[tuple[str, str]]
+    comment: str = ""
+
+
+@dataclass
+class Step:
+    """One op of the generated program."""
+
+    op_index: int
+    opcode: str
+    comment: str
+    lines: list[str] = field(default_factory=list)
+    structs: list[CStruct] = field(default_factory=list)
+    arrays: list[ConstArray] = field(default_factory=list)
+
+
+def short(name: str, n: int = 60) -> str:
+    """A tensor name for a comment (the converter joins every fused op's name with ';')."""
+    return name if len(name) <= n else name[:n - 3] + "..."
+
+
+def numel(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+
+
+def strides(shape) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(list(shape)):
+        out.append(acc)
+        acc *= int(d)
+    return out[::-1]
+
+
+def t(i: int) -> str:
+    """Placeholder of tensor ``i``'s buffer in a C statement."""
+    return f"@t{i}@"
+
+
+def _pad_dims(dims, *stride_lists, n=MAX_DIMS):
+    dims = [int(d) for d in dims]
+    if len(dims) > n:  # merge leading size-1 dims
+        while len(dims) > n and dims[0] == 1:
+            dims = dims[1:]
+            stride_lists = tuple(s[1:] for s in stride_lists)
+    if len(dims) > n:
+        raise ValueError(f"{len(dims)} dimensions")
+    k = n - len(dims)
+    return [1] * k + dims, *([0] * k + [int(v) for v in s] for s in stride_lists)
+
+
+def box_struct(name: str, dims, src_strides, dst_strides, comment: str) -> CStruct:
+    d, s, o = _pad_dims(dims, src_strides, dst_strides)
+    return CStruct(name, "edgernn_box", [("{ " + ", ".join(map(str, d)) + " }", "sizes"),
+                                         ("{ " + ", ".join(map(str, s)) + " }", "source strides (bytes)"),
+                                         ("{ " + ", ".join(map(str, o)) + " }", "destination strides (bytes)")],
+                   comment)
+
+
+def _act(op: Operator) -> int:
+    return int(getattr(op.options, "fusedActivationFunction", 0) or 0) if op.options is not None else 0
+
+
+def _const(m: TFLiteModel, sg: Subgraph, op: Operator, pos: int, what: str) -> np.ndarray:
+    if pos >= len(op.inputs) or op.inputs[pos] < 0 or sg.tensors[op.inputs[pos]].data is None:
+        raise _fail(m, f"{op.opcode}: its {what} (input {pos}) must be a constant tensor")
+    return np.asarray(sg.tensors[op.inputs[pos]].data)
+
+
+# ----------------------------------------------------------------------------- convolutions
+def conv_geometry(op: Operator, in_shape, w_shape) -> tuple[int, int, int, int]:
+    """(out_h, out_w, pad_top, pad_left) of a CONV_2D / DEPTHWISE_CONV_2D (TFLM's padding)."""
+    o = op.options
+    out, pads = [], []
+    for size, k, s, d in ((in_shape[1], w_shape[1], o.strideH, o.dilationHFactor or 1),
+                          (in_shape[2], w_shape[2], o.strideW, o.dilationWFactor or 1)):
+        eff = (int(k) - 1) * int(d) + 1
+        n = (size + s - 1) // s if int(o.padding) == 0 else (size + s - eff) // s
+        out.append(int(n))
+        pads.append(max((n - 1) * int(s) + eff - int(size), 0) // 2)
+    return out[0], out[1], pads[0], pads[1]
+
+
+def plan_conv(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None, out_shape=None,
+              pads=None, name: str | None = None) -> Step:
+    """CONV_2D / DEPTHWISE_CONV_2D on ``in_shape`` (default: the tensor's), padding ``pads``
+    (pad_top, pad_left; default: TFLM's for the tensor's shape)."""
+    x, w, y = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[1]], sg.tensors[op.outputs[0]]
+    b = sg.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    where = f"{op.opcode} (op {i})"
+    if x.dtype != "int8" or w.dtype != "int8" or y.dtype != "int8" or w.data is None:
+        raise _fail(m, f"{where} is {x.dtype} x {w.dtype} -> {y.dtype}; int8 x int8 -> int8 with constant weights "
+                       "is compiled")
+    if np.any(np.asarray(w.zero_point if w.zero_point is not None else [0]) != 0):
+        raise _fail(m, f"{where}: filter '{w.name}' is asymmetric; symmetric int8 expected")
+    if b is not None and (b.data is None or b.dtype != "int32"):
+        raise _fail(m, f"{where}: bias '{b.name}' is {b.dtype}; int32 constants expected")
+    in_shape = tuple(in_shape or x.shape)
+    out_shape = tuple(out_shape or y.shape)
+    depthwise = op.opcode == "DEPTHWISE_CONV_2D"
+    wd = np.asarray(w.data, np.int64)
+    cout = int(out_shape[3])
+    if pads is None:
+        _, _, pt, pl = conv_geometry(op, x.shape, w.shape)
+    else:
+        pt, pl = pads
+    zp = _zp(x)
+    if depthwise:
+        mult = cout // int(in_shape[3])
+        wsum = wd[0].reshape(-1, cout).sum(axis=0)
+        filt = np.asarray(w.data, np.int8).reshape(-1)
+        fc = 1
+    else:
+        mult = 0
+        wsum = wd.reshape(cout, -1).sum(axis=1)
+        filt = np.asarray(w.data, np.int8).reshape(-1)
+        fc = int(w.shape[3])
+    bias = np.zeros(cout, np.int64) if b is None else np.asarray(b.data, np.int64).reshape(-1)
+    folded = fp.wrap_int32(bias - zp * wsum)
+    scales = [float(s) for s in w.scale] if w.scale is not None else [1.0]
+    scales = scales * cout if len(scales) == 1 else scales
+    qs = [prepare.quantize_multiplier(prepare.conv_multiplier(_scale(x), s, _scale(y))) for s in scales]
+    lo, hi = prepare.activation_range(_act(op), _scale(y), _zp(y))
+    p = name or f"op{i}"
+    kind = "per-channel" if w.scale is not None and len(w.scale) > 1 else "per-tensor"
+    arrays = [
+        ConstArray(f"{p}_weights", "int8_t", filt,
+                   f"tensor {w.index} '{short(w.name)}': filter {list(w.shape)} ({'1, kh, kw, C x multiplier' if depthwise else 'O, kh, kw, Cin'}), {kind}"),
+        ConstArray(f"{p}_bias", "int32_t", folded,
+                   (f"tensor {b.index} '{short(b.name)}'" if b is not None else "no bias") +
+                   f" - input zero point ({zp}) x the sum of each output channel's weights"),
+        ConstArray(f"{p}_multipliers", "int32_t", np.array([q[0] for q in qs], np.int64),
+                   f"QuantizeMultiplier(double input scale {_scale(x):.9g} x double weight scale / double output "
+                   f"scale {_scale(y):.9g}) per output channel"),
+        ConstArray(f"{p}_shifts", "int32_t", np.array([q[1] for q in qs], np.int64), "their exponents"),
+    ]
+    o = op.options
+    g = [(in_shape[0], "batches"), (in_shape[1], "input height"), (in_shape[2], "input width"),
+         (in_shape[3], "input channels"), (out_shape[1], "output height"), (out_shape[2], "output width"),
+         (cout, "output channels"), (w.shape[1], "filter height"), (w.shape[2], "filter width"),
+         (fc, "filter depth"), (mult, "depth multiplier (0: CONV_2D)"), (o.strideH, "stride height"),
+         (o.strideW, "stride width"), (o.dilationHFactor or 1, "dilation height"),
+         (o.dilationWFactor or 1, "dilation width"), (pt, "padding before (top)"), (pl, "padding before (left)"),
+         (zp, "input zero point"), (_zp(y), "output zero point"), (lo, "activation min"), (hi, "activation max")]
+    fields = [(str(int(v)), c) for v, c in g] + [(f"${a.name}", a.name.split("_", 1)[1]) for a in arrays]
+    st = CStruct(p, "edgernn_conv_params", fields,
+                 f"{op.opcode} (op {i}): {list(in_shape)} -> {list(out_shape)}, activation "
+                 f"{prepare.ACT_NAMES.get(_act(op), _act(op))}")
+    return Step(i, op.opcode, st.comment, [f"edgernn_conv_s8(&${p}, {t(op.inputs[0])}, {t(op.outputs[0])});"],
+                [st], arrays)
+
+
+def plan_pool(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None, out_shape=None, pads=None) -> Step:
+    x, y = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
+    where = f"{op.opcode} (op {i})"
+    if x.dtype != "int8" or abs(_scale(x) - _scale(y)) > 1e-6 or _zp(x) != _zp(y):
+        raise _fail(m, f"{where}: int8 with equal input and output quantization expected (as TFLM requires)")
+    in_shape, out_shape = tuple(in_shape or x.shape), tuple(out_shape or y.shape)
+    o = op.options
+    if pads is None:
+        pads = []
+        for size, k, s, n in ((x.shape[1], o.filterHeight, o.strideH, y.shape[1]),
+                              (x.shape[2], o.filterWidth, o.strideW, y.shape[2])):
+            pads.append(max((n - 1) * s + k - size, 0) // 2)
+    lo, hi = prepare.activation_range(_act(op), _scale(y), _zp(y))
+    g = [(1 if op.opcode == "AVERAGE_POOL_2D" else 0, "1: average, 0: max"), (in_shape[0], "batches"),
+         (in_shape[1], "input height"), (in_shape[2], "input width"), (in_shape[3], "channels"),
+         (out_shape[1], "output height"), (out_shape[2], "output width"), (o.filterHeight, "filter height"),
+         (o.filterWidth, "filter width"), (o.strideH, "stride height"), (o.strideW, "stride width"),
+         (pads[0], "padding top"), (pads[1], "padding left"), (lo, "activation min"), (hi, "activation max")]
+    st = CStruct(f"op{i}", "edgernn_pool_params", [(str(int(v)), c) for v, c in g],
+                 f"{op.opcode} (op {i}): {list(in_shape)} -> {list(out_shape)}")
+    return Step(i, op.opcode, st.comment, [f"edgernn_pool_s8(&$op{i}, {t(op.inputs[0])}, {t(op.outputs[0])});"], [st])
+
+
+# ----------------------------------------------------------------------------- reductions
+def plan_reduce(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None, axes=None) -> Step:
+    x, y = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
+    where = f"{op.opcode} (op {i})"
+    if x.dtype != "int8" or y.dtype != "int8":
+        raise _fail(m, f"{where} is {x.dtype} -> {y.dtype}; int8 -> int8 expected")
+    in_shape = tuple(in_shape or x.shape)
+    rank = len(in_shape)
+    if axes is None:
+        axes = sorted({int(a) % rank for a in _const(m, sg, op, 1, "axis").reshape(-1)})
+    st_in = strides(in_shape)
+    kept = [(in_shape[a], st_in[a]) for a in range(rank) if a not in axes and in_shape[a] > 1]
+    red = [(in_shape[a], st_in[a]) for a in axes if in_shape[a] > 1]
+    if len(kept) > 4 or len(red) > 4:
+        raise _fail(m, f"{where}: more than 4 kept or reduced dimensions")
+    count = numel([d for d, _ in red])
+    kind = {"MEAN": 0, "SUM": 0, "REDUCE_MAX": 1, "REDUCE_MIN": 2}[op.opcode]
+    mult = shift = 0
+    if kind == 0:
+        mult, shift = prepare.quantize_multiplier(float(np.float32(_scale(x))) / float(np.float32(_scale(y))))
+        n = count if op.opcode == "MEAN" else 1
+        k = min(n.bit_length() - 1, 32, 31 + shift)
+        mult, shift = (mult << k) // n, shift - k
+    elif float(np.float32(_scale(x))) != float(np.float32(_scale(y))) or _zp(x) != _zp(y):
+        raise _fail(m, f"{where}: input and output quantization differ (TFLM requires them equal)")
+    od, os_ = _pad_dims([d for d, _ in kept], [s for _, s in kept], n=4)
+    idd, is_ = _pad_dims([d for d, _ in red], [s for _, s in red], n=4)
+
+    def arr(v):
+        return "{ " + ", ".join(map(str, v)) + " }"
+    fields = [(str(kind), "0: mean/sum, 1: max, 2: min"), (arr(od), "kept sizes"), (arr(os_), "their strides"),
+              (arr(idd), "reduced sizes"), (arr(is_), "their strides"), (str(count), "reduced elements"),
+              (str(_zp(x)), "input zero point"), (str(mult), "multiplier (1/count folded in for MEAN)"),
+              (str(shift), "shift"), (str(_zp(y)), "output zero point")]
+    st = CStruct(f"op{i}", "edgernn_reduce_params", fields,
+                 f"{op.opcode} (op {i}) of {list(in_shape)} over axes {list(axes)}")
+    return Step(i, op.opcode, st.comment, [f"edgernn_reduce_s8(&$op{i}, {t(op.inputs[0])}, {t(op.outputs[0])});"],
+                [st])
+
+
+# ----------------------------------------------------------------------------- elementwise
+def lut_table(m: TFLiteModel, sg: Subgraph, op: Operator, i: int) -> np.ndarray:
+    """The int8 -> int8 result of a one-input elementwise op for each of the 256 inputs."""
+    x, y = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
+    where = f"{op.opcode} (op {i})"
+    if x.dtype != "int8" or y.dtype != "int8":
+        raise _fail(m, f"{where} is {x.dtype} -> {y.dtype}; the native backend compiles int8 -> int8 "
+                       "(a float-I/O model's QUANTIZE/DEQUANTIZE: convert with int8 input and output)")
+    q = np.arange(-128, 128, dtype=np.int64)
+    if op.opcode in ("LOGISTIC", "TANH"):
+        want = (1 / 256, -128) if op.opcode == "LOGISTIC" else (1 / 128, 0)
+        if abs(_scale(y) - want[0]) > 1e-9 or _zp(y) != want[1]:
+            raise _fail(m, f"{where}: output quantization ({_scale(y):g}, {_zp(y)}) is not TFLM's {want}")
+        return int8_activation_table(op.opcode, x, y)
+    if op.opcode in ("RELU", "QUANTIZE"):  # requantize (s_in / s_out), then RELU clamps at the zero point
+        mult = prepare.quantize_multiplier(float(np.float32(_scale(x))) / float(np.float32(_scale(y))))
+        v = _zp(y) + fp.multiply_by_quantized_multiplier(q - _zp(x), *mult)
+        lo = max(-128, _zp(y)) if op.opcode == "RELU" else -128
+        return np.clip(v, lo, 127).astype(np.int8)
+    if op.opcode == "RELU6":  # TFLM clamps the raw input: no requantization
+        six = _zp(x) + int(fp.tflite_round(float(np.float32(6.0) / np.float32(_scale(x)))))
+        return np.clip(q, _zp(x), min(127, max(-128, six))).astype(np.int8)
+    lo, hi = prepare.activation_range(prepare.ACT_RELU_N1_TO_1, _scale(x), _zp(x))  # RELU_N1_TO_1
+    return np.clip(q, lo, hi).astype(np.int8)
+
+
+def plan_lut(m, sg, op: Operator, i: int, n: int) -> Step:
+    x = sg.tensors[op.inputs[0]]
+    table = ConstArray(f"op{i}_table", "int8_t", lut_table(m, sg, op, i),
+                       f"{op.opcode} (op {i}) of tensor {x.index} '{short(x.name)}' for inputs -128..127, tabulated")
+    return Step(i, op.opcode, table.comment,
+                [f"edgernn_lut_run_s8(${table.name}, {t(op.inputs[0])}, {t(op.outputs[0])}, {n});"], arrays=[table])
+
+
+def broadcast_shapes(a, b, out):
+    """Strides of ``a`` and ``b`` over the ``out`` box (0 along broadcast dims), right-aligned."""
+    rank = len(out)
+    res = []
+    for shp in (a, b):
+        shp = [1] * (rank - len(shp)) + list(shp)
+        st = strides(shp)
+        res.append([0 if d == 1 and o != 1 else s for d, s, o in zip(shp, st, out)])
+    return res
+
+
+def plan_binary(m, sg, op: Operator, i: int, a_shape=None, b_shape=None, out_shape=None) -> Step:
+    a, b, y = (sg.tensors[k] for k in (*op.inputs[:2], op.outputs[0]))
+    where = f"{op.opcode} (op {i})"
+    if a.dtype != "int8" or b.dtype != "int8" or y.dtype != "int8":
+        raise _fail(m, f"{where} is {a.dtype}, {b.dtype} -> {y.dtype}; int8 expected")
+    a_shape, b_shape = tuple(a.shape if a_shape is None else a_shape), tuple(b.shape if b_shape is None else b_shape)
+    out_shape = tuple(y.shape if out_shape is None else out_shape)
+    params = _mul_plan(m, sg, op, where) if op.opcode == "MUL" else _add_plan(m, sg, op, where)
+    if op.opcode == "MUL":
+        fields = [(str(params.input1_offset), "-input1 zero point"), (str(params.input2_offset), "-input2 zero point"),
+                  (str(params.multiplier[0]), "Q0.31 multiplier of s1 s2 / s_out"), (str(params.multiplier[1]), "shift"),
+                  (str(params.output_offset), "output zero point"), (str(params.activation_min), "activation min"),
+                  (str(params.activation_max), "activation max")]
+        ctype, fn = "edgernn_mul_params", "mul"
+    else:
+        fields = [(str(params.input1_offset), "-input1 zero point"), (str(params.input2_offset), "-input2 zero point"),
+                  (str(params.input1[0]), "input1 multiplier: s1 / (2 max scale)"), (str(params.input1[1]), "shift"),
+                  (str(params.input2[0]), "input2 multiplier: s2 / (2 max scale)"), (str(params.input2[1]), "shift"),
+                  (str(params.output[0]), "output multiplier: 2 max scale / (2^20 s_out)"),
+                  (str(params.output[1]), "shift"), (str(params.output_offset), "output zero point"),
+                  (str(params.activation_min), "activation min"), (str(params.activation_max), "activation max"),
+                  ("1" if params.subtract else "0", "1: SUB")]
+        ctype, fn = "edgernn_add_params", "add"
+    st = CStruct(f"op{i}", ctype, fields, f"{op.opcode} (op {i}): {list(a_shape)}, {list(b_shape)} -> {list(out_shape)}")
+    ia, ib, iy = t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0])
+    if a_shape == b_shape == out_shape or numel(a_shape) == numel(b_shape) == numel(out_shape):
+        return Step(i, op.opcode, st.comment, [f"edgernn_{fn}_run_s8(&$op{i}, {ia}, {ib}, {iy}, {numel(out_shape)});"],
+                    [st])
+    sa, sb = broadcast_shapes(a_shape, b_shape, out_shape)
+    try:
+        d, sa, sb = _pad_dims(out_shape, sa, sb)
+    except ValueError:
+        raise _fail(m, f"{where}: broadcasting over more than {MAX_DIMS} dimensions") from None
+    g = CStruct(f"op{i}_broadcast", "edgernn_broadcast",
+                [("{ " + ", ".join(map(str, v)) + " }", c) for v, c in ((d, "output sizes"), (sa, "input1 strides"),
+                                                                       (sb, "input2 strides"))])
+    return Step(i, op.opcode, st.comment, [f"edgernn_{fn}_broadcast_s8(&$op{i}, &$op{i}_broadcast, {ia}, {ib}, {iy});"],
+                [st, g])
+
+
+def plan_fc(m, sg, op: Operator, i: int, rows: int, index: int) -> Step:
+    fc = _fully_connected(m, sg, op, i, index)
+    for a in fc.arrays:
+        a.name = f"op{i}_{a.name.split('_', 1)[1]}"
+    fields = [(str(fc.n_input), "inputs"), (str(fc.n_output), "outputs"), (f"${fc.weights.name}", "weights"),
+              (f"${fc.bias.name}", "bias"), (f"${fc.multipliers.name}", "multipliers"),
+              (f"${fc.shifts.name}", "shifts"), (str(fc.multipliers.values.size), "multipliers count"),
+              (str(fc.output_zero_point), "output zero point"), (str(fc.activation_min), "activation min"),
+              (str(fc.activation_max), f"activation max ({fc.activation})")]
+    st = CStruct(f"op{i}", "edgernn_fc_params", fields, f"FULLY_CONNECTED (op {i}): {fc.n_input} -> {fc.n_output}"
+                 + (f", on {rows} rows" if rows > 1 else ""))
+    x, y = t(op.inputs[0]), t(op.outputs[0])
+    call = f"edgernn_fc_run_s8(&$op{i}, {x}, {y});" if rows == 1 else \
+        f"for (r = 0; r < {rows}; ++r) {{ edgernn_fc_run_s8(&$op{i}, {x} + r * {fc.n_input}, {y} + r * {fc.n_output}); }}"
+    return Step(i, op.opcode, st.comment, [call], [st], fc.arrays)
+
+
+def plan_softmax(m, sg, op: Operator, i: int, rows: int, index: int) -> Step:
+    s = _softmax(m, sg, op, i, index)
+    st = CStruct(f"op{i}", "edgernn_softmax_params",
+                 [(str(s.n), "classes"), (str(s.input_multiplier), "input multiplier"),
+                  (str(s.input_left_shift), "input left shift"), (str(s.diff_min), "diff min")],
+                 f"SOFTMAX (op {i}), beta {s.beta}, input scale {s.input_scale:.9g}")
+    x, y = t(op.inputs[0]), t(op.outputs[0])
+    call = f"edgernn_softmax_run_s8(&$op{i}, {x}, {y});" if rows == 1 else \
+        f"for (r = 0; r < {rows}; ++r) {{ edgernn_softmax_run_s8(&$op{i}, {x} + r * {s.n}, {y} + r * {s.n}); }}"
+    return Step(i, op.opcode, st.comment, [call], [st])
+
+
+# ----------------------------------------------------------------------------- data movement
+def plan_copy(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shapes=None, out_shapes=None,
+              pads=None) -> Step:
+    """PAD, TRANSPOSE, STRIDED_SLICE, CONCATENATION, PACK, UNPACK, SPACE_TO_BATCH_ND and
+    BATCH_TO_SPACE_ND as fills and strided boxes (``pads``: PAD's paddings, when not the op's)."""
+    ins = [sg.tensors[k] for k in op.inputs]
+    in_shapes = [tuple(s) for s in (in_shapes or [x.shape for x in ins])]
+    outs = [sg.tensors[k] for k in op.outputs]
+    out_shapes = [tuple(s) for s in (out_shapes or [y.shape for y in outs])]
+    step = Step(i, op.opcode, f"{op.opcode} (op {i}): {[list(s) for s in in_shapes[:1]]} -> "
+                              f"{[list(s) for s in out_shapes]}")
+    boxes = []  # (dims, src strides, dst strides, src offset, dst offset, src tensor, dst tensor)
+    src, dst = op.inputs[0], op.outputs[0]
+    xs, ys = in_shapes[0], out_shapes[0]
+    sx, sy = strides(xs), strides(ys)
+    fill = None
+    if op.opcode in ("PAD", "PADV2"):
+        if pads is None:
+            pads = _const(m, sg, op, 1, "paddings").reshape(-1, 2).astype(np.int64)
+        fill = _zp(outs[0])
+        if op.opcode == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+            fill = int(_const(m, sg, op, 2, "constant value").reshape(-1)[0])
+        boxes.append((xs, sx, sy, 0, int(sum(int(p[0]) * s for p, s in zip(pads, sy))), src, dst))
+    elif op.opcode == "TRANSPOSE":
+        perm = [int(p) for p in _const(m, sg, op, 1, "permutation").reshape(-1)]
+        boxes.append((ys, [sx[p] for p in perm], sy, 0, 0, src, dst))
+    elif op.opcode == "STRIDED_SLICE":
+        o = op.options
+        if int(o.ellipsisMask) or int(o.newAxisMask):
+            raise _fail(m, f"STRIDED_SLICE (op {i}): ellipsis and new-axis masks are not supported")
+        idx = strided_slice_index(xs, *(_const(m, sg, op, k, "slice bound").reshape(-1) for k in (1, 2, 3)), o)
+        dims, sstr, off = [], [], 0
+        for ax, ix in enumerate(idx):
+            if isinstance(ix, int):
+                off += ix * sx[ax]
+                continue
+            r = range(xs[ax])[ix]
+            dims.append(len(r))
+            sstr.append(sx[ax] * (ix.step or 1))
+            off += (r.start if len(r) else 0) * sx[ax]
+        boxes.append((dims, sstr, strides(dims), off, 0, src, dst))
+    elif op.opcode in ("CONCATENATION", "PACK"):
+        axis = int(op.options.axis)
+        rank = len(ys)
+        axis = axis + rank if axis < 0 else axis
+        y = outs[0]
+        pos = 0
+        for k, (x, shp) in enumerate(zip(ins, in_shapes)):
+            if x.dtype == "int8" and (_scale(x) != _scale(y) or _zp(x) != _zp(y)):
+                raise _fail(m, f"{op.opcode} (op {i}): input {k} is quantized unlike the output (TFLM refuses it)")
+            shp = shp if op.opcode == "CONCATENATION" else shp[:axis] + (1,) + shp[axis:]
+            boxes.append((shp, strides(shp), sy, 0, pos * sy[axis], op.inputs[k], dst))
+            pos += shp[axis]
+        if op.opcode == "CONCATENATION" and _act(op):
+            raise _fail(m, f"CONCATENATION (op {i}): fused activations are not supported")
+    elif op.opcode == "UNPACK":
+        axis = int(op.options.axis) % len(xs)
+        for k, out in enumerate(op.outputs):
+            shp = xs[:axis] + (1,) + xs[axis + 1:]
+            boxes.append((shp, sx, strides(shp), k * sx[axis], 0, src, out))
+    elif op.opcode in ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"):
+        boxes, fill = _batch_space_boxes(m, sg, op, i, xs, ys)
+    else:  # pragma: no cover - the callers only pass COPY_OPS
+        raise _fail(m, f"{op.opcode} (op {i}) is not a copy")
+    if fill is not None:
+        step.lines.append(f"memset({t(dst)}, {fill}, {numel(ys)}); /* fill: {fill} */")
+    for k, (dims, s_src, s_dst, o_src, o_dst, a, b) in enumerate(boxes):
+        if numel(dims) == 0:
+            continue
+        name = f"op{i}_box{k}" if len(boxes) > 1 else f"op{i}"
+        step.structs.append(box_struct(name, dims, s_src, s_dst, ""))
+        src_expr = t(a) + (f" + {o_src}" if o_src else "")
+        dst_expr = t(b) + (f" + {o_dst}" if o_dst else "")
+        step.lines.append(f"edgernn_copy_box_s8(&${name}, {src_expr}, {dst_expr});")
+    return step
+
+
+def _batch_space_boxes(m, sg, op, i, xs, ys):
+    """SPACE_TO_BATCH_ND (pad, blocks into the batch) and its inverse, as one box per block offset.
+
+    TFLM's micro SPACE_TO_BATCH_ND pads with ``params.output_offset``, which it never sets: raw 0."""
+    block = [int(b) for b in _const(m, sg, op, 1, "block shape").reshape(-1)]
+    pads = _const(m, sg, op, 2, "paddings/crops").reshape(-1, 2).astype(np.int64).tolist()
+    if len(xs) not in (3, 4) or len(block) != len(xs) - 2:
+        raise _fail(m, f"{op.opcode} (op {i}): 3-D or 4-D tensors with {len(xs) - 2} block dims expected")
+    x4 = xs if len(xs) == 4 else xs[:2] + (1,) + xs[2:]
+    y4 = ys if len(ys) == 4 else ys[:2] + (1,) + ys[2:]
+    bh, bw = (block + [1])[:2]
+    (p0, _), (q0, _) = (pads + [[0, 0]])[:2]
+    sx, sy = strides(x4), strides(y4)
+    boxes = []
+    to_batch = op.opcode == "SPACE_TO_BATCH_ND"
+    space, batched = (x4, y4) if to_batch else (y4, x4)
+    s_space, s_batched = (sx, sy) if to_batch else (sy, sx)
+    nb = space[0]
+    for dy in range(bh):
+        for dx in range(bw):
+            k = dy * bw + dx
+            # batched[(k * nb + b), yy, xx] <-> space[b, yy * bh + dy - p0, xx * bw + dx - q0]
+            ys_ = [yy for yy in range(batched[1]) if 0 <= yy * bh + dy - p0 < space[1]]
+            xs_ = [xx for xx in range(batched[2]) if 0 <= xx * bw + dx - q0 < space[2]]
+            if not ys_ or not xs_:
+                continue
+            dims = (nb, len(ys_), len(xs_), space[3])
+            s_sp = (s_space[0], bh * s_space[1], bw * s_space[2], 1)
+            s_bt = (s_batched[0], s_batched[1], s_batched[2], 1)
+            o_sp = (ys_[0] * bh + dy - p0) * s_space[1] + (xs_[0] * bw + dx - q0) * s_space[2]
+            o_bt = k * nb * s_batched[0] + ys_[0] * s_batched[1] + xs_[0] * s_batched[2]
+            if to_batch:
+                boxes.append((dims, s_sp, s_bt, o_sp, o_bt, op.inputs[0], op.outputs[0]))
+            else:
+                boxes.append((dims, s_bt, s_sp, o_bt, o_sp, op.inputs[0], op.outputs[0]))
+    return boxes, (0 if to_batch else None)

@@ -1,0 +1,121 @@
+/*
+ * edgernn_tensor.h - int8 tensor kernels for convolutional front-ends and pooling heads (C99).
+ *
+ * Part of edgernn's native backend: `edgernn emit --backend native` copies this file and
+ * edgernn_tensor.c next to the generated NAME.c when the model has convolutions, pools,
+ * reductions or data-movement ops. Every kernel computes what the TensorFlow Lite Micro
+ * reference kernel computes, bit for bit:
+ *
+ *   - CONV_2D / DEPTHWISE_CONV_2D (reference_integer_ops::ConvPerChannel /
+ *     DepthwiseConvPerChannel): per-channel requantization, taps outside the input skipped;
+ *   - MAX_POOL_2D / AVERAGE_POOL_2D (reference_integer_ops pooling, raw-sum rounding);
+ *   - MEAN / SUM / REDUCE_MAX / REDUCE_MIN over any axes (reference_ops::QuantizedMeanOrSum,
+ *     ReduceGeneric);
+ *   - ADD / SUB / MUL with broadcasting (reference_integer_ops::BroadcastAdd4DSlow ...);
+ *   - copies of strided boxes: PAD, TRANSPOSE, STRIDED_SLICE, CONCATENATION, PACK, UNPACK,
+ *     SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND are each one or a few of them.
+ *
+ * Tensors are NHWC int8 arrays; every size, stride and constant comes from the generated
+ * params structs (static const, in flash). No dynamic memory, no recursion, no floating point.
+ */
+#ifndef EDGERNN_TENSOR_H
+#define EDGERNN_TENSOR_H
+
+#include <stdint.h>
+
+#include "edgernn_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Boxes and broadcasts have at most this many dimensions (TFLM's own limit for these ops). */
+#define EDGERNN_MAX_DIMS 5
+
+/* ---------------------------------------------------------------------------------------
+ * CONV_2D and DEPTHWISE_CONV_2D, NHWC input, int32 accumulators.
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t batches;
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t filter_h, filter_w;
+    int32_t filter_c;             /* CONV_2D: input channels per group (in_c / groups); DEPTHWISE: 1 */
+    int32_t depth_multiplier;     /* 0: CONV_2D, filter [out_c][fh][fw][filter_c];
+                                   * > 0: DEPTHWISE_CONV_2D, filter [fh][fw][out_c] */
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_top, pad_left;    /* SAME padding before; taps beyond the input are skipped */
+    int32_t input_zero_point;
+    int32_t output_zero_point;
+    int32_t activation_min, activation_max;
+    const int8_t *weights;
+    const int32_t *bias;          /* [out_c]: bias - input_zero_point * sum of the channel's weights */
+    const int32_t *multiplier;    /* [out_c] Q0.31 */
+    const int32_t *shift;         /* [out_c] */
+} edgernn_conv_params;
+
+void edgernn_conv_s8(const edgernn_conv_params *p, const int8_t *input, int8_t *output);
+
+/* ---------------------------------------------------------------------------------------
+ * MAX_POOL_2D / AVERAGE_POOL_2D (input and output share scale and zero point).
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t average;              /* 0: max, 1: average */
+    int32_t batches, in_h, in_w, channels, out_h, out_w;
+    int32_t filter_h, filter_w, stride_h, stride_w, pad_top, pad_left;
+    int32_t activation_min, activation_max;
+} edgernn_pool_params;
+
+void edgernn_pool_s8(const edgernn_pool_params *p, const int8_t *input, int8_t *output);
+
+/* ---------------------------------------------------------------------------------------
+ * Reductions: every output element reduces a box of the input. The kept dimensions (in
+ * output order) and the reduced ones each have sizes and strides in input elements.
+ * ------------------------------------------------------------------------------------- */
+enum { EDGERNN_REDUCE_MEAN = 0, EDGERNN_REDUCE_MAX = 1, EDGERNN_REDUCE_MIN = 2 };
+
+typedef struct {
+    int32_t kind;
+    int32_t outer_dims[4], outer_strides[4];
+    int32_t inner_dims[4], inner_strides[4];
+    int32_t count;                /* reduced elements (the zero point's weight in the sum) */
+    int32_t input_zero_point;
+    int32_t multiplier, shift;    /* MEAN/SUM: s_in / s_out with 1 / count folded in (MEAN) */
+    int32_t output_zero_point;
+} edgernn_reduce_params;
+
+void edgernn_reduce_s8(const edgernn_reduce_params *p, const int8_t *input, int8_t *output);
+
+/* ---------------------------------------------------------------------------------------
+ * Strided boxes: dst[i0..i4] = src[i0..i4] with each side's strides (in bytes). Transposes,
+ * slices, concatenations and padding interiors are all one box.
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t dims[EDGERNN_MAX_DIMS];
+    int32_t src_strides[EDGERNN_MAX_DIMS];
+    int32_t dst_strides[EDGERNN_MAX_DIMS];
+} edgernn_box;
+
+void edgernn_copy_box_s8(const edgernn_box *b, const int8_t *src, int8_t *dst);
+
+/* ---------------------------------------------------------------------------------------
+ * Broadcasting ADD / SUB / MUL: the output box with each input's strides (0 along the
+ * dimensions it is broadcast over); the arithmetic is edgernn_add_run_s8 / _mul_run_s8's.
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    int32_t dims[EDGERNN_MAX_DIMS];
+    int32_t a_strides[EDGERNN_MAX_DIMS];
+    int32_t b_strides[EDGERNN_MAX_DIMS];
+} edgernn_broadcast;
+
+void edgernn_add_broadcast_s8(const edgernn_add_params *p, const edgernn_broadcast *g, const int8_t *a,
+                              const int8_t *b, int8_t *out);
+void edgernn_mul_broadcast_s8(const edgernn_mul_params *p, const edgernn_broadcast *g, const int8_t *a,
+                              const int8_t *b, int8_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGERNN_TENSOR_H */

@@ -1,0 +1,170 @@
+"""Hybrid .tflite files made by the plain TFLite converter (not ``edgernn convert``): the files
+a user brings. Convolutional front-ends, pooling heads and LSTMs (tf_keras, batch 1, int8 PTQ,
+int8 I/O); edgernn's simulator and native C must equal TFLM bit for bit on them, and a
+causal-convolution model must stream (``NAME_step``) with the same bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgernn.errors import EdgeRNNError
+from edgernn.simulate import Simulator
+from oneop import native_build, tflm_run
+
+
+def _deepconvlstm(tfk):
+    """DeepConvLSTM: two 'valid' Conv1D, an LSTM, a softmax head (no streaming form)."""
+    inp = tfk.Input((24, 6), batch_size=1)
+    h = tfk.layers.Conv1D(8, 5, activation="relu")(inp)
+    h = tfk.layers.Conv1D(8, 3, activation="relu")(h)
+    h = tfk.layers.LSTM(16)(h)
+    return tfk.Model(inp, tfk.layers.Dense(4, activation="softmax")(h))
+
+
+def _causal(tfk):
+    """Causal (and dilated) Conv1D + BatchNorm + ReLU front-end, LSTM(seq), per-step Dense: streams."""
+    inp = tfk.Input((20, 5), batch_size=1)
+    h = tfk.layers.Conv1D(8, 3, padding="causal")(inp)
+    h = tfk.layers.BatchNormalization()(h)
+    h = tfk.layers.ReLU()(h)
+    h = tfk.layers.Conv1D(6, 3, padding="causal", dilation_rate=2, activation="relu")(h)
+    h = tfk.layers.LSTM(12, return_sequences=True)(h)
+    return tfk.Model(inp, tfk.layers.Dense(3)(h))
+
+
+def _crnn(tfk):
+    """CRNN: Conv2D over (time, frequency, 1), MaxPooling over frequency, Reshape, LSTM."""
+    inp = tfk.Input((12, 8, 1), batch_size=1)
+    h = tfk.layers.Conv2D(4, (3, 3), padding="same", activation="relu")(inp)
+    h = tfk.layers.MaxPooling2D((1, 2))(h)
+    h = tfk.layers.Reshape((12, 16))(h)
+    h = tfk.layers.LSTM(12)(h)
+    return tfk.Model(inp, tfk.layers.Dense(5, activation="softmax")(h))
+
+
+def _pooled(tfk):
+    """Conv1D, MaxPooling1D, LSTM(seq), GlobalAveragePooling1D, Dense."""
+    inp = tfk.Input((16, 3), batch_size=1)
+    h = tfk.layers.Conv1D(6, 3, padding="same", activation="relu")(inp)
+    h = tfk.layers.MaxPooling1D(2)(h)
+    h = tfk.layers.LSTM(10, return_sequences=True)(h)
+    h = tfk.layers.GlobalAveragePooling1D()(h)
+    return tfk.Model(inp, tfk.layers.Dense(4, activation="softmax")(h))
+
+
+BUILDERS = {"deepconvlstm": _deepconvlstm, "causal": _causal, "crnn": _crnn, "pooled": _pooled}
+
+
+def convert_plain(model, calib: np.ndarray) -> bytes:
+    """What a user does with TensorFlow alone: full-int8 PTQ, int8 input and output."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([calib[i:i + 1]] for i in range(len(calib)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+@pytest.fixture(scope="module")
+def hybrids():
+    """name -> (flatbuffer, int8 test inputs); random weights, random BatchNorm statistics."""
+    import tf_keras as tfk
+
+    out = {}
+    for k, (name, build) in enumerate(BUILDERS.items()):
+        tfk.utils.set_random_seed(k)
+        model = build(tfk)
+        for layer in model.layers:
+            if isinstance(layer, tfk.layers.BatchNormalization):
+                g, b, mu, var = layer.get_weights()
+                rng = np.random.default_rng(k)
+                layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.3, b.shape),
+                                   rng.normal(0, 0.3, mu.shape), rng.uniform(0.5, 2, var.shape)])
+        rng = np.random.default_rng(100 + k)
+        shape = tuple(model.input_shape[1:])
+        raw = convert_plain(model, rng.normal(0, 1, (48,) + shape).astype(np.float32))
+        sim = Simulator.from_bytes(raw)
+        x = sim.quantize_input(rng.normal(0, 1.3, (16,) + shape))
+        out[name] = (raw, x)
+    return out
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_simulator_and_native_equal_tflm(hybrids, tmp_path, name):
+    raw, x = hybrids[name]
+    want = tflm_run(raw, [x])[0]
+    assert np.array_equal(Simulator.from_bytes(raw).run(x).reshape(want.shape), want)
+    nb = native_build(raw, tmp_path)
+    xn = x.reshape(len(x), nb.plan.timesteps, -1)
+    assert np.array_equal(nb.run(xn).reshape(want.shape), want)
+    header = (tmp_path / "m.h").read_text()
+    if name == "causal":
+        # the causal model streams: one ring per convolution, NAME_step over every step == TFLM
+        assert nb.plan.graph.streaming and len(nb.plan.graph.rings) == 2
+        assert "#define M_STREAMING 1" in header
+        assert np.array_equal(nb.steps(xn).reshape(want.shape), want)
+        # its RAM does not grow with T: rings of (k - 1) * d + 1 rows
+        assert sorted(r.size for r in nb.plan.graph.rings) == [3 * 5, 5 * 8]
+    else:
+        assert not nb.plan.graph.streaming
+        assert "#define M_STREAMING 0" in header and "no one-step form" in header
+        with pytest.raises(EdgeRNNError, match="status 4"):  # NAME_step returns EDGERNN_ERR_UNSUPPORTED
+            nb.steps(xn)
+
+
+def test_streaming_refusals_say_why(hybrids):
+    from edgernn.backends.native.emit import build_plan
+    from edgernn.tflite_model import parse
+
+    reasons = {name: build_plan(parse(raw, name)).graph.reason for name, (raw, _) in hybrids.items()
+               if name != "causal"}
+    assert "'valid' convolution over time" in reasons["deepconvlstm"]
+    assert "'same' padding over time" in reasons["crnn"] and "padding='causal'" in reasons["crnn"]
+    assert "'same' padding over time" in reasons["pooled"]  # the first obstacle it meets
+
+
+def digits_28x28():
+    """scikit-learn's digits upscaled to MNIST's 28 x 28 in [0, 1] (nothing is downloaded)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    img = np.kron(d.images / 16.0, np.ones((3, 3)))  # 24 x 24
+    return np.pad(img, ((0, 0), (2, 2), (2, 2))).astype(np.float32), d.target.astype(np.int64)
+
+
+@pytest.mark.slow
+def test_mnist_lstm_like_model_through_emit_native(tmp_path):
+    """TFLM's own examples/mnist_lstm (train.py): LSTM(20, return_sequences) -> Flatten ->
+    Dense(10, softmax), rows as time steps, converted the way that example does. ``edgernn emit
+    --backend native`` compiles it (RESHAPE and FULLY_CONNECTED on the whole sequence) and the
+    host self-test equals TFLM on every vector."""
+    import tf_keras as tfk
+
+    import edgernn
+    from edgernn.firmware import run_project
+
+    x, y = digits_28x28()
+    tfk.utils.set_random_seed(0)
+    model = tfk.Sequential([tfk.Input((28, 28), batch_size=1), tfk.layers.LSTM(20, return_sequences=True),
+                            tfk.layers.Flatten(), tfk.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x[:1400], y[:1400], batch_size=32, epochs=2, verbose=0)
+    path = tmp_path / "mnist_lstm_int8.tflite"
+    path.write_bytes(convert_plain(model, x[:100]))
+    ops = Simulator.from_file(path).model.op_counts
+    assert set(ops) == {"UNIDIRECTIONAL_SEQUENCE_LSTM", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"}
+    data = tmp_path / "test.npz"
+    np.savez(data, x=x[1400:], y=y[1400:])
+    res = edgernn.emit(path, tmp_path / "fw", backend="native", target="host", test_data=data, samples=8)
+    r = run_project(res.out_dir, timeout=300)
+    assert r.passed, "\n".join(r.summary_lines())
+    assert len(r.vectors) == 8 and all(v.matches for v in r.vectors)
+    # the int8 model still reads digits
+    sim = Simulator.from_file(path)
+    acc = np.mean(np.argmax(sim.run(sim.quantize_input(x[1400:])), axis=1) == y[1400:])
+    assert acc > 0.8
