@@ -225,22 +225,14 @@ def test_pack_unpack(k, t, c, data):
     check(g.finish([y]), [inputs(rng, (k, t, c), 5)])
 
 
-@EXAMPLES
-@given(st.integers(1, 12), st.integers(1, 4), st.integers(1, 3), st.data())
-def test_space_to_batch_dilated_conv(t, c, d, data):
+def s2b_conv_graph(t: int, c: int, d: int, k: int, pad_before: int, crop_end: int, o: int, seed: int):
     """The converter's batch-None dilated Conv1D: SPACE_TO_BATCH_ND -> EXPAND_DIMS -> CONV_2D ->
     RESHAPE -> BATCH_TO_SPACE_ND -> ADD(bias), on a 3-D (1, T, C) input."""
-    k = data.draw(st.integers(1, 3))
-    pad_before = data.draw(st.integers(0, 2 * d))
     total = -(-(t + pad_before) // d) * d
     pads = [[pad_before, total - t - pad_before]]
     tb = total // d
     out_len = tb - (k - 1)
-    if out_len < 1:
-        return
-    crop_end = data.draw(st.integers(0, min(out_len * d - 1, d)))
-    o = data.draw(st.integers(1, 4))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    rng = np.random.default_rng(seed)
     g = Graph()
     x = g.input((1, t, c), scale=0.05, zp=-10)
     s2b = g.tensor((d, tb, c), scale=0.05, zp=-10)
@@ -259,7 +251,37 @@ def test_space_to_batch_dilated_conv(t, c, d, data):
     y = g.tensor((1, out_len * d - crop_end, o), scale=0.1, zp=-2)
     bias = g.const(rng.integers(-128, 128, o), "int8", scale=0.02, zp=0)
     g.op("ADD", [yb, bias], [y], g.options("AddOptions"))
-    check(g.finish([y]), [inputs(rng, (t, c), -10)])
+    return g.finish([y]), inputs(rng, (t, c), -10)
+
+
+@EXAMPLES
+@given(st.integers(1, 6), st.integers(1, 4), st.integers(1, 3), st.data())
+def test_space_to_batch_dilated_conv(m, c, d, data):
+    """T a multiple of the dilation: SPACE_TO_BATCH_ND pads nothing (where it pads an int8
+    tensor TFLM reads uninitialized memory, see below)."""
+    k = data.draw(st.integers(1, m))
+    crop_end = data.draw(st.integers(0, min((m - k + 1) * d - 1, d)))
+    raw, x = s2b_conv_graph(m * d, c, d, k, 0, crop_end, data.draw(st.integers(1, 4)), data.draw(st.integers(0, 2**31)))
+    check(raw, [x])
+
+
+def test_space_to_batch_padding_is_the_zero_point(caplog):
+    """TFLM's micro SPACE_TO_BATCH_ND pads with a never-initialized ``output_offset``; the
+    simulator and the native C pad with the zero point (what the float graph means), agree with
+    each other, and the simulator says so."""
+    import logging
+
+    raw, x = s2b_conv_graph(7, 3, 2, 2, 1, 1, 3, 5)
+    with caplog.at_level(logging.WARNING):
+        sim = Simulator.from_bytes(raw)
+    assert "uninitialized memory" in caplog.text
+    y_sim = sim.run(x)
+    with tempfile.TemporaryDirectory(prefix="edgernn-op-") as tmp:
+        nb = native_build(raw, tmp)
+        assert np.array_equal(nb.run(x.reshape(len(x), 7, -1)).reshape(y_sim.shape), y_sim)
+    _, tensors = sim.run(x, capture=True)
+    padded = next(v for k, v in tensors.items() if v.shape[1:] == (2, 4, 3))  # (d, (7 + 1) / 2, C)
+    assert np.all(padded[:, 0, 0, :] == -10)  # the first row of block 0 is the padding: the zero point
 
 
 @EXAMPLES

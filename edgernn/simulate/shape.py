@@ -111,18 +111,19 @@ class SpaceToBatchNd(Kernel):
     """``reference_ops::SpaceToBatchND``: pad H and W, cut them into blocks, and move the block
     offsets into the batch axis: out batch = (dy * bw + dx) * B + b.
 
-    The fill is ``params.output_offset``, which TFLM's micro kernel never sets: the pip runtime
-    pads with raw 0, not the zero point (the simulator follows it). Padding with 0 is what a
-    float graph means only when the zero point is 0, so a graph whose SPACE_TO_BATCH_ND pads an
-    int8 tensor with another zero point gets a warning."""
+    The padding value is ``params.output_offset``, which TFLM's micro kernel never sets (it lives
+    in an uninitialized persistent buffer): where an int8 SPACE_TO_BATCH_ND really pads, TFLM's
+    outputs are undefined (observed: raw 0, or other values from run to run). The simulator pads
+    with the output zero point, the value desktop TFLite uses and the float graph means, and warns."""
 
     def __init__(self, sim, sg, op):
         super().__init__(sim, sg, op)
         self.block, self.pads = _block_args(self)
-        self.fill = 0
-        if np.any(self.pads) and zp_of(self.t_out()) != 0:
-            log.warning("%s: pads with raw 0 as TFLM does, not with the zero point %d", self.where(),
-                        zp_of(self.t_out()))
+        y_t = self.t_out()
+        self.fill = zp_of(y_t) if y_t.dtype == "int8" else 0
+        if np.any(self.pads) and y_t.dtype == "int8":
+            log.warning("%s pads an int8 tensor: TFLM pads with uninitialized memory there (its outputs are "
+                        "undefined); the simulator pads with the zero point %d", self.where(), self.fill)
 
     def __call__(self, ins):
         v = ins[0]

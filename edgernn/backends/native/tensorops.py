@@ -443,7 +443,8 @@ def plan_copy(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shapes=None
 def _batch_space_boxes(m, sg, op, i, xs, ys):
     """SPACE_TO_BATCH_ND (pad, blocks into the batch) and its inverse, as one box per block offset.
 
-    TFLM's micro SPACE_TO_BATCH_ND pads with ``params.output_offset``, which it never sets: raw 0."""
+    Padding is the output zero point (desktop TFLite's value; TFLM's micro kernel pads with an
+    uninitialized ``params.output_offset``, so its outputs there are undefined)."""
     block = [int(b) for b in _const(m, sg, op, 1, "block shape").reshape(-1)]
     pads = _const(m, sg, op, 2, "paddings/crops").reshape(-1, 2).astype(np.int64).tolist()
     if len(xs) not in (3, 4) or len(block) != len(xs) - 2:
@@ -475,4 +476,4 @@ def _batch_space_boxes(m, sg, op, i, xs, ys):
                 boxes.append((dims, s_sp, s_bt, o_sp, o_bt, op.inputs[0], op.outputs[0]))
             else:
                 boxes.append((dims, s_bt, s_sp, o_bt, o_sp, op.inputs[0], op.outputs[0]))
-    return boxes, (0 if to_batch else None)
+    return boxes, (_zp(sg.tensors[op.outputs[0]]) if to_batch else None)
