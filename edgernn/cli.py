@@ -227,6 +227,8 @@ def inspect(model, as_json, no_arena):
     if rep.arena_cortex_m:
         click.echo("  TFLM arena on a Cortex-M4 (minimum, TFLM's allocator replayed): "
                    + ", ".join(f"{k} {_kib(v)}" for k, v in rep.arena_cortex_m.items()))
+    for engine, what in rep.engines.items():
+        click.echo(f"  {engine}: {what}")
     click.echo(f"  {'#':>3} {'sg':>2} {'op':<32}{'params':>9}{'MACs':>12}  output")
     for r in rep.per_op:
         click.echo(f"  {r['index']:>3} {r['subgraph']:>2} {r['opcode']:<32}{r['params']:>9,}{r['macs']:>12,}  "

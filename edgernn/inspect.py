@@ -47,6 +47,7 @@ class InspectReport:
     macs: int = 0
     input: dict = field(default_factory=dict)
     output: dict = field(default_factory=dict)
+    engines: dict = field(default_factory=dict)  # engine -> what it does with this .tflite
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -84,12 +85,42 @@ def _op_costs(m: tflite_model.TFLiteModel, timesteps: int) -> list[OpCost]:
                 w = sg.tensors[op.inputs[1]]
                 rows_in = int(np.prod(out.shape[:-1])) if out is not None and len(out.shape) > 1 else 1
                 macs = int(np.prod(w.shape)) * rows_in
+            elif op.opcode in ("CONV_2D", "DEPTHWISE_CONV_2D") and out is not None:
+                w = sg.tensors[op.inputs[1]]
+                taps = int(np.prod(w.shape[1:3]))  # depthwise: each output reads one input channel
+                macs = int(np.prod(out.shape)) * taps * (int(w.shape[3]) if op.opcode == "CONV_2D" else 1)
             elif op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM":
                 t_axis = sg.tensors[op.inputs[0]].shape[1]
                 w = sum(int(np.prod(sg.tensors[i].shape)) for i in (op.inputs[j] for j in _LSTM_WEIGHT_INPUTS) if i >= 0)
                 macs = w * int(t_axis)
             rows.append(OpCost(oi, si, op.opcode, params, macs * repeat, tuple(out.shape) if out is not None else ()))
     return rows
+
+
+def engine_support(m: tflite_model.TFLiteModel) -> dict:
+    """Whether the simulator and the native backend take ``m``, and how (or why not)."""
+    from .backends.native.emit import build_plan
+    from .simulate import Simulator
+
+    out = {}
+    try:
+        Simulator(m, engine="numpy")
+        out["simulator"] = "bit-exact int8 interpreter"
+    except EdgeRNNError as exc:
+        out["simulator"] = f"refused: {str(exc).replace(f'{m.path}: ', '')}"
+    try:
+        plan = build_plan(m)
+    except EdgeRNNError as exc:
+        out["native"] = f"refused: {str(exc).replace(f'{m.path}: ', '')}"
+    else:
+        g = plan.graph
+        if g is not None and not g.streaming:
+            out["native"] = f"whole window only (NAME_run on {plan.timesteps} steps); no NAME_step: {g.reason}"
+        elif plan.bidirectional:
+            out["native"] = "whole window only (NAME_run): a Bidirectional layer"
+        else:
+            out["native"] = "streams (NAME_step, one time step per call; NAME_run on any T)"
+    return out
 
 
 def inspect_tflite(path, *, arena: bool = True) -> InspectReport:
@@ -110,7 +141,7 @@ def inspect_tflite(path, *, arena: bool = True) -> InspectReport:
         arena_bytes=arena_bytes, arena_cortex_m=arena_cortex_m, ops=m.op_counts,
         tensors=[_tensor_dict(t, si) for si, sg in enumerate(m.subgraphs) for t in sg.tensors],
         per_op=[asdict(c) for c in costs], params=sum(c.params for c in costs), macs=sum(c.macs for c in costs),
-        input=_tensor_dict(tin, 0), output=_tensor_dict(tout, 0))
+        input=_tensor_dict(tin, 0), output=_tensor_dict(tout, 0), engines=engine_support(m))
 
 
 def inspect_keras(path) -> InspectReport:

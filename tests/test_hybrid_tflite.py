@@ -168,3 +168,26 @@ def test_mnist_lstm_like_model_through_emit_native(tmp_path):
     sim = Simulator.from_file(path)
     acc = np.mean(np.argmax(sim.run(sim.quantize_input(x[1400:])), axis=1) == y[1400:])
     assert acc > 0.8
+
+
+def test_inspect_and_emit_take_foreign_files(hybrids, tmp_path):
+    """``edgernn inspect`` says what each engine does with the file and counts the convolutions'
+    MACs; ``emit --backend tflm`` registers their ops with TFLM's resolver."""
+    import edgernn
+    from edgernn.backends.tflm.emit import resolver_calls
+    from edgernn.tflite_model import read
+
+    paths = {}
+    for name in ("causal", "deepconvlstm"):
+        paths[name] = tmp_path / f"{name}.tflite"
+        paths[name].write_bytes(hybrids[name][0])
+    causal, dcl = (edgernn.inspect(paths[n], arena=False) for n in ("causal", "deepconvlstm"))
+    assert causal.engines["native"].startswith("streams") and "bit-exact" in causal.engines["simulator"]
+    assert dcl.engines["native"].startswith("whole window only") and "'valid' convolution" in dcl.engines["native"]
+    convs = [r for r in dcl.per_op if r["opcode"] == "CONV_2D"]
+    # Conv1D(8, 5) on 24 x 6 -> 20 x 8 outputs of 5 x 6 taps; Conv1D(8, 3) -> 18 x 8 of 3 x 8
+    assert [r["macs"] for r in convs] == [20 * 8 * 30, 18 * 8 * 24]
+    calls = resolver_calls(read(paths["causal"]))
+    assert {"AddConv2D", "AddPad", "AddUnidirectionalSequenceLSTM"} <= set(calls)
+    res = edgernn.emit(paths["causal"], tmp_path / "tflm", backend="tflm", target="host")
+    assert any("resolver.AddConv2D()" in f.read_text() for f in res.files if f.name == "main.cc")

@@ -38,6 +38,12 @@ RESOLVER_METHODS = {
     "MAXIMUM": "AddMaximum", "MINIMUM": "AddMinimum", "GREATER": "AddGreater", "EQUAL": "AddEqual",
     "LOGICAL_AND": "AddLogicalAnd", "SPLIT_V": "AddSplitV", "SELECT_V2": "AddSelectV2",
     "MEAN": "AddMean", "CAST": "AddCast", "REDUCE_MAX": "AddReduceMax",
+    # convolutional front-ends and pooling heads (issue 14)
+    "CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "MAX_POOL_2D": "AddMaxPool2D",
+    "AVERAGE_POOL_2D": "AddAveragePool2D", "PAD": "AddPad", "PADV2": "AddPadV2", "SUM": "AddSum",
+    "REDUCE_MIN": "AddReduceMin", "RELU6": "AddRelu6", "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd",
+    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd", "LESS_EQUAL": "AddLessEqual", "GREATER_EQUAL": "AddGreaterEqual",
+    "NOT_EQUAL": "AddNotEqual",
 }
 
 
