@@ -201,9 +201,28 @@ def test_hybrids_convert_and_run_in_tflm(body, rnn, route, tmp_path):
     assert ("UNIDIRECTIONAL_SEQUENCE_LSTM" in ops) == (route == "fused-lstm")
     assert "CONV_2D" in ops and ("WHILE" in ops) == (route == "while-graph")
     runner = TFLMRunner(res.tflite, arena_size=ARENA)
-    got = runner.dequantize_output(runner.run(runner.quantize_input(x[120:]))).reshape(want.shape)
+    xq = runner.quantize_input(x[120:])
+    out = runner.run(xq)
+    got = runner.dequantize_output(out).reshape(want.shape)
     assert np.abs(got - want).max() < 0.05
     assert np.mean(got.argmax(-1) == want.argmax(-1)) >= 0.9  # random weights: near-ties exist
+    _engines_equal_tflm(res.tflite, xq, out, tmp_path, streams=False)
+
+
+def _engines_equal_tflm(tflite, xq, want, tmp_path, streams):
+    """edgernn's engines on what convert wrote: both simulator engines and the native C equal
+    TFLM bit for bit; a causal model also streams in C (``NAME_step`` over T == TFLM)."""
+    from edgernn.simulate import Simulator
+    from oneop import native_build
+
+    for engine in ("numpy", "numba"):
+        assert np.array_equal(Simulator.from_bytes(tflite, engine=engine).run(xq).reshape(want.shape), want)
+    nb = native_build(tflite, tmp_path / "c")
+    assert np.array_equal(nb.run(xq).reshape(want.shape), want)
+    assert nb.plan.graph.streaming == streams
+    if streams:
+        steps = nb.steps(xq)
+        assert np.array_equal((steps[:, -1] if nb.plan.last_step_only else steps).reshape(want.shape), want)
 
 
 def _causal(L, inp, rnn):
@@ -219,7 +238,7 @@ def _causal(L, inp, rnn):
 
 
 @pytest.mark.parametrize("rnn", ["LSTM", "GRU"])
-def test_causal_conv_streaming_equals_sequence_bit_for_bit(rnn):
+def test_causal_conv_streaming_equals_sequence_bit_for_bit(rnn, tmp_path):
     import keras
 
     k = _build(keras, lambda L, i: _causal(L, i, rnn))
@@ -236,6 +255,7 @@ def test_causal_conv_streaming_equals_sequence_bit_for_bit(rnn):
     want = runner.run(xq)
     got = run_streaming(TFLMRunner(one, arena_size=ARENA).interpreter, xq)
     np.testing.assert_array_equal(got.reshape(want.shape), want)
+    _engines_equal_tflm(seq.tflite, xq, want, tmp_path, streams=True)
 
 
 @pytest.mark.parametrize("make,why", [

@@ -60,9 +60,10 @@ class UnidirectionalSequenceLstm(Kernel):
             wh.append(w_rec.data.astype(np.int64))
             bias.append(b.data.astype(np.int64) if b is not None and b.data is not None
                         else np.zeros(w_in.shape[0], np.int64))
-            # GetQuantizedConvolutionMultipler: float product, then double division.
-            mx.append(fp.quantize_multiplier(float(np.float32(s_x * np.float32(scale_of(w_in)))) / gate_scale))
-            mh.append(fp.quantize_multiplier(float(np.float32(s_h * np.float32(scale_of(w_rec)))) / gate_scale))
+            # GetQuantizedConvolutionMultipler: double(input scale) * double(weight scale) / double(2^-12)
+            # (a float product loses the low bits of the multiplier: 1 LSB off at rare ties).
+            mx.append(fp.quantize_multiplier(float(s_x) * float(np.float32(scale_of(w_in))) / gate_scale))
+            mh.append(fp.quantize_multiplier(float(s_h) * float(np.float32(scale_of(w_rec))) / gate_scale))
         self.units = wx[0].shape[0]
         self.wx = np.concatenate(wx, 0)  # (4U, F) rows: gates in TFLite order i, f, c, o
         self.wh = np.concatenate(wh, 0)  # (4U, U)

@@ -151,8 +151,8 @@ class FullyConnected(Kernel):
     """``reference_integer_ops::FullyConnected`` / ``FullyConnectedPerChannel`` (int8 in/out).
 
     ``acc = sum_k w[o,k] * (x[k] - x_zp) + bias[o]`` (int32), requantized with
-    ``MultiplyByQuantizedMultiplier`` — one multiplier for per-tensor weights (computed from
-    the float product of input and weight scales), one per output channel otherwise — plus the
+    ``MultiplyByQuantizedMultiplier`` — one multiplier for per-tensor weights, one per output
+    channel otherwise (each from the double product of the input and weight scales) — plus the
     output zero point, clamped to the fused activation's range. Exact (0 LSB).
     """
 
@@ -171,8 +171,8 @@ class FullyConnected(Kernel):
             self.mult = np.array([m for m, _ in ms], np.int64)
             self.shift = np.array([s for _, s in ms], np.int64)
             self.w_zp = 0
-        else:  # per-tensor: float product, double division
-            m, s = fp.quantize_multiplier(float(np.float32(s_in * np.float32(w_t.scale[0]))) / s_out)
+        else:  # per-tensor: GetQuantizedConvolutionMultipler, double(input) * double(filter) / double(output)
+            m, s = fp.quantize_multiplier(float(s_in) * float(np.float32(w_t.scale[0])) / s_out)
             self.mult, self.shift = np.int64(m), np.int64(s)
             self.w_zp = zp_of(w_t)
         self.x_zp, self.y_zp = zp_of(x_t), zp_of(y_t)

@@ -72,6 +72,8 @@ class NativeBuild:
                                f"input scale {self.plan.input_scale:g} and zero point {self.plan.input_zero_point}")
         if x.ndim == 2:
             x = x[None]
+        if x.ndim > 3 and x.shape[0] >= 1 and x.shape[1] >= 1:  # (N, T, F, C...) images: rows of F x C values
+            x = x.reshape(x.shape[0], x.shape[1], -1)
         if x.ndim != 3 or x.shape[2] != self.plan.features or x.shape[1] < 1 or x.shape[0] < 1:
             raise EdgeRNNError(f"native engine: input shape {x.shape}; expected (N, T, {self.plan.features})")
         return np.ascontiguousarray(x)
@@ -90,6 +92,10 @@ class NativeBuild:
         n, t, _ = x.shape
         out = np.frombuffer(self._exec(["run", str(n), str(t)], x.tobytes()), np.int8)
         k = self.plan.step_outputs
+        graph = self.plan.graph
+        if graph is not None and (not graph.streaming or t == self.plan.timesteps):
+            shape = tuple(graph.output_shape)  # the model output's shape (without its batch of 1), as TFLM's
+            return out.reshape((n,) + (shape[1:] if shape and shape[0] == 1 else shape))
         return out.reshape(n, k) if self.plan.last_step_only else out.reshape(n, t, k)
 
     def steps(self, x) -> np.ndarray:
