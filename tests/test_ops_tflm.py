@@ -11,6 +11,8 @@ convolutions and pools saturate differently). The native C of each graph is comp
 
 from __future__ import annotations
 
+import collections
+import os
 import tempfile
 
 import numpy as np
@@ -37,9 +39,17 @@ def inputs(rng: np.random.Generator, shape, zp: int, n: int = 6) -> np.ndarray:
     return np.concatenate([wide, narrow]).astype(np.int8)
 
 
+NATIVE_EVERY = 4  # a gcc build per graph: native C on every 4th example of each test (25 -> 7)
+_examples = collections.Counter()
+
+
 def check(raw: bytes, xs: list[np.ndarray], outputs: int = 1, native: bool = True) -> None:
-    """TFLM == simulator (both engines) == native C (``NAME_run``, and ``NAME_step`` over every
-    step when the model streams)."""
+    """TFLM == simulator (both engines) on every example; native C (``NAME_run``, and
+    ``NAME_step`` over every step when the model streams) on every ``NATIVE_EVERY``-th example
+    of each test (the first included)."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+    native = native and _examples[test] % NATIVE_EVERY == 0
+    _examples[test] += 1
     want = tflm_run(raw, xs, outputs)
     for engine in ("numpy", "numba"):
         got = Simulator.from_bytes(raw, engine=engine).run(*xs)
