@@ -278,7 +278,7 @@ def emit(model, out_dir, backend, target, test_data, samples, name, calib, max_f
 
 @main.command()
 @click.argument("model", type=click.Path())
-@click.argument("quant", type=click.Path())
+@click.argument("quant", type=click.Path(), required=False)
 @click.option("--data", type=click.Path(), required=True, help="Labelled data (.npz) to validate on.")
 @click.option("--engine", "engine", type=click.Choice(["tflm", "simulator", "native", "both", "all"]), default=None,
               help="Engine(s) running the int8 model. 'both' = simulator + tflm (default when available).")
@@ -306,12 +306,22 @@ def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreeme
              min_snr_db, max_rmse_increase, qat_quant, config, per_layer, report, junit, markdown, html, firmware):
     """Compare float MODEL with int8 QUANT on --data; exit 1 when a threshold is broken.
 
+    A .tflite alone (no Keras model: one made elsewhere) runs its engines against each other:
+    they must agree bit for bit (--max-engine-lsb, 0 by default) and --min-accuracy is gated.
+
     \b
     Example:
       edgernn validate model.keras model.tflite --data test.npz \\
           --max-accuracy-drop 0.02 --min-agreement 0.97 --report r.json --junit j.xml --html r.html
+      edgernn validate model.tflite --data test.npz --engine all --min-accuracy 0.9
     """
     from . import validate as _validate
+
+    if quant is None:
+        if not str(model).endswith(".tflite"):
+            raise EdgeRNNError(f"{model}: give the int8 .tflite after the float model (edgernn validate "
+                               "model.keras model.tflite --data test.npz), or a .tflite alone")
+        model, quant = None, model
 
     engines = {None: None, "both": ["simulator", "tflm"], "all": ["simulator", "tflm", "native"]}.get(engine, [engine])
     thresholds = dict(max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, min_accuracy=min_accuracy,
@@ -328,15 +338,17 @@ def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreeme
     click.echo(f"{rep.model_name}: {rep.n_samples} samples, {rep.task}, engines {', '.join(rep.engines)}")
     keys = ["accuracy_float", "accuracy_int8", "accuracy_drop", "accuracy_int8_qat", "accuracy_drop_qat",
             "top1_agreement", "rmse_float", "rmse_int8",
-            "max_abs_error", "mean_abs_error", "snr_db", "cosine", "simulator_vs_tflm_max_lsb",
-            "native_vs_tflm_max_lsb"]
+            "max_abs_error", "mean_abs_error", "snr_db", "cosine", "mae_int8", "simulator_vs_tflm_max_lsb",
+            "native_vs_tflm_max_lsb", "engines_max_lsb"]
     for k in keys:
         if k in m:
             click.echo(f"  {k:<26} {m[k]:.4f}" if isinstance(m[k], float) else f"  {k:<26} {m[k]}")
     if len(rep.engine_metrics) > 1:
         for e, em in rep.engine_metrics.items():
             acc = f"accuracy_int8 {em['accuracy_int8']:.4f}  " if "accuracy_int8" in em else ""
-            click.echo(f"  engine {e:<10} {acc}max_abs_error {em['max_abs_error']:.4f}")
+            err = f"max_abs_error {em['max_abs_error']:.4f}" if "max_abs_error" in em else \
+                "  ".join(f"{k} {v:.4g}" for k, v in em.items() if k.startswith(("max_lsb", "identical")))
+            click.echo(f"  engine {e:<10} {acc}{err}")
     for layer in rep.per_layer:
         click.echo("  layer " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in layer.items()))
     for c in rep.checks:

@@ -191,3 +191,97 @@ def test_inspect_and_emit_take_foreign_files(hybrids, tmp_path):
     assert {"AddConv2D", "AddPad", "AddUnidirectionalSequenceLSTM"} <= set(calls)
     res = edgernn.emit(paths["causal"], tmp_path / "tflm", backend="tflm", target="host")
     assert any("resolver.AddConv2D()" in f.read_text() for f in res.files if f.name == "main.cc")
+
+
+def _foreign_files(hybrids, tmp_path, name, labels=True):
+    """The plain converter's ``name`` model as a file, and its float test data (the int8 inputs
+    dequantized: they quantize back to the same bytes); labels = TFLM's own answers."""
+    raw, xq = hybrids[name]
+    sim = Simulator.from_bytes(raw)
+    t = sim.model.input()
+    x = ((xq.astype(np.float32) - int(t.zero_point[0])) * float(t.scale[0])).astype(np.float32)
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(raw)
+    data = tmp_path / f"{name}.npz"
+    y = tflm_run(raw, [xq])[0]
+    np.savez(data, **({"x": x, "y": y.reshape(len(x), -1).argmax(-1)} if labels else {"x": x}))
+    return path, data
+
+
+def test_validate_a_foreign_tflite_alone_runs_the_engines_against_each_other(hybrids, tmp_path):
+    """``edgernn validate model.tflite --data test.npz --engine all``: no Keras model; TFLM,
+    the simulator and the native C must agree bit for bit (a gate, 0 LSB by default), and the
+    int8 accuracy is gated with --min-accuracy. Thresholds needing the float model are refused."""
+    import json
+
+    from click.testing import CliRunner
+
+    from edgernn.cli import main
+
+    path, data = _foreign_files(hybrids, tmp_path, "deepconvlstm")
+    r = CliRunner().invoke(main, ["validate", str(path), "--data", str(data), "--engine", "all",
+                                  "--min-accuracy", "0.99", "--report", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["engines"] == ["simulator", "tflm", "native"] and rep["passed"] and rep["task"] == "classification"
+    m = rep["metrics"]
+    assert m["accuracy_int8"] == 1.0 and m["engines_max_lsb"] == 0
+    assert m["simulator_vs_tflm_max_lsb"] == 0 and m["native_vs_tflm_max_lsb"] == 0
+    assert {c["name"]: c["limit"] for c in rep["checks"]} == {"min_accuracy": 0.99, "max_engine_lsb": 0}
+    assert "engines_max_lsb" in r.output and "PASS max_engine_lsb" in r.output
+
+    bad = CliRunner().invoke(main, ["validate", str(path), "--data", str(data), "--max-accuracy-drop", "0.02"])
+    assert bad.exit_code == 2 and "--max-accuracy-drop: compares with the float model" in bad.output
+    keras_only = CliRunner().invoke(main, ["validate", str(data), "--data", str(data)])
+    assert keras_only.exit_code == 2 and "give the int8 .tflite after the float model" in keras_only.output
+
+
+def test_validate_alone_fails_on_one_lsb_between_engines(hybrids, tmp_path, monkeypatch):
+    """The engine gate could fail: one output moved by 1 LSB in the simulator breaks it; a
+    per-step regression model without labels reports agreement only."""
+    import edgernn
+    from edgernn.validate import validator
+
+    path, data = _foreign_files(hybrids, tmp_path, "causal", labels=False)
+    run = validator._run_engine
+
+    def off_by_one(engine, m, xq):
+        out = np.array(run(engine, m, xq))
+        if engine == "simulator":
+            out.reshape(-1)[7] = np.clip(int(out.reshape(-1)[7]) + 1 - 2 * (out.reshape(-1)[7] == 127), -128, 127)
+        return out
+
+    rep = edgernn.validate(None, path, data, engines=["tflm", "simulator"])
+    assert rep.passed and rep.task == "unlabelled" and rep.metrics["engines_max_lsb"] == 0
+    monkeypatch.setattr(validator, "_run_engine", off_by_one)
+    rep = edgernn.validate(None, path, data, engines=["tflm", "simulator"])
+    assert not rep.passed and rep.metrics["simulator_vs_tflm_max_lsb"] == 1
+    assert [c.name for c in rep.failed_checks] == ["max_engine_lsb"]
+    with pytest.raises(EdgeRNNError, match="--min-accuracy: metric 'accuracy_int8' cannot be computed"):
+        edgernn.validate(None, path, data, engines=["tflm"], min_accuracy=0.5)
+
+
+@pytest.mark.slow
+def test_deepconvlstm_firmware_run_on_cortex_m4(hybrids, tmp_path):
+    """``edgernn emit --backend native --target cortex-m4`` then ``edgernn firmware run`` on the
+    DeepConvLSTM (two 'valid' Conv1D, LSTM, softmax): QEMU's Cortex-M4 self-test equals TFLM
+    on every vector, with instructions, flash and RAM reported."""
+    import json
+
+    from click.testing import CliRunner
+
+    from edgernn.cli import main
+
+    path, data = _foreign_files(hybrids, tmp_path, "deepconvlstm")
+    fw = tmp_path / "fw"
+    r = CliRunner().invoke(main, ["emit", str(path), "-o", str(fw), "--backend", "native", "--target", "cortex-m4",
+                                  "--test-data", str(data), "--samples", "3", "--name", "dcl"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["firmware", "run", str(fw), "--json", str(tmp_path / "fw.json")])
+    assert r.exit_code == 0, r.output
+    assert "RESULT PASS 3/3 vectors" in r.output and "instructions per inference" in r.output
+    res = json.loads((tmp_path / "fw.json").read_text())
+    assert res["passed"] and res["sizes"]["flash"] > 0 and res["perf"]["per_inference"] > 0
+    want = tflm_run(path.read_bytes(), [hybrids["deepconvlstm"][1][:3]])[0]
+    assert "#define DCL_STREAMING 0" in (fw / "model" / "dcl.h").read_text()
+    assert want.shape == (3, 4)
