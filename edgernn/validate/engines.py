@@ -47,12 +47,19 @@ def _labels_metrics(ds, y: np.ndarray) -> tuple[str, dict]:
     return "regression", {"rmse_int8": float(np.sqrt(np.mean(err ** 2))), "mae_int8": float(np.mean(np.abs(err)))}
 
 
-def validate_engines(quant, data, *, engines, samples=None, report=None, junit=None, markdown=None,
-                     **thresholds):
+def validate_engines(quant, data, *, engines=None, samples=None, report=None, junit=None, markdown=None,
+                     per_layer=False, qat_quant=None, html=None, firmware=None, **thresholds):
     """Run ``quant`` (.tflite) on ``data`` in each of ``engines``; report and gate their agreement
     (``max_engine_lsb``, 0 by default with two or more engines) and ``min_accuracy``."""
-    from .validator import ENGINES, Check, ValidateReport, _run_engine, default_engines
+    from .validator import ENGINES, THRESHOLDS, Check, ValidateReport, _run_engine, default_engines
 
+    unknown = set(thresholds) - set(THRESHOLDS)
+    if unknown:
+        raise EdgeRNNError(f"unknown threshold(s) {sorted(unknown)}; known: {', '.join(THRESHOLDS)}")
+    extra = [o for o, v in (("--per-layer", per_layer), ("--qat", qat_quant), ("--html", html),
+                            ("--firmware", firmware)) if v]
+    if extra:
+        raise EdgeRNNError(f"{', '.join(extra)}: needs the float Keras model; validate model.keras model.tflite")
     need_float = sorted(k for k, v in thresholds.items() if v is not None and k not in INT8_ONLY)
     if need_float:
         opts = ", ".join("--" + k.replace("_", "-") for k in need_float)

@@ -160,9 +160,6 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
              per_layer: bool = False, qat_quant=None, html=None, firmware=None, **thresholds) -> ValidateReport:
     """Validate ``quant`` (.tflite) against the float ``model`` on ``data`` (.npz).
 
-    ``model=None`` validates a ``.tflite`` alone (:mod:`.engines`): the engines against each
-    other (``max_engine_lsb``, 0 by default with two or more) and ``min_accuracy``.
-
     Thresholds (keyword arguments, None = not checked): ``max_accuracy_drop``, ``min_agreement``,
     ``min_accuracy``, ``max_abs_error``, ``min_snr_db``, ``min_cosine``, ``max_rmse_increase``,
     ``max_engine_lsb``. The report's ``passed`` is false when any is broken.
@@ -179,15 +176,6 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
     unknown = set(thresholds) - set(THRESHOLDS)
     if unknown:
         raise EdgeRNNError(f"unknown threshold(s) {sorted(unknown)}; known: {', '.join(THRESHOLDS)}")
-    if model is None:  # a .tflite alone (made elsewhere): its engines against each other, int8 metrics
-        extra = [o for o, v in (("--per-layer", per_layer), ("--qat", qat_quant), ("--html", html),
-                                ("--firmware", firmware)) if v]
-        if extra:
-            raise EdgeRNNError(f"{', '.join(extra)}: needs the float Keras model; validate model.keras model.tflite")
-        from .engines import validate_engines
-
-        return validate_engines(quant, data, engines=engines, samples=samples, report=report, junit=junit,
-                                markdown=markdown, **thresholds)
     from ..backends.tflm.streaming import is_streaming_model
 
     m = tflite_model.read(quant)
