@@ -42,8 +42,9 @@ def _events(out: Path) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
 
 
-def _ray_dirs() -> set[str]:
-    return {p.name for p in Path("/tmp").glob("edgernn-ray-*")}
+def _ray_dirs(pid: int) -> list[str]:
+    """The local Ray session directories the search driver ``pid`` made and left behind."""
+    return [p.name for p in Path("/tmp").glob(f"edgernn-ray-{pid}-*")]
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +58,16 @@ def run(tmp_path_factory, bm_data):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "edgernn.cli", "search"]
-    ray_dirs = _ray_dirs()
     sids: list[int] = []
-    cluster = None
+    cluster = LoopbackCluster()
+    pool = ThreadPoolExecutor(1)
     try:
         err = open(tmp / "first.err", "w")
         p = subprocess.Popen(cmd + [str(cfg), "-o", str(out), "--workers", "2", "--no-progress"], env=env,
                              stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True, cwd=tmp)
         sids.append(p.pid)
+        # the cluster for the resume starts meanwhile (its `ray start`s mostly wait on process startup)
+        started = pool.submit(lambda: (cluster.start_head(num_cpus=1), cluster.add_node("127.0.0.3", num_cpus=1)))
         deadline = time.time() + 900
         while not any(e["event"] == "end" for e in _events(out)):
             assert p.poll() is None and time.time() < deadline, (tmp / "first.err").read_text()[-3000:]
@@ -79,9 +82,7 @@ def run(tmp_path_factory, bm_data):
             else []
         n_events = len(_events(out))
 
-        cluster = LoopbackCluster()
-        cluster.start_head(num_cpus=1)
-        cluster.add_node("127.0.0.3", num_cpus=1)
+        started.result(timeout=600)
         r = subprocess.Popen(cmd + ["--resume", str(out), "--address", cluster.address, "--no-progress"],
                              env={**env, **cluster.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True, cwd=tmp)  # not the checkout: Ray adds the cwd to workers' path
@@ -94,11 +95,12 @@ def run(tmp_path_factory, bm_data):
         for sid in sids:
             if session_pids(sid):
                 stop_sessions([sid])
+        pool.shutdown(wait=True)  # a cluster still starting finishes starting, then stops
         if cluster is not None:
             cluster.stop()
     yield dict(out=out, tmp=tmp, first_rc=first_rc, first_stdout=first_stdout, first_err=first_err,
                first_trials=first_trials, n_events=n_events, second_rc=r.returncode, second_stdout=second_stdout,
-               second_err=second_err, cluster_left=left, leaked_ray_dirs=_ray_dirs() - ray_dirs,
+               second_err=second_err, cluster_left=left, leaked_ray_dirs=_ray_dirs(p.pid) + _ray_dirs(r.pid),
                trials=json.loads((out / "trials.json").read_text()) if (out / "trials.json").exists() else {})
 
 
@@ -126,7 +128,7 @@ def test_interrupted_search_resumes_on_two_nodes_without_rerunning_finished_tria
     assert {t["node"] for t in final if t["trial"] in restarted} <= {"127.0.0.2", "127.0.0.3"}
     assert all(Path(e["code"]) != ROOT / "edgernn" and "runtime_resources" in e["code"] for e in starts), starts
     # nothing left running or lying around: the cluster's processes, the local Ray's session dir
-    assert run["cluster_left"] == [] and run["leaked_ray_dirs"] == set()
+    assert run["cluster_left"] == [] and run["leaked_ray_dirs"] == []
 
 
 def _standalone(row: dict, out: Path, work: Path, opts: dict) -> dict:

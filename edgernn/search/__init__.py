@@ -162,7 +162,7 @@ def search(config=None, out=None, *, resume=None, address: str | None = None, wo
     settings = saved["settings"]
     budget = Budget(**settings["budget"])
     local = not (address or os.environ.get("RAY_ADDRESS"))
-    temp = ray_temp_dir or (tempfile.mkdtemp(prefix="edgernn-ray-", dir="/tmp") if local else None)
+    temp = ray_temp_dir or (tempfile.mkdtemp(prefix=f"edgernn-ray-{os.getpid()}-", dir="/tmp") if local else None)
     try:
         started = False
         try:
