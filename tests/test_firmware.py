@@ -342,26 +342,79 @@ def test_cortex_m4_counts_instructions(m4_result):
 
 
 def _arm_size(elf: Path) -> dict:
-    out = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True, check=True).stdout
-    text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
-    return dict(text=text, data=data, bss=bss)
+    """Berkeley totals and the section sizes (-A) of arm-none-eabi-size."""
+    run = lambda *a: subprocess.run(["arm-none-eabi-size", *a, str(elf)], capture_output=True, text=True,  # noqa: E731
+                                    check=True).stdout
+    text, data, bss = (int(v) for v in run().splitlines()[1].split()[:3])
+    sections = {line.split()[0]: int(line.split()[1]) for line in run("-A").splitlines()[2:]
+                if line.startswith(".")}
+    return dict(text=text, data=data, bss=bss, sections=sections)
 
 
 @pytest.mark.slow
-def test_size_report_agrees_with_arm_none_eabi_size(m4_result):
+def test_size_report_equals_arm_none_eabi_size_and_ram_is_measured(m4_result):
+    """text/data/bss are arm-none-eabi-size's to the byte; RAM is data + bss without the .stack and
+    .heap reserves (-A's section sizes) + the stack peak and heap use the device measured."""
     s = m4_result.sizes
     ref = _arm_size(s.elf)
-    assert s.flash == pytest.approx(ref["text"] + ref["data"], rel=0.01)
-    assert s.ram == pytest.approx(ref["data"] + ref["bss"], rel=0.01)
+    assert (s.text, s.data, s.bss) == (ref["text"], ref["data"], ref["bss"])
+    assert s.flash == ref["text"] + ref["data"] and s.ram_reserved == ref["data"] + ref["bss"]
     m = m4_result.project.manifest
-    assert s.ram_parts["stack"] == m["stack_bytes"] and s.ram_parts["heap"] == m["heap_bytes"]
+    assert (s.stack_reserved, s.heap_reserved) == (ref["sections"][".stack"], ref["sections"][".heap"])
+    assert (s.stack_reserved, s.heap_reserved) == (m["stack_bytes"], m["heap_bytes"])
+    assert s.measured and s.ram == ref["data"] + ref["bss"] - s.stack_reserved - s.heap_reserved + s.stack_peak \
+        + s.heap_used
+    # The self-test's calls (selftest, model, newlib's printing) use a few hundred bytes of the 8 KiB;
+    # newlib's stdio takes its buffers from the heap.
+    assert 128 < s.stack_peak < 2048 and 0 < s.heap_used <= s.heap_reserved
+    assert s.ram < s.ram_reserved
     assert s.flash_parts["weights"] == F  # const int8_t movavg_gain[F]
     assert s.ram_parts["kernels"] == 4 * F + 4  # movavg_acc (int32 x F) + movavg_steps
+    assert (s.ram_parts["stack"], s.ram_parts["heap"]) == (s.stack_peak, s.heap_used)
     assert s.flash_parts["kernels"] > 0 and s.flash_parts["rest"] > 0
     assert sum(s.flash_parts.values()) == s.flash and sum(s.ram_parts.values()) == s.ram
-    # the same numbers straight from the ELF, without the project around it
+    lines = m4_result.summary_lines()
+    assert any(f"RAM {s.ram} bytes used" in l and f"stack peak {s.stack_peak}" in l and "reserved: stack 8192, heap 4096"
+               in l for l in lines), lines
+    d = m4_result.to_dict()["sizes"]
+    assert (d["ram"], d["stack_peak"], d["stack_reserved"], d["heap_used"]) == (s.ram, s.stack_peak, 8192, s.heap_used)
+    # the same numbers straight from the ELF, without a run: the reserves count in full
     again = size_report(s.elf)
-    assert (again.flash, again.ram) == (s.flash, s.ram) and again.flash_parts["weights"] == 0
+    assert (again.flash, again.ram) == (s.flash, s.ram_reserved) and again.flash_parts["weights"] == 0
+    assert not again.measured and again.ram_parts["stack"] == 8192
+
+
+@pytest.mark.slow
+def test_stack_peak_grows_by_a_local_array_the_model_touches(tmp_path, m4_result):
+    """The painted stack catches what the model puts on it: a 2 KiB local array in movavg_run
+    raises the measured peak by at least 2 KiB, and by not much more."""
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    sources = []
+    for src in SOURCES:
+        text = src.read_text()
+        if src.name == "movavg.c":
+            old = "int movavg_run(const int8_t *x, int T, int8_t *y) {\n    int t;\n"
+            assert old in text
+            text = text.replace(old, old + "    volatile uint8_t deep[2048];\n    size_t k;\n"
+                                "    for (k = 0; k < sizeof deep; ++k) {\n        deep[k] = (uint8_t)k;\n    }\n")
+            text = "#include <stddef.h>\n" + text
+        (deep / src.name).write_text(text)
+        sources.append(deep / src.name)
+    r = run_project(project(tmp_path, "cortex-m4", sources=sources).dir, timeout=60)
+    assert r.passed, "\n".join(r.summary_lines())
+    base = m4_result.sizes.stack_peak
+    assert r.sizes.stack_peak >= 2048 and 2048 <= r.sizes.stack_peak - base + 512
+    assert r.sizes.stack_peak <= base + 2048 + 128
+    assert r.sizes.ram - m4_result.sizes.ram == r.sizes.stack_peak - base  # the same image otherwise
+
+
+@pytest.mark.slow
+def test_stack_reserve_used_up_is_an_error(tmp_path):
+    """A stack that reaches the bottom of its reserve may have overflowed: the run says so."""
+    p = project(tmp_path, "cortex-m4", stack_bytes=512)
+    with pytest.raises(EdgeRNNError, match=r"the stack used its whole 512-byte reserve.*stack_bytes"):
+        run_project(p.dir, timeout=60)
 
 
 @pytest.mark.slow
@@ -378,12 +431,31 @@ def test_budget_smaller_than_firmware_fails_with_both_numbers(m4_result):
 def test_measure_project_sizes_arduino_as_a_cortex_m4_build(tmp_path, m4_result):
     p = project(tmp_path, "arduino")
     s = measure_project(p.dir)
-    # Same model sources and vectors as the cortex-m4 project: the same image.
-    assert (s.flash, s.ram) == (m4_result.sizes.flash, m4_result.sizes.ram)
-    assert s.flash_parts == m4_result.sizes.flash_parts
+    # Same model sources and vectors as the cortex-m4 project: the same image, not run: the
+    # stack and heap reserves count in full.
+    assert (s.flash, s.ram) == (m4_result.sizes.flash, m4_result.sizes.ram_reserved)
+    assert s.flash_parts == m4_result.sizes.flash_parts and not s.measured
     with pytest.raises(EdgeRNNError, match=rf"movavg \(as a Cortex-M4F build\): over budget: RAM {s.ram} bytes "
                                            rf"> --max-ram 1024 bytes"):
         measure_project(p.dir, max_ram=1024)
+
+
+@pytest.mark.slow
+def test_firmware_build_verb_sizes_an_arduino_project_as_a_cortex_m4_build(tmp_path, m4_result, monkeypatch):
+    """`edgernn firmware build`: the Cortex-M4F equivalent's sizes, arduino-cli named as not run."""
+    from click.testing import CliRunner
+
+    from edgernn.cli import main
+
+    p = project(tmp_path, "arduino")
+    monkeypatch.setenv("PATH", str(Path(shutil.which("arm-none-eabi-gcc")).parent))  # no arduino-cli
+    r = CliRunner().invoke(main, ["firmware", "build", str(p.dir), "--json", str(tmp_path / "b.json")])
+    assert r.exit_code == 0, r.output
+    s = m4_result.sizes
+    assert "compiled here as the equivalent Cortex-M4F build; arduino-cli not run" in r.output
+    assert f"flash {s.flash} bytes" in r.output and f"RAM {s.ram_reserved} bytes at most" in r.output
+    d = json.loads((tmp_path / "b.json").read_text())
+    assert d["binary"] is None and d["sizes"]["flash"] == s.flash and d["sizes"]["stack_reserved"] == 8192
 
 
 @pytest.mark.slow

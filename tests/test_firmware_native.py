@@ -69,7 +69,10 @@ def test_native_size_report_splits_weights_and_agrees_with_arm_size(zoo, tmp_pat
     s = r.sizes
     out = subprocess.run(["arm-none-eabi-size", str(s.elf)], capture_output=True, text=True, check=True).stdout
     text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
-    assert s.flash == pytest.approx(text + data, rel=0.01) and s.ram == pytest.approx(data + bss, rel=0.01)
+    assert (s.text, s.data, s.bss) == (text, data, bss) and s.flash == text + data
+    # RAM used: data + bss without the stack/heap reserves + what the device measured of them
+    assert s.measured and s.ram == data + bss - 8192 - 4096 + s.stack_peak + s.heap_used
+    assert 0 < s.stack_peak < 8192 and 0 < s.heap_used <= 4096
     params = edgernn.load_model(zoo.keras(spec)).param_count
     # int8 weights (1 byte) and int32 biases (4 bytes) per parameter, plus folded constants.
     assert params <= s.flash_parts["weights"] <= 4 * params + 4096

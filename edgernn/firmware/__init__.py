@@ -15,13 +15,19 @@ device printed and reports pass/fail per vector, flash/RAM and instructions per 
     result = run_project("fw/", timeout=120)
     print("\\n".join(result.summary_lines()))      # per vector PASS/FAIL, flash/RAM, instructions
     result.passed, result.outputs, result.sizes.flash, result.perf.per_inference
+    result.sizes.ram                               # data + bss + measured stack peak + heap used
+    result.sizes.stack_peak, result.sizes.stack_reserved, result.sizes.heap_used, result.sizes.heap_reserved
+
+``measure_project`` builds without running (Arduino and Zephyr projects as the equivalent
+Cortex-M4F build, since their own tools are seldom installed): the stack and heap reserves then
+count in full.
 """
 
 from .project import BACKENDS, MANIFEST, TARGETS, Project, write_project
 from .runner import (FirmwareBuildError, FirmwareResult, FirmwareTimeoutError, Perf, VectorResult, build_project,
-                     measure_project, parse_output, run_project)
+                     measure_project, parse_output, run_project, vendor_tools_missing)
 from .sizes import SizeReport, size_report
 
 __all__ = ["BACKENDS", "MANIFEST", "TARGETS", "Project", "write_project", "run_project", "build_project", "measure_project",
            "parse_output", "FirmwareResult", "VectorResult", "Perf", "FirmwareBuildError", "FirmwareTimeoutError",
-           "SizeReport", "size_report"]
+           "SizeReport", "size_report", "vendor_tools_missing"]

@@ -86,7 +86,7 @@ class Project:
         return self.dir / self.manifest["binary"]
 
     def expected_outputs(self) -> np.ndarray | None:
-        """The (K, outputs) int8 outputs the simulator expects, if the project recorded them."""
+        """The (K, outputs) int8 outputs expected (TFLM's, from ``edgernn emit``), if the project recorded them."""
         p = self.dir / self.manifest.get("vectors_file", VECTORS_NPZ)
         if not p.exists():
             return None
@@ -178,7 +178,8 @@ def write_project(out_dir, *, target: str, name: str, vectors_x_int8, vectors_y_
     ``emit_native`` wrote plus its kernel sources (``.c``/``.h``), for ``tflm`` the files
     ``edgernn.backends.tflm.emit`` wrote (copied as they are; host target only).
     ``vectors_x_int8``: (K, T, F) int8 inputs; ``vectors_y_int8``: (K, outputs) int8 outputs the
-    simulator computed. ``max_flash``/``max_ram`` (bytes) are recorded and enforced by
+    reference computed (``edgernn emit`` records the TFLM interpreter's; edgernn's simulator is
+    bit-exact with it). ``max_flash``/``max_ram`` (bytes) are recorded and enforced by
     :func:`run_project`. ``stack_bytes``/``heap_bytes`` size the Cortex-M linker script (default:
     the board's, 8 KiB + 4 KiB, 4 KiB + 2 KiB on the 16 KiB micro:bit).
     """

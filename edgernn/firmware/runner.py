@@ -7,6 +7,7 @@ The device speaks a line protocol (see ``firmware_templates/selftest/edgernn_sel
     EDGERNN_VEC <k> PASS|FAIL y=<int8,...> [stream=<int8,...>] [rc=<n>] run_ticks=<n> ...
     EDGERNN_PERF overhead_ticks=<n> runs=<n> run_ticks=<n> steps=<n> stream_ticks=<n> step_max_ticks=<n>
     EDGERNN_RESULT PASS|FAIL passed=<n>/<k>
+    EDGERNN_MEMORY stack_peak=<n> stack_size=<n> heap_used=<n> heap_size=<n>   (Cortex-M targets only)
     EDGERNN_FAULT <exception>                                         (the firmware crashed)
 
 The TFLM harness prints the EDGERNN_VEC and EDGERNN_RESULT lines in the same form.
@@ -55,14 +56,14 @@ class VectorResult:
     passed: bool  # the device's verdict (run and streaming outputs both equal the expected ones)
     y: np.ndarray  # int8 outputs the device computed for the whole sequence
     y_stream: np.ndarray | None = None  # streaming outputs, printed only when they differ from y
-    expected: np.ndarray | None = None  # what the simulator computed (from the project's vectors)
+    expected: np.ndarray | None = None  # the recorded expected outputs (TFLM's, from edgernn emit)
     rc: int = 0
     float_api_ok: bool = True  # NAME_run_f32 gave the expected outputs within half a step
     ticks: dict = field(default_factory=dict)  # run_ticks, stream_ticks, step_max_ticks
 
     @property
     def matches(self) -> bool | None:
-        """Whether the outputs equal the simulator's bit for bit, checked on this side too."""
+        """Whether the outputs equal the expected ones bit for bit, checked on this side too."""
         if self.expected is None:
             return None
         same = self.y.shape == self.expected.shape and bool(np.array_equal(self.y, self.expected))
@@ -128,11 +129,7 @@ class FirmwareResult:
             stream += "" if v.float_api_ok else " (float API differs)"
             lines.append(f"vector {v.index}: {verdict} y={','.join(map(str, v.y.tolist()))}{stream}{extra}")
         if self.sizes is not None:
-            s = self.sizes
-            fp, rp = s.flash_parts, s.ram_parts
-            lines.append(f"flash {s.flash} bytes (weights {fp.get('weights', 0)}, kernels {fp.get('kernels', 0)}, "
-                         f"rest {fp.get('rest', 0)}); RAM {s.ram} bytes (kernels {rp.get('kernels', 0)}, "
-                         f"stack {rp.get('stack', 0)}, heap {rp.get('heap', 0)}, rest {rp.get('rest', 0)})")
+            lines.extend(self.sizes.describe())
         if self.perf is not None:
             f = self.perf
             if f.unit == "instructions":
@@ -177,6 +174,17 @@ ARDUINO_FQBN = "arduino:mbed_nano:nano33ble"  # a Cortex-M4F board; override wit
 ZEPHYR_BOARD = "qemu_cortex_m3"  # override with EDGERNN_ZEPHYR_BOARD
 
 
+def vendor_tools_missing(project) -> str | None:
+    """What an Arduino or Zephyr project's own build still needs here (None: the tools are installed)."""
+    p = project if isinstance(project, Project) else Project.load(project)
+    if p.target == "arduino":
+        return None if shutil.which("arduino-cli") else "arduino-cli on PATH"
+    if p.target == "zephyr":
+        ready = shutil.which("west") is not None and bool(os.environ.get("ZEPHYR_BASE"))
+        return None if ready else "west on PATH and ZEPHYR_BASE set (a Zephyr workspace)"
+    return None
+
+
 def _vendor_build(p: Project, timeout: float) -> tuple[Path, str]:
     """Arduino and Zephyr projects: compiled with arduino-cli / west when they are installed."""
     if p.target == "arduino":
@@ -194,7 +202,7 @@ def _vendor_build(p: Project, timeout: float) -> tuple[Path, str]:
         binary = p.dir / "build" / "zephyr" / "zephyr.elf"
         ready = tool is not None and bool(os.environ.get("ZEPHYR_BASE"))
     if not ready:
-        need = "arduino-cli on PATH" if p.target == "arduino" else "west on PATH and ZEPHYR_BASE set (a Zephyr workspace)"
+        need = vendor_tools_missing(p)
         raise EdgeRNNError(f"{p.dir}: a {p.target} project is built with its own tools ({need}): "
                            f"`{' '.join(cmd)}`; use measure_project() for its Cortex-M4F flash/RAM")
     try:
@@ -285,7 +293,7 @@ def parse_output(text: str, expected: np.ndarray | None = None) -> tuple[list[Ve
         elif line.startswith("EDGERNN_FAULT"):
             info["fault"] = line[len("EDGERNN_FAULT"):].strip() or "fault"
         else:
-            for tag in ("PERF", "CLOCK", "CALIBRATION"):
+            for tag in ("PERF", "CLOCK", "CALIBRATION", "MEMORY"):
                 if line.startswith(f"EDGERNN_{tag} ") or line == f"EDGERNN_{tag}":
                     info[tag.lower()] = {key: (int(v) if v.isdigit() else v) for key, v in _KV.findall(line)}
     return vectors, info
@@ -321,6 +329,20 @@ def _project_sizes(p: Project, binary: Path) -> SizeReport:
     return size_report(binary, weight_sources=m.get("weight_sources", ()), kernel_sources=m.get("kernel_sources", ()),
                        objects=objects, weight_symbols=m.get("weight_symbols", ()),
                        kernel_symbol_pattern=r"tflite" if p.backend == "tflm" else None)
+
+
+def _measured(sizes: SizeReport, memory: dict | None, binary: Path) -> SizeReport:
+    """The size report with the stack peak and heap use the device printed (EDGERNN_MEMORY)."""
+    if not memory or not all(isinstance(memory.get(k), int) for k in ("stack_peak", "stack_size", "heap_used")):
+        return sizes
+    if memory["stack_size"] != sizes.stack_reserved:
+        raise EdgeRNNError(f"{binary}: the device reports a {memory['stack_size']}-byte stack, the ELF's .stack "
+                           f"section has {sizes.stack_reserved}; rebuild the project (make clean; make)")
+    if memory["stack_peak"] >= memory["stack_size"]:
+        raise EdgeRNNError(f"{binary}: the stack used its whole {memory['stack_size']}-byte reserve (the painted "
+                           "bottom word was overwritten), so it may have overflowed into the heap; raise it "
+                           "(write_project(stack_bytes=...)) and run again")
+    return sizes.with_measurement(memory["stack_peak"], memory["heap_used"])
 
 
 def measure_project(project_dir, *, max_flash: int | None = None, max_ram: int | None = None,
@@ -366,7 +388,7 @@ def run_project(project_dir, *, timeout: float = 120.0, build_timeout: float = 6
     Builds with the project's Makefile (gcc for ``host``, arm-none-eabi-gcc for the Cortex-M targets,
     TFLM projects only when ``TFLM_DIR`` is set), runs the program (QEMU mps2-an386 with
     ``-icount`` on the target's board, :mod:`.boards`) for at most ``timeout`` seconds, parses its lines and checks
-    the outputs against the simulator's expected ones recorded in the project. ``max_flash`` /
+    the outputs against the expected ones recorded in the project (TFLM's, from ``edgernn emit``). ``max_flash`` /
     ``max_ram`` (bytes; default: the budgets given to ``write_project``) raise
     :class:`EdgeRNNError` with both numbers when exceeded. A mismatch does not raise: look at
     ``result.passed`` (the CLI exits non-zero on it).
@@ -379,8 +401,7 @@ def run_project(project_dir, *, timeout: float = 120.0, build_timeout: float = 6
     binary, build_log = build_project(p, timeout=build_timeout)
     m = p.manifest
     sizes = _project_sizes(p, binary)
-    sizes.check_budget(max_flash if max_flash is not None else m.get("max_flash"),
-                       max_ram if max_ram is not None else m.get("max_ram"))
+    sizes.check_budget(max_flash if max_flash is not None else m.get("max_flash"))  # RAM: after the run measured it
 
     cmd = run_command(p, binary)
     try:
@@ -407,5 +428,7 @@ def run_project(project_dir, *, timeout: float = 120.0, build_timeout: float = 6
     passed = (device_passed and len(vectors) == count and all(v.passed and v.matches is not False for v in vectors)
               and proc.returncode == 0)
     perf = _perf(p.target, info, int(m.get("icount_shift", ICOUNT_SHIFT)))
+    sizes = _measured(sizes, info.get("memory"), binary)
+    sizes.check_budget(max_ram=max_ram if max_ram is not None else m.get("max_ram"))
     return FirmwareResult(project=p, passed=passed, vectors=vectors, device_passed=device_passed,
                           build_log=build_log, output=output, command=cmd, sizes=sizes, perf=perf)

@@ -2,8 +2,14 @@
 
 Totals follow ``size`` (Berkeley format) exactly: every allocated section counts as ``text``
 when it is code or read-only, ``data`` when it is writable with contents, ``bss`` otherwise.
-Flash is text + data (the initial values of .data are stored in flash), RAM is data + bss (the
-linker script's ``.heap`` and ``.stack`` sections are NOBITS, so they are in bss).
+Flash is text + data (the initial values of .data are stored in flash).
+
+RAM is what the program uses, not what it reserves: data + bss without the linker script's
+``.stack`` and ``.heap`` reserves (NOBITS, so ``size`` counts them in bss), plus the stack's
+high-water mark and the heap newlib's malloc claimed, both measured on the device after the
+self-test (the Cortex-M start-up code paints the stack reserve; ``EDGERNN_MEMORY`` line). The
+reserves are reported apart. Until a run has measured them (``measure_project``, host builds)
+the reserves count in full, an upper bound, and ``measured`` is False.
 
 The split uses the symbol table: a local symbol belongs to the source named by the preceding
 ``STT_FILE`` symbol, a global one to the object file that defines it. Read-only data defined in
@@ -31,17 +37,52 @@ class SizeReport:
     elf: Path
     text: int  # code + read-only data, as `size` reports it
     data: int  # initialised data (in RAM, with its initial image in flash)
-    bss: int  # zeroed data, heap and stack (RAM only)
+    bss: int  # zeroed data and the heap and stack reserves (RAM only), as `size` reports it
     flash_parts: dict[str, int] = field(default_factory=dict)  # weights, kernels, rest
-    ram_parts: dict[str, int] = field(default_factory=dict)  # kernels, stack, heap, rest (+ weights if not const)
+    static_parts: dict[str, int] = field(default_factory=dict)  # data + bss without the reserves: kernels, rest
+    stack_reserved: int = 0  # the linker script's .stack section
+    heap_reserved: int = 0  # the linker script's .heap section
+    stack_peak: int | None = None  # measured high-water mark of the stack (bytes), after a run
+    heap_used: int | None = None  # bytes newlib's malloc claimed from the heap (sbrk), after a run
 
     @property
     def flash(self) -> int:
         return self.text + self.data
 
     @property
+    def measured(self) -> bool:
+        """Whether the stack and heap figures were measured on the device (else: the reserves)."""
+        return self.stack_peak is not None and self.heap_used is not None
+
+    @property
+    def ram_static(self) -> int:
+        """data + bss without the stack and heap reserves: the variables the linker places."""
+        return self.data + self.bss - self.stack_reserved - self.heap_reserved
+
+    @property
     def ram(self) -> int:
+        """RAM used: data + bss + measured stack peak + heap used (the reserves until measured)."""
+        if self.measured:
+            return self.ram_static + self.stack_peak + self.heap_used
+        return self.ram_static + self.stack_reserved + self.heap_reserved
+
+    @property
+    def ram_reserved(self) -> int:
+        """data + bss as `size` reports them: the RAM the image sets aside, reserves in full."""
         return self.data + self.bss
+
+    @property
+    def ram_parts(self) -> dict[str, int]:
+        """What makes up :attr:`ram`: the static parts, then the stack and heap (used, or reserved)."""
+        return {**self.static_parts,
+                "stack": self.stack_peak if self.measured else self.stack_reserved,
+                "heap": self.heap_used if self.measured else self.heap_reserved}
+
+    def with_measurement(self, stack_peak: int, heap_used: int) -> "SizeReport":
+        """This report with the device's stack high-water mark and heap use filled in."""
+        from dataclasses import replace
+
+        return replace(self, stack_peak=int(stack_peak), heap_used=int(heap_used))
 
     def check_budget(self, max_flash: int | None = None, max_ram: int | None = None) -> None:
         """Raise :class:`EdgeRNNError` naming both numbers when a budget is exceeded."""
@@ -50,15 +91,38 @@ class SizeReport:
             over.append(f"flash {self.flash} bytes > --max-flash {max_flash} bytes "
                         f"(weights {self.flash_parts.get('weights', 0)}, kernels {self.flash_parts.get('kernels', 0)})")
         if max_ram is not None and self.ram > max_ram:
+            how = ("stack peak {}, heap used {}" if self.measured else
+                   "stack {} and heap {} reserves counted in full: `edgernn firmware run` measures them")
             over.append(f"RAM {self.ram} bytes > --max-ram {max_ram} bytes "
-                        f"(stack {self.ram_parts.get('stack', 0)}, heap {self.ram_parts.get('heap', 0)})")
+                        f"(data+bss {self.ram_static}, {how.format(self.ram_parts['stack'], self.ram_parts['heap'])})")
         if over:
             raise EdgeRNNError(f"{self.elf.name}: over budget: {'; '.join(over)}; shrink the model (fewer units) "
                                "or raise the budget")
 
     def to_dict(self) -> dict:
         return dict(elf=str(self.elf), flash=self.flash, ram=self.ram, text=self.text, data=self.data,
-                    bss=self.bss, flash_parts=dict(self.flash_parts), ram_parts=dict(self.ram_parts))
+                    bss=self.bss, ram_static=self.ram_static, ram_measured=self.measured,
+                    stack_peak=self.stack_peak, heap_used=self.heap_used, stack_reserved=self.stack_reserved,
+                    heap_reserved=self.heap_reserved, ram_reserved=self.ram_reserved,
+                    flash_parts=dict(self.flash_parts), ram_parts=dict(self.ram_parts))
+
+    def describe(self) -> list[str]:
+        """Lines for `edgernn firmware run/build`: flash, RAM used and the reserves apart."""
+        fp, rp = self.flash_parts, self.ram_parts
+        static = ", ".join(f"{k} {v}" for k, v in self.static_parts.items())
+        lines = [f"flash {self.flash} bytes (weights {fp.get('weights', 0)}, kernels {fp.get('kernels', 0)}, "
+                 f"rest {fp.get('rest', 0)})"]
+        if self.measured:
+            lines.append(f"RAM {self.ram} bytes used = data+bss {self.ram_static} ({static}) + stack peak "
+                         f"{self.stack_peak} + heap used {self.heap_used}; reserved: stack {self.stack_reserved}, "
+                         f"heap {self.heap_reserved}")
+        elif self.stack_reserved or self.heap_reserved:
+            lines.append(f"RAM {self.ram} bytes at most = data+bss {self.ram_static} ({static}) + stack reserve "
+                         f"{self.stack_reserved} + heap reserve {self.heap_reserved} (not measured: "
+                         "`edgernn firmware run` reads the stack peak)")
+        else:
+            lines.append(f"RAM {self.ram} bytes = data+bss ({static}); stack and heap not counted")
+        return lines
 
     def rows(self) -> list[tuple[str, int, int]]:
         """(part, flash bytes, RAM bytes) rows, for a table."""
@@ -174,7 +238,7 @@ def size_report(elf_path, *, weight_sources: Iterable = (), kernel_sources: Iter
         raise EdgeRNNError(f"{path}: not an ELF file ({e}); pass the linked firmware image") from None
 
     flash_parts = {"weights": 0, "kernels": 0}
-    ram_parts = {"weights": 0, "kernels": 0, "stack": stack, "heap": heap}
+    ram_parts = {"weights": 0, "kernels": 0}
     for s in symbols:
         read_only = not s.flags & _SHF_WRITE
         if s.name in weight_names or (s.owner in weight_keys and s.is_object and read_only):
@@ -190,5 +254,6 @@ def size_report(elf_path, *, weight_sources: Iterable = (), kernel_sources: Iter
     flash_parts["rest"] = text + data - flash_parts["weights"] - flash_parts["kernels"]
     if not ram_parts["weights"]:
         del ram_parts["weights"]
-    ram_parts["rest"] = data + bss - sum(ram_parts.values())
-    return SizeReport(elf=path, text=text, data=data, bss=bss, flash_parts=flash_parts, ram_parts=ram_parts)
+    ram_parts["rest"] = data + bss - stack - heap - sum(ram_parts.values())
+    return SizeReport(elf=path, text=text, data=data, bss=bss, flash_parts=flash_parts, static_parts=ram_parts,
+                      stack_reserved=stack, heap_reserved=heap)
