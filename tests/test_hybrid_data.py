@@ -7,7 +7,8 @@
 * A CRNN on digits as 8 x 8 x 1 images (Conv2D, MaxPooling2D over the columns, Reshape, GRU).
 
 Each converts, and in TFLM agrees with the float model on >= 97 % of the test samples' top-1
-class and loses at most 2 accuracy points (``edgernn.validate`` computes and gates both).
+class and loses at most 2 accuracy points; the simulator and the compiled native C equal TFLM
+bit for bit (``edgernn.validate --engine tflm,simulator,native`` computes and gates all three).
 """
 
 import numpy as np
@@ -24,10 +25,15 @@ DEEP_CONV_LSTM = Spec(cell="lstm", units=32, conv=("16:5", "16:5"), pool=4, epoc
 CAUSAL_CONV_GRU = Spec(cell="gru", units=24, conv=("16:5", "16:5:2"), causal=True, epochs=60, seed=1)
 
 
-def _gates(keras_path, tflite, test_npz):
-    rep = edgernn.validate(keras_path, tflite, test_npz, engines=["tflm"], max_accuracy_drop=0.02,
-                           min_agreement=0.97)
+def _gates(keras_path, tflite, test_npz, engines=("tflm", "simulator", "native")):
+    """``edgernn validate --engine ...`` with the issue's gates: top-1 agreement >= 97 %, accuracy
+    drop <= 2 points (against TFLM), and every engine equal to TFLM bit for bit."""
+    rep = edgernn.validate(keras_path, tflite, test_npz, engines=list(engines), max_accuracy_drop=0.02,
+                           min_agreement=0.97, max_engine_lsb=0)
     assert rep.passed, [c.describe() for c in rep.failed_checks]
+    for e in engines:
+        if e != "tflm":
+            assert rep.metrics[f"{e}_vs_tflm_max_lsb"] == 0
     return rep.metrics
 
 
@@ -54,6 +60,7 @@ def test_causal_conv_gru_streams_bit_for_bit_on_basic_motions(zoo, bm_data, tmp_
     xq = seq.quantize_input(x[:12])
     got = run_streaming(TFLMRunner(res.tflite, arena_size=1 << 20).interpreter, xq)[:, -1]
     np.testing.assert_array_equal(got.reshape(len(xq), -1), seq.run(xq).reshape(len(xq), -1))
+    _gates(zoo.keras(CAUSAL_CONV_GRU), res.path, test, engines=("tflm", "simulator"))  # the one-step model
 
 
 @pytest.fixture(scope="module")
