@@ -17,7 +17,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 PY=${PYTHON:-python3}
-if ! $PY -c "import edgernn, tflite_micro, tf_keras, tensorflow_model_optimization, elftools, rich, numba, threadpoolctl, sklearn, aeon, ray.tune, optuna, matplotlib, hypothesis" 2>/dev/null; then
+if ! $PY -c "import edgernn, tflite_micro, tf_keras, tensorflow_model_optimization, elftools, rich, numba, threadpoolctl, sklearn, aeon, ray.tune, optuna, matplotlib, hypothesis, xdist" 2>/dev/null; then
   echo "[setup] pip install -e .[test]"
   $PY -m pip install -q --disable-pip-version-check -e ".[test]"
 fi
