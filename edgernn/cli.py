@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 
 import click
 
@@ -289,13 +290,17 @@ def emit(model, out_dir, backend, target, test_data, samples, name, calib, max_f
 @click.option("--min-accuracy", type=float, help="Fail when int8 accuracy is below this.")
 @click.option("--max-abs-error", type=float, help="Fail when max |float - int8| output error exceeds this.")
 @click.option("--min-snr-db", type=float, help="Fail when the output SNR (dB) is below this.")
+@click.option("--min-cosine", type=float, help="Fail when the cosine similarity float vs int8 outputs is below this.")
 @click.option("--max-rmse-increase", type=float, help="Regression: fail when RMSE grows by more than this.")
+@click.option("--max-engine-lsb", type=int, help="Fail when two engines' int8 outputs differ by more than N LSB "
+              "[default: 0 whenever two or more engines run].")
 @click.option("--qat", "qat_quant", type=click.Path(), help="The QAT model's .tflite: its accuracy is shown beside PTQ.")
 @click.option("--config", "config", type=click.Path(), help="TOML file with thresholds ([validate] table or top level); "
               "options given on the command line win.")
 @click.option("--per-layer", is_flag=True, help="Per-layer float vs int8 diagnostics (needs the simulator).")
 @click.option("--report", type=click.Path(), help="Write a JSON report.")
-@click.option("--junit", type=click.Path(), help="Write a JUnit XML report (one testcase per threshold).")
+@click.option("--junit", type=click.Path(), help="Write a JUnit XML report (one testcase per engine pair and per "
+              "threshold).")
 @click.option("--markdown", type=click.Path(), help="Write a Markdown table for a pull-request comment.")
 @click.option("--html", type=click.Path(), help="Write a self-contained HTML report with figures (confusion "
               "matrices, error histogram, error along the sequence, per-layer bars with --per-layer).")
@@ -304,11 +309,14 @@ def emit(model, out_dir, backend, target, test_data, samples, name, calib, max_f
               "instructions the HTML report shows; repeatable.")
 @_friendly
 def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreement, min_accuracy, max_abs_error,
-             min_snr_db, max_rmse_increase, qat_quant, config, per_layer, report, junit, markdown, html, firmware):
+             min_snr_db, min_cosine, max_rmse_increase, max_engine_lsb, qat_quant, config, per_layer, report, junit,
+             markdown, html, firmware):
     """Compare float MODEL with int8 QUANT on --data; exit 1 when a threshold is broken.
 
     A .tflite alone (no Keras model: one made elsewhere) runs its engines against each other:
     they must agree bit for bit (--max-engine-lsb, 0 by default) and --min-accuracy is gated.
+    With two or more engines (the default runs the simulator and TFLM) their int8 outputs must
+    agree bit for bit (--max-engine-lsb 0). QUANT must have been converted from MODEL.
 
     \b
     Example:
@@ -326,21 +334,25 @@ def validate(model, quant, data, engine, samples, max_accuracy_drop, min_agreeme
 
     engines = {None: None, "both": ["simulator", "tflm"], "all": ["simulator", "tflm", "native"]}.get(engine, [engine])
     thresholds = dict(max_accuracy_drop=max_accuracy_drop, min_agreement=min_agreement, min_accuracy=min_accuracy,
-                      max_abs_error=max_abs_error, min_snr_db=min_snr_db, max_rmse_increase=max_rmse_increase)
+                      max_abs_error=max_abs_error, min_snr_db=min_snr_db, min_cosine=min_cosine,
+                      max_rmse_increase=max_rmse_increase, max_engine_lsb=max_engine_lsb)
     if config:
         from .validate import load_thresholds
         for k, v in load_thresholds(config).items():
             if thresholds.get(k) is None:
                 thresholds[k] = v
-    rep = _validate(model, quant, data, engines=engines, samples=samples, per_layer=per_layer, report=report,
-                    qat_quant=qat_quant, junit=junit, markdown=markdown, html=html,
-                    firmware=list(firmware) or None, **thresholds)
+    with warnings.catch_warnings():  # the report's warnings are printed below, once
+        warnings.simplefilter("ignore")
+        rep = _validate(model, quant, data, engines=engines, samples=samples, per_layer=per_layer, report=report,
+                        qat_quant=qat_quant, junit=junit, markdown=markdown, html=html,
+                        firmware=list(firmware) or None, **thresholds)
+    for w in rep.warnings:
+        click.echo(f"warning: {w}", err=True)
     m = rep.metrics
     click.echo(f"{rep.model_name}: {rep.n_samples} samples, {rep.task}, engines {', '.join(rep.engines)}")
     keys = ["accuracy_float", "accuracy_int8", "accuracy_drop", "accuracy_int8_qat", "accuracy_drop_qat",
             "top1_agreement", "rmse_float", "rmse_int8",
-            "max_abs_error", "mean_abs_error", "snr_db", "cosine", "mae_int8", "simulator_vs_tflm_max_lsb",
-            "native_vs_tflm_max_lsb", "engines_max_lsb"]
+            "max_abs_error", "mean_abs_error", "snr_db", "cosine", "mae_int8"] + [k for k in m if k.endswith("_max_lsb")]
     for k in keys:
         if k in m:
             click.echo(f"  {k:<26} {m[k]:.4f}" if isinstance(m[k], float) else f"  {k:<26} {m[k]}")

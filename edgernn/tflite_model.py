@@ -20,6 +20,11 @@ _TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6
                9: "int8"}
 
 
+#: metadata entry holding the sha256 (hex, ASCII) of the float weights the model was converted
+#: from (:meth:`edgernn.ir.Model.weights_fingerprint`); written by ``edgernn convert``
+SOURCE_FINGERPRINT = "edgernn_source_sha256"
+
+
 @lru_cache(maxsize=1)
 def _schema():
     from tensorflow.lite.python import schema_py_generated as schema
@@ -72,6 +77,7 @@ class TFLiteModel:
     path: str
     raw: bytes
     subgraphs: list[Subgraph]
+    metadata: dict[str, bytes] = field(default_factory=dict)  # the flatbuffer's metadata entries
 
     @property
     def main(self) -> Subgraph:
@@ -90,6 +96,12 @@ class TFLiteModel:
 
     def output(self, i: int = 0) -> Tensor:
         return self.main.tensors[self.main.outputs[i]]
+
+    @property
+    def source_fingerprint(self) -> str | None:
+        """The fingerprint of the float weights ``edgernn convert`` stored, or None."""
+        v = self.metadata.get(SOURCE_FINGERPRINT)
+        return v.decode("ascii", "replace") if v else None
 
     @property
     def weight_bytes(self) -> int:
@@ -178,7 +190,12 @@ def parse(raw: bytes, path: str = "<bytes>") -> TFLiteModel:
         subgraphs.append(Subgraph(tensors=tensors, operators=ops,
                                   inputs=[int(i) for i in sg.inputs], outputs=[int(i) for i in sg.outputs],
                                   name=(sg.name or b"").decode() if isinstance(sg.name, bytes) else str(sg.name or "")))
-    return TFLiteModel(path=path, raw=bytes(raw), subgraphs=subgraphs)
+    metadata = {}
+    for md in m.metadata or []:
+        name = md.name.decode("utf-8", "replace") if isinstance(md.name, bytes) else str(md.name)
+        buf = m.buffers[md.buffer].data if 0 <= md.buffer < len(m.buffers) else None
+        metadata[name] = bytes(bytearray(buf)) if buf is not None else b""
+    return TFLiteModel(path=path, raw=bytes(raw), subgraphs=subgraphs, metadata=metadata)
 
 
 def read(path) -> TFLiteModel:

@@ -48,10 +48,15 @@ calib = "{bm_data[0]}"
 output = "m.tflite"
 [validate]
 data = "{bm_data[1]}"
-engines = ["tflm"]
-min_accuracy = 1.01
+engines = ["simulator", "tflm"]
+max_engine_lsb = 0
+min_cosine = 0.9
+max_abs_error = 0.0
 """)
-    assert not deploy(cfg).passed
+    res = deploy(cfg)
+    assert not res.passed
+    checks = {c.name: c.passed for c in res.validation.checks}
+    assert checks == {"simulator_vs_tflm_max_lsb": True, "min_cosine": True, "max_abs_error": False}
 
 
 @pytest.mark.parametrize("body,pattern", [

@@ -1,5 +1,6 @@
 """``edgernn.validate``: float vs int8 on a dataset, with thresholds that fail a CI job."""
 
+from .gates import check_threshold
 from .validator import THRESHOLDS, Check, ValidateReport, load_thresholds
 from .validator import validate as validate_with_model
 
@@ -16,4 +17,5 @@ def validate(model, quant, data, **options) -> ValidateReport:
     return validate_with_model(model, quant, data, **options)
 
 
-__all__ = ["THRESHOLDS", "Check", "ValidateReport", "load_thresholds", "validate", "validate_with_model"]
+__all__ = ["THRESHOLDS", "Check", "ValidateReport", "check_threshold", "load_thresholds", "validate",
+           "validate_with_model"]

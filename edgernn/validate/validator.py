@@ -9,8 +9,8 @@ Each threshold becomes a :class:`Check`; a broken one makes ``passed`` false (ex
 
 from __future__ import annotations
 
-import operator
 import os
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -21,35 +21,10 @@ from ..backends.tflm.runtime import TFLMRunner, dequantize, quantize
 from ..data import load_dataset, read_toml
 from ..errors import EdgeRNNError
 from . import metrics as M
+from .gates import THRESHOLDS, Check, build_checks, check_threshold, engine_agreement
 from .reports import write_reports
 
 ENGINES = ("tflm", "simulator", "native")
-
-# threshold option -> (metric, comparison, human text)
-THRESHOLDS = {
-    "max_accuracy_drop": ("accuracy_drop", "<=", "accuracy drop float -> int8"),
-    "min_agreement": ("top1_agreement", ">=", "top-1 agreement float vs int8"),
-    "min_accuracy": ("accuracy_int8", ">=", "int8 accuracy"),
-    "max_abs_error": ("max_abs_error", "<=", "max |float - int8| of the outputs"),
-    "min_snr_db": ("snr_db", ">=", "SNR of int8 outputs vs float (dB)"),
-    "min_cosine": ("cosine", ">=", "cosine similarity of outputs"),
-    "max_rmse_increase": ("rmse_increase", "<=", "RMSE increase float -> int8"),
-    "max_engine_lsb": ("engines_max_lsb", "<=", "largest int8 difference between engines"),
-}
-_OPS = {"<=": operator.le, ">=": operator.ge}
-
-
-@dataclass
-class Check:
-    name: str
-    metric: str
-    op: str
-    limit: float
-    value: float | None
-    passed: bool
-
-    def describe(self) -> str:
-        return f"{self.name}: {self.metric} = {self.value} (limit {self.op} {self.limit})"
 
 
 @dataclass
@@ -67,6 +42,7 @@ class ValidateReport:
     firmware: list = field(default_factory=list)  # firmware results (FirmwareResult.to_dict()) shown in the HTML
     provenance: dict = field(default_factory=dict)  # files' sha256 and versions
     arrays: dict = field(default_factory=dict, repr=False)  # y_true, y_float, y_int8 for the HTML report
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -83,15 +59,35 @@ class ValidateReport:
         return d
 
 
-def _float_outputs(model, x: np.ndarray) -> tuple[np.ndarray, str]:
-    """Outputs of the float Keras model (path or object) and its name."""
+def _float_outputs(obj, x: np.ndarray) -> np.ndarray:
+    """Outputs of the float Keras model ``obj``."""
     from ..backends.tflm.convert import keras_input
-    from ..frontend import load_keras_object
 
-    obj = load_keras_object(model) if isinstance(model, (str, os.PathLike)) else model
     x = keras_input(obj, x)  # an image model's (N, T, F, C)
     outs = [np.asarray(obj(x[i:i + 256], training=False), np.float32) for i in range(0, len(x), 256)]
-    return np.concatenate(outs), obj.name
+    return np.concatenate(outs)
+
+
+def check_source(obj, m: tflite_model.TFLiteModel, label: str) -> str | None:
+    """Refuse a flatbuffer converted from other weights than the Keras model ``obj``; return a
+    warning when the flatbuffer carries no fingerprint (not converted by edgernn, or older)."""
+    stored = m.source_fingerprint
+    if stored is None:
+        return (f"{m.path} carries no fingerprint of the weights it was converted from (not written by "
+                f"`edgernn convert`); cannot check that it comes from {label}")
+    from ..frontend import from_keras
+
+    try:
+        mine = from_keras(obj).weights_fingerprint()
+    except EdgeRNNError as exc:
+        mine, why = None, f" ({exc})"
+    else:
+        why = ""
+    if mine != stored:
+        raise EdgeRNNError(f"{m.path} was converted from a different model than {label}{why}: weights "
+                           f"fingerprint {stored[:12]} in the flatbuffer, {(mine or '?')[:12]} for the model; "
+                           "validate it with the model it was converted from, or convert this model again")
+    return None
 
 
 def _run_streaming(engine: str, m: tflite_model.TFLiteModel, xq: np.ndarray) -> np.ndarray:
@@ -134,18 +130,17 @@ def _run_engine(engine: str, m: tflite_model.TFLiteModel, xq: np.ndarray) -> np.
 def load_thresholds(path) -> dict:
     """Thresholds from a TOML file: a ``[validate]`` table, or keys at the top level.
 
-    Keys are the threshold names (``max_accuracy_drop = 0.02``, ``min_agreement = 0.97``, …)."""
+    Keys are the threshold names (``max_accuracy_drop = 0.02``, ``min_agreement = 0.97``,
+    ``max_engine_lsb = 0``, …); each is checked as on the command line."""
     p = Path(path)
     cfg = read_toml(p, "thresholds")
     table = cfg.get("validate", cfg)
-    out = {k: v for k, v in table.items() if k in THRESHOLDS}
+    if not isinstance(table, dict):
+        raise EdgeRNNError(f"{p}: 'validate' must be a table ([validate]) of thresholds")
     unknown = sorted(k for k, v in table.items() if k not in THRESHOLDS and not isinstance(v, (dict, list, str)))
     if unknown:
         raise EdgeRNNError(f"{p}: unknown threshold(s) {unknown}; known: {', '.join(THRESHOLDS)}")
-    for k, v in out.items():
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise EdgeRNNError(f"{p}: threshold {k} = {v!r} must be a number")
-    return out
+    return {k: check_threshold(k, v, f"{p}: {k} =") for k, v in table.items() if k in THRESHOLDS}
 
 
 def default_engines() -> list[str]:
@@ -162,7 +157,13 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
 
     Thresholds (keyword arguments, None = not checked): ``max_accuracy_drop``, ``min_agreement``,
     ``min_accuracy``, ``max_abs_error``, ``min_snr_db``, ``min_cosine``, ``max_rmse_increase``,
-    ``max_engine_lsb``. The report's ``passed`` is false when any is broken.
+    ``max_engine_lsb``. The report's ``passed`` is false when any is broken. With two or more
+    engines each is compared with TFLM (or the first engine) bit for bit: one check per pair,
+    limit ``max_engine_lsb`` (default 0). Impossible limits raise :class:`EdgeRNNError`.
+
+    The flatbuffer must come from ``model``: ``edgernn convert`` stores a fingerprint of the
+    float weights in its metadata, and a different one raises :class:`EdgeRNNError`; a
+    flatbuffer without one gives a warning (``report.warnings`` and a :class:`UserWarning`).
 
     ``qat_quant``: the .tflite of the quantization-aware-trained model; its int8 accuracy (in
     the TFLM runtime) is reported beside PTQ's as ``accuracy_int8_qat`` / ``accuracy_drop_qat``
@@ -176,19 +177,31 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
     unknown = set(thresholds) - set(THRESHOLDS)
     if unknown:
         raise EdgeRNNError(f"unknown threshold(s) {sorted(unknown)}; known: {', '.join(THRESHOLDS)}")
-    from ..backends.tflm.streaming import is_streaming_model
-
-    m = tflite_model.read(quant)
-    tin, tout = m.input(), m.output()
-    streaming = is_streaming_model(m)
-    timesteps = tin.shape[1] if len(tin.shape) == 3 and not streaming else None
-    ds = load_dataset(data, require_y=True, features=tin.shape[-1], timesteps=timesteps).take(samples)
+    thresholds = {k: None if v is None else check_threshold(k, v) for k, v in thresholds.items()}
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, (int, np.integer))
+                                or samples < 1):
+        raise EdgeRNNError(f"--samples {samples!r}: must be a whole number >= 1 (or left out: every sample)")
     engines = list(engines) if engines else default_engines()
     for e in engines:
         if e not in ENGINES:
             raise EdgeRNNError(f"--engine {e!r}: use one of {', '.join(ENGINES)} (or 'both')")
+    if len(set(engines)) != len(engines):
+        raise EdgeRNNError(f"--engine: {engines} names an engine twice")
+    from ..backends.tflm.streaming import is_streaming_model
+    from ..frontend import load_keras_object
 
-    y_float, name = _float_outputs(model, ds.x)
+    m = tflite_model.read(quant)
+    tin, tout = m.input(), m.output()
+    obj = load_keras_object(model) if isinstance(model, (str, os.PathLike)) else model
+    notes = [w for w in [check_source(obj, m, str(model) if isinstance(model, (str, os.PathLike))
+                                      else f"model '{obj.name}'")] if w]
+    for w in notes:
+        warnings.warn(w, UserWarning, stacklevel=2)
+    streaming = is_streaming_model(m)
+    timesteps = tin.shape[1] if len(tin.shape) == 3 and not streaming else None
+    ds = load_dataset(data, require_y=True, features=tin.shape[-1], timesteps=timesteps).take(samples)
+
+    y_float, name = _float_outputs(obj, ds.x), obj.name
     in_scale, in_zp = float(tin.scale[0]), int(tin.zero_point[0])
     out_scale, out_zp = float(tout.scale[0]), int(tout.zero_point[0])
     xq = quantize(ds.x, in_scale, in_zp)
@@ -217,16 +230,7 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
             c = M.classification(ds.y, y_float, deq)
             em.update({k: c[k] for k in ("accuracy_int8", "accuracy_drop", "top1_agreement")})
         engine_metrics[e] = em
-    if len(raw) > 1:
-        outs = list(raw.values())
-        lsb = max(int(np.max(np.abs(o.astype(np.int32) - outs[0].astype(np.int32)))) for o in outs[1:])
-        metrics["engines_max_lsb"] = lsb
-        if "simulator" in raw and "tflm" in raw:
-            metrics["simulator_vs_tflm_max_lsb"] = int(np.max(np.abs(raw["simulator"].astype(np.int32)
-                                                                     - raw["tflm"].astype(np.int32))))
-        if "native" in raw and "tflm" in raw:
-            metrics["native_vs_tflm_max_lsb"] = int(np.max(np.abs(raw["native"].astype(np.int32)
-                                                                  - raw["tflm"].astype(np.int32))))
+    metrics.update(engine_agreement(raw))
 
     if qat_quant is not None:
         mq = tflite_model.read(qat_quant)
@@ -241,16 +245,7 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
             metrics["rmse_int8_qat"] = M.regression(ds.y, y_float, y_qat)["rmse_int8"]
         metrics["max_abs_error_qat"] = M.output_agreement(y_float, y_qat)["max_abs_error"]
 
-    checks = []
-    for opt, limit in thresholds.items():
-        if limit is None:
-            continue
-        metric, op, _ = THRESHOLDS[opt]
-        if metric not in metrics:
-            raise EdgeRNNError(f"--{opt.replace('_', '-')}: metric '{metric}' does not apply to a {task} model "
-                               f"or to engines {engines}")
-        value = metrics[metric]
-        checks.append(Check(opt, metric, op, float(limit), value, bool(_OPS[op](value, limit))))
+    checks = build_checks(metrics, thresholds, engines, task)
 
     layers = []
     if per_layer:
@@ -275,7 +270,8 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
         except (EdgeRNNError, ValueError, TypeError, KeyError):
             timeline = None
     rep = ValidateReport(model_name=name, data_path=str(ds.path), n_samples=len(ds), task=task, engines=engines,
-                         metrics=metrics, engine_metrics=engine_metrics, checks=checks, per_layer=layers)
+                         metrics=metrics, engine_metrics=engine_metrics, checks=checks, per_layer=layers,
+                         warnings=notes)
     rep.timeline, rep.firmware = timeline, fw
     rep.arrays = {"y_true": ds.y, "y_float": y_float, "y_int8": y_int8, "out_scale": out_scale}
     from .htmlreport import provenance

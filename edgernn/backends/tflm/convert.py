@@ -24,6 +24,7 @@ import numpy as np
 from ... import ir
 from ...errors import ConversionError, EdgeRNNError
 from ...quantize.calibrate import MAX_CALIB_SAMPLES
+from ...tflite_model import SOURCE_FINGERPRINT
 from .subprocess_util import describe_returncode, run_child
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,16 @@ def convert_ir(model: ir.Model, calib: np.ndarray, *, streaming: bool = False) -
 
     Unidirectional LSTM models go through the TFLite converter (fused LSTM op); everything
     else (GRU, SimpleRNN, Bidirectional, mixed stacks) is written by :mod:`.recurrent` as
-    WHILE loops of builtin int8 ops. ``streaming`` gives the one-step form.
+    WHILE loops of builtin int8 ops. ``streaming`` gives the one-step form. Either way the
+    flatbuffer's metadata ``edgernn_source_sha256`` holds the fingerprint of the float weights
+    (:meth:`edgernn.ir.Model.weights_fingerprint`), which ``validate`` checks.
     """
     calib = np.ascontiguousarray(calib[:MAX_CALIB_SAMPLES], np.float32)
+    source = {SOURCE_FINGERPRINT: model.weights_fingerprint().encode("ascii")}
     if conversion_strategy(model) == "while-graph":
         from .recurrent import convert_recurrent
 
-        return convert_recurrent(model, calib, streaming=streaming)
+        return convert_recurrent(model, calib, streaming=streaming, extra_metadata=source)
     payload = {"model": model, "calib": calib}
     rc, result, tail = run_child("edgernn.backends.tflm._convert_child", payload)
     if rc != 0 or not result:
@@ -105,7 +109,28 @@ def convert_ir(model: ir.Model, calib: np.ndarray, *, streaming: bool = False) -
         from .streaming import lstm_one_step
 
         data = lstm_one_step(data, model)
-    return data
+    return add_metadata(data, source)
+
+
+def add_metadata(data: bytes, entries: dict[str, bytes]) -> bytes:
+    """``data`` (a .tflite) with metadata entries added or replaced (name -> bytes), repacked
+    with TensorFlow's flatbuffer object API."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    m.metadata = [md for md in (m.metadata or []) if md.name.decode() not in entries]
+    for name, value in entries.items():
+        buf = s.BufferT()
+        buf.data = np.frombuffer(value, np.uint8)
+        m.buffers.append(buf)
+        md = s.MetadataT()
+        md.name = name.encode()
+        md.buffer = len(m.buffers) - 1
+        m.metadata.append(md)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -191,9 +191,11 @@ def _qparams_t(s, scale, zero_point, axis=0):
     return q
 
 
-def write_flatbuffer(program: Program, quant: dict[str, QParams], description: str = "edgernn") -> bytes:
+def write_flatbuffer(program: Program, quant: dict[str, QParams], description: str = "edgernn",
+                     extra_metadata: dict[str, bytes] | None = None) -> bytes:
     """The int8 flatbuffer bytes of ``program`` with activation parameters ``quant``, written
-    compactly by :func:`.serialize.pack` (shared tables, no tensor names)."""
+    compactly by :func:`.serialize.pack` (shared tables, no tensor names). ``extra_metadata``:
+    more metadata entries (name -> bytes) after ``"edgernn"``'s JSON."""
     s = _schema()
     model = s.ModelT()
     model.version = 3
@@ -275,11 +277,17 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
             sg.operators.append(ot)
         model.subgraphs.append(sg)
 
+    entries = {}
     if program.metadata:
-        meta = s.MetadataT()
-        meta.name = METADATA_NAME.encode()
-        meta.buffer = add_buffer(np.frombuffer(json.dumps(program.metadata, sort_keys=True, separators=(",", ":")).encode(), np.uint8))
-        model.metadata = [meta]
+        entries[METADATA_NAME] = json.dumps(program.metadata, sort_keys=True, separators=(",", ":")).encode()
+    entries.update(extra_metadata or {})
+    if entries:
+        model.metadata = []
+        for name, value in entries.items():
+            meta = s.MetadataT()
+            meta.name = name.encode()
+            meta.buffer = add_buffer(np.frombuffer(value, np.uint8))
+            model.metadata.append(meta)
 
     return pack(model)
 

@@ -472,11 +472,14 @@ def calibrate(model: ir.Model, calib: np.ndarray) -> tuple[Program, dict]:
     return prog, assign_quantization(prog, ranges)
 
 
-def convert_recurrent(model: ir.Model, calib: np.ndarray, *, streaming: bool = False) -> bytes:
-    """Int8 flatbuffer of ``model`` (sequence form, or streaming one-step form)."""
+def convert_recurrent(model: ir.Model, calib: np.ndarray, *, streaming: bool = False,
+                      extra_metadata: dict[str, bytes] | None = None) -> bytes:
+    """Int8 flatbuffer of ``model`` (sequence form, or streaming one-step form); ``extra_metadata``
+    (name -> bytes) is written beside the ``"edgernn"`` entry."""
     prog, quant = calibrate(model, calib)
     if streaming:
         prog = build_streaming_program(model)
         quant = share_tied(prog, quant)  # the conv ring buffers: their input's parameters
     prog.metadata = _indices(prog)
-    return write_flatbuffer(prog, quant, description=f"edgernn {prog.metadata['form']} {model.name}")
+    return write_flatbuffer(prog, quant, description=f"edgernn {prog.metadata['form']} {model.name}",
+                            extra_metadata=extra_metadata)
