@@ -24,8 +24,6 @@ layer before (or after) it by the frontend; what cannot be folded stays a per-ch
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
@@ -576,31 +574,6 @@ class Model:
     @property
     def param_count(self) -> int:
         return sum(l.param_count for l in self.layers)
-
-    def weights_fingerprint(self) -> str:
-        """sha256 (hex) of the float weights, layer by layer: each layer's kind, then every array
-        field (name, shape, float32 bytes), nested layers (a Bidirectional's two directions)
-        included. Names and file paths are left out: the same weights saved as .keras or .h5,
-        or with renamed layers, give the same fingerprint. ``edgernn convert`` stores it in the
-        flatbuffer's metadata; ``edgernn validate`` compares it with the Keras model it is given."""
-        h = hashlib.sha256()
-
-        def walk(obj) -> None:
-            for f in dataclasses.fields(obj):
-                v = getattr(obj, f.name)
-                for i, item in enumerate(v if isinstance(v, (list, tuple)) else [v]):
-                    if isinstance(item, np.ndarray):
-                        a = np.ascontiguousarray(item, np.float32)
-                        h.update(f"{f.name}[{i}]{a.shape}".encode())
-                        h.update(a.tobytes())
-                    elif dataclasses.is_dataclass(item) and not isinstance(item, type):
-                        h.update(f"{f.name}[{i}]:{getattr(item, 'kind', '')}".encode())
-                        walk(item)
-
-        for layer in self.layers:
-            h.update(f"|{layer.kind}".encode())
-            walk(layer)
-        return h.hexdigest()
 
     def macs(self, timesteps: int | None = None) -> int:
         """Multiply-accumulates per inference over ``timesteps`` steps."""

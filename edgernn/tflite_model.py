@@ -21,7 +21,7 @@ _TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6
 
 
 #: metadata entry holding the sha256 (hex, ASCII) of the float weights the model was converted
-#: from (:meth:`edgernn.ir.Model.weights_fingerprint`); written by ``edgernn convert``
+#: from (:func:`edgernn.backends.tflm.convert.weights_fingerprint`); written by ``edgernn convert``
 SOURCE_FINGERPRINT = "edgernn_source_sha256"
 
 

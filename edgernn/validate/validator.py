@@ -75,10 +75,11 @@ def check_source(obj, m: tflite_model.TFLiteModel, label: str) -> str | None:
     if stored is None:
         return (f"{m.path} carries no fingerprint of the weights it was converted from (not written by "
                 f"`edgernn convert`); cannot check that it comes from {label}")
+    from ..backends.tflm.convert import weights_fingerprint
     from ..frontend import from_keras
 
     try:
-        mine = from_keras(obj).weights_fingerprint()
+        mine = weights_fingerprint(from_keras(obj))
     except EdgeRNNError as exc:
         mine, why = None, f" ({exc})"
     else:
