@@ -34,6 +34,30 @@ def _friendly(fn):
     return wrapper
 
 
+class _Group(click.Group):
+    """A click group whose usage errors (a bad choice, a missing option) are one line
+    ``error: ...`` and exit 2, like every other bad input."""
+
+    def main(self, *args, **kwargs):
+        kwargs.pop("standalone_mode", None)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                names, ctx = [], exc.ctx
+                while ctx.parent is not None:
+                    names.insert(0, ctx.info_name)
+                    ctx = ctx.parent
+                hint = f" (see `{' '.join(['edgernn', *names, '--help'])}`)"
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with stderr muted: its C++ start-up chatter (oneDNN, CUDA probes) is
     not the user's business. Errors raised later still reach stderr."""
@@ -56,7 +80,7 @@ def _kib(n: int | None) -> str:
     return "n/a" if n is None else f"{n:,} B ({n / 1024:.1f} KiB)"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="edgernn")
 @click.option("-v", "--verbose", is_flag=True, help="Log what each stage does.")
 def main(verbose: bool):
@@ -71,6 +95,8 @@ def main(verbose: bool):
       edgernn validate model.keras model.tflite --data test.npz --max-accuracy-drop 0.02
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if verbose:
+        os.environ["EDGERNN_VERBOSE"] = "1"  # TensorFlow's start-up lines too (see edgernn.quiet_tensorflow)
     if not verbose:
         _import_tensorflow_quietly()
 
@@ -540,7 +566,7 @@ def search(config, out, resume, address, workers, no_progress):
 
 
 @main.command()
-@click.argument("name", type=click.Choice(["digits", "basic_motions"]))
+@click.argument("name", metavar="NAME", type=click.Choice(["digits", "basic_motions"]))
 @click.option("-o", "--output", "out_dir", type=click.Path(), required=True, help="Directory for the .npz files.")
 @_friendly
 def dataset(name, out_dir):

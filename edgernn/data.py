@@ -55,6 +55,9 @@ def check_x(x, source: str, *, features: int | None = None, timesteps: int | Non
     x = x.astype(np.float32, copy=False)
     if len(x) == 0:
         raise EdgeRNNError(f"{source}: 'x' holds no samples")
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise EdgeRNNError(f"{source}: 'x' has shape {x.shape}: no time steps or no features; "
+                           "expected (N, T, F) with T >= 1 and F >= 1")
     bad = ~np.isfinite(x)
     if bad.any():
         i = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0][0])

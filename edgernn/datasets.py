@@ -60,8 +60,13 @@ def write(name: str, out_dir, **kwargs) -> tuple[Path, Path]:
     """Write ``<name>_train.npz`` and ``<name>_test.npz`` to ``out_dir``; return both paths."""
     if name not in DATASETS:
         raise EdgeRNNError(f"unknown dataset '{name}'; available: {', '.join(DATASETS)}")
+    if out_dir is None or not str(out_dir):
+        raise EdgeRNNError("dataset: give an output directory (-o DIR)")
     (xtr, ytr), (xte, yte) = digits(**kwargs) if name == "digits" else basic_motions()
     out = Path(out_dir)
+    blocker = next((p for p in [out, *out.parents] if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise EdgeRNNError(f"-o {out}: {blocker} is a file, not a directory; give a directory for the .npz files")
     out.mkdir(parents=True, exist_ok=True)
     train, test = out / f"{name}_train.npz", out / f"{name}_test.npz"
     np.savez(train, x=xtr, y=ytr)

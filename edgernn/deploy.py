@@ -76,6 +76,7 @@ def load_config(path) -> dict:
     unknown = set(cfg) - _SECTIONS
     if unknown:
         raise EdgeRNNError(f"{p}: unknown section(s) {sorted(unknown)}; known: {sorted(_SECTIONS)}")
+    _check_sections(cfg, p)
     base = p.parent
     emits = cfg.get("emit", [])
     return {
@@ -90,18 +91,86 @@ def load_config(path) -> dict:
     }
 
 
+# keys each section must have (what they are, for the error message)
+_REQUIRED = {"dataset": {"name": "the bundled dataset to write"},
+             "train": {"data": "the training .npz", "output": "the .keras file to write"},
+             "model": {"path": "the trained Keras model"},
+             "convert": {"calib": "the calibration .npz", "output": "the .tflite file to write"},
+             "emit": {"output": "the directory to write"},
+             "validate": {"data": "the labelled .npz to validate on"}}
+
+
+def _check_sections(cfg: dict, p: Path) -> None:
+    for name, keys in _REQUIRED.items():
+        tables = cfg.get(name)
+        if tables is None:
+            continue
+        for t in tables if isinstance(tables, list) else [tables]:
+            if not isinstance(t, dict):
+                raise EdgeRNNError(f"{p}: [{name}] must be a table of keys")
+            for key, what in keys.items():
+                if key not in t:
+                    raise EdgeRNNError(f"{p}: [{name}] needs '{key}' ({what})")
+    if cfg.get("convert") and not (cfg.get("train") or cfg.get("model")):
+        raise EdgeRNNError(f"{p}: [convert] needs a [train] or [model] section")
+    if cfg.get("emit") and not cfg.get("convert"):
+        raise EdgeRNNError(f"{p}: [[emit]] needs a [convert] section")
+    if cfg.get("validate") and not cfg.get("convert"):
+        raise EdgeRNNError(f"{p}: [validate] needs a model and a [convert] section")
+
+
+def _outputs(cfg: dict) -> list[Path]:
+    """Every file or directory the run will write."""
+    out = []
+    if cfg["dataset"]:
+        d = Path(cfg["dataset"].get("output", str(cfg["path"].parent)))
+        name = cfg["dataset"]["name"]
+        out += [d / f"{name}_train.npz", d / f"{name}_test.npz"]
+    for sec in ("train", "convert"):
+        if cfg[sec]:
+            out.append(Path(cfg[sec]["output"]))
+    out += [Path(e["output"]) for e in cfg["emit"]]
+    if cfg["validate"]:
+        out += [Path(cfg["validate"][k]) for k in ("report", "junit", "markdown") if cfg["validate"].get(k)]
+    return out
+
+
 def _call(fn, where: str, **kwargs):
     try:
         return fn(**kwargs)
     except TypeError as exc:  # an unknown key in the section
         raise EdgeRNNError(f"[{where}]: {exc}") from None
+    except EdgeRNNError as exc:
+        raise type(exc)(f"[{where}] {exc}") from None
 
 
 def deploy(config) -> DeployResult:
-    """Run the stages the config names; returns what each produced."""
-    from . import convert, emit, train, validate
+    """Run the stages the config names; returns what each produced. On bad input nothing the
+    run would write is left behind (files and directories that existed before are kept)."""
+    import shutil
 
     cfg = load_config(config)
+    fresh = []  # the topmost path each output creates (new directories included)
+    for p in _outputs(cfg):
+        p = p.absolute()
+        if not p.exists():
+            while not p.parent.exists():
+                p = p.parent
+            fresh.append(p)
+    try:
+        return _run(cfg)
+    except EdgeRNNError:
+        for p in fresh:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists():
+                p.unlink()
+        raise
+
+
+def _run(cfg: dict) -> DeployResult:
+    from . import convert, emit, train, validate
+
     res = DeployResult()
     if cfg["dataset"]:
         from .datasets import write

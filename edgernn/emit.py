@@ -113,7 +113,13 @@ def emit(model, out_dir, *, backend: str = "tflm", target: str = "host", test_da
         raise EdgeRNNError(f"--kernels {kernels!r}: use one of {', '.join(KERNELS)}")
     if target not in TARGETS:
         raise EdgeRNNError(f"--target {target!r}: use one of {', '.join(TARGETS)}")
+    if backend == "tflm" and (max_flash is not None or max_ram is not None):
+        opt = "--max-flash" if max_flash is not None else "--max-ram"
+        raise EdgeRNNError(f"{opt}: edgernn measures flash and RAM budgets for --backend native only (the tflm "
+                           "backend's size is mostly the TFLM library, which edgernn does not build); drop the "
+                           "option or use --backend native")
     m = _resolve_tflite(model, calib)
+    m.check_int8(f"emit --backend {backend}")
     if backend == "native":
         from .backends.tflm.streaming import is_streaming_model
         if is_streaming_model(m):

@@ -94,6 +94,14 @@ class TFLiteModel:
     def input(self, i: int = 0) -> Tensor:
         return self.main.tensors[self.main.inputs[i]]
 
+    def check_int8(self, what: str = "edgernn") -> None:
+        """Refuse a model whose input or output is not quantized int8 (a float .tflite, say)."""
+        for kind, t in (("input", self.input()), ("output", self.output())):
+            if t.dtype != "int8" or t.scale is None or len(t.scale) != 1:
+                q = "no quantization" if t.scale is None else f"{len(t.scale)} scales"
+                raise EdgeRNNError(f"{self.path}: {what} runs int8 models; {kind} '{t.name}' is {t.dtype} with "
+                                   f"{q}. Make the int8 model with `edgernn convert MODEL.keras --calib DATA.npz`")
+
     def output(self, i: int = 0) -> Tensor:
         return self.main.tensors[self.main.outputs[i]]
 
@@ -146,56 +154,119 @@ def _np_dtype(name: str):
     return {v: _NP_TYPES[k] for k, v in _TYPE_NAMES.items()}[name]
 
 
+_MAX_ELEMENTS = 1 << 31  # no tensor of an MCU model comes near 2^31 values
+
+
+def _text(v) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v or "")
+
+
+def _indices(v) -> list[int]:
+    return [int(i) for i in (v if v is not None else [])]
+
+
 def parse(raw: bytes, path: str = "<bytes>") -> TFLiteModel:
+    """Read and check a .tflite flatbuffer: the ``TFL3`` file identifier, then every index
+    (buffers, tensors, operator codes, subgraphs) and every constant's size against its shape.
+    A damaged or foreign file gives one :class:`EdgeRNNError` line, never another exception:
+    the file is untrusted input."""
+    raw = bytes(raw)
+    if len(raw) < 8:
+        raise EdgeRNNError(f"{path}: not a TFLite flatbuffer ({len(raw)} bytes; run `edgernn convert` "
+                           "on a Keras model to make one)")
+    if raw[4:8] != b"TFL3":
+        raise EdgeRNNError(f"{path}: not a TFLite flatbuffer (file identifier {raw[4:8]!r}, expected b'TFL3'); "
+                           "the file is damaged or of another format")
     s = _schema()
     try:
         m = s.ModelT.InitFromPackedBuf(bytearray(raw), 0)
-    except Exception as exc:
-        raise EdgeRNNError(f"{path}: not a TFLite flatbuffer ({type(exc).__name__})") from None
+    except Exception as exc:  # the generated reader raises whatever a bad offset leads to
+        raise EdgeRNNError(f"{path}: damaged TFLite flatbuffer ({type(exc).__name__} while reading it)") from None
+    try:
+        return _build(m, raw, path, s)
+    except EdgeRNNError:
+        raise
+    except Exception as exc:  # a field of an unexpected type in a damaged file
+        raise EdgeRNNError(f"{path}: damaged TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
+
+
+def _build(m, raw: bytes, path: str, s) -> TFLiteModel:
+    def bad(what: str) -> EdgeRNNError:
+        return EdgeRNNError(f"{path}: damaged TFLite flatbuffer ({what})")
+
     if not m.subgraphs:
         raise EdgeRNNError(f"{path}: the flatbuffer has no subgraphs")
+    buffers = m.buffers or []
+    codes = m.operatorCodes or []
+    n_sub = len(m.subgraphs)
     names = _op_names()
     subgraphs = []
-    for sg in m.subgraphs:
+    for si, sg in enumerate(m.subgraphs):
+        raw_tensors = sg.tensors or []
+        n_t = len(raw_tensors)
         tensors = []
-        for i, t in enumerate(sg.tensors):
+        for i, t in enumerate(raw_tensors):
+            where = f"subgraph {si} tensor {i}"
+            shape = tuple(_indices(t.shape))
+            if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.float64)) >= _MAX_ELEMENTS:
+                raise bad(f"{where} has shape {list(shape)}")
             q = t.quantization
             scale = zp = None
             qdim = 0
             if q is not None and q.scale is not None and len(q.scale):
                 scale = np.asarray(q.scale, np.float32)
-                zp = np.asarray(q.zeroPoint, np.int64)
+                zp = np.asarray(q.zeroPoint if q.zeroPoint is not None else [], np.int64)
                 qdim = int(q.quantizedDimension)
-            buf = m.buffers[t.buffer]
+                if len(zp) not in (1, len(scale)) or not np.all(np.isfinite(scale)):
+                    raise bad(f"{where}: {len(scale)} scales and {len(zp)} zero points")
+                if len(scale) > 1 and not (0 <= qdim < len(shape) and shape[qdim] == len(scale)):
+                    raise bad(f"{where}: {len(scale)} per-channel scales on dimension {qdim} of {list(shape)}")
+            if not 0 <= t.buffer < max(len(buffers), 1):
+                raise bad(f"{where} names buffer {t.buffer}; the file has {len(buffers)}")
+            buf = buffers[t.buffer] if buffers else None
             data = None
-            if buf.data is not None and len(buf.data) and t.type in _NP_TYPES:
-                data = np.frombuffer(bytes(bytearray(buf.data)), dtype=_NP_TYPES[t.type]).reshape(
-                    tuple(int(d) for d in t.shape) if t.shape is not None else ())
-            name = (t.name or b"").decode() if isinstance(t.name, bytes) else str(t.name or "")
+            if buf is not None and buf.data is not None and len(buf.data) and t.type in _NP_TYPES:
+                blob = bytes(bytearray(buf.data))
+                want = int(np.prod(shape, dtype=np.int64)) * np.dtype(_NP_TYPES[t.type]).itemsize
+                if len(blob) != want:
+                    raise bad(f"{where}: {len(blob)} bytes of data for shape {list(shape)} "
+                              f"{_TYPE_NAMES[t.type]}")
+                data = np.frombuffer(blob, dtype=_NP_TYPES[t.type]).reshape(shape)
             tensors.append(Tensor(
-                index=i, name=name or f"t{i}",  # edgernn's own graphs store no names
-                shape=tuple(int(d) for d in t.shape) if t.shape is not None else (),
-                dtype=_TYPE_NAMES.get(t.type, f"type{t.type}"), scale=scale, zero_point=zp,
-                quantized_dimension=qdim, data=data, is_variable=bool(t.isVariable)))
+                index=i, name=_text(t.name) or f"t{i}", shape=shape, dtype=_TYPE_NAMES.get(t.type, f"type{t.type}"),
+                scale=scale, zero_point=zp, quantized_dimension=qdim, data=data, is_variable=bool(t.isVariable)))
         ops = []
-        for op in sg.operators or []:
-            code = m.operatorCodes[op.opcodeIndex]
+        for oi, op in enumerate(sg.operators or []):
+            where = f"subgraph {si} operator {oi}"
+            if not 0 <= op.opcodeIndex < len(codes):
+                raise bad(f"{where} has opcode index {op.opcodeIndex}; the file has {len(codes)}")
+            code = codes[op.opcodeIndex]
             opcode = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), f"OP{code.builtinCode}")
             if opcode == "CUSTOM":
-                opcode = f"CUSTOM:{code.customCode.decode() if code.customCode else '?'}"
-            ops.append(Operator(opcode=opcode, inputs=[int(i) for i in (op.inputs if op.inputs is not None else [])],
-                                outputs=[int(i) for i in (op.outputs if op.outputs is not None else [])],
-                                options=op.builtinOptions,
-                                intermediates=[int(i) for i in (op.intermediates if op.intermediates is not None else [])]))
-        subgraphs.append(Subgraph(tensors=tensors, operators=ops,
-                                  inputs=[int(i) for i in sg.inputs], outputs=[int(i) for i in sg.outputs],
-                                  name=(sg.name or b"").decode() if isinstance(sg.name, bytes) else str(sg.name or "")))
+                opcode = f"CUSTOM:{_text(code.customCode) or '?'}"
+            inputs, outputs, inter = _indices(op.inputs), _indices(op.outputs), _indices(op.intermediates)
+            if any(not -1 <= k < n_t for k in inputs) or any(not 0 <= k < n_t for k in outputs + inter):
+                raise bad(f"{where} ({opcode}) names a tensor outside 0..{n_t - 1}")
+            for attr in ("condSubgraphIndex", "bodySubgraphIndex", "thenSubgraphIndex", "elseSubgraphIndex",
+                         "initSubgraphIndex"):
+                k = getattr(op.builtinOptions, attr, None)
+                if isinstance(k, int) and not 0 <= k < n_sub:
+                    raise bad(f"{where} ({opcode}) names subgraph {k}; the file has {n_sub}")
+            ops.append(Operator(opcode=opcode, inputs=inputs, outputs=outputs, options=op.builtinOptions,
+                                intermediates=inter))
+        ins, outs = _indices(sg.inputs), _indices(sg.outputs)
+        if any(not 0 <= k < n_t for k in ins + outs):
+            raise bad(f"subgraph {si}'s inputs/outputs name a tensor outside 0..{n_t - 1}")
+        subgraphs.append(Subgraph(tensors=tensors, operators=ops, inputs=ins, outputs=outs, name=_text(sg.name)))
+    if not subgraphs[0].inputs or not subgraphs[0].outputs:
+        raise EdgeRNNError(f"{path}: the main subgraph has no inputs or no outputs")
     metadata = {}
     for md in m.metadata or []:
-        name = md.name.decode("utf-8", "replace") if isinstance(md.name, bytes) else str(md.name)
-        buf = m.buffers[md.buffer].data if 0 <= md.buffer < len(m.buffers) else None
-        metadata[name] = bytes(bytearray(buf)) if buf is not None else b""
-    return TFLiteModel(path=path, raw=bytes(raw), subgraphs=subgraphs, metadata=metadata)
+        if not 0 <= md.buffer < len(buffers):
+            raise bad(f"metadata '{_text(md.name)}' names buffer {md.buffer}; the file has {len(buffers)}")
+        data = buffers[md.buffer].data
+        metadata[_text(md.name)] = bytes(bytearray(data)) if data is not None else b""
+    return TFLiteModel(path=path, raw=raw, subgraphs=subgraphs, metadata=metadata)
 
 
 def read(path) -> TFLiteModel:

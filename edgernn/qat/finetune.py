@@ -143,6 +143,10 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
     """
     if epochs < 1:
         raise EdgeRNNError(f"--qat-epochs {epochs}: QAT needs at least 1 epoch")
+    if output is not None and isinstance(model_path_or_keras, (str, os.PathLike)) \
+            and Path(output).resolve() == Path(model_path_or_keras).resolve():
+        raise EdgeRNNError(f"-o {output}: would overwrite the model being fine-tuned; write the QAT model "
+                           "to a new file (e.g. model_qat.keras)")
     if learning_rate <= 0:
         raise EdgeRNNError(f"--lr {learning_rate}: the QAT learning rate must be > 0 (e.g. 1e-4)")
     if select_with not in SELECT_WITH:

@@ -38,6 +38,11 @@ def _one_blas_thread():
     return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
+#: what a kernel's preparation raises on an operator no TFLite writer makes (wrong tensor
+#: types or counts, missing options, zero scales)
+_DAMAGED = (IndexError, KeyError, TypeError, AttributeError, ValueError, ZeroDivisionError, OverflowError)
+
+
 class _Graph:
     """One prepared subgraph: its kernels in execution order."""
 
@@ -45,13 +50,20 @@ class _Graph:
         self.index = index
         self.sg = sim.model.subgraphs[index]
         self.kernels = []
-        for op in self.sg.operators:
+        for i, op in enumerate(self.sg.operators):
             cls = KERNELS.get(op.opcode)
             if cls is None:
                 raise EdgeRNNError(
                     f"{sim.model.path}: op {op.opcode} (subgraph {index}) is not supported by the int8 simulator; "
                     f"supported: {', '.join(sorted(KERNELS))}")
-            self.kernels.append(cls(sim, self.sg, op))
+            try:
+                self.kernels.append(cls(sim, self.sg, op))
+            except EdgeRNNError:
+                raise
+            except _DAMAGED as exc:  # an operator the reader accepted but no TFLite writer makes
+                raise EdgeRNNError(f"{sim.model.path}: op {op.opcode} (subgraph {index}, operator {i}) cannot be "
+                                   f"prepared ({type(exc).__name__}: {exc}); the file is damaged or was not "
+                                   "written by a TFLite converter") from None
         for k in self.kernels:  # kernels that adapt to how their outputs are read
             if hasattr(k, "link"):
                 k.link(self.kernels)

@@ -35,12 +35,26 @@ class TrainResult:
     qat: object = None  # edgernn.qat.QATResult when train(..., qat=True)
 
 
-def _task(y: np.ndarray, return_sequences: bool) -> tuple[str, int]:
+def _class_count(y: np.ndarray, source: str) -> int:
+    """K for class ids 0..K-1; a gap (labels 10..13, or no class 0) would build a head with
+    classes that never occur, so it is refused."""
+    present = np.unique(y)
+    k = int(present[-1]) + 1
+    if len(present) != k:
+        missing = sorted(set(range(k)) - set(int(v) for v in present))
+        shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
+        raise EdgeRNNError(f"{source}: class ids must be 0..K-1; 'y' holds {len(present)} classes "
+                           f"{int(present[0])}..{k - 1} without {shown}; renumber them first "
+                           "(y = np.unique(y, return_inverse=True)[1])")
+    return k
+
+
+def _task(y: np.ndarray, return_sequences: bool, source: str = "labels") -> tuple[str, int]:
     if np.issubdtype(y.dtype, np.integer):
         if y.ndim == 1 and not return_sequences:
-            return "classification", int(y.max()) + 1
+            return "classification", _class_count(y, source)
         if y.ndim == 2 and return_sequences:
-            return "classification", int(y.max()) + 1
+            return "classification", _class_count(y, source)
         raise EdgeRNNError(f"labels of shape {y.shape} do not fit return_sequences={return_sequences}: "
                            "use y (N,) for one label per sequence, or y (N, T) with --return-sequences")
     outs = 1 if y.ndim == 1 or (y.ndim == 2 and return_sequences) else int(np.prod(y.shape[2 if return_sequences else 1:]))
@@ -185,6 +199,21 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
     """
     import keras
 
+    for opt, value, lo in (("units", units, 1), ("layers", layers, 1), ("epochs", epochs, 1),
+                           ("batch-size", batch_size, 1), ("patience", patience, 0), ("seed", seed, 0),
+                           ("qat-epochs", qat_epochs, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+            raise EdgeRNNError(f"--{opt} {value!r}: must be a whole number >= {lo}")
+    for opt, value in (("lr", learning_rate), ("validation-split", validation_split), ("dropout", dropout),
+                       ("clipnorm", 1.0 if clipnorm is None else clipnorm)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise EdgeRNNError(f"--{opt} {value!r}: must be a number")
+    if learning_rate <= 0:
+        raise EdgeRNNError(f"--lr {learning_rate}: the learning rate must be > 0 (e.g. 3e-3)")
+    for opt, value, choices in (("cell", cell, tuple(CELL_CLASSES)), ("activation", activation, ("tanh", "relu"))):
+        if value not in choices:
+            raise EdgeRNNError(f"--{opt} {value!r}: use one of {', '.join(choices)}")
     if output is not None and Path(output).suffix not in (".keras", ".h5"):
         raise EdgeRNNError(f"{output}: the output model file must end in .keras (or .h5)")
     ds = data if isinstance(data, Dataset) else load_dataset(data, require_y=True)
@@ -194,7 +223,7 @@ def train(data, *, cell: str = "lstm", units: int = 32, layers: int = 1, bidirec
         raise EdgeRNNError(f"--validation-split {validation_split}: use a fraction in [0, 0.9)")
     if clipnorm is not None and clipnorm <= 0:
         raise EdgeRNNError(f"--clipnorm {clipnorm}: must be > 0 (gradient clipping by global norm)")
-    task, outputs = _task(ds.y, return_sequences)
+    task, outputs = _task(ds.y, return_sequences, str(ds.path))
     _check_front(ds.x.shape[1], conv, pool, head, return_sequences)  # before the slow part
     val_ds = None
     if validation is not None:

@@ -192,7 +192,11 @@ def validate(model, quant, data, *, engines=None, report=None, junit=None, markd
     from ..frontend import load_keras_object
 
     m = tflite_model.read(quant)
+    m.check_int8("validate")
     tin, tout = m.input(), m.output()
+    if len(tin.shape) != 3:
+        raise EdgeRNNError(f"{m.path}: input '{tin.name}' has shape {list(tin.shape)}; validate takes sequence "
+                           "models whose int8 input is (1, T, F), as `edgernn convert` writes them")
     obj = load_keras_object(model) if isinstance(model, (str, os.PathLike)) else model
     notes = [w for w in [check_source(obj, m, str(model) if isinstance(model, (str, os.PathLike))
                                       else f"model '{obj.name}'")] if w]

@@ -37,11 +37,19 @@ def build_plan(m: TFLiteModel, kernel: str = "reference") -> NativePlan:
     """The plan of ``m``: a chain of recurrent layers and a head is read by :mod:`.loop` (WHILE-loop
     models: GRU, SimpleRNN, Bidirectional, mixed stacks) or :mod:`.lstm` (fused LSTMs, their layers
     on ``kernel``); any other graph of supported ops (convolutional front-ends, pooling heads,
-    foreign .tflite files) by :mod:`.program`."""
+    foreign .tflite files) by :mod:`.program`. A damaged file gives one :class:`EdgeRNNError`."""
     try:
-        return build_loop_model(m) if "WHILE" in m.op_counts else build_lstm_model(m, kernel)
-    except UnsupportedLayerError:
-        return build_graph_model(m, kernel)
+        try:
+            return build_loop_model(m) if "WHILE" in m.op_counts else build_lstm_model(m, kernel)
+        except UnsupportedLayerError:
+            return build_graph_model(m, kernel)
+    except EdgeRNNError:
+        raise
+    except (IndexError, KeyError, TypeError, AttributeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        # an operator the reader accepted but no TFLite writer makes (wrong tensor types or
+        # counts, missing options, zero scales)
+        raise EdgeRNNError(f"{m.path}: the native backend cannot read this model ({type(exc).__name__}: {exc}); "
+                           "the file is damaged or was not written by `edgernn convert`") from None
 
 
 def resolve_kernel(target: str = "host", kernel: str | None = None) -> str:

@@ -297,16 +297,15 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int,
 
 
 def _metadata(m: TFLiteModel) -> dict | None:
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(bytearray(m.raw), 0)
-    for md in model.metadata or []:
-        name = md.name.decode() if isinstance(md.name, bytes) else str(md.name)
-        if name == "edgernn":
-            try:
-                return json.loads(bytes(bytearray(model.buffers[md.buffer].data)).decode())
-            except (ValueError, TypeError):
-                return None
+    """edgernn's own JSON metadata entry, or None (absent or unreadable)."""
+    raw = m.metadata.get("edgernn")
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw.decode())
+    except (ValueError, TypeError):
+        return None
+    return meta if isinstance(meta, dict) else None
     return None
 
 
