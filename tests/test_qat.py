@@ -234,7 +234,11 @@ def test_qat_handles_stacked_and_bidirectional(zoo, spec, tmp_path):
     assert len(res.history["loss"]) == 1 and np.isfinite(res.history["loss"][0])
     x, y = load_npz(test)
     conv = edgernn.convert(res.path, calib=train)
-    assert 0.0 <= _int8_acc(conv.tflite, x, y) <= 1.0
+    # against PTQ of the same model on the 40 test recordings (one is 2.5 points): one QAT epoch,
+    # kept on its fake-quantized score, costs at most two of them
+    ptq = _int8_acc(zoo.tflite(spec).read_bytes(), x, y)
+    q = _int8_acc(conv.tflite, x, y)
+    assert q >= ptq - 0.05, (q, ptq)
 
 
 @pytest.mark.slow
