@@ -56,9 +56,12 @@ def test_native_model_matches_simulator_on_every_vector(zoo, tmp_path, spec, tar
         # and unpacking): at least one instruction per two MACs, and not absurdly many per MAC.
         assert macs / 2 < perf.per_inference < 40 * macs
         # A streaming step does one step of recurrent work plus the head (dense + softmax), which
-        # NAME_run does once per sequence: T steps cost at least one inference, and not much more.
+        # NAME_run does once per sequence: T steps cost at least one inference, and one step less
+        # than a whole one (with the fast kernels the head can cost as much as a recurrent step,
+        # so T steps may reach twice an inference at small T).
         timesteps = project.manifest["timesteps"]
-        assert 0.95 * perf.per_inference < perf.per_step * timesteps < 1.3 * perf.per_inference
+        assert 0.95 * perf.per_inference < perf.per_step * timesteps
+        assert perf.per_step < perf.per_inference
 
 
 @pytest.mark.slow

@@ -195,6 +195,130 @@ static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_lstm_fast_unit(const edgernn
                                 p->hidden_zero_point);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * int8 elementwise ops of a loop step (GRU, SimpleRNN), one element, for the fused loops the
+ * generator writes (edgernn/backends/native/fastloop.py). Every constant is a literal at the
+ * call, and the generator checked each fast form against TFLM's for all 65,536 input pairs.
+ * ------------------------------------------------------------------------------------- */
+
+/* Keeps a constant in a register (hoisted out of the loop by the compiler) rather than
+ * rebuilt from immediates at every use: an accumulate operand of MLA / SMMLAR. */
+#if defined(__GNUC__)
+#define EDGERNN_IN_REGISTER(v) __asm__("" : "+r"(v))
+#else
+#define EDGERNN_IN_REGISTER(v) ((void)0)
+#endif
+
+/* clamp(v, lo, hi), one SSAT when the range is the whole int8 range. */
+static inline int32_t edgernn_clamp_range_s8(int32_t v, int32_t lo, int32_t hi)
+{
+    if (lo == -128 && hi == 127) {
+        return edgernn_clamp_s8(v);
+    }
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* ADD / SUB as clamp((a P1 + b P2 + K) >> S): equal to TFLM's AddElementwise for every int8 a,
+ * b with the P1, P2, K, S the generator found (and |a P1 + b P2 + K| < 2^31). */
+static inline int32_t edgernn_add_fit_s8(int32_t a, int32_t b, int32_t p1, int32_t p2, int32_t k, int s,
+                                         int32_t lo, int32_t hi)
+{
+    int32_t v = k;
+    EDGERNN_IN_REGISTER(v); /* two MLAs, K kept in a register */
+    v += a * p1;
+    v += b * p2;
+    return edgernn_clamp_range_s8(v >> s, lo, hi);
+}
+
+/* MUL as clamp((q P + K + (q < 0 ? -1 : 0)) >> S), q = (a + o1)(b + o2): equal to TFLM's
+ * MulElementwise for every int8 a, b with the P, K, S the generator found. */
+static inline int32_t edgernn_mul_fit_s8(int32_t a, int32_t b, int32_t o1, int32_t o2, int32_t p, int32_t k, int s,
+                                         int32_t lo, int32_t hi)
+{
+    const int32_t q = (a + o1) * (b + o2);
+    int32_t kr = k;
+    int32_t v;
+    EDGERNN_IN_REGISTER(kr);
+    v = (kr + (q >> 31)) + q * p;
+    return edgernn_clamp_range_s8(v >> s, lo, hi);
+}
+
+/* MUL: clamp(zero point + MultiplyByQuantizedMultiplier((a + o1)(b + o2), m, shift)) with the
+ * product pre-scaled by 2^k = 2^(1 + left shift), as edgernn_rq_prescaled: one SMMLAR whose
+ * accumulate operand `rounding` = zero point x 2^rs + 2^(rs - 1) (minus 1 for a negative
+ * product), then the shift. */
+static inline int32_t edgernn_mul_prescaled_s8(int32_t a, int32_t b, int32_t o1, int32_t o2, int32_t m, int k,
+                                               int rs, int32_t rounding, int32_t lo, int32_t hi)
+{
+    const int32_t p = (a + o1) * ((b << k) + (o2 << k)); /* the product times 2^k */
+    EDGERNN_IN_REGISTER(rounding);
+    if (rs == 0) {
+        return edgernn_clamp_range_s8(edgernn_smmlar(p, m, rounding), lo, hi);
+    }
+    return edgernn_clamp_range_s8(edgernn_smmlar(p, m, rounding + (p >> 31)) >> rs, lo, hi);
+}
+
+/* The reference formulas of edgernn_add_run_s8 / edgernn_mul_run_s8 for one element (used
+ * where no fast form is exact); 20 is TFLM's left shift of int8 ADD inputs. */
+static inline int32_t edgernn_add_one_s8(const edgernn_add_params *p, int32_t a, int32_t b)
+{
+    const int32_t a_scaled = edgernn_mbqm((int32_t)((uint32_t)(p->input1_offset + a) << 20),
+                                          p->input1_multiplier, (int)p->input1_shift);
+    const int32_t b_scaled = edgernn_mbqm((int32_t)((uint32_t)(p->input2_offset + b) << 20),
+                                          p->input2_multiplier, (int)p->input2_shift);
+    const int32_t raw = p->subtract ? a_scaled - b_scaled : a_scaled + b_scaled;
+    return edgernn_clamp_range_s8(edgernn_mbqm(raw, p->output_multiplier, (int)p->output_shift) + p->output_offset,
+                                  p->activation_min, p->activation_max);
+}
+
+static inline int32_t edgernn_mul_one_s8(const edgernn_mul_params *p, int32_t a, int32_t b)
+{
+    const int32_t product = (p->input1_offset + a) * (p->input2_offset + b);
+    return edgernn_clamp_range_s8(edgernn_mbqm(product, p->multiplier, (int)p->shift) + p->output_offset,
+                                  p->activation_min, p->activation_max);
+}
+
+/* dst[i] = src[i] x scale for i < n, and a zero after an odd n: an int8 vector as the pairs
+ * kernels' int16 input (zero points are folded into the biases). */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_widen_scaled_s8(const int8_t *src, int16_t *dst, int n,
+                                                                  int32_t scale)
+{
+    int i;
+    int whole = 0; /* elements done four at a time */
+#if EDGERNN_USE_SMLAD
+    /* four at a time (Armv7E-M loads words at any alignment): SXTB16 of bytes (0, 2) and
+     * (1, 3), repacked in order, SADD16 doubling */
+    whole = n - n % 4;
+    {
+        for (i = 0; i < whole; i += 4) {
+            uint32_t word;
+            uint32_t even;
+            uint32_t odd;
+            uint32_t lo;
+            uint32_t hi;
+            int k;
+            memcpy(&word, src + i, 4);
+            even = (uint32_t)__sxtb16(word);
+            odd = (uint32_t)__sxtb16(word >> 8);
+            lo = (even & 0xFFFFu) | (odd << 16);
+            hi = (even >> 16) | (odd & 0xFFFF0000u);
+            for (k = 0; k < 8 && (2 << k) <= scale; ++k) { /* scale = 2^(1 + left shift) */
+                lo = (uint32_t)__sadd16(lo, lo);
+                hi = (uint32_t)__sadd16(hi, hi);
+            }
+            memcpy(dst + i, &lo, 4);
+            memcpy(dst + i + 2, &hi, 4);
+        }
+    }
+#endif
+    for (i = whole; i < n; ++i) {
+        dst[i] = (int16_t)(src[i] * scale);
+    }
+    if (n % 2) {
+        dst[n] = 0;
+    }
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -107,6 +107,46 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_pairs_gate_c(const edgernn_pair
     }
 }
 
+/* ---------------------------------------------------------------------------------------
+ * FULLY_CONNECTED int8 -> int8 of a loop step (GRU, SimpleRNN) on the same row pairs: one
+ * product over an int16 input pre-scaled by 2^(1 + left shift), then each row requantized
+ * with its own (per-channel) multiplier: clamp8(SMMLAR(acc, m, R + (acc < 0 ? -1 : 0)) >> rs)
+ * with R = zero point x 2^rs + 2^(rs - 1) (edgernn_rq_prescaled, with the zero point folded
+ * into the rounding term; for rs = 0, R = zero point and no sign term). The stream, per pass
+ * of up to three pairs: the start words and weight words as above, then per row m, R, and rs
+ * when the rows' shifts differ (EDGERNN_FC8_KERNEL's rs = -1).
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const uint32_t *stream;     /*  0 */
+    const int16_t *x16;         /*  4: the input, int16, pre-scaled, even length */
+    const uint32_t *passes_end; /*  8: end of the passes of three row pairs */
+    int8_t *out;                /* 12 */
+} edgernn_fc8;
+
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc8_c(const edgernn_fc8 *f, int pairs, int n_input, int rs)
+{
+    const uint32_t *w = f->stream;
+    int8_t *out = f->out;
+    int p0;
+    for (p0 = 0; p0 < pairs; p0 += 3) {
+        const int npairs = pairs - p0 < 3 ? pairs - p0 : 3;
+        int32_t acc[6];
+        int r;
+        edgernn_pairs_product(&w, npairs, f->x16, n_input, acc);
+        for (r = 0; r < 2 * npairs; ++r) {
+            const int32_t m = (int32_t)w[0];
+            const int32_t rounding = (int32_t)w[1];
+            const int row_rs = rs >= 0 ? rs : (int)w[2];
+            w += rs >= 0 ? 2 : 3;
+            if (row_rs == 0) {
+                *out++ = (int8_t)edgernn_clamp_s8(edgernn_smmlar(acc[r], m, rounding));
+            } else {
+                *out++ = (int8_t)edgernn_clamp_s8(edgernn_smmlar(acc[r], m, rounding + (acc[r] >> 31)) >> row_rs);
+            }
+        }
+    }
+}
+
 #if EDGERNN_USE_SMLAD && defined(__GNUC__) && defined(__thumb2__)
 /* ---------------------------------------------------------------------------------------
  * The Thumb-2 kernel, as GNU assembler macros (defined once per assembly file, on first use).
@@ -205,6 +245,36 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_pairs_gate_c(const edgernn_pair
     ".endif\n"                                                                                  \
     " add sp, sp, #28\n pop {r4-r11, pc}\n"                                                     \
     ".endm\n"                                                                                   \
+    /* FC8: requantize row \r to int8 and store it (r1 the output pointer) */                   \
+    ".macro edgernn_fc8_rq r, rs\n"                                                             \
+    ".if \\rs < 0\n ldmia r0!, {r9-r11}\n add r12, r10, \\r, asr #31\n"                        \
+    " smmlar \\r, \\r, r9, r12\n asr \\r, \\r, r11\n ssat \\r, #8, \\r\n"                         \
+    ".elseif \\rs == 0\n ldmia r0!, {r9, r10}\n smmlar \\r, \\r, r9, r10\n ssat \\r, #8, \\r\n"   \
+    ".else\n ldmia r0!, {r9, r10}\n add r12, r10, \\r, asr #31\n"                               \
+    " smmlar \\r, \\r, r9, r12\n ssat \\r, #8, \\r, asr #\\rs\n.endif\n"                        \
+    " strb \\r, [r1], #1\n"                                                                    \
+    ".endm\n"                                                                                   \
+    ".macro edgernn_fc8_pair b, a, rs\n"                                                        \
+    " sub \\a, \\a, \\b\n asr \\a, \\a, #8\n edgernn_fc8_rq \\b, \\rs\n edgernn_fc8_rq \\a, \\rs\n"    \
+    ".endm\n"                                                                                   \
+    ".macro edgernn_fc8_pass P, ni, rs\n"                                                       \
+    " edgernn_pairs_start \\P\n edgernn_pairs_columns \\P, \\ni, r2\n"                          \
+    " edgernn_fc8_pair r3, r4, \\rs\n"                                                          \
+    ".if \\P >= 2\n edgernn_fc8_pair r5, r6, \\rs\n.endif\n"                                   \
+    ".if \\P == 3\n edgernn_fc8_pair r7, r8, \\rs\n.endif\n"                                   \
+    ".endm\n"                                                                                   \
+    /* the FC8 kernel: r0 the descriptor; [sp] the end of the three-pair passes */              \
+    ".macro edgernn_fc8 pairs, ni, rs\n"                                                        \
+    " push {r4-r11, lr}\n sub sp, sp, #4\n"                                                     \
+    " ldr r3, [r0, #8]\n str r3, [sp]\n ldr r1, [r0, #12]\n ldr r2, [r0, #4]\n ldr r0, [r0]\n"     \
+    ".if \\pairs >= 3\n"                                                                        \
+    "1:\n edgernn_fc8_pass 3, \\ni, \\rs\n ldr r9, [sp]\n cmp r0, r9\n bne 1b\n"                  \
+    ".endif\n"                                                                                  \
+    ".if \\pairs % 3\n"                                                                         \
+    ".set edgernn_fc8_rest, \\pairs % 3\n edgernn_fc8_pass edgernn_fc8_rest, \\ni, \\rs\n"         \
+    ".endif\n"                                                                                  \
+    " add sp, sp, #4\n pop {r4-r11, pc}\n"                                                      \
+    ".endm\n"                                                                                   \
     ".endif\n"
 
 #define EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent)              \
@@ -213,7 +283,19 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_pairs_gate_c(const edgernn_pair
         __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_pairs_gate " #pairs ", " #n_input ", "    \
                          #n_cell ", " #rs_input ", " #rs_recurrent "\n");                           \
     }
+/* EDGERNN_FC8_KERNEL(name, pairs, n_input, rs): `static void name(const edgernn_fc8 *fc)`,
+ * rs the right shift of every row or -1 (each row's own, from the stream). */
+#define EDGERNN_FC8_KERNEL(name, pairs, n_input, rs)                                                  \
+    __attribute__((naked, noinline)) static void name(const edgernn_fc8 *fc __attribute__((unused))) \
+    {                                                                                               \
+        __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_fc8 " #pairs ", " #n_input ", " #rs "\n");    \
+    }
 #else
+#define EDGERNN_FC8_KERNEL(name, pairs, n_input, rs) \
+    static void name(const edgernn_fc8 *fc)         \
+    {                                               \
+        edgernn_fc8_c(fc, pairs, n_input, rs);      \
+    }
 #define EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent)  \
     static void name(const edgernn_pairs_gate *gate)                                    \
     {                                                                                   \

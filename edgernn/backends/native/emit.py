@@ -18,6 +18,7 @@ from ...paths import TEMPLATES_DIR
 from ...tflite_model import TFLiteModel, read
 from ..codegen import c_identifier, render
 from .fastlstm import KERNELS, kernel_for_target
+from .fastloop import apply_fast_loops
 from .program import build_graph_model
 from .loop import build_loop_model
 from .lstm import build_lstm_model
@@ -35,14 +36,19 @@ def _context(plan: NativePlan, name: str) -> dict:
 
 def build_plan(m: TFLiteModel, kernel: str = "reference") -> NativePlan:
     """The plan of ``m``: a chain of recurrent layers and a head is read by :mod:`.loop` (WHILE-loop
-    models: GRU, SimpleRNN, Bidirectional, mixed stacks) or :mod:`.lstm` (fused LSTMs, their layers
-    on ``kernel``); any other graph of supported ops (convolutional front-ends, pooling heads,
-    foreign .tflite files) by :mod:`.program`. A damaged file gives one :class:`EdgeRNNError`."""
+    models: GRU, SimpleRNN, Bidirectional, mixed stacks; their steps made fast by :mod:`.fastloop`
+    unless ``kernel`` is "reference") or :mod:`.lstm` (fused LSTMs, their layers on ``kernel``);
+    any other graph of supported ops (convolutional front-ends, pooling heads, foreign .tflite
+    files) by :mod:`.program`. A damaged file gives one :class:`EdgeRNNError`."""
     try:
         try:
-            return build_loop_model(m) if "WHILE" in m.op_counts else build_lstm_model(m, kernel)
+            if "WHILE" not in m.op_counts:
+                return build_lstm_model(m, kernel)
+            plan = build_loop_model(m)
         except UnsupportedLayerError:
             return build_graph_model(m, kernel)
+        apply_fast_loops(plan, kernel)
+        return plan
     except EdgeRNNError:
         raise
     except (IndexError, KeyError, TypeError, AttributeError, ValueError, ZeroDivisionError, OverflowError) as exc:

@@ -93,6 +93,7 @@ class LoopPlan:
     slot_size: int
     arrays: list[ConstArray] = field(default_factory=list)
     direction: str = "forward"  # "backward": walks t = T-1 .. 0 (the reverse half of a Bidirectional)
+    fast: object = None  # fastloop.FastLoop: the step's fast form (None: the reference kernels)
 
     @property
     def kind(self) -> str:

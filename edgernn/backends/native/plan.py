@@ -166,8 +166,14 @@ class NativePlan:
         return self._lstm_layers(True)
 
     @property
+    def fast_loops(self) -> list:
+        """The WHILE-loop layers with a fast step (edgernn/backends/native/fastloop.py)."""
+        return [layer for layer in self.recurrent if layer.kind == "loop" and layer.fast is not None]
+
+    @property
     def fast_kernels(self) -> list[str]:
-        return sorted({layer.fast.kernel for layer in self.fast_lstms})
+        loops = {"pairs"} if any(layer.fast.fcs for layer in self.fast_loops) else set()
+        return sorted({layer.fast.kernel for layer in self.fast_lstms} | loops)
 
     @property
     def vector_buffer(self) -> int:
@@ -187,8 +193,8 @@ class NativePlan:
 
     @property
     def fast_vectors(self) -> int:
-        """Bytes of the fast LSTM layers' own int16 / int8 input and hidden vectors."""
-        return sum(layer.fast.scratch_bytes for layer in self._lstm_layers(True))
+        """Bytes of the fast layers' own int16 / int8 input and hidden vectors."""
+        return sum(layer.fast.scratch_bytes for layer in self._lstm_layers(True) + self.fast_loops)
 
     @property
     def loop_scratch(self) -> int:

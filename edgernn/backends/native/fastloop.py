@@ -1,0 +1,437 @@
+"""The fast form of a WHILE-loop step (GRU, SimpleRNN, any cell the loop plan holds).
+
+:func:`fast_loop` takes the :class:`~.loop.LoopPlan` that :mod:`.loop` reads from the body
+graph (its ops in order, C names of their operands) and decides, op by op, how the step runs
+fast; anything it cannot prove exact keeps the reference kernel of ``edgernn_kernels.h``:
+
+* FULLY_CONNECTED on the ``pairs`` layout (Cortex-M4/M7/M33 assembly, its C twin elsewhere;
+  ``edgernn_pairs.h``): the row-pair words of the LSTM kernels over an int16 copy of the input
+  pre-scaled by ``2^(1 + left shift)``, each row requantized by one SMMLAR and one SSAT with
+  its own (per-channel) multiplier, the output zero point folded into the rounding term;
+* ADD / SUB / MUL / LOGISTIC / TANH: consecutive elementwise ops become one loop over the
+  units with every intermediate in a register, each op in the cheapest form that equals
+  TFLM's for all 65,536 pairs of int8 inputs, checked here at generation time:
+  ``clamp((a P1 + b P2 + K) >> S)`` (ADD / SUB, three instructions), the pre-scaled SMMLAR
+  requantization (MUL), a table (LOGISTIC / TANH); else the reference formula, inlined.
+
+The loop code owns the graph layout; this module only needs a plan of step ops, so a change of
+layout (merged FCs, other cells) reaches the fast kernels without touching them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ... import fixedpoint as fp
+from .fastlstm import MAX_PAIRS_COLUMNS, PASS_PAIRS, NotFast, _pairs_product, pre_scale
+from .plan import ConstArray
+
+#: the FULLY_CONNECTED layout each kernel choice gives the loop layers: row pairs everywhere (the
+#: assembly on cores with the DSP extension, M4/M7/M33/M55; the C twin elsewhere, still fewer
+#: instructions than the reference kernel on the Cortex-M3)
+FC_LAYOUT = {"pairs": "pairs", "rows": "pairs", "reference": "reference"}
+
+_A, _B = (g.ravel() for g in np.meshgrid(np.arange(-128, 128, dtype=np.int64),
+                                         np.arange(-128, 128, dtype=np.int64), indexing="ij"))
+
+
+# --------------------------------------------------------------------------- the exact ops
+def add_exact(p, a, b) -> np.ndarray:
+    """TFLM's int8 ADD / SUB (reference_integer_ops::AddElementwise), vectorized."""
+    sa = fp.multiply_by_quantized_multiplier((p.input1_offset + a) * (1 << 20), *p.input1)
+    sb = fp.multiply_by_quantized_multiplier((p.input2_offset + b) * (1 << 20), *p.input2)
+    raw = sa - sb if p.subtract else sa + sb
+    y = fp.multiply_by_quantized_multiplier(raw, *p.output) + p.output_offset
+    return np.clip(y, p.activation_min, p.activation_max)
+
+
+def mul_exact(p, a, b) -> np.ndarray:
+    """TFLM's int8 MUL (reference_integer_ops::MulElementwise), vectorized."""
+    y = fp.multiply_by_quantized_multiplier((p.input1_offset + a) * (p.input2_offset + b), *p.multiplier)
+    return np.clip(y + p.output_offset, p.activation_min, p.activation_max)
+
+
+def _smmlar(a, b, c) -> np.ndarray:
+    return np.asarray(c, np.int64) + ((np.asarray(a, np.int64) * b + (1 << 31)) >> 32)
+
+
+def _clamp(v, lo: int, hi: int) -> np.ndarray:
+    return np.clip(v, lo, hi)
+
+
+# --------------------------------------------------------------------------- fitted forms
+def fit_add(p) -> tuple[int, int, int, int] | None:
+    """(P1, P2, K, S) with ``clamp((a P1 + b P2 + K) >> S) == ADD(a, b)`` for every int8 a, b and
+    ``|a P1 + b P2 + K| < 2^31``, or None. The gains come from TFLM's multipliers; the search
+    tries the largest S that fits 32 bits and a few integers around each gain, and K is then
+    the intersection of one interval per input pair (empty: the next candidate)."""
+    want = add_exact(p, _A, _B)
+    out_gain = p.output[0] * 2.0 ** (p.output[1] - 31)
+    g1 = p.input1[0] * 2.0 ** (p.input1[1] - 31 + 20) * out_gain
+    g2 = p.input2[0] * 2.0 ** (p.input2[1] - 31 + 20) * out_gain * (-1 if p.subtract else 1)
+    lo, hi = p.activation_min, p.activation_max
+    inner_lo, inner_hi = want > lo, want < hi
+    top = int(np.floor(np.log2((1 << 31) / (384.0 * (abs(g1) + abs(g2)) + 256.0))))
+    for s in range(min(top, 30), max(top - 4, 8), -1):
+        base1, base2 = int(round(g1 * 2 ** s)), int(round(g2 * 2 ** s))
+        for d1 in (0, 1, -1, 2, -2):
+            for d2 in (0, 1, -1, 2, -2):
+                p1, p2 = base1 + d1, base2 + d2
+                v = _A * p1 + _B * p2
+                k_lo = int(np.max((want << s) - v, where=inner_lo, initial=-(1 << 62)))
+                k_hi = int(np.min(((want + 1) << s) - v, where=inner_hi, initial=1 << 62)) - 1
+                if k_lo > k_hi:
+                    continue
+                k = max(k_lo, min(k_hi, (k_lo + k_hi) // 2))
+                got = _clamp((v + k) >> s, lo, hi)
+                if np.abs(v + k).max() < (1 << 31) and np.array_equal(got, want):
+                    return p1, p2, k, s
+    return None
+
+
+def fit_mul(p) -> tuple[int, int, int] | None:
+    """(P, K, S) with ``clamp((q P + K + (q >> 31)) >> S) == MUL(a, b)`` for every int8 a, b, where
+    q = (a + o1)(b + o2) (the -1 of a negative product rounds ties away from zero, as TFLM's
+    RoundingDivideByPOT does), or None."""
+    want = mul_exact(p, _A, _B)
+    q = (p.input1_offset + _A) * (p.input2_offset + _B)
+    neg = (q < 0).astype(np.int64)
+    gain = p.multiplier[0] * 2.0 ** (p.multiplier[1] - 31)
+    lo, hi = p.activation_min, p.activation_max
+    inner_lo, inner_hi = want > lo, want < hi
+    qmax = max(int(np.abs(q).max()), 1)
+    top = int(np.floor(np.log2((1 << 30) / (qmax * gain + 256.0))))
+    for s in range(min(top, 30), max(top - 3, 4), -1):
+        base = int(round(gain * 2 ** s))
+        for d in (0, 1, -1, 2, -2):
+            pp = base + d
+            v = q * pp - neg
+            k_lo = int(np.max((want << s) - v, where=inner_lo, initial=-(1 << 62)))
+            k_hi = int(np.min(((want + 1) << s) - v, where=inner_hi, initial=1 << 62)) - 1
+            if k_lo > k_hi:
+                continue
+            k = max(k_lo, min(k_hi, (k_lo + k_hi) // 2))
+            if np.abs(v + k).max() < (1 << 31) and np.array_equal(_clamp((v + k) >> s, lo, hi), want):
+                return pp, k, s
+    return None
+
+
+def mul_prescaled(p) -> tuple[int, int, int, int] | None:
+    """(multiplier, pre-scale shift, right shift, rounding) with
+    ``clamp(SMMLAR(((a + o1)(b + o2)) << k, m, R + [rs > 0] (p >> 31)) >> rs) == MUL(a, b)``
+    for every int8 a, b (the LSTM's requantization, edgernn_fast.h), or None."""
+    m, shift = p.multiplier
+    ls, rs = max(shift, 0), max(-shift, 0)
+    k = 1 + ls
+    prod = (p.input1_offset + _A) * (p.input2_offset + _B)
+    if rs > 23 or np.abs(prod).max() << k >= (1 << 31):
+        return None
+    rounding = p.output_offset * (1 << rs) + ((1 << (rs - 1)) if rs else 0)
+    sign = (prod >> 31) if rs else 0
+    got = _clamp(_smmlar(prod << k, m, rounding + sign) >> rs, p.activation_min, p.activation_max)
+    if not np.array_equal(got, mul_exact(p, _A, _B)):
+        return None
+    return m, k, rs, rounding
+
+
+# --------------------------------------------------------------------------- the plan
+@dataclass
+class Vector:
+    """An int16 copy of an int8 vector, pre-scaled for the FCs that read it (even length, zero tail)."""
+
+    name: str  # C suffix
+    source: str  # C expression of the int8 vector
+    n: int
+    scale: int
+
+    @property
+    def length(self) -> int:
+        return self.n + self.n % 2
+
+
+@dataclass
+class FastFc:
+    """A FULLY_CONNECTED of the step on the pairs layout (edgernn_pairs.h EDGERNN_FC8_KERNEL)."""
+
+    name: str  # C suffix of its descriptor and kernel
+    stream: ConstArray
+    passes_end: int
+    pairs: int
+    n_input: int
+    rs: int  # the right shift of every row, or -1: each row's own (in the stream)
+    vector: Vector
+    output: str
+
+    @property
+    def output_c(self) -> str:
+        """The output as a file-scope C expression (the step's ``scratch`` is ``$scratch``)."""
+        return "$" + self.output if self.output.startswith("scratch") else self.output
+
+    @property
+    def kernel(self) -> str:
+        return f"fc8_p{self.pairs}_i{self.n_input}_{'r' + str(self.rs) if self.rs >= 0 else 'rows'}"
+
+
+@dataclass
+class Elementwise:
+    """One op of a fused elementwise run: its C expression of element i."""
+
+    op: object  # loop.StepOp
+    expr: str  # C expression (inputs are locals v<k> or memory reads)
+    local: str  # the local it is computed into
+    store: str | None  # C expression of the buffer it is also written to (None: registers only)
+    form: str  # "fit", "prescaled", "table" or "reference"
+
+
+@dataclass
+class FastLoop:
+    steps: list  # ("widen", Vector) | ("fc", StepOp, FastFc | None) | ("run", n, [Elementwise])
+    vectors: list[Vector] = field(default_factory=list)
+    fcs: list[FastFc] = field(default_factory=list)
+    fc_layout: str = "reference"
+    scratch_in_step: bool = True  # the step function reads or writes the loop scratch itself
+    direct_states: set = field(default_factory=set)  # states the step writes in place (no copy)
+
+    @property
+    def arrays(self) -> list[ConstArray]:
+        return [f.stream for f in self.fcs]
+
+    @property
+    def kernels(self) -> list[FastFc]:
+        seen = {}
+        for f in self.fcs:
+            seen.setdefault(f.kernel, f)
+        return list(seen.values())
+
+    @property
+    def scratch_bytes(self) -> int:
+        return sum(2 * v.length for v in self.vectors)
+
+    @property
+    def kernel(self) -> str:
+        """"loop-pairs" (FCs on the row-pair kernel) or "loop-fused" (reference FCs), for reports."""
+        return "loop-pairs" if self.fcs else "loop-fused"
+
+    @property
+    def runs(self) -> int:
+        return sum(1 for s in self.steps if s[0] == "run")
+
+    @property
+    def reference_ops(self) -> set[int]:
+        """Body op indices whose reference parameters (edgernn_*_params) the step still uses."""
+        out = {s[1].op_index for s in self.steps if s[0] == "fc" and s[2] is None}
+        for s in self.steps:
+            if s[0] == "run":
+                out |= {e.op.op_index for e in s[2] if e.form == "reference"}
+        return out
+
+    @property
+    def forms(self) -> dict:
+        """How many elementwise ops run in each form (for the report and the tests)."""
+        out: dict[str, int] = {}
+        for s in self.steps:
+            if s[0] == "run":
+                for e in s[2]:
+                    out[e.form] = out.get(e.form, 0) + 1
+        return out
+
+
+def _fc_pairs(layer, s, vector_for) -> FastFc:
+    fc = s.params
+    where = f"loop {layer.index} op {s.op_index} (FULLY_CONNECTED)"
+    if (fc.activation_min, fc.activation_max) != (-128, 127):
+        raise NotFast(f"{where}: fused activation {fc.activation}")
+    if fc.n_output % 2:
+        raise NotFast(f"{where}: {fc.n_output} outputs (the kernel writes row pairs)")
+    if fc.n_input + 1 > MAX_PAIRS_COLUMNS:
+        raise NotFast(f"{where}: {fc.n_input} columns")
+    n = fc.n_output
+    mult = np.broadcast_to(np.asarray(fc.multipliers.values, np.int64), (n,))
+    shift = np.broadcast_to(np.asarray(fc.shifts.values, np.int64), (n,))
+    ls = np.maximum(shift, 0)
+    if ls.min() != ls.max():
+        raise NotFast(f"{where}: per-channel left shifts differ ({sorted(set(ls.tolist()))})")
+    rs = np.maximum(-shift, 0)
+    if rs.max() > 23 or (rs.min() == 0 < rs.max()):
+        raise NotFast(f"{where}: right shifts {sorted(set(rs.tolist()))} (one of them 0, or above 23)")
+    zp = fc.output_zero_point
+    rounding = zp * (1 << rs) + np.where(rs > 0, 1 << np.maximum(rs - 1, 0), 0)
+    if np.abs(rounding).max() >= 1 << 30:
+        raise NotFast(f"{where}: output zero point {zp} x 2^{int(rs.max())} does not fit the rounding term")
+    scale = pre_scale(int(ls[0]), where)
+    w = np.asarray(fc.weights.values, np.int64).reshape(n, fc.n_input)
+    passes = _pairs_product(w, np.asarray(fc.bias.values, np.int64), scale, where)
+    uniform = rs.min() == rs.max()
+    rows = n + n % 2
+    mult = np.concatenate([mult, np.ones(rows - n, np.int64)])
+    rs = np.concatenate([rs, np.full(rows - n, rs[0])])
+    rounding = np.concatenate([rounding, np.full(rows - n, rounding[0])])
+    words: list[int] = []
+    end = 0
+    full = rows // 2 // PASS_PAIRS
+    for k, block in enumerate(passes):
+        r0 = 2 * PASS_PAIRS * k
+        words += block
+        for r in range(r0, min(r0 + 2 * PASS_PAIRS, rows)):
+            words += [int(mult[r]), int(rounding[r])] + ([] if uniform else [int(rs[r])])
+        if k + 1 == full:
+            end = len(words)
+    name = f"l{layer.index}_op{s.op_index}"
+    stream = ConstArray(
+        f"{name}_fc", "uint32_t", np.asarray(words, np.int64) & 0xFFFFFFFF,
+        f"{s.comment}: row-pair words of {fc.weights.comment.split(':')[0]} over the input pre-scaled by {scale}, "
+        f"accumulator start words from {fc.bias.comment.split(' - ')[0]}, then each row's multiplier, "
+        f"zero point x 2^rs + rounding{'' if uniform else ', right shift'} (edgernn_pairs.h)")
+    return FastFc(name=name, stream=stream, passes_end=end, pairs=rows // 2, n_input=fc.n_input,
+                  rs=int(rs[0]) if uniform else -1, vector=vector_for(s.inputs[0], fc.n_input, scale),
+                  output=s.output)
+
+
+def _elementwise(s, ins: list[str]) -> tuple[str, str]:
+    """(C expression, form) of one elementwise op on C expressions ``ins``."""
+    p = s.params
+    if s.kind == "lut":
+        return f"(${p.name} + 128)[{ins[0]}]", "table"
+    if s.kind == "add":
+        fit = fit_add(p)
+        if fit is not None:
+            p1, p2, k, sh = fit
+            return (f"edgernn_add_fit_s8({ins[0]}, {ins[1]}, {p1}, {p2}, {k}, {sh}, {p.activation_min}, "
+                    f"{p.activation_max})", "fit")
+        return f"edgernn_add_one_s8(&$$l_op, {ins[0]}, {ins[1]})", "reference"
+    fit = fit_mul(p)
+    if fit is not None:
+        pp, k, sh = fit
+        return (f"edgernn_mul_fit_s8({ins[0]}, {ins[1]}, {p.input1_offset}, {p.input2_offset}, {pp}, {k}, {sh}, "
+                f"{p.activation_min}, {p.activation_max})", "fit")
+    q = mul_prescaled(p)
+    if q is not None:
+        m, k, rs, rounding = q
+        return (f"edgernn_mul_prescaled_s8({ins[0]}, {ins[1]}, {p.input1_offset}, {p.input2_offset}, {m}, {k}, "
+                f"{rs}, {rounding}, {p.activation_min}, {p.activation_max})", "prescaled")
+    return f"edgernn_mul_one_s8(&$$l_op, {ins[0]}, {ins[1]})", "reference"
+
+
+def fast_loop(layer, kernel: str) -> FastLoop | None:
+    """The fast form of a loop layer's step (None: ``kernel`` is "reference")."""
+    if kernel == "reference":
+        return None
+    fc_layout = FC_LAYOUT.get(kernel, "reference")
+    vectors: list[Vector] = []
+    cache: dict[tuple[str, int], Vector] = {}
+    steps: list = []
+
+    def vector_for(source: str, n: int, scale: int) -> Vector:
+        key = (source, scale)
+        if key not in cache:
+            v = Vector(name=f"$l{layer.index}_v{len(vectors)}", source=source, n=n, scale=scale)
+            vectors.append(v)
+            cache[key] = v
+            steps.append(("widen", v))
+        return cache[key]
+
+    ops = layer.ops
+    # the ops that read each op's output (until the buffer is written again: slots are reused),
+    # and the ops whose output the state update at the end of the step copies
+    readers: dict[int, set[int]] = {}
+    for k, s in enumerate(ops):
+        readers[k] = set()
+        for j in range(k + 1, len(ops)):
+            if s.output in ops[j].inputs:
+                readers[k].add(j)
+            if ops[j].output == s.output:
+                break
+    last_writer = {s.output: k for k, s in enumerate(ops)}
+    state_writers = {last_writer[st.source] for st in layer.states if st.source in last_writer}
+    fcs: list[FastFc] = []
+    k = 0
+    while k < len(ops):
+        s = ops[k]
+        if s.kind == "fc":
+            fast = None
+            if fc_layout == "pairs":
+                try:
+                    fast = _fc_pairs(layer, s, vector_for)
+                    fcs.append(fast)
+                except NotFast:
+                    fast = None
+            steps.append(("fc", s, fast))
+            # a buffer an op writes invalidates the int16 copies of it
+            for key in [key for key in cache if key[0] == s.output]:
+                del cache[key]
+            k += 1
+            continue
+        run: list[Elementwise] = []
+        while k < len(ops) and ops[k].kind != "fc" and ops[k].n == s.n:
+            op = ops[k]
+            ins = []
+            for src in op.inputs[:2 if op.kind in ("add", "mul") else 1]:
+                local = next((e.local for e in reversed(run) if e.op.output == src), None)
+                ins.append(local if local is not None else f"({src})[i]")
+            expr, form = _elementwise(op, ins)
+            expr = expr.replace("$$l_op", f"$l{layer.index}_op{op.op_index}")
+            run.append(Elementwise(op=op, expr=expr, local=f"v{k}", store=None, form=form))
+            for key in [key for key in cache if key[0] == op.output]:
+                del cache[key]
+            k += 1
+        # a value goes to memory only if an op after its run, or the state update, reads it
+        for e in run:
+            j = ops.index(e.op)
+            if any(r >= k for r in readers[j]) or j in state_writers:
+                e.store = e.op.output
+        steps.append(("run", s.n, run))
+    direct = _direct_states(layer, steps, readers, last_writer)
+    texts = [st.source for st in layer.states if st.name not in direct]
+    for st in steps:
+        if st[0] == "widen":
+            texts.append(st[1].source)
+        elif st[0] == "fc" and st[2] is None:
+            texts += [st[1].inputs[0], st[1].output]
+        elif st[0] == "run":
+            texts += [t for e in st[2] for t in (e.expr, e.store or "")]
+    return FastLoop(steps=steps, vectors=vectors, fcs=fcs, fc_layout=fc_layout, direct_states=direct,
+                    scratch_in_step=any("scratch" in t.replace("$scratch", "") for t in texts))
+
+
+def _direct_states(layer, steps, readers, last_writer) -> set[str]:
+    """States the last run writes in place (no copy at the end of the step): their new value
+    comes from an op of a run, nothing after that op reads the new value from its buffer, and
+    nothing after it reads the state's old value (every op of the run reads element i of the
+    state before the op writes element i)."""
+    ops = layer.ops
+    where = {}
+    for st in steps:
+        if st[0] == "run":
+            for e in st[2]:
+                where[ops.index(e.op)] = (st, e)
+    sources = [st.source for st in layer.states]
+    direct = set()
+    for st in layer.states:
+        w = last_writer.get(st.source)
+        if w is None or w not in where or sources.count(st.source) > 1 or st.name in sources:
+            continue
+        run, e = where[w]
+        end = max(ops.index(x.op) for x in run[2])
+        if run[1] != st.n or any(r > end for r in readers[w]):
+            continue
+        if any(st.name in ops[j].inputs for j in range(w + 1, len(ops))):
+            continue
+        e.store = st.name
+        direct.add(st.name)
+    return direct
+
+
+def apply_fast_loops(plan, kernel: str) -> None:
+    """Gives every loop layer of ``plan`` its fast form (``layer.fast``) and swaps the arrays of
+    the FCs moved to the pairs layout for their streams."""
+    for layer in plan.recurrent:
+        if layer.kind != "loop":
+            continue
+        layer.fast = fast_loop(layer, kernel)
+        if layer.fast is None:
+            continue
+        moved = {id(a) for st in layer.fast.steps if st[0] == "fc" and st[2] is not None for a in st[1].params.arrays}
+        layer.arrays = [a for a in layer.arrays if id(a) not in moved] + layer.fast.arrays
+
