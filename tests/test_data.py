@@ -17,7 +17,7 @@ def test_reads_npz_and_univariate(tmp_path):
 
 @pytest.mark.parametrize("case,arrays,kwargs,pattern", [
     ("no x", {"data": np.zeros((2, 3, 4))}, {}, "no array 'x'.*\\['data'\\]"),
-    ("4-D", {"x": np.zeros((2, 3, 4, 5))}, {}, "shape \\(2, 3, 4, 5\\); expected \\(N, T, F\\)"),
+    ("5-D", {"x": np.zeros((2, 3, 4, 5, 6))}, {}, "shape \\(2, 3, 4, 5, 6\\); expected \\(N, T, F\\)"),  # 4-D = images
     ("features", {"x": np.zeros((2, 3, 4))}, {"features": 6}, "4 features per time step.*expects 6"),
     ("timesteps", {"x": np.zeros((2, 3, 4))}, {"timesteps": 5}, "3 time steps.*expects 5"),
     ("nan", {"x": np.array([[[0.0], [np.nan]]])}, {}, "NaN/inf.*sample 0"),
