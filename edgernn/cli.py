@@ -15,7 +15,7 @@ import warnings
 
 import click
 
-from .errors import EXIT_THRESHOLD, EXIT_USAGE, EdgeRNNError
+from .errors import EXIT_THRESHOLD, EdgeRNNError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -8,7 +8,6 @@ to Keras' ``count_params``) and MACs.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

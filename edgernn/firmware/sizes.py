@@ -108,7 +108,7 @@ class SizeReport:
 
     def describe(self) -> list[str]:
         """Lines for `edgernn firmware run/build`: flash, RAM used and the reserves apart."""
-        fp, rp = self.flash_parts, self.ram_parts
+        fp = self.flash_parts
         static = ", ".join(f"{k} {v}" for k, v in self.static_parts.items())
         lines = [f"flash {self.flash} bytes (weights {fp.get('weights', 0)}, kernels {fp.get('kernels', 0)}, "
                  f"rest {fp.get('rest', 0)})"]

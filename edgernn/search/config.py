@@ -169,7 +169,7 @@ def _space(raw, where: Path, epochs_default) -> dict:
             _unknown("space.lr", v, {"min", "max"})
             lo, hi = _float(v.get("min")), _float(v.get("max"))
             if lo is None or hi is None or not lo < hi < 1:
-                raise EdgeRNNError(f"[space] lr: a range needs 0 < min < max < 1, e.g. lr = {{min = 1e-3, max = 1e-2}}")
+                raise EdgeRNNError("[space] lr: a range needs 0 < min < max < 1, e.g. lr = {min = 1e-3, max = 1e-2}")
             space[key] = LogRange(lo, hi)
             continue
         values = v if isinstance(v, list) else [v]

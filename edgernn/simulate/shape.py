@@ -106,6 +106,13 @@ def _as4d(a: np.ndarray, rank: int) -> np.ndarray:
     return a[..., None, :] if rank == 3 else a
 
 
+def _from4d(k: Kernel, a: np.ndarray, rank: int, batched: bool) -> Val:
+    """The inverse of ``_as4d``, shaped as the op's output (with the leading batch when ``batched``)."""
+    if rank == 3:
+        a = a[..., 0, :]
+    return Val(np.ascontiguousarray(a).reshape(((a.shape[0],) if batched else ()) + tuple(k.t_out().shape)), batched)
+
+
 @kernel("SPACE_TO_BATCH_ND")
 class SpaceToBatchNd(Kernel):
     """``reference_ops::SpaceToBatchND``: pad H and W, cut them into blocks, and move the block
@@ -138,10 +145,7 @@ class SpaceToBatchNd(Kernel):
         k = len(lead)
         a = a.transpose(tuple(range(k)) + (k + 2, k + 4, k, k + 1, k + 3, k + 5))
         a = a.reshape(lead + (bh * bw * b, h // bh, w // bw, c))
-        if rank == 3:
-            a = a[..., 0, :]
-        return [Val(np.ascontiguousarray(a).reshape(((a.shape[0],) if v.batched else ()) + tuple(self.t_out().shape)),
-                    v.batched)]
+        return [_from4d(self, a, rank, v.batched)]
 
 
 @kernel("BATCH_TO_SPACE_ND")
@@ -166,10 +170,7 @@ class BatchToSpaceNd(Kernel):
         crops = [tuple(p) for p in self.crops.tolist()] + ([(0, 0)] if rank == 3 else [])
         (t0, t1), (l0, l1) = crops
         a = a[..., t0:a.shape[-3] - t1, l0:a.shape[-2] - l1, :]
-        if rank == 3:
-            a = a[..., 0, :]
-        return [Val(np.ascontiguousarray(a).reshape(((a.shape[0],) if v.batched else ()) + tuple(self.t_out().shape)),
-                    v.batched)]
+        return [_from4d(self, a, rank, v.batched)]
 
 
 @kernel("SHAPE")
