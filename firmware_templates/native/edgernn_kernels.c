@@ -124,7 +124,7 @@ void edgernn_activation_tanh_s16(const int16_t *input, int16_t *output, int n,
  * FULLY_CONNECTED int8 (TFLM reference_integer_ops::FullyConnected[PerChannel])
  * ------------------------------------------------------------------------------------- */
 
-static int32_t edgernn_dot_s8(const int8_t *w, const int8_t *x, int n)
+int32_t edgernn_dot_s8(const int8_t *w, const int8_t *x, int n)
 {
     int32_t acc = 0;
     int i = 0;

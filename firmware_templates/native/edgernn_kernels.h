@@ -117,6 +117,10 @@ typedef struct {
 
 void edgernn_fc_run_s8(const edgernn_fc_params *p, const int8_t *input, int8_t *output);
 
+/* sum w[i] * x[i] for i < n, int8 x int8 in int32 (SMLAD on cores with the DSP extension): the
+ * FULLY_CONNECTED rows' and the reference convolutions' dot product. */
+int32_t edgernn_dot_s8(const int8_t *w, const int8_t *x, int n);
+
 /* ---------------------------------------------------------------------------------------
  * SOFTMAX int8 -> int8 (output scale 1/256, zero point -128).
  * ------------------------------------------------------------------------------------- */

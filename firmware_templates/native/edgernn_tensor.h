@@ -24,9 +24,17 @@
 #include <stdint.h>
 
 #include "edgernn_kernels.h"
+#include "edgernn_pairs.h"
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* The tensor arena holds the convolutions' int16 windows, which the kernels read with LDRD. */
+#if defined(__GNUC__)
+#define EDGERNN_ALIGN4 __attribute__((aligned(4)))
+#else
+#define EDGERNN_ALIGN4
 #endif
 
 /* Boxes and broadcasts have at most this many dimensions (TFLM's own limit for these ops). */
@@ -56,6 +64,26 @@ typedef struct {
 } edgernn_conv_params;
 
 void edgernn_conv_s8(const edgernn_conv_params *p, const int8_t *input, int8_t *output);
+
+/* CONV_2D (and FULLY_CONNECTED on rows, the 1 x 1 case) on the row-pair kernel: for each output
+ * position the window's taps (filter order; a tap outside the input reads the input zero point)
+ * are widened once into an int16 vector pre-scaled by `scale`, shared by every output channel,
+ * and the EDGERNN_FC8_KERNEL instance `kernel` computes the position's out_c outputs from its
+ * weight stream (laid out by edgernn: row-pair words, start words from the folded biases, each
+ * row's requantization). The conv params give the geometry, zero points and activation range
+ * (their weights, bias and multipliers are unused). */
+typedef void (*edgernn_fc8_kernel)(const edgernn_fc8 *fc);
+
+typedef struct {
+    const edgernn_conv_params *conv;
+    edgernn_fc8_kernel kernel;
+    const uint32_t *stream;
+    const uint32_t *passes_end;   /* end of the stream's passes of three row pairs */
+    int32_t scale;                /* 2^(1 + left shift) */
+} edgernn_conv_pairs;
+
+/* window: filter_h x filter_w x in_c int16 values (+ 1 when odd), 4-byte aligned */
+void edgernn_conv_pairs_s8(const edgernn_conv_pairs *c, const int8_t *input, int8_t *output, int16_t *window);
 
 /* ---------------------------------------------------------------------------------------
  * MAX_POOL_2D / AVERAGE_POOL_2D (input and output share scale and zero point).

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ... import fixedpoint as fp
-from .fastlstm import MAX_PAIRS_COLUMNS, PASS_PAIRS, NotFast, _pairs_product, pre_scale
+from .fastlstm import NotFast
+from .fasttensor import fc8_stream
 from .plan import ConstArray
 
 #: the FULLY_CONNECTED layout each kernel choice gives the loop layers: row pairs everywhere (the
@@ -243,50 +244,16 @@ def _fc_pairs(layer, s, vector_for) -> FastFc:
     where = f"loop {layer.index} op {s.op_index} (FULLY_CONNECTED)"
     if (fc.activation_min, fc.activation_max) != (-128, 127):
         raise NotFast(f"{where}: fused activation {fc.activation}")
-    if fc.n_output % 2:
-        raise NotFast(f"{where}: {fc.n_output} outputs (the kernel writes row pairs)")
-    if fc.n_input + 1 > MAX_PAIRS_COLUMNS:
-        raise NotFast(f"{where}: {fc.n_input} columns")
-    n = fc.n_output
-    mult = np.broadcast_to(np.asarray(fc.multipliers.values, np.int64), (n,))
-    shift = np.broadcast_to(np.asarray(fc.shifts.values, np.int64), (n,))
-    ls = np.maximum(shift, 0)
-    if ls.min() != ls.max():
-        raise NotFast(f"{where}: per-channel left shifts differ ({sorted(set(ls.tolist()))})")
-    rs = np.maximum(-shift, 0)
-    if rs.max() > 23 or (rs.min() == 0 < rs.max()):
-        raise NotFast(f"{where}: right shifts {sorted(set(rs.tolist()))} (one of them 0, or above 23)")
-    zp = fc.output_zero_point
-    rounding = zp * (1 << rs) + np.where(rs > 0, 1 << np.maximum(rs - 1, 0), 0)
-    if np.abs(rounding).max() >= 1 << 30:
-        raise NotFast(f"{where}: output zero point {zp} x 2^{int(rs.max())} does not fit the rounding term")
-    scale = pre_scale(int(ls[0]), where)
-    w = np.asarray(fc.weights.values, np.int64).reshape(n, fc.n_input)
-    passes = _pairs_product(w, np.asarray(fc.bias.values, np.int64), scale, where)
-    uniform = rs.min() == rs.max()
-    rows = n + n % 2
-    mult = np.concatenate([mult, np.ones(rows - n, np.int64)])
-    rs = np.concatenate([rs, np.full(rows - n, rs[0])])
-    rounding = np.concatenate([rounding, np.full(rows - n, rounding[0])])
-    words: list[int] = []
-    end = 0
-    full = rows // 2 // PASS_PAIRS
-    for k, block in enumerate(passes):
-        r0 = 2 * PASS_PAIRS * k
-        words += block
-        for r in range(r0, min(r0 + 2 * PASS_PAIRS, rows)):
-            words += [int(mult[r]), int(rounding[r])] + ([] if uniform else [int(rs[r])])
-        if k + 1 == full:
-            end = len(words)
+    w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)
+    st = fc8_stream(w, fc.bias.values, fc.multipliers.values, fc.shifts.values, fc.output_zero_point, where)
     name = f"l{layer.index}_op{s.op_index}"
     stream = ConstArray(
-        f"{name}_fc", "uint32_t", np.asarray(words, np.int64) & 0xFFFFFFFF,
-        f"{s.comment}: row-pair words of {fc.weights.comment.split(':')[0]} over the input pre-scaled by {scale}, "
+        f"{name}_fc", "uint32_t", st.words,
+        f"{s.comment}: row-pair words of {fc.weights.comment.split(':')[0]} over the input pre-scaled by {st.scale}, "
         f"accumulator start words from {fc.bias.comment.split(' - ')[0]}, then each row's multiplier, "
-        f"zero point x 2^rs + rounding{'' if uniform else ', right shift'} (edgernn_pairs.h)")
-    return FastFc(name=name, stream=stream, passes_end=end, pairs=rows // 2, n_input=fc.n_input,
-                  rs=int(rs[0]) if uniform else -1, vector=vector_for(s.inputs[0], fc.n_input, scale),
-                  output=s.output)
+        f"zero point x 2^rs + rounding{'' if st.rs >= 0 else ', right shift'} (edgernn_pairs.h)")
+    return FastFc(name=name, stream=stream, passes_end=st.passes_end, pairs=st.pairs, n_input=fc.n_input,
+                  rs=st.rs, vector=vector_for(s.inputs[0], fc.n_input, st.scale), output=s.output)
 
 
 def _elementwise(s, ins: list[str]) -> tuple[str, str]:

@@ -66,6 +66,7 @@ class GraphPlan:
     uses_r: bool = False
     uses_input: bool = True
     buffers: list = field(default_factory=list)  # (offset, bytes, tensor name), for the comments
+    fc8_kernels: list = field(default_factory=list)  # fasttensor.Fc8Stream per EDGERNN_FC8_KERNEL instance
 
     @property
     def streaming(self) -> bool:
@@ -103,6 +104,7 @@ class Builder:
 
     def __init__(self, m: TFLiteModel, kernel: str = "reference"):
         self.m = m
+        self.kernel = kernel
         self.sg = sg = m.main
         if len(sg.inputs) != 1 or len(sg.outputs) != 1:
             raise _fail(m, f"the native backend compiles models with one input and one output, this one has "
@@ -209,7 +211,15 @@ def plan_arena(lifetimes: dict, sizes: dict) -> tuple[dict, int]:
 
 def resolve(b: Builder, steps: list, locs: dict, input_expr: str, output: int) -> tuple[list, dict, int]:
     """Arena offsets for every tensor computed by ``steps`` (``locs``: tensor -> ("alias", base)
-    | ("static", C name) | ("arena", bytes) | ("input",)), then the placeholders replaced."""
+    | ("static", C name) | ("arena", bytes) | ("input",)), then the placeholders replaced. A
+    step's int16 window (``@w@``) is an arena buffer of its own, live during that step only."""
+    names = {}
+    for n, st in enumerate(steps):
+        if st.window:
+            k = len(b.sg.tensors) + 1 + n
+            locs[k] = ("arena", st.window)
+            names[k] = f"the int16 window of op {st.op_index}"
+            st.lines = [line.replace("@w@", T.t(k)) for line in st.lines]
     key_of = {}
     for tensor in locs:
         k, loc = tensor, locs[tensor]
@@ -246,7 +256,7 @@ def resolve(b: Builder, steps: list, locs: dict, input_expr: str, output: int) -
         st.lines = [re.sub(r"@t(\d+)@", lambda mm: f"({expr(int(mm.group(1)))})" if "+" in expr(int(mm.group(1)))
                            else expr(int(mm.group(1))), line) for line in st.lines]
     def label(k: int) -> str:
-        name = b.sg.tensors[k].name if k < len(b.sg.tensors) else "the output"
+        name = b.sg.tensors[k].name if k < len(b.sg.tensors) else names.get(k, "the output")
         return name if len(name) <= 60 else name[:57] + "..."
 
     buffers = sorted(((offsets[k], sizes[k], label(k)) for k in offsets))
@@ -314,7 +324,7 @@ def sequence_program(b: Builder) -> tuple[list, dict]:
             locs[op.outputs[0]] = locs[op.inputs[0]]
             continue
         if oc in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            st = T.plan_conv(m, sg, op, i)
+            st = T.plan_conv(m, sg, op, i, kernel=b.kernel)
         elif oc in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
             st = T.plan_pool(m, sg, op, i)
         elif oc in T.REDUCE_OPS:
@@ -325,7 +335,7 @@ def sequence_program(b: Builder) -> tuple[list, dict]:
             st = T.plan_binary(m, sg, op, i)
         elif oc == "FULLY_CONNECTED":
             w = sg.tensors[op.inputs[1]]
-            st = T.plan_fc(m, sg, op, i, T.numel(sg.tensors[op.inputs[0]].shape) // int(w.shape[1]), n_fc)
+            st = T.plan_fc(m, sg, op, i, T.numel(sg.tensors[op.inputs[0]].shape) // int(w.shape[1]), n_fc, b.kernel)
             n_fc += 1
         elif oc == "SOFTMAX":
             st = T.plan_softmax(m, sg, op, i, T.numel(y.shape) // int(y.shape[-1]), n_fc)

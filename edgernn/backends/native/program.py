@@ -48,7 +48,7 @@ def build_graph_model(m: TFLiteModel, kernel: str = "reference") -> NativePlan:
                       output_shape=tuple(b.y.shape), input_bytes=timesteps * features,
                       uses_t=bool(re.search(r"\bt = ", text)), uses_r=bool(re.search(r"\br = ", text)),
                       uses_input=bool(re.search(r"\bx_t\b", text)),
-                      buffers=buffers)
+                      buffers=buffers, fc8_kernels=list({k.kernel: k for st in steps for k in st.kernels}.values()))
     names = [sg_op.opcode for sg_op in b.sg.operators]
     return NativePlan(source=Path(m.path).name, sha256=hashlib.sha256(m.raw).hexdigest(), flatbuffer_bytes=len(m.raw),
                       timesteps=timesteps, features=features, input_scale=_scale(b.x), input_zero_point=_zp(b.x),

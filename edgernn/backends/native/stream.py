@@ -177,7 +177,7 @@ def step_program(b: Builder):
             if conv:
                 _, _, pt, pl = T.conv_geometry(op, xs, sg.tensors[op.inputs[1]].shape)
                 pads = (0, pl) if a == 1 else (pt, 0)
-                st = T.plan_conv(m, sg, op, i, _row(xs, a, p + 1), _row(ys, a), pads)
+                st = T.plan_conv(m, sg, op, i, _row(xs, a, p + 1), _row(ys, a), pads, kernel=b.kernel)
             else:
                 st = T.plan_pool(m, sg, op, i, _row(xs, a), _row(ys, a))
             if p:
@@ -212,7 +212,7 @@ def step_program(b: Builder):
             if oc == "SOFTMAX":
                 steps.append(T.plan_softmax(m, sg, op, i, rows, n_fc))
             else:
-                steps.append(T.plan_fc(m, sg, op, i, rows, n_fc))
+                steps.append(T.plan_fc(m, sg, op, i, rows, n_fc, b.kernel))
                 n_fc += 1
             n_out = int(shape(out)[-1])
             b_ax = a if a == LAST else _time_axis_of(shape(out), length, rows * n_out)

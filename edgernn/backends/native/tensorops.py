@@ -19,6 +19,8 @@ from ... import fixedpoint as fp
 from ...tflite_model import Operator, Subgraph, TFLiteModel, strided_slice_index
 from . import prepare
 from .loop import _add_plan, _mul_plan, int8_activation_table
+from .fastlstm import NotFast
+from .fasttensor import conv_pairs, pairs_layout
 from .plan import ConstArray, _fail, _fully_connected, _scale, _softmax, _zp
 
 MAX_DIMS = 5  # EDGERNN_MAX_DIMS
@@ -49,6 +51,8 @@ class Step:
     lines: list[str] = field(default_factory=list)
     structs: list[CStruct] = field(default_factory=list)
     arrays: list[ConstArray] = field(default_factory=list)
+    kernels: list = field(default_factory=list)  # fasttensor.Fc8Stream of each EDGERNN_FC8_KERNEL it calls
+    window: int = 0  # bytes of its int16 window (an arena buffer the statements name @w@)
 
 
 def short(name: str, n: int = 60) -> str:
@@ -117,10 +121,23 @@ def conv_geometry(op: Operator, in_shape, w_shape) -> tuple[int, int, int, int]:
     return out[0], out[1], pads[0], pads[1]
 
 
+def _pairs_step(p: str, i: int, opcode: str, where: str, comment: str, geometry: list, w2d, bias, qs, zp_out: int,
+                source: str, x: int, y: int) -> Step:
+    """The Step of a CONV_2D (or FULLY_CONNECTED, 1 x 1) on the row-pair kernel; raises NotFast."""
+    stream, fields, call, kernel, window = conv_pairs(p, where, w2d, bias, [q[0] for q in qs], [q[1] for q in qs],
+                                                      zp_out, source, t(x), t(y))
+    conv = CStruct(p, "edgernn_conv_params", [(str(int(v)), c) for v, c in geometry] +
+                   [("0", f"{what}: in ${stream.name}") for what in ("weights", "bias", "multipliers", "shifts")],
+                   comment + ", on the row-pair kernel (edgernn_conv_pairs_s8)")
+    return Step(i, opcode, conv.comment, [call], [conv, CStruct(f"{p}_pairs", "edgernn_conv_pairs", fields)], [stream],
+                kernels=[kernel], window=window)
+
+
 def plan_conv(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None, out_shape=None,
-              pads=None, name: str | None = None) -> Step:
+              pads=None, name: str | None = None, kernel: str = "reference") -> Step:
     """CONV_2D / DEPTHWISE_CONV_2D on ``in_shape`` (default: the tensor's), padding ``pads``
-    (pad_top, pad_left; default: TFLM's for the tensor's shape)."""
+    (pad_top, pad_left; default: TFLM's for the tensor's shape); a CONV_2D on the row-pair
+    kernel (:mod:`.fasttensor`) when ``kernel`` uses that layout and the op allows it."""
     x, w, y = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[1]], sg.tensors[op.outputs[0]]
     b = sg.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
     where = f"{op.opcode} (op {i})"
@@ -178,10 +195,16 @@ def plan_conv(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None,
          (o.strideW, "stride width"), (o.dilationHFactor or 1, "dilation height"),
          (o.dilationWFactor or 1, "dilation width"), (pt, "padding before (top)"), (pl, "padding before (left)"),
          (zp, "input zero point"), (_zp(y), "output zero point"), (lo, "activation min"), (hi, "activation max")]
+    comment = (f"{op.opcode} (op {i}): {list(in_shape)} -> {list(out_shape)}, activation "
+               f"{prepare.ACT_NAMES.get(_act(op), _act(op))}")
+    if not depthwise and fc == int(in_shape[3]) and pairs_layout(kernel):
+        try:
+            return _pairs_step(p, i, op.opcode, where, comment, g, wd.reshape(cout, -1), folded, qs, _zp(y),
+                               arrays[0].comment.split(":")[0], op.inputs[0], op.outputs[0])
+        except NotFast:
+            pass
     fields = [(str(int(v)), c) for v, c in g] + [(f"${a.name}", a.name.split("_", 1)[1]) for a in arrays]
-    st = CStruct(p, "edgernn_conv_params", fields,
-                 f"{op.opcode} (op {i}): {list(in_shape)} -> {list(out_shape)}, activation "
-                 f"{prepare.ACT_NAMES.get(_act(op), _act(op))}")
+    st = CStruct(p, "edgernn_conv_params", fields, comment)
     return Step(i, op.opcode, st.comment, [f"edgernn_conv_s8(&${p}, {t(op.inputs[0])}, {t(op.outputs[0])});"],
                 [st], arrays)
 
@@ -334,8 +357,29 @@ def plan_binary(m, sg, op: Operator, i: int, a_shape=None, b_shape=None, out_sha
                 [st, g])
 
 
-def plan_fc(m, sg, op: Operator, i: int, rows: int, index: int) -> Step:
+def plan_fc(m, sg, op: Operator, i: int, rows: int, index: int, kernel: str = "reference") -> Step:
+    """FULLY_CONNECTED on ``rows`` rows; on the row-pair kernel (a 1 x 1 convolution over the
+    rows, :mod:`.fasttensor`) when ``kernel`` uses that layout and the op allows it."""
     fc = _fully_connected(m, sg, op, i, index)
+    if pairs_layout(kernel):
+        g = [(1, "batches"), (1, "input height"), (rows, "rows"), (fc.n_input, "inputs"), (1, "output height"),
+             (rows, "rows"), (fc.n_output, "outputs"), (1, "filter height"), (1, "filter width"),
+             (fc.n_input, "filter depth"), (0, "depth multiplier (0: CONV_2D)"), (1, "stride"), (1, "stride"),
+             (1, "dilation"), (1, "dilation"), (0, "padding"), (0, "padding"), (0, "input zero point (folded)"),
+             (fc.output_zero_point, "output zero point"), (fc.activation_min, "activation min"),
+             (fc.activation_max, f"activation max ({fc.activation})")]
+        n = fc.multipliers.values.size
+        qs = list(zip(np.broadcast_to(fc.multipliers.values, (fc.n_output,)),
+                      np.broadcast_to(fc.shifts.values, (fc.n_output,)))) if n else []
+        try:
+            return _pairs_step(f"op{i}", i, op.opcode, f"FULLY_CONNECTED (op {i})",
+                               f"FULLY_CONNECTED (op {i}): {fc.n_input} -> {fc.n_output}" +
+                               (f", on {rows} rows" if rows > 1 else ""), g,
+                               np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input),
+                               fc.bias.values, qs, fc.output_zero_point, fc.weights.comment.split(":")[0],
+                               op.inputs[0], op.outputs[0])
+        except NotFast:
+            pass
     for a in fc.arrays:
         a.name = f"op{i}_{a.name.split('_', 1)[1]}"
     fields = [(str(fc.n_input), "inputs"), (str(fc.n_output), "outputs"), (f"${fc.weights.name}", "weights"),

@@ -1,0 +1,107 @@
+"""Convolutions and fully-connected layers of tensor graphs on the row-pair kernel.
+
+The same FULLY_CONNECTED int8 -> int8 form as a fast loop step's (``edgernn_pairs.h``
+EDGERNN_FC8_KERNEL: Cortex-M4/M7/M33 assembly, its C twin elsewhere), laid out here at emit
+time: :func:`fc8_stream` turns a weight matrix (one row per output channel), its folded bias
+and per-row requantization into the kernel's word stream (row-pair weight words, pre-scaled
+accumulator start words, each row's multiplier and rounding term with the output zero point
+folded in, and its right shift when the rows' shifts differ).
+
+A CONV_2D runs as that FC once per output position (no im2col buffer of the whole input):
+``edgernn_conv_pairs_s8`` (``edgernn_tensor.c``) widens the position's window -- the taps
+in filter order, a tap outside the input reading the input zero point, which is exactly what
+the folded bias expects -- into one int16 vector pre-scaled by ``2^(1 + left shift)``, shared
+by every output channel, and calls the kernel. A FULLY_CONNECTED on rows is the 1 x 1 case.
+Anything the kernel cannot take exactly (odd channel counts, mixed left shifts, a right shift
+of 0 next to others, accumulators past the row-pair bound, groups, depthwise) keeps the
+reference kernel; :func:`pairs_layout` says which kernel choices use the layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fastlstm import MAX_PAIRS_COLUMNS, PASS_PAIRS, NotFast, _pairs_product, pre_scale
+from .plan import ConstArray
+
+#: the kernel choices (``fastlstm.TARGET_KERNELS``) whose FULLY_CONNECTEDs and convolutions use
+#: the row pairs: the assembly on cores with the DSP extension, the C twin elsewhere (still fewer
+#: instructions than the reference kernels on the Cortex-M3)
+PAIRS_KERNELS = ("pairs", "rows")
+
+
+def pairs_layout(kernel: str) -> bool:
+    return kernel in PAIRS_KERNELS
+
+
+@dataclass
+class Fc8Stream:
+    """One FC's EDGERNN_FC8_KERNEL stream and the kernel's compile-time shape."""
+
+    words: np.ndarray  # uint32 values
+    passes_end: int  # words in the passes of three row pairs
+    pairs: int
+    n_input: int
+    rs: int  # every row's right shift, or -1: each row's own (in the stream)
+    scale: int  # 2^(1 + left shift): the int16 input's pre-scale
+
+    @property
+    def kernel(self) -> str:
+        return f"fc8_p{self.pairs}_i{self.n_input}_{'r' + str(self.rs) if self.rs >= 0 else 'rows'}"
+
+
+def fc8_stream(w: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point: int, where: str) -> Fc8Stream:
+    """The stream of ``y = clamp8(zp + MBQM(w x + bias, m_r, shift_r))`` for ``w`` [n_out][n_in] (int8
+    values), ``bias`` the folded int32 bias, per-tensor or per-row multipliers and shifts; raises
+    :class:`NotFast` (the message says why) when the kernel cannot compute it exactly."""
+    w = np.asarray(w, np.int64)
+    n, n_input = w.shape
+    if n % 2:
+        raise NotFast(f"{where}: {n} outputs (the kernel writes row pairs)")
+    if n_input + 1 > MAX_PAIRS_COLUMNS:
+        raise NotFast(f"{where}: {n_input} columns")
+    mult = np.broadcast_to(np.asarray(multipliers, np.int64).reshape(-1), (n,))
+    shift = np.broadcast_to(np.asarray(shifts, np.int64).reshape(-1), (n,))
+    ls = np.maximum(shift, 0)
+    if ls.min() != ls.max():
+        raise NotFast(f"{where}: per-channel left shifts differ ({sorted(set(ls.tolist()))})")
+    rs = np.maximum(-shift, 0)
+    if rs.max() > 23 or (rs.min() == 0 < rs.max()):
+        raise NotFast(f"{where}: right shifts {sorted(set(rs.tolist()))} (one of them 0, or above 23)")
+    rounding = zero_point * (1 << rs) + np.where(rs > 0, 1 << np.maximum(rs - 1, 0), 0)
+    if np.abs(rounding).max() >= 1 << 30:
+        raise NotFast(f"{where}: output zero point {zero_point} x 2^{int(rs.max())} does not fit the rounding term")
+    scale = pre_scale(int(ls[0]), where)
+    passes = _pairs_product(w, np.asarray(bias, np.int64).reshape(-1), scale, where)
+    uniform = rs.min() == rs.max()
+    words: list[int] = []
+    end = 0
+    full = n // 2 // PASS_PAIRS
+    for k, block in enumerate(passes):
+        words += block
+        for r in range(2 * PASS_PAIRS * k, min(2 * PASS_PAIRS * (k + 1), n)):
+            words += [int(mult[r]), int(rounding[r])] + ([] if uniform else [int(rs[r])])
+        if k + 1 == full:
+            end = len(words)
+    return Fc8Stream(words=np.asarray(words, np.int64) & 0xFFFFFFFF, passes_end=end, pairs=n // 2,
+                     n_input=n_input, rs=int(rs[0]) if uniform else -1, scale=scale)
+
+
+def conv_pairs(p: str, where: str, w2d: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point: int,
+               source: str, x: str, y: str):
+    """(stream array, pairs struct fields, C call, kernel, window bytes) of a CONV_2D whose params
+    struct is ``$p`` (geometry only), reading ``x`` into ``y``; raises :class:`NotFast`."""
+    s = fc8_stream(w2d, bias, multipliers, shifts, zero_point, where)
+    uniform = s.rs >= 0
+    stream = ConstArray(
+        f"{p}_stream", "uint32_t", s.words,
+        f"{source}: row-pair words over the window pre-scaled by {s.scale}, accumulator start words from the "
+        f"folded bias, then each row's multiplier, zero point x 2^rs + rounding{'' if uniform else ', right shift'} "
+        "(edgernn_pairs.h)")
+    fields = [(f"&${p}", "geometry, zero points, activation range"), (f"${s.kernel}", "EDGERNN_FC8_KERNEL"),
+              (f"${stream.name}", "stream"), (f"${stream.name} + {s.passes_end}", "end of the three-pair passes"),
+              (str(s.scale), "the window's pre-scale, 2^(1 + left shift)")]
+    call = f"edgernn_conv_pairs_s8(&${p}_pairs, {x}, {y}, (int16_t *)(@w@));"
+    return stream, fields, call, s, 2 * (s.n_input + s.n_input % 2)
