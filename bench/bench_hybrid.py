@@ -16,6 +16,10 @@ them the model's MACs, the TFLM flatbuffer and TFLM's exact arena (``edgernn ins
 
     python bench/bench_hybrid.py                 # both models
     python bench/bench_hybrid.py --model causal --json out.json
+    python bench/bench_hybrid.py --record        # also update bench/expected.json's bench_hybrid rows
+
+``tests/test_native_fasttensor.py`` fails when the 'valid' model's Cortex-M4 count moves more than
+5 % from the recorded one.
 """
 
 from __future__ import annotations
@@ -109,14 +113,14 @@ def bench(work: Path, name: str, samples: int, opt: str) -> dict:
 
     import edgernn
     from edgernn.backends.native import emit_native
-    from edgernn.backends.native.emit import load_plan
+    from edgernn.backends.native.emit import load_plan, resolve_kernel
     from edgernn.firmware import run_project, write_project
     from edgernn.simulate import Simulator
 
     path = tflite(name)
     _, test = _headline.data("basic_motions")
     sources = emit_native(path, work / name / "native", "hybrid", target="cortex-m4")
-    plan = load_plan(path)
+    plan = load_plan(path, resolve_kernel("cortex-m4"))  # the plan emit made (the M4's kernels)
     sim = Simulator.from_file(path)
     with np.load(test) as z:
         x, labels = sim.quantize_input(z["x"]), z["y"]
@@ -136,6 +140,19 @@ def bench(work: Path, name: str, samples: int, opt: str) -> dict:
                 flash=sizes.flash, ram=sizes.ram, flash_parts=sizes.flash_parts, ram_parts=sizes.ram_parts,
                 model_ram=plan.state_bytes + plan.scratch_bytes, tflite_bytes=path.stat().st_size,
                 tflm_arena_bytes=report.arena_bytes)
+
+
+def record(rows: list[dict], path: Path = Path(__file__).with_name("expected.json")) -> None:
+    """Keep each passing row's Cortex-M4 instructions per inference, flash and model RAM in
+    bench/expected.json (``bench_hybrid``; the other sections are left as they are)."""
+    data = json.loads(path.read_text()) if path.exists() else {}
+    figures = data.setdefault("bench_hybrid", {})
+    for r in rows:
+        if r["passed"]:
+            figures[f"{r['model']}/cortex-m4"] = dict(instructions=round(r["instructions_per_inference"]),
+                                                     flash=r["flash"], model_ram=r["model_ram"])
+    data["bench_hybrid"] = dict(sorted(figures.items()))
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def print_table(rows: list[dict]) -> None:
@@ -162,6 +179,7 @@ def main(argv=None) -> int:
     ap.add_argument("--opt", default="-O2", help="optimisation flag for arm-none-eabi-gcc")
     ap.add_argument("--json", type=Path, help="also write the numbers to this file")
     ap.add_argument("--work", type=Path, help="keep the sources and firmware here (default: a temporary dir)")
+    ap.add_argument("--record", action="store_true", help="update bench/expected.json with this run's figures")
     args = ap.parse_args(argv)
     from edgernn.errors import EdgeRNNError
 
@@ -177,6 +195,8 @@ def main(argv=None) -> int:
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if args.record:
+        record(rows)
     return 0 if all(r["passed"] for r in rows) else 1
 
 

@@ -1,0 +1,118 @@
+"""Hybrid convolutions and FULLY_CONNECTEDs on the row-pair kernel (backends/native/fasttensor.py,
+edgernn_conv_pairs_s8): the window of each output position widened once, the EDGERNN_FC8_KERNEL
+over every output channel. Bit-exact with TFLM on the host (the kernel's C twin) for padding,
+strides, dilations, 2-D filters, odd windows and narrowed activation ranges; the reference
+kernel where the layout cannot apply; the Cortex-M4 assembly on the DeepConvLSTM of
+bench/bench_hybrid.py in QEMU, within 5 % of the instructions bench/expected.json records.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oneop import native_build, tflm_run
+from test_ops_tflm import conv_graph, inputs  # noqa: F401  (the per-op test's graph builder)
+
+BENCH = Path(__file__).parents[1] / "bench"
+
+BASE = dict(h=1, w=13, c=5, kh=1, kw=5, stride=(1, 1), dilation=(1, 1), padding=1, mult=1, groups=1, cout=6,
+            per_channel=False, bias=True, act=0, sx=0.05, zx=3, sy=0.5, zy=-7, seed=1)
+CASES = {
+    # 1-D 'valid', per-tensor (one right shift for every row), a window of 25: an odd length
+    "conv1d_odd_window": {},
+    # 2-D 'same' padding (taps outside read the zero point), stride and dilation, per-channel,
+    # ReLU with the output zero point above -128 (the activation range is clamped after the kernel)
+    "conv2d_same_strided_dilated_relu": dict(h=4, w=9, c=3, kh=3, kw=3, stride=(2, 1), dilation=(1, 2), padding=0,
+                                             cout=4, per_channel=True, act=1, zx=-20, zy=9, seed=2),
+    # three full passes of three row pairs and a remainder of one pair, 120 columns, RELU6
+    "conv2d_wide_relu6": dict(h=3, w=7, c=8, kh=3, kw=5, padding=0, cout=14, per_channel=True, act=3, zy=-100,
+                              seed=3),
+}
+
+
+def _shape(case: dict) -> dict:
+    from edgernn.simulate.conv import conv_output_size
+
+    c = {**BASE, **case}
+    c["oh"] = conv_output_size(c["padding"], c["h"], c["kh"], c["stride"][0], c["dilation"][0])
+    c["ow"] = conv_output_size(c["padding"], c["w"], c["kw"], c["stride"][1], c["dilation"][1])
+    return c
+
+
+def _native_equals_tflm(case: dict, tmp_path) -> str:
+    raw, x = conv_graph(case, depthwise=False)
+    want = tflm_run(raw, [x])[0]
+    nb = native_build(raw, tmp_path)
+    got = nb.run(x.reshape(len(x), nb.plan.timesteps, -1)).reshape(want.shape)
+    assert np.array_equal(got, want), f"native: {np.count_nonzero(got != want)} of {got.size} differ"
+    return (tmp_path / "m.c").read_text()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_conv_on_the_pairs_kernel_equals_tflm(name, tmp_path):
+    code = _native_equals_tflm(_shape(CASES[name]), tmp_path)
+    assert "edgernn_conv_pairs_s8(" in code and "EDGERNN_FC8_KERNEL(m_fc8_" in code
+    assert "edgernn_conv_s8(" not in code  # no reference convolution left
+
+
+def test_conv_the_pairs_kernel_cannot_take_keeps_the_reference_kernel(tmp_path):
+    """An odd channel count (the kernel writes row pairs): the reference kernel, still exact."""
+    code = _native_equals_tflm(_shape(dict(cout=3, seed=4)), tmp_path)
+    assert "edgernn_conv_s8(" in code and "edgernn_conv_pairs_s8(" not in code
+
+
+def test_fc8_stream_refuses_what_the_kernel_cannot_compute():
+    from edgernn.backends.native.fastlstm import NotFast
+    from edgernn.backends.native.fasttensor import fc8_stream
+
+    w = np.ones((4, 6), np.int64)
+    s = fc8_stream(w, np.zeros(4), [1 << 30], [-7], -3, "x")
+    assert (s.pairs, s.n_input, s.rs, s.scale, s.kernel) == (2, 6, 7, 2, "fc8_p2_i6_r7")
+    assert fc8_stream(w, np.zeros(4), [1 << 30] * 4, [-7, -8, -7, -9], 0, "x").rs == -1  # per-row shifts
+    for args, why in [((np.ones((3, 6)), np.zeros(3), [1 << 30], [-7]), "3 outputs"),
+                      ((w, np.zeros(4), [1 << 30] * 4, [1, 2, 1, 1]), "left shifts differ"),
+                      ((w, np.zeros(4), [1 << 30] * 4, [0, -3, -3, -3]), "right shifts")]:
+        with pytest.raises(NotFast, match=why):
+            fc8_stream(*args, 0, "x")
+
+
+@pytest.mark.slow
+def test_cortex_m4_deepconvlstm_instructions_stay_within_5_percent_of_the_benchmark(tmp_path):
+    """bench/bench_hybrid.py's 'valid' DeepConvLSTM (Conv1D(16, 5) x 2, LSTM(32), Dense(4) on 100 x 6;
+    here with random weights: the count hardly depends on them) in QEMU on the Cortex-M4: the
+    self-test equals TFLM, and the instructions per inference are within 5 % of
+    bench/expected.json's (bench_hybrid.py --record updates it)."""
+    import tf_keras as tfk
+
+    from edgernn.backends.native import emit_native
+    from edgernn.firmware import run_project, write_project
+    from edgernn.simulate import Simulator
+    from test_hybrid_tflite import convert_plain
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_hybrid
+    finally:
+        sys.path.remove(str(BENCH))
+    want = json.loads((BENCH / "expected.json").read_text())["bench_hybrid"]["valid/cortex-m4"]["instructions"]
+    tfk.utils.set_random_seed(0)
+    model = bench_hybrid.build(**bench_hybrid.MODELS["valid"], batch_size=1)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "dcl.tflite"
+    path.write_bytes(convert_plain(model, rng.normal(0, 1, (32, 100, 6)).astype(np.float32)))
+    x = Simulator.from_file(path).quantize_input(rng.normal(0, 1, (2, 100, 6)))
+    sources = emit_native(path, tmp_path / "src", "hybrid", target="cortex-m4")
+    assert "edgernn_conv_pairs_s8(" in (tmp_path / "src" / "hybrid.c").read_text()
+    project = write_project(tmp_path / "fw", target="cortex-m4", name="hybrid", vectors_x_int8=x,
+                            vectors_y_int8=tflm_run(path.read_bytes(), [x])[0], model_sources=sources)
+    r = run_project(project.dir, timeout=300)
+    assert r.passed, "\n".join(r.summary_lines())
+    assert r.perf.unit == "instructions"
+    assert abs(r.perf.per_inference - want) <= 0.05 * want, (
+        f"DeepConvLSTM on the Cortex-M4: {r.perf.per_inference:,.0f} instructions per inference, "
+        f"bench/expected.json says {want:,}: rerun bench/bench_hybrid.py --record if this is intended")
