@@ -155,3 +155,28 @@ def native_build(raw: bytes, directory, name: str = "m"):
     exe = d / "harness"
     compile_c("gcc", [d / f"{name}.c", d / "host_harness.c", *_KERNEL_OBJECTS[key]], exe)
     return NativeBuild(directory=d, name=name, plan=load_plan(path), executable=exe)
+
+
+def m4_instructions_within_5_percent(path, x, y, directory, name: str, section: str, row: str, script: str):
+    """``emit --target cortex-m4`` of the .tflite ``path``, its self-test (inputs ``x``, TFLM's
+    outputs ``y``) in QEMU: every vector must pass, and the instructions per inference must be
+    within 5 % of bench/expected.json's ``[section][row]`` (``script --record`` updates it).
+    Returns the run result."""
+    import json
+    from pathlib import Path
+
+    from edgernn.backends.native import emit_native
+    from edgernn.firmware import run_project, write_project
+
+    want = json.loads((Path(__file__).parents[1] / "bench" / "expected.json").read_text())[section][row]["instructions"]
+    d = Path(directory)
+    sources = emit_native(path, d / "src", name, target="cortex-m4")
+    project = write_project(d / "fw", target="cortex-m4", name=name, vectors_x_int8=x, vectors_y_int8=y,
+                            model_sources=sources)
+    r = run_project(project.dir, timeout=300)
+    assert r.passed, "\n".join(r.summary_lines())
+    assert r.perf.unit == "instructions"
+    assert abs(r.perf.per_inference - want) <= 0.05 * want, (
+        f"{row}: {r.perf.per_inference:,.0f} instructions per inference, bench/expected.json says {want:,}: "
+        f"rerun {script} --record if this is intended")
+    return r

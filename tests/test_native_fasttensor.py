@@ -8,15 +8,14 @@ bench/bench_hybrid.py in QEMU, within 5 % of the instructions bench/expected.jso
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from oneop import native_build, tflm_run
-from test_ops_tflm import conv_graph, inputs  # noqa: F401  (the per-op test's graph builder)
+from oneop import m4_instructions_within_5_percent, native_build, tflm_run
+from test_ops_tflm import conv_graph  # the per-op test's graph builder
 
 BENCH = Path(__file__).parents[1] / "bench"
 
@@ -89,8 +88,6 @@ def test_cortex_m4_deepconvlstm_instructions_stay_within_5_percent_of_the_benchm
     bench/expected.json's (bench_hybrid.py --record updates it)."""
     import tf_keras as tfk
 
-    from edgernn.backends.native import emit_native
-    from edgernn.firmware import run_project, write_project
     from edgernn.simulate import Simulator
     from test_hybrid_tflite import convert_plain
 
@@ -99,20 +96,13 @@ def test_cortex_m4_deepconvlstm_instructions_stay_within_5_percent_of_the_benchm
         import bench_hybrid
     finally:
         sys.path.remove(str(BENCH))
-    want = json.loads((BENCH / "expected.json").read_text())["bench_hybrid"]["valid/cortex-m4"]["instructions"]
     tfk.utils.set_random_seed(0)
     model = bench_hybrid.build(**bench_hybrid.MODELS["valid"], batch_size=1)
     rng = np.random.default_rng(0)
     path = tmp_path / "dcl.tflite"
     path.write_bytes(convert_plain(model, rng.normal(0, 1, (32, 100, 6)).astype(np.float32)))
     x = Simulator.from_file(path).quantize_input(rng.normal(0, 1, (2, 100, 6)))
-    sources = emit_native(path, tmp_path / "src", "hybrid", target="cortex-m4")
+    r = m4_instructions_within_5_percent(path, x, tflm_run(path.read_bytes(), [x])[0], tmp_path, "hybrid",
+                                         "bench_hybrid", "valid/cortex-m4", "bench/bench_hybrid.py")
+    print(f"DeepConvLSTM (random weights), Cortex-M4: {r.perf.per_inference:,.0f} instructions per inference")
     assert "edgernn_conv_pairs_s8(" in (tmp_path / "src" / "hybrid.c").read_text()
-    project = write_project(tmp_path / "fw", target="cortex-m4", name="hybrid", vectors_x_int8=x,
-                            vectors_y_int8=tflm_run(path.read_bytes(), [x])[0], model_sources=sources)
-    r = run_project(project.dir, timeout=300)
-    assert r.passed, "\n".join(r.summary_lines())
-    assert r.perf.unit == "instructions"
-    assert abs(r.perf.per_inference - want) <= 0.05 * want, (
-        f"DeepConvLSTM on the Cortex-M4: {r.perf.per_inference:,.0f} instructions per inference, "
-        f"bench/expected.json says {want:,}: rerun bench/bench_hybrid.py --record if this is intended")
