@@ -55,8 +55,8 @@ static int32_t rnd(void) { lcg = lcg * 1664525u + 1013904223u; return (int32_t)(
 int main(void)
 {
     static const int32_t tanh_prescale[7][2] = {{3, 0}, {6, 0}, {12, 0}, {48, 0}, {3, 1}, {3, 2}, {3, 5}};
-    long bad[5] = {0, 0, 0, 0, 0};
-    long checked[5] = {0, 0, 0, 0, 0};
+    long bad[6] = {0, 0, 0, 0, 0, 0};
+    long checked[6] = {0, 0, 0, 0, 0, 0};
     long v;
     int s;
     int k;
@@ -108,8 +108,20 @@ int main(void)
             checked[4]++;
         }
     }
-    printf("%ld %ld %ld %ld %ld\n%ld %ld %ld %ld %ld\n", bad[0], bad[1], bad[2], bad[3], bad[4], checked[0],
-           checked[1], checked[2], checked[3], checked[4]);
+    /* the fast step's forms with the sign taken from the second factor (the first, a gate
+     * activation, is >= 0, and 0 included): the cell products and the hidden value */
+    for (k = 0; k < 4000000; ++k) {
+        const int32_t a = k < 65536 ? k % 3 * 16383 : rnd() % 32768, b = k < 65536 ? k - 32768 : rnd() % 65536 - 32768;
+        const int32_t m = k % 2 ? (1 << 30) : (1 << 30) + rnd() % (1 << 30);
+        s = 1 + k % 29;
+        bad[5] += edgernn_cell_product_signed(a, b, 1 << 30, -s) != edgernn_clamp_s16(edgernn_mbqm(a * b, 1 << 30, -s));
+        bad[5] += edgernn_cell_product_signed(a, b, m, -s) != edgernn_clamp_s16(edgernn_mbqm(a * b, m, -s));
+        bad[5] += edgernn_hidden_value_signed(a, b, m, -1 - k % 24, k % 256 - 128) !=
+                  edgernn_clamp_s8(k % 256 - 128 + edgernn_mbqm(a * b, m, -1 - k % 24));
+        checked[5] += 3;
+    }
+    printf("%ld %ld %ld %ld %ld %ld\n%ld %ld %ld %ld %ld %ld\n", bad[0], bad[1], bad[2], bad[3], bad[4], bad[5],
+           checked[0], checked[1], checked[2], checked[3], checked[4], checked[5]);
     return 0;
 }
 """
@@ -118,7 +130,7 @@ int main(void)
 def test_fast_primitives_equal_the_reference_kernels(tmp_path):
     """edgernn_fast.h's portable forms (what the host runs) against edgernn_kernels.h's TFLM-exact
     ones: sigmoid and tanh on every int16 input, the power-of-two and general requantizations on
-    sweeps and around their ties."""
+    sweeps and around their ties, the step's forms that take a product's sign from one factor."""
     emit_dir = tmp_path / "k"
     emit_dir.mkdir()
     (emit_dir / "edgernn_tables.c").write_text(_tables_c(tmp_path))
@@ -129,7 +141,7 @@ def test_fast_primitives_equal_the_reference_kernels(tmp_path):
               (*C_FLAGS, f"-I{TEMPLATE_DIR}"))
     bad, checked = (list(map(int, line.split())) for line in
                     subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines())
-    assert bad == [0] * 5, f"mismatches (sigmoid, tanh, mul_pow2, requantization, hidden): {bad}"
+    assert bad == [0] * 6, f"mismatches (sigmoid, tanh, mul_pow2, requantization, hidden, signed forms): {bad}"
     assert checked[0] == 65536 and checked[1] == 7 * 65536 and min(checked[2:]) > 10**6
 
 

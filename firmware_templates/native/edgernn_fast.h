@@ -13,7 +13,7 @@
  *   edgernn_mul_pow2       MultiplyByQuantizedMultiplier(p, 2^30, -s): the cell update's products
  *   edgernn_sigmoid_fast   int16 Logistic from the signed-segment tables (edgernn_tables.c)
  *   edgernn_tanh_fast      int16 Tanh from the signed-segment tables
- *   edgernn_lstm_fast_tail one unit's gate activations, cell update and hidden requantization
+ *   edgernn_lstm_fast_cells every unit's gate activations, cell update and hidden requantization
  */
 #ifndef EDGERNN_FAST_H
 #define EDGERNN_FAST_H
@@ -141,17 +141,6 @@ typedef struct {
     int32_t hidden_zero_point;
 } edgernn_lstm_tail_params;
 
-/* MultiplyByQuantizedMultiplier(p, m, shift) of the cell update, clamped to int16: the
- * power-of-two form when the multiplier is 2^30 with a right shift (a power-of-two cell scale:
- * always, in models the TFLite converter writes), the general one otherwise. */
-static inline int32_t edgernn_cell_product(int32_t p, int32_t m, int32_t shift)
-{
-    if (m == (int32_t)1 << 30 && shift < 0) {
-        return edgernn_mul_pow2(p, (int)-shift);
-    }
-    return edgernn_clamp_s16(edgernn_mbqm(p, m, (int)shift));
-}
-
 /* The int8 hidden value of output gate o and tanh(cell) t: clamp8(zero point + MBQM(o t, m,
  * shift)). With a right shift rs in 1..22 it is one SMMLAR and one SSAT: SRDHM(p, m) =
  * SMMULR(2p, m), and the rounding term of the divide, 2^(rs-1) - (p < 0), plus the zero point
@@ -166,20 +155,89 @@ static inline int32_t edgernn_hidden_value(int32_t p, int32_t m, int32_t shift, 
     return edgernn_clamp_s8(zero_point + edgernn_mbqm(p, m, (int)shift));
 }
 
+/* Keeps a constant in a register (hoisted out of the loop by the compiler) rather than
+ * rebuilt from immediates at every use: an accumulate operand of MLA / SMMLAR. */
+#if defined(__GNUC__)
+#define EDGERNN_IN_REGISTER(v) __asm__("" : "+r"(v))
+#else
+#define EDGERNN_IN_REGISTER(v) ((void)0)
+#endif
+
 /* Unit u: the four gates' Q3.12 pre-activations in, the new cell state (in place) and the new
- * int8 hidden value out (returned). */
+ * int8 hidden value out (returned), the tables passed in registers (sa, sd: sigmoid; ta, td:
+ * tanh, each at its segment 0). Two identities shorten TFLM's formulas:
+ *   - a gate activation a is >= 0, so a product a b is negative only when b is, and when a = 0
+ *     the sign term changes nothing (edgernn_mul_pow2(0, s) = (2^s - 1) >> (s + 1) = 0 too, and
+ *     edgernn_hidden_value's rounding loses the -1 in the same way): the sign comes from b,
+ *     before the multiply, which becomes a multiply-accumulate of the rounding constant
+ *     (2 (b < 0 ? -1 : 0) + 1 is (b >> 31) | 1). */
+/* clamp16(MultiplyByQuantizedMultiplier(a b, m, shift)) of a gate activation a >= 0 (the
+ * cell update's products; tests/test_native_fast.py checks it against the reference). */
+static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_cell_product_signed(int32_t a, int32_t b, int32_t m, int32_t shift)
+{
+    if (m == (int32_t)1 << 30 && shift < 0) {
+        const int s = (int)-shift;
+        const int32_t k = (b >> 31) | 1;
+        const int32_t r = (a * b + k + ((int32_t)1 << s)) >> (s + 1);
+        return s >= 14 ? r : edgernn_clamp_s16(r); /* |a b| < 2^30: within int16 from s = 14 on */
+    }
+    return edgernn_clamp_s16(edgernn_mbqm(a * b, m, (int)shift));
+}
+
+/* edgernn_hidden_value(o t, ...) of an output gate o >= 0, the sign of o t taken from t. */
+static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_hidden_value_signed(int32_t o, int32_t t, int32_t m, int32_t shift,
+                                                                        int32_t zero_point)
+{
+    if (shift <= -1 && shift >= -22) {
+        const int rs = (int)-shift;
+        int32_t rounding = ((int32_t)1 << (rs - 1)) + zero_point * ((int32_t)1 << rs);
+        EDGERNN_IN_REGISTER(rounding);
+        return edgernn_clamp_s8(edgernn_smmlar(2 * (o * t), m, rounding + (t >> 31)) >> rs);
+    }
+    return edgernn_hidden_value(o * t, m, shift, zero_point);
+}
+
 static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_lstm_fast_unit(const edgernn_lstm_tail_params *p,
+                                                                   const int32_t *sa, const uint16_t *sd,
+                                                                   const int32_t *ta, const uint16_t *td,
                                                                    int32_t input_pre, int32_t forget_pre,
                                                                    int32_t cell_pre, int32_t output_pre,
                                                                    int16_t *cell)
 {
-    const int32_t i = edgernn_sigmoid_fast(input_pre);
-    const int32_t f = edgernn_sigmoid_fast(forget_pre);
-    const int32_t g = edgernn_tanh_fast(cell_pre * 3); /* Q3.12 at the table's scale */
-    const int32_t o = edgernn_sigmoid_fast(output_pre);
-    int32_t c = edgernn_cell_product(i * g, p->input_mul_multiplier, p->input_mul_shift) +
-                edgernn_cell_product(f * *cell, p->forget_mul_multiplier, p->forget_mul_shift);
+#define EDGERNN_SIGMOID_T(x, r)                                                  \
+    do {                                                                         \
+        const int32_t v_ = (x) * 3;                                              \
+        const int32_t i_ = v_ >> 9;                                              \
+        r = (int32_t)((uint32_t)(sa[i_] + v_ * (int32_t)sd[i_]) >> 10);          \
+    } while (0)
+#if EDGERNN_USE_SSAT
+#define EDGERNN_TANH_T(v, r)                                                     \
+    do {                                                                         \
+        const int32_t i_ = __ssat((v) >> 8, 9);                                  \
+        r = (ta[i_] + (v) * (int32_t)td[i_]) >> 8;                               \
+    } while (0)
+#else
+#define EDGERNN_TANH_T(v, r)                                                     \
+    do {                                                                         \
+        const int32_t s_ = (v) >> 8;                                             \
+        const int32_t i_ = s_ < -256 ? -256 : (s_ > 255 ? 255 : s_);             \
+        r = (ta[i_] + (v) * (int32_t)td[i_]) >> 8;                               \
+    } while (0)
+#endif
+    int32_t i;
+    int32_t f;
+    int32_t g;
+    int32_t o;
+    int32_t c;
     int32_t v;
+    int32_t t;
+    EDGERNN_SIGMOID_T(input_pre, i);
+    EDGERNN_SIGMOID_T(forget_pre, f);
+    v = cell_pre * 3;
+    EDGERNN_TANH_T(v, g);
+    EDGERNN_SIGMOID_T(output_pre, o);
+    c = edgernn_cell_product_signed(i, g, p->input_mul_multiplier, p->input_mul_shift) +
+        edgernn_cell_product_signed(f, *cell, p->forget_mul_multiplier, p->forget_mul_shift);
     c = edgernn_clamp_s16(c);
     if (p->cell_clip > 0) {
         c = c < -p->cell_clip ? -p->cell_clip : (c > p->cell_clip ? p->cell_clip : c);
@@ -191,8 +249,44 @@ static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_lstm_fast_unit(const edgernn
     } else {
         v = c * p->cell_tanh_multiplier;
     }
-    return edgernn_hidden_value(o * edgernn_tanh_fast(v), p->hidden_multiplier, p->hidden_shift,
-                                p->hidden_zero_point);
+    EDGERNN_TANH_T(v, t);
+#undef EDGERNN_SIGMOID_T
+#undef EDGERNN_TANH_T
+    return edgernn_hidden_value_signed(o, t, p->hidden_multiplier, p->hidden_shift, p->hidden_zero_point);
+}
+
+/* Every unit of the LSTM step after the gate products: pre holds the four gates'
+ * pre-activations (`units` apart); writes the cell state (in place), the int8 hidden state, and
+ * the hidden state again as int8 (h8) when `to_h8`, and as int16 times h16_scale (h16) when `to_h16`. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_lstm_fast_cells(const edgernn_lstm_tail_params *p,
+                                                                 const int16_t *pre, int units, int n_cell,
+                                                                 int16_t *cell, int8_t *hidden, int to_h8, int8_t *h8,
+                                                                 int to_h16, int16_t *h16, int32_t h16_scale)
+{
+    const int32_t *sa = EDGERNN_SIGMOID_A;
+    const uint16_t *sd = EDGERNN_SIGMOID_D;
+    const int32_t *ta = EDGERNN_TANH_A;
+    const uint16_t *td = EDGERNN_TANH_D;
+    const int16_t *const end = pre + n_cell;
+#if EDGERNN_USE_SSAT
+    EDGERNN_IN_REGISTER(sa); /* Thumb-2: the tables' middles in registers, not rebuilt per use */
+    EDGERNN_IN_REGISTER(sd);
+    EDGERNN_IN_REGISTER(ta);
+    EDGERNN_IN_REGISTER(td);
+#endif
+    while (pre != end) {
+        const int32_t h = edgernn_lstm_fast_unit(p, sa, sd, ta, td, pre[0], pre[units], pre[2 * units],
+                                                   pre[3 * units], cell);
+        ++pre;
+        ++cell;
+        *hidden++ = (int8_t)h;
+        if (to_h8) {
+            *h8++ = (int8_t)h;
+        }
+        if (to_h16) {
+            *h16++ = (int16_t)(h * h16_scale);
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -200,14 +294,6 @@ static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_lstm_fast_unit(const edgernn
  * generator writes (edgernn/backends/native/fastloop.py). Every constant is a literal at the
  * call, and the generator checked each fast form against TFLM's for all 65,536 input pairs.
  * ------------------------------------------------------------------------------------- */
-
-/* Keeps a constant in a register (hoisted out of the loop by the compiler) rather than
- * rebuilt from immediates at every use: an accumulate operand of MLA / SMMLAR. */
-#if defined(__GNUC__)
-#define EDGERNN_IN_REGISTER(v) __asm__("" : "+r"(v))
-#else
-#define EDGERNN_IN_REGISTER(v) ((void)0)
-#endif
 
 /* clamp(v, lo, hi), one SSAT when the range is the whole int8 range. */
 static inline int32_t edgernn_clamp_range_s8(int32_t v, int32_t lo, int32_t hi)

@@ -90,38 +90,26 @@ static inline int16_t edgernn_rows_gate_value(int32_t ax, int32_t ah, int32_t mx
                                       edgernn_clamp_s16(edgernn_mbqm(ah, mh, sh)));
 }
 
-/* The C kernel: the gate's pre-activations of `units` units (a multiple of four). */
-static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_gate_c(const edgernn_rows_gate *g, int units, int n_input,
-                                                             int n_cell, int sx, int sh)
+/* The C form of one pass: four units' pre-activations from the stream at *w (advanced). */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_pass_c(const int8_t **w, const int8_t *x, const int8_t *h,
+                                                             int n_input, int n_cell, const int32_t *bx,
+                                                             const int32_t *bh, int32_t mx, int sx, int32_t mh,
+                                                             int sh, int16_t *pre)
 {
-    const int8_t *w = g->weights;
-    const int8_t *const x = g->xh;
-    const int8_t *const h = g->xh + (n_input + EDGERNN_ROWS_CHUNK - 1) / EDGERNN_ROWS_CHUNK * EDGERNN_ROWS_CHUNK;
-    const int32_t *bx = g->input_bias;
-    const int32_t *bh = g->recurrent_bias;
-    const int32_t mx = g->input_multiplier;
-    const int32_t mh = g->recurrent_multiplier;
-    int16_t *pre = g->pre;
-    int r0;
-    for (r0 = 0; r0 < units; r0 += EDGERNN_ROWS_PER_PASS) {
-        int32_t x0 = bx[0];
-        int32_t x1 = bx[1];
-        int32_t x2 = bx[2];
-        int32_t x3 = bx[3];
-        int32_t h0 = bh[0];
-        int32_t h1 = bh[1];
-        int32_t h2 = bh[2];
-        int32_t h3 = bh[3];
-        edgernn_rows_product(&w, x, n_input, &x0, &x1, &x2, &x3);
-        edgernn_rows_product(&w, h, n_cell, &h0, &h1, &h2, &h3);
-        pre[0] = edgernn_rows_gate_value(x0, h0, mx, sx, mh, sh);
-        pre[1] = edgernn_rows_gate_value(x1, h1, mx, sx, mh, sh);
-        pre[2] = edgernn_rows_gate_value(x2, h2, mx, sx, mh, sh);
-        pre[3] = edgernn_rows_gate_value(x3, h3, mx, sx, mh, sh);
-        bx += EDGERNN_ROWS_PER_PASS;
-        bh += EDGERNN_ROWS_PER_PASS;
-        pre += EDGERNN_ROWS_PER_PASS;
-    }
+    int32_t x0 = bx[0];
+    int32_t x1 = bx[1];
+    int32_t x2 = bx[2];
+    int32_t x3 = bx[3];
+    int32_t h0 = bh[0];
+    int32_t h1 = bh[1];
+    int32_t h2 = bh[2];
+    int32_t h3 = bh[3];
+    edgernn_rows_product(w, x, n_input, &x0, &x1, &x2, &x3);
+    edgernn_rows_product(w, h, n_cell, &h0, &h1, &h2, &h3);
+    pre[0] = edgernn_rows_gate_value(x0, h0, mx, sx, mh, sh);
+    pre[1] = edgernn_rows_gate_value(x1, h1, mx, sx, mh, sh);
+    pre[2] = edgernn_rows_gate_value(x2, h2, mx, sx, mh, sh);
+    pre[3] = edgernn_rows_gate_value(x3, h3, mx, sx, mh, sh);
 }
 
 /* One LSTM step's per-unit part, after the four gates: activations, cell update, hidden
@@ -130,13 +118,7 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail_c(const edgernn_lstm_
                                                              int units, int n_cell, int16_t *cell, int8_t *hidden,
                                                              int8_t *h_next)
 {
-    int u;
-    for (u = 0; u < n_cell; ++u) {
-        const int32_t h = edgernn_lstm_fast_unit(p, pre[u], pre[units + u], pre[2 * units + u], pre[3 * units + u],
-                                                 &cell[u]);
-        hidden[u] = (int8_t)h;
-        h_next[u] = (int8_t)h;
-    }
+    edgernn_lstm_fast_cells(p, pre, units, n_cell, cell, hidden, 1, h_next, 0, NULL, 0);
 }
 
 /* Helium: with an optimizing compiler (the post-incremented loads take the chunk widths as
@@ -227,30 +209,19 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_product(const int8_t *
     return edgernn_mve_pack4(a0, a1, a2, a3);
 }
 
-static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_gate_mve(const edgernn_rows_gate *g, int units, int n_input,
-                                                               int n_cell, int sx, int sh)
+/* The Helium form of edgernn_rows_pass_c. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_pass_mve(const int8_t **w, const int8_t *x, const int8_t *h,
+                                                               int n_input, int n_cell, const int32_t *bx,
+                                                               const int32_t *bh, int32_t mx, int sx, int32_t mh,
+                                                               int sh, int16_t *pre)
 {
-    const int8_t *w = g->weights;
-    const int8_t *const x = g->xh;
-    const int8_t *const h = g->xh + (n_input + EDGERNN_ROWS_CHUNK - 1) / EDGERNN_ROWS_CHUNK * EDGERNN_ROWS_CHUNK;
-    const int32_t *bx = g->input_bias;
-    const int32_t *bh = g->recurrent_bias;
-    const int32_t mx = g->input_multiplier;
-    const int32_t mh = g->recurrent_multiplier;
-    int16_t *pre = g->pre;
-    int r0;
-    for (r0 = 0; r0 < units; r0 += EDGERNN_ROWS_PER_PASS) {
-        int32x4_t vx = edgernn_mve_product(&w, x, n_input);
-        int32x4_t vh = edgernn_mve_product(&w, h, n_cell);
-        vx = edgernn_mve_mbqm(vaddq_s32(vx, vldrwq_s32(bx)), mx, sx);
-        vh = edgernn_mve_mbqm(vaddq_s32(vh, vldrwq_s32(bh)), mh, sh);
-        /* each product saturated to int16 (VQMOVNB), then TFLM's saturating sum (VQADD.S16) */
-        vstrhq_s32(pre, vreinterpretq_s32_s16(vqaddq_s16(vqmovnbq_s32(vdupq_n_s16(0), vx),
-                                                         vqmovnbq_s32(vdupq_n_s16(0), vh))));
-        bx += EDGERNN_ROWS_PER_PASS;
-        bh += EDGERNN_ROWS_PER_PASS;
-        pre += EDGERNN_ROWS_PER_PASS;
-    }
+    int32x4_t vx = edgernn_mve_product(w, x, n_input);
+    int32x4_t vh = edgernn_mve_product(w, h, n_cell);
+    vx = edgernn_mve_mbqm(vaddq_s32(vx, vldrwq_s32(bx)), mx, sx);
+    vh = edgernn_mve_mbqm(vaddq_s32(vh, vldrwq_s32(bh)), mh, sh);
+    /* each product saturated to int16 (VQMOVNB), then TFLM's saturating sum (VQADD.S16) */
+    vstrhq_s32(pre, vreinterpretq_s32_s16(vqaddq_s16(vqmovnbq_s32(vdupq_n_s16(0), vx),
+                                                     vqmovnbq_s32(vdupq_n_s16(0), vh))));
 }
 
 /* TFLM int16 Logistic / Tanh on four lanes: the tables of edgernn_fast.h read with gathers (a
@@ -320,20 +291,40 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail_mve(const edgernn_lst
     }
 }
 
-#define EDGERNN_ROWS_GATE_KERNEL(name, units, n_input, n_cell, sx, sh)  \
-    static void name(const edgernn_rows_gate *gate)                    \
-    {                                                                  \
-        edgernn_rows_gate_mve(gate, units, n_input, n_cell, sx, sh);   \
-    }
+#define edgernn_rows_pass edgernn_rows_pass_mve
 #define edgernn_rows_tail edgernn_rows_tail_mve
 #else
+#define edgernn_rows_pass edgernn_rows_pass_c
+#define edgernn_rows_tail edgernn_rows_tail_c
+#endif
+
+/* The gate kernel: the pre-activations of `units` units (a multiple of four), one pass of four
+ * rows at a time (edgernn_rows_pass: Helium or C). */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_gate_run(const edgernn_rows_gate *g, int units, int n_input,
+                                                               int n_cell, int sx, int sh)
+{
+    const int8_t *w = g->weights;
+    const int8_t *const x = g->xh;
+    const int8_t *const h = g->xh + (n_input + EDGERNN_ROWS_CHUNK - 1) / EDGERNN_ROWS_CHUNK * EDGERNN_ROWS_CHUNK;
+    const int32_t *bx = g->input_bias;
+    const int32_t *bh = g->recurrent_bias;
+    const int32_t mx = g->input_multiplier;
+    const int32_t mh = g->recurrent_multiplier;
+    int16_t *pre = g->pre;
+    int r0;
+    for (r0 = 0; r0 < units; r0 += EDGERNN_ROWS_PER_PASS) {
+        edgernn_rows_pass(&w, x, h, n_input, n_cell, bx, bh, mx, sx, mh, sh, pre);
+        bx += EDGERNN_ROWS_PER_PASS;
+        bh += EDGERNN_ROWS_PER_PASS;
+        pre += EDGERNN_ROWS_PER_PASS;
+    }
+}
+
 #define EDGERNN_ROWS_GATE_KERNEL(name, units, n_input, n_cell, sx, sh)  \
     static void name(const edgernn_rows_gate *gate)                    \
     {                                                                  \
-        edgernn_rows_gate_c(gate, units, n_input, n_cell, sx, sh);     \
+        edgernn_rows_gate_run(gate, units, n_input, n_cell, sx, sh);   \
     }
-#define edgernn_rows_tail edgernn_rows_tail_c
-#endif
 
 #ifdef __cplusplus
 }
