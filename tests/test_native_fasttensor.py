@@ -59,6 +59,27 @@ def test_conv_on_the_pairs_kernel_equals_tflm(name, tmp_path):
     assert "edgernn_conv_s8(" not in code  # no reference convolution left
 
 
+DEPTHWISE = {
+    # 2-D 'same', stride, dilation, depth multiplier 2, per-channel, 9 taps (odd: a zero tap pads the
+    # pairs), ReLU clamped at the output zero point
+    "depthwise_same_strided_dilated_x2": dict(h=4, w=9, c=3, kh=3, kw=3, stride=(1, 2), dilation=(2, 1), padding=0,
+                                              mult=2, cout=6, per_channel=True, act=1, zx=40, zy=11, seed=5),
+    # 1-D 'valid', 4 taps, per-tensor, no bias
+    "depthwise_1d_even_taps": dict(kw=4, c=4, cout=4, bias=False, zx=-128, seed=6),
+}
+
+
+@pytest.mark.parametrize("name", list(DEPTHWISE))
+def test_depthwise_on_smlad_pairs_equals_tflm(name, tmp_path):
+    raw, x = conv_graph(_shape(DEPTHWISE[name]), depthwise=True)
+    want = tflm_run(raw, [x])[0]
+    nb = native_build(raw, tmp_path)
+    got = nb.run(x.reshape(len(x), nb.plan.timesteps, -1)).reshape(want.shape)
+    assert np.array_equal(got, want), f"native: {np.count_nonzero(got != want)} of {got.size} differ"
+    code = (tmp_path / "m.c").read_text()
+    assert "edgernn_depthwise_pairs_s8(" in code and "edgernn_conv_s8(" not in code
+
+
 def test_conv_the_pairs_kernel_cannot_take_keeps_the_reference_kernel(tmp_path):
     """An odd channel count (the kernel writes row pairs): the reference kernel, still exact."""
     code = _native_equals_tflm(_shape(dict(cout=3, seed=4)), tmp_path)
@@ -106,3 +127,23 @@ def test_cortex_m4_deepconvlstm_instructions_stay_within_5_percent_of_the_benchm
                                          "bench_hybrid", "valid/cortex-m4", "bench/bench_hybrid.py")
     print(f"DeepConvLSTM (random weights), Cortex-M4: {r.perf.per_inference:,.0f} instructions per inference")
     assert "edgernn_conv_pairs_s8(" in (tmp_path / "src" / "hybrid.c").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,depthwise", [("conv2d_same_strided_dilated_relu", False),
+                                            ("depthwise_same_strided_dilated_x2", True)])
+def test_padded_convolutions_on_the_cortex_m4_assembly_equal_tflm(name, depthwise, tmp_path):
+    """The same graphs through the Cortex-M4 build (the FC8 assembly, SMLAD) in QEMU."""
+    from edgernn.backends.native import emit_native
+    from edgernn.firmware import run_project, write_project
+
+    raw, x = conv_graph(_shape((DEPTHWISE if depthwise else CASES)[name]), depthwise=depthwise)
+    path = tmp_path / "op.tflite"
+    path.write_bytes(raw)
+    want = tflm_run(raw, [x])[0]
+    sources = emit_native(path, tmp_path / "src", "op", target="cortex-m4")
+    project = write_project(tmp_path / "fw", target="cortex-m4", name="op", vectors_x_int8=x.reshape(len(x), x.shape[1], -1),
+                            vectors_y_int8=want.reshape(len(want), -1), model_sources=sources)
+    r = run_project(project.dir, timeout=300)
+    assert r.passed, "\n".join(r.summary_lines())
+    assert "pairs_s8(" in (tmp_path / "src" / "op.c").read_text()

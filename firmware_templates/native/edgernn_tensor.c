@@ -245,6 +245,79 @@ void edgernn_conv_pairs_s8(const edgernn_conv_pairs *c, const int8_t *input, int
     EDGERNN_FOR_POSITIONS(p, p->in_c, output = edgernn_conv_pairs_position(c, image, iy0, ix0, output, window));
 }
 
+/* The window of one depthwise position, channel-major: window[c * taps + t]. */
+static void edgernn_depthwise_window(const edgernn_conv_params *p, const int8_t *image, int32_t iy0, int32_t ix0,
+                                     int32_t scale, int32_t taps, int16_t *window)
+{
+    const int32_t in_c = p->in_c;
+    const int16_t fill = (int16_t)(p->input_zero_point * scale);
+    int32_t t = 0;
+    int32_t fy;
+    int32_t fx;
+    int32_t c;
+    for (fy = 0; fy < p->filter_h; ++fy) {
+        const int32_t iy = iy0 + fy * p->dilation_h;
+        for (fx = 0; fx < p->filter_w; ++fx, ++t) {
+            const int32_t ix = ix0 + fx * p->dilation_w;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                for (c = 0; c < in_c; ++c) {
+                    window[c * taps + t] = fill;
+                }
+            } else {
+                const int8_t *src = image + ((long)iy * p->in_w + ix) * in_c;
+                for (c = 0; c < in_c; ++c) {
+                    window[c * taps + t] = (int16_t)(src[c] * scale);
+                }
+            }
+        }
+    }
+    if (t < taps) {
+        for (c = 0; c < in_c; ++c) {
+            window[c * taps + t] = 0;
+        }
+    }
+}
+
+static int8_t *edgernn_depthwise_pairs_position(const edgernn_depthwise_pairs *d, const int8_t *image, int32_t iy0,
+                                                int32_t ix0, int8_t *output, int16_t *window)
+{
+    const edgernn_conv_params *p = d->conv;
+    const int32_t half = d->taps / 2;
+    const uint32_t *w = d->words;
+    int32_t o;
+    int32_t j;
+    edgernn_depthwise_window(p, image, iy0, ix0, d->scale, d->taps, window);
+    for (o = 0; o < p->out_c; ++o) {
+        const int16_t *x = window + (o / p->depth_multiplier) * d->taps;
+        const int32_t m = (int32_t)w[1];
+        const int32_t rounding = (int32_t)w[2];
+        const int32_t rs = (int32_t)w[3];
+        int32_t acc = (int32_t)w[0];
+        int32_t r;
+        w += 4;
+        for (j = 0; j < half; ++j) {
+#if EDGERNN_USE_SMLAD
+            uint32_t xx;
+            memcpy(&xx, x + 2 * j, 4);
+            acc = __smlad((int32_t)w[j], (int32_t)xx, acc);
+#else
+            acc += (int32_t)(int16_t)(w[j] & 0xFFFFu) * x[2 * j] + (int32_t)(int16_t)(w[j] >> 16) * x[2 * j + 1];
+#endif
+        }
+        w += half;
+        r = rs == 0 ? edgernn_smmlar(acc, m, rounding) : edgernn_smmlar(acc, m, rounding + (acc >> 31)) >> rs;
+        *output++ = (int8_t)edgernn_tensor_clamp(edgernn_clamp_s8(r), p->activation_min, p->activation_max);
+    }
+    return output;
+}
+
+void edgernn_depthwise_pairs_s8(const edgernn_depthwise_pairs *c, const int8_t *input, int8_t *output,
+                                int16_t *window)
+{
+    const edgernn_conv_params *p = c->conv;
+    EDGERNN_FOR_POSITIONS(p, p->in_c, output = edgernn_depthwise_pairs_position(c, image, iy0, ix0, output, window));
+}
+
 /* ---------------------------------------------------------------------------------------
  * MAX_POOL_2D / AVERAGE_POOL_2D over the in-image part of each window
  * ------------------------------------------------------------------------------------- */

@@ -85,6 +85,24 @@ typedef struct {
 /* window: filter_h x filter_w x in_c int16 values (+ 1 when odd), 4-byte aligned */
 void edgernn_conv_pairs_s8(const edgernn_conv_pairs *c, const int8_t *input, int8_t *output, int16_t *window);
 
+/* DEPTHWISE_CONV_2D with the taps on SMLAD pairs: for each output position the window is
+ * widened once, channel by channel (in_c rows of `taps` int16 values pre-scaled by `scale`, a
+ * tap outside the input reading the zero point, a zero after an odd tap count); each output
+ * channel then sums its int16 weight pairs against its input channel's row with SMLAD from the
+ * pre-scaled folded bias, and requantizes like the row-pair kernel (SMMLAR with the zero point
+ * in the rounding term, SSAT). words, per output channel: start word, multiplier, rounding,
+ * right shift, then taps / 2 weight pairs (laid out by edgernn). */
+typedef struct {
+    const edgernn_conv_params *conv;
+    const uint32_t *words;
+    int32_t taps;                 /* filter_h x filter_w, rounded up to even */
+    int32_t scale;                /* 2^(1 + left shift) */
+} edgernn_depthwise_pairs;
+
+/* window: in_c x taps int16 values, 4-byte aligned */
+void edgernn_depthwise_pairs_s8(const edgernn_depthwise_pairs *c, const int8_t *input, int8_t *output,
+                                int16_t *window);
+
 /* ---------------------------------------------------------------------------------------
  * MAX_POOL_2D / AVERAGE_POOL_2D (input and output share scale and zero point).
  * ------------------------------------------------------------------------------------- */

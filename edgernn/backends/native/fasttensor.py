@@ -12,9 +12,12 @@ A CONV_2D runs as that FC once per output position (no im2col buffer of the whol
 in filter order, a tap outside the input reading the input zero point, which is exactly what
 the folded bias expects -- into one int16 vector pre-scaled by ``2^(1 + left shift)``, shared
 by every output channel, and calls the kernel. A FULLY_CONNECTED on rows is the 1 x 1 case.
-Anything the kernel cannot take exactly (odd channel counts, mixed left shifts, a right shift
-of 0 next to others, accumulators past the row-pair bound, groups, depthwise) keeps the
-reference kernel; :func:`pairs_layout` says which kernel choices use the layout.
+A DEPTHWISE_CONV_2D (each output channel reads its own input channel, so no two rows share an
+input) widens the window channel by channel and sums each channel's int16 weight pairs with
+SMLAD, requantized the same way (:func:`depthwise_words`). Anything the kernels cannot take
+exactly (odd channel counts, mixed left shifts, a right shift of 0 next to others, accumulators
+past the bounds, groups) keeps the reference kernel; :func:`pairs_layout` says which kernel
+choices use the layouts.
 """
 
 from __future__ import annotations
@@ -62,18 +65,7 @@ def fc8_stream(w: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point:
         raise NotFast(f"{where}: {n} outputs (the kernel writes row pairs)")
     if n_input + 1 > MAX_PAIRS_COLUMNS:
         raise NotFast(f"{where}: {n_input} columns")
-    mult = np.broadcast_to(np.asarray(multipliers, np.int64).reshape(-1), (n,))
-    shift = np.broadcast_to(np.asarray(shifts, np.int64).reshape(-1), (n,))
-    ls = np.maximum(shift, 0)
-    if ls.min() != ls.max():
-        raise NotFast(f"{where}: per-channel left shifts differ ({sorted(set(ls.tolist()))})")
-    rs = np.maximum(-shift, 0)
-    if rs.max() > 23 or (rs.min() == 0 < rs.max()):
-        raise NotFast(f"{where}: right shifts {sorted(set(rs.tolist()))} (one of them 0, or above 23)")
-    rounding = zero_point * (1 << rs) + np.where(rs > 0, 1 << np.maximum(rs - 1, 0), 0)
-    if np.abs(rounding).max() >= 1 << 30:
-        raise NotFast(f"{where}: output zero point {zero_point} x 2^{int(rs.max())} does not fit the rounding term")
-    scale = pre_scale(int(ls[0]), where)
+    mult, rounding, rs, scale = requant_rows(multipliers, shifts, zero_point, n, where)
     passes = _pairs_product(w, np.asarray(bias, np.int64).reshape(-1), scale, where)
     uniform = rs.min() == rs.max()
     words: list[int] = []
@@ -87,6 +79,59 @@ def fc8_stream(w: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point:
             end = len(words)
     return Fc8Stream(words=np.asarray(words, np.int64) & 0xFFFFFFFF, passes_end=end, pairs=n // 2,
                      n_input=n_input, rs=int(rs[0]) if uniform else -1, scale=scale)
+
+
+def requant_rows(multipliers, shifts, zero_point: int, n: int, where: str):
+    """(multipliers, rounding terms, right shifts, pre-scale) of ``n`` rows requantized as
+    ``clamp8(SMMLAR(acc, m, R + [rs > 0] (acc >> 31)) >> rs)`` with R = zero point x 2^rs +
+    2^(rs - 1): TFLM's MultiplyByQuantizedMultiplier plus the zero point, for accumulators
+    whose inputs carry the pre-scale 2^(1 + left shift); raises :class:`NotFast`."""
+    mult = np.broadcast_to(np.asarray(multipliers, np.int64).reshape(-1), (n,))
+    shift = np.broadcast_to(np.asarray(shifts, np.int64).reshape(-1), (n,))
+    ls = np.maximum(shift, 0)
+    if ls.min() != ls.max():
+        raise NotFast(f"{where}: per-channel left shifts differ ({sorted(set(ls.tolist()))})")
+    rs = np.maximum(-shift, 0)
+    if rs.max() > 23 or (rs.min() == 0 < rs.max()):
+        raise NotFast(f"{where}: right shifts {sorted(set(rs.tolist()))} (one of them 0, or above 23)")
+    rounding = zero_point * (1 << rs) + np.where(rs > 0, 1 << np.maximum(rs - 1, 0), 0)
+    if np.abs(rounding).max() >= 1 << 30:
+        raise NotFast(f"{where}: output zero point {zero_point} x 2^{int(rs.max())} does not fit the rounding term")
+    return mult, rounding, rs, pre_scale(int(ls[0]), where)
+
+
+def depthwise_words(w: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point: int,
+                    where: str) -> tuple[np.ndarray, int, int]:
+    """(words, taps rounded up to even, pre-scale) of a DEPTHWISE_CONV_2D whose output channel o
+    has the taps ``w[o]`` (filter order): per channel its pre-scaled start word (the folded bias),
+    multiplier, rounding term and right shift (:func:`requant_rows`), then one word per tap pair
+    holding the two int16 weights, for SMLAD over the channel's taps (edgernn_depthwise_pairs_s8)."""
+    w = np.asarray(w, np.int64)
+    n, k = w.shape
+    mult, rounding, rs, scale = requant_rows(multipliers, shifts, zero_point, n, where)
+    taps = k + k % 2
+    w = np.concatenate([w, np.zeros((n, taps - k), np.int64)], axis=1)
+    bias = np.asarray(bias, np.int64).reshape(-1)
+    bound = (np.abs(w).sum(axis=1) * 128 + np.abs(bias)) * scale
+    if bound.max() >= 1 << 31:
+        raise NotFast(f"{where}: |accumulator| x pre-scale may reach {int(bound.max())} >= 2^31")
+    pairs = (w[:, 0::2] & 0xFFFF) | ((w[:, 1::2] & 0xFFFF) << 16)
+    head = np.stack([bias * scale, mult, rounding, rs], axis=1)
+    return np.concatenate([head, pairs], axis=1).reshape(-1) & 0xFFFFFFFF, taps, scale
+
+
+def depthwise_pairs(p: str, where: str, w_taps: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point: int,
+                    source: str, x: str, y: str, channels: int):
+    """(words array, struct fields, C call, window bytes) of a DEPTHWISE_CONV_2D whose params struct
+    is ``$p`` (geometry only); raises :class:`NotFast`."""
+    words, taps, scale = depthwise_words(w_taps, bias, multipliers, shifts, zero_point, where)
+    array = ConstArray(f"{p}_words", "uint32_t", words,
+                       f"{source}: per output channel its start word (the folded bias x {scale}), multiplier, zero "
+                       "point x 2^rs + rounding, right shift, then its taps as int16 pairs")
+    fields = [(f"&${p}", "geometry, zero points, activation range"), (f"${array.name}", "per-channel words"),
+              (str(taps), "taps, rounded up to even"), (str(scale), "the window's pre-scale, 2^(1 + left shift)")]
+    call = f"edgernn_depthwise_pairs_s8(&${p}_pairs, {x}, {y}, (int16_t *)(@w@));"
+    return array, fields, call, 2 * taps * channels
 
 
 def conv_pairs(p: str, where: str, w2d: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point: int,

@@ -20,7 +20,7 @@ from ...tflite_model import Operator, Subgraph, TFLiteModel, strided_slice_index
 from . import prepare
 from .loop import _add_plan, _mul_plan, int8_activation_table
 from .fastlstm import NotFast
-from .fasttensor import conv_pairs, pairs_layout
+from .fasttensor import conv_pairs, depthwise_pairs, pairs_layout
 from .plan import ConstArray, _fail, _fully_connected, _scale, _softmax, _zp
 
 MAX_DIMS = 5  # EDGERNN_MAX_DIMS
@@ -126,11 +126,16 @@ def _pairs_step(p: str, i: int, opcode: str, where: str, comment: str, geometry:
     """The Step of a CONV_2D (or FULLY_CONNECTED, 1 x 1) on the row-pair kernel; raises NotFast."""
     stream, fields, call, kernel, window = conv_pairs(p, where, w2d, bias, [q[0] for q in qs], [q[1] for q in qs],
                                                       zp_out, source, t(x), t(y))
-    conv = CStruct(p, "edgernn_conv_params", [(str(int(v)), c) for v, c in geometry] +
-                   [("0", f"{what}: in ${stream.name}") for what in ("weights", "bias", "multipliers", "shifts")],
-                   comment + ", on the row-pair kernel (edgernn_conv_pairs_s8)")
+    conv = _geometry(p, geometry, stream, comment + ", on the row-pair kernel (edgernn_conv_pairs_s8)")
     return Step(i, opcode, conv.comment, [call], [conv, CStruct(f"{p}_pairs", "edgernn_conv_pairs", fields)], [stream],
                 kernels=[kernel], window=window)
+
+
+def _geometry(p: str, geometry: list, array: ConstArray, comment: str) -> CStruct:
+    """The edgernn_conv_params of a convolution whose constants are all in ``array``."""
+    return CStruct(p, "edgernn_conv_params", [(str(int(v)), c) for v, c in geometry] +
+                   [("0", f"{what}: in ${array.name}") for what in ("weights", "bias", "multipliers", "shifts")],
+                   comment)
 
 
 def plan_conv(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None, out_shape=None,
@@ -201,6 +206,16 @@ def plan_conv(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None,
         try:
             return _pairs_step(p, i, op.opcode, where, comment, g, wd.reshape(cout, -1), folded, qs, _zp(y),
                                arrays[0].comment.split(":")[0], op.inputs[0], op.outputs[0])
+        except NotFast:
+            pass
+    if depthwise and pairs_layout(kernel):
+        try:
+            words, fields, call, window = depthwise_pairs(
+                p, where, wd[0].reshape(-1, cout).T, folded, [q[0] for q in qs], [q[1] for q in qs], _zp(y),
+                arrays[0].comment.split(":")[0], t(op.inputs[0]), t(op.outputs[0]), int(in_shape[3]))
+            conv = _geometry(p, g, words, comment + ", taps on SMLAD pairs (edgernn_depthwise_pairs_s8)")
+            return Step(i, op.opcode, conv.comment, [call],
+                        [conv, CStruct(f"{p}_pairs", "edgernn_depthwise_pairs", fields)], [words], window=window)
         except NotFast:
             pass
     fields = [(str(int(v)), c) for v, c in g] + [(f"${a.name}", a.name.split("_", 1)[1]) for a in arrays]
