@@ -169,8 +169,10 @@ def train(data, cell, units, layers, bidirectional, return_sequences, activation
 @click.option("--val", type=click.Path(),
               help="Validation data (.npz with x and y) on which each epoch's int8 model is scored "
                    "(default: --data); the best epoch is kept, epoch 0 being the model as given.")
+@click.option("--state", type=click.Choice(["int16", "int8"]), default="int16", show_default=True,
+              help="The `convert --state` the model will be converted with (GRU / SimpleRNN / Bidirectional).")
 @_friendly
-def qat(model, data, output, epochs, learning_rate, seed, calib, val):
+def qat(model, data, output, epochs, learning_rate, seed, calib, val, state):
     """Fine-tune a trained MODEL with int8 quantization-aware training.
 
     Keeps the epoch whose int8 model scores best on --val (or --data), the given model
@@ -184,7 +186,7 @@ def qat(model, data, output, epochs, learning_rate, seed, calib, val):
     from .qat import qat_finetune
 
     res = qat_finetune(model, data, epochs=epochs, output=output, seed=seed, calib=calib, val=val,
-                       learning_rate=learning_rate)
+                       learning_rate=learning_rate, state=state)
     click.echo(f"QAT fine-tuned {res.epochs_run} epochs -> {res.path}")
     what = "the given model, unchanged" if res.kept_epoch == 0 else "weights on their int8 grid"
     click.echo(f"  kept epoch {res.kept_epoch} ({what}): int8 {res.selection_metric} {res.kept_score:.4f} "
@@ -198,9 +200,12 @@ def qat(model, data, output, epochs, learning_rate, seed, calib, val):
 @click.option("--calib", type=click.Path(), required=True, help="Calibration data (.npz/.npy, x (N, T, F)).")
 @click.option("-o", "--output", type=click.Path(), required=True, help="Flatbuffer to write (.tflite).")
 @click.option("--streaming", is_flag=True, help="One time step per call, state kept between calls.")
+@click.option("--state", type=click.Choice(["int16", "int8"]), default="int16", show_default=True,
+              help="GRU / SimpleRNN / Bidirectional cells: the recurrent state and step arithmetic "
+                   "(int8: less precise over long sequences, no int16 kernels needed).")
 @click.option("--no-arena", is_flag=True, help="Skip measuring the exact TFLM arena.")
 @_friendly
-def convert(model, calib, output, streaming, no_arena):
+def convert(model, calib, output, streaming, state, no_arena):
     """Quantize MODEL (.keras, .h5, SavedModel) to an int8 TFLite Micro flatbuffer.
 
     \b
@@ -209,7 +214,7 @@ def convert(model, calib, output, streaming, no_arena):
     """
     from . import convert as _convert, inspect as _inspect
 
-    res = _convert(model, calib, output, streaming=streaming)
+    res = _convert(model, calib, output, streaming=streaming, state=state)
     rep = _inspect(res.path, arena=not no_arena)
     click.echo(f"wrote {res.path}: {_kib(rep.flatbuffer_bytes)}, int8, T={res.timesteps}"
                f"{', streaming' if res.streaming else ''}")

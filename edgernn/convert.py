@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ir
+from .backends.tflm.cells import STATES
 from .backends.tflm.convert import ConvertResult, check_rebuild_matches, conversion_strategy, convert_ir, write_atomic
 from .backends.tflm.streaming import check_streamable
 from .data import Dataset, check_x, load_dataset
@@ -25,7 +26,7 @@ def _calibration(calib, model: ir.Model) -> np.ndarray:
     return check_x(calib, "calibration array", **spec)
 
 
-def convert(model, calib, output=None, *, streaming: bool = False) -> ConvertResult:
+def convert(model, calib, output=None, *, streaming: bool = False, state: str = "int16") -> ConvertResult:
     """Quantize ``model`` (path, Keras object or IR) to int8 and write ``output`` (.tflite).
 
     ``calib``: an .npz/.npy path, a :class:`Dataset` or an array (N, T, F) of representative
@@ -35,9 +36,17 @@ def convert(model, calib, output=None, *, streaming: bool = False) -> ConvertRes
     recurrent state lives in TFLM variable tensors kept between ``invoke()`` calls until
     ``reset()``. Fed a sequence one sample at a time it gives the same int8 outputs as the
     whole-sequence model (calibrated on the same data). Bidirectional models are refused.
+
+    ``state``: for the WHILE-graph cells (GRU, SimpleRNN, Bidirectional and mixed stacks),
+    "int16" (default) keeps the recurrent state and the step arithmetic in int16, with one
+    FULLY_CONNECTED per input side; "int8" keeps everything int8, one FULLY_CONNECTED per gate
+    (less precise over long sequences; for kernels without int16 support). Inputs, outputs and
+    weights are int8 either way. The fused LSTM keeps its own (int16 cell, int8 hidden state).
     """
     if output is not None and Path(output).suffix != ".tflite":
         raise EdgeRNNError(f"{output}: the output file must end in .tflite")
+    if state not in STATES:
+        raise EdgeRNNError(f"--state {state!r}: use one of {', '.join(STATES)}")
     keras_obj = None
     if isinstance(model, ir.Model):
         m = model
@@ -50,13 +59,13 @@ def convert(model, calib, output=None, *, streaming: bool = False) -> ConvertRes
     diff = None
     if keras_obj is not None:
         diff = check_rebuild_matches(keras_obj, m, x[:8])
-    data = convert_ir(m, x, streaming=streaming)
+    data = convert_ir(m, x, streaming=streaming, state=state)
     path = None
     if output is not None:
         path = Path(output)
         write_atomic(path, data)
     notes = ["fused int8 LSTM (TFLite converter)" if conversion_strategy(m) == "fused-lstm" else
-             "WHILE loop of builtin int8 ops per recurrent layer (written by edgernn)"]
+             f"WHILE loop of builtin ops per stack of recurrent layers (written by edgernn), {state} state"]
     if streaming:
         notes.append("streaming: one time step per invoke(), state kept in TFLM variable tensors "
                      "until reset()")

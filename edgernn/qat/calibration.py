@@ -42,7 +42,8 @@ def _observer(qmodel, timesteps: int, float_weights: bool):
     if found is None:
         model = qmodel._edgernn_ir
         twin = build_qat_model(model, timesteps, stateful=uses_fused_lstm(model),
-                               mode=OBSERVE_FLOAT if float_weights else OBSERVE)
+                               mode=OBSERVE_FLOAT if float_weights else OBSERVE,
+                               state=getattr(qmodel, "_edgernn_state", "int16"))
         found = twin, tf.function(lambda x: twin(x, training=False), reduce_retracing=True)
         object.__setattr__(qmodel, attr, found)  # not a tracked Keras attribute
     return found

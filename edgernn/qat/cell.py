@@ -3,10 +3,12 @@
 tfmot's ``QuantizeConfig`` reaches a layer's weights and output but not the hidden state fed
 back at each step, the LSTM cell state or the GRU's gate products, so the recurrent layers of
 the QAT model are ``tf_keras.layers.RNN`` over :class:`QATCell`: Keras' equations (same weight
-layout and gate order) with a quantizer at each tensor the int8 kernels store. Two layouts,
-after :func:`edgernn.backends.tflm.convert.conversion_strategy`: the fused int8 LSTM (int16
-gates and cell state) and the WHILE graphs of :mod:`edgernn.backends.tflm.recurrent` (one
-int8 FULLY_CONNECTED per gate, every sum and product int8).
+layout and gate order) with a quantizer at each tensor the integer kernels store. Three
+layouts, after :func:`edgernn.backends.tflm.convert.conversion_strategy` and ``convert
+--state``: the fused int8 LSTM (int16 gates and cell state), and the WHILE graphs of
+:mod:`edgernn.backends.tflm.cells`: int16 (one FULLY_CONNECTED per input side, int16 state
+and step arithmetic, the layer's int8 output a QUANTIZE of h) or int8 (one FULLY_CONNECTED
+per gate, every sum and product int8).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import tensorflow as tf
 import tf_keras as tfk
 
 from .. import ir
-from ..quantize.params import LOGISTIC_OUT, SATURATING_RANGE, TANH_OUT
-from .quantizers import FixedRangeQuantizer, PowerOfTwoQuantizer, RangeQuantizer, SaturatingRangeQuantizer
+from ..quantize.params import LOGISTIC_OUT, SATURATING_RANGE, SATURATING_RANGE_INT16, TANH_OUT
+from .quantizers import (FixedRangeQuantizer, PowerOfTwoQuantizer, RangeQuantizer, SaturatingRangeQuantizer,
+                         SymmetricRangeQuantizer)
 
 GATE_INT16_SCALE = 2.0 ** -12  # TFLM integer LSTM: gate pre-activations (nonlinear input)
 LOGISTIC_INT8 = LOGISTIC_OUT.int8_range  # int8 LOGISTIC output: scale 1/256, zero point -128
@@ -39,11 +42,15 @@ class QATCell(tfk.layers.Layer):
     """
 
     def __init__(self, cell: str, units: int, activation: str = "tanh", reset_after: bool = True,
-                 fused: bool = False, *, mode: str, **kwargs):
+                 fused: bool = False, *, mode: str, state: str = "int16", return_sequences: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.cell, self.units, self.activation_name, self.reset_after = cell, int(units), activation, reset_after
         self.fused = bool(fused)
         self.mode = mode
+        self.state = state
+        # int16: every step's int8 h is quantized (h8) only when the layer returns sequences;
+        # else only the final one is, by the layer's output quantizer (.model)
+        self.return_sequences = bool(return_sequences)
         self.state_size = [self.units, self.units] if cell == "lstm" else [self.units]
         self.output_size = self.units
 
@@ -66,7 +73,9 @@ class QATCell(tfk.layers.Layer):
         if self.cell == "lstm" and self.fused:
             return [("gates", FixedRangeQuantizer(mode, -8.0, 8.0 - GATE_INT16_SCALE, 16)),
                     ("cell_state", PowerOfTwoQuantizer(mode)), ("h", r8)]
-        # the converter's WHILE graphs (edgernn.backends.tflm.recurrent): pre-activations
+        if self.state == "int16":
+            return self._int16_point_specs()
+        # the converter's int8 WHILE graphs (edgernn.backends.tflm.cells): pre-activations
         # read only by LOGISTIC / TANH on their clipped ranges, a GRU's / LSTM's h on
         # TANH's fixed grid (|h| < 1)
         pre_sig = SaturatingRangeQuantizer(mode, *SATURATING_RANGE["LOGISTIC"])
@@ -81,10 +90,75 @@ class QATCell(tfk.layers.Layer):
             pts += [(f"{g}_pre", pre_tanh if g == "c" else pre_sig) for g in gates]
             pts += [("f_c", r8), ("i_g", r8), ("c", r8), ("h", tanh)]
         else:
-            pts += [("z_pre", pre_sig), ("r_pre", pre_sig), ("hc_pre", pre_tanh), ("h_minus_hc", r8),
-                    ("z_d", r8), ("h", tanh)]
+            pts += [("z_pre", pre_sig), ("r_pre", pre_sig), ("hc_pre", pre_tanh), ("z_d", r8), ("h", tanh),
+                    ("h_minus_hc", FixedRangeQuantizer(mode, -2.0, 127.0 / 64.0))]  # cells.SUB_OUT
             pts += [("r_hh", r8)] if self.reset_after else [("rh", r8), ("hh", r8)]
         return pts
+
+    def _int16_point_specs(self):
+        """The int16 layout's points (names as :mod:`edgernn.backends.tflm.cells` names the
+        tensors): merged projections and step tensors symmetric int16 on calibrated ranges,
+        gate outputs and bounded states on the Q15 grid, a GRU's h - hc on 2^-14, the layer's
+        int8 output ``h8`` on TANH's 1/128 grid (calibrated for relu)."""
+        mode = self.mode
+        s16 = SymmetricRangeQuantizer(mode, 16)
+        q15 = FixedRangeQuantizer(mode, -1.0, 1.0 - 2.0 ** -15, 16)
+        sig16 = SymmetricRangeQuantizer(mode, 16, *SATURATING_RANGE_INT16["LOGISTIC"])
+        tanh16 = SymmetricRangeQuantizer(mode, 16, *SATURATING_RANGE_INT16["TANH"])
+        relu = self.cell == "rnn" and self.activation_name == "relu"
+        pts = [("X", s16), ("q15", q15)]
+        if self.return_sequences:
+            pts.append(("h8", RangeQuantizer(mode, 8) if relu else FixedRangeQuantizer(mode, *TANH_INT8)))
+        if self.cell == "gru":
+            pts += [("H_zr", s16), ("zr_pre", sig16), ("hc_pre", tanh16), ("z_d", s16),
+                    ("h_minus_hc", FixedRangeQuantizer(mode, -2.0, 2.0 - 2.0 ** -14, 16))]
+            pts += [("H_h", s16), ("r_hh", s16)] if self.reset_after else [("rh", s16), ("hh", s16)]
+        elif self.cell == "lstm":
+            pts += [("H", s16), ("pre", sig16), ("f_c", s16), ("i_g", s16), ("c", s16)]
+        else:
+            pts += [("H", s16)] + ([("h", s16)] if relu else [("h_pre", tanh16)])
+        return pts
+
+    def _call_int16(self, inputs, states):
+        """One step of the int16 layout (see :mod:`edgernn.backends.tflm.cells`): returns the
+        int8 output and the new int16 states."""
+        h_prev = states[0]
+        k, rk, b = self.kernel, self.recurrent_kernel, self.bias
+        u, q = self.units, self.q
+        if self.cell == "gru":
+            if self.reset_after:  # the recurrent z, r biases fold into the input side
+                bx = b[0] + tf.concat([b[1][:2 * u], tf.zeros([u], b.dtype)], 0)
+            else:
+                bx = b
+            x_all = q("X", tf.matmul(inputs, k) + bx)
+            h_zr = q("H_zr", tf.matmul(h_prev, rk[:, :2 * u]))
+            zr = q("q15", tf.sigmoid(q("zr_pre", x_all[:, :2 * u] + h_zr)))
+            z, r = zr[:, :u], zr[:, u:]
+            if self.reset_after:
+                rhh = q("r_hh", r * q("H_h", tf.matmul(h_prev, rk[:, 2 * u:]) + b[1][2 * u:]))
+            else:
+                rhh = q("hh", tf.matmul(q("rh", r * h_prev), rk[:, 2 * u:]))
+            hc = q("q15", tf.tanh(q("hc_pre", x_all[:, 2 * u:] + rhh)))
+            h = q("q15", hc + q("z_d", z * q("h_minus_hc", h_prev - hc)))
+            return self._int8(h), [h]
+        x_all = q("X", tf.matmul(inputs, k) + b)
+        h_all = q("H", tf.matmul(h_prev, rk))
+        if self.cell == "lstm":
+            pre = q("pre", x_all + h_all)
+            zi, zf, zc, zo = tf.split(pre, 4, axis=-1)
+            c = q("c", q("f_c", q("q15", tf.sigmoid(zf)) * states[1]) +
+                  q("i_g", q("q15", tf.sigmoid(zi)) * q("q15", tf.tanh(zc))))
+            h = q("q15", q("q15", tf.sigmoid(zo)) * q("q15", tf.tanh(c)))
+            return self._int8(h), [h, c]
+        if self.activation_name == "relu":
+            h = q("h", tf.nn.relu(x_all + h_all))
+        else:
+            h = q("q15", tf.tanh(q("h_pre", x_all + h_all)))
+        return self._int8(h), [h]
+
+    def _int8(self, h):
+        """The layer's int8 output of a step (QUANTIZE of h), when the layer returns sequences."""
+        return self.q("h8", h) if self.return_sequences else h
 
     def q(self, name, x):
         quantizer, weights = self.points[name]
@@ -100,7 +174,9 @@ class QATCell(tfk.layers.Layer):
             c = q("cell_state", tf.sigmoid(zf) * states[1] + tf.sigmoid(zi) * tf.tanh(zc))
             h = q("h", tf.sigmoid(zo) * tf.tanh(c))
             return h, [h, c]
-        # the WHILE graphs of edgernn.backends.tflm.recurrent: one FULLY_CONNECTED per gate
+        if self.state == "int16":
+            return self._call_int16(inputs, states)
+        # the int8 WHILE graphs of edgernn.backends.tflm.cells: one FULLY_CONNECTED per gate
         b_in = b[0] if b.shape.rank == 2 else b
 
         def proj(gi, g, rec=True, rec_bias=False):
@@ -143,5 +219,6 @@ class QATCell(tfk.layers.Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(cell=self.cell, units=self.units, activation=self.activation_name,
-                   reset_after=self.reset_after, fused=self.fused, mode=self.mode)
+                   reset_after=self.reset_after, fused=self.fused, mode=self.mode, state=self.state,
+                   return_sequences=self.return_sequences)
         return cfg

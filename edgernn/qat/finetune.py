@@ -83,12 +83,12 @@ SELECT_WITH = ("int8", "fake-quant")
 TFLM_ARENA = 1 << 22  # bytes, fixed (no arena search per epoch); a model needing more fails to allocate
 
 
-def int8_outputs(model: ir.Model, calib_x: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``model`` converted as ``edgernn convert`` does with ``calib_x``, run on ``x`` in the
-    bit-exact simulator (the TFLM int8 outputs), dequantized; in TFLM itself when the
-    simulator lacks one of the flatbuffer's ops."""
+def int8_outputs(model: ir.Model, calib_x: np.ndarray, x: np.ndarray, state: str = "int16") -> np.ndarray:
+    """``model`` converted as ``edgernn convert --state state`` does with ``calib_x``, run on
+    ``x`` in the bit-exact simulator (the TFLM int8 outputs), dequantized; in TFLM itself when
+    the simulator lacks one of the flatbuffer's ops."""
     calib = check_x(calib_x, "calibration array", features=model.input.features, timesteps=model.input.timesteps)
-    tflite = convert_ir(model, calib)
+    tflite = convert_ir(model, calib, state=state)
     try:
         sim = Simulator.from_bytes(tflite)
     except EdgeRNNError as e:
@@ -117,7 +117,8 @@ def _selection_score(out: np.ndarray, y: np.ndarray, classification: bool) -> fl
 
 def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, seed: int = 0,
                  calib=None, val=None, select_with: str = "int8", learning_rate: float = 1e-4,
-                 batch_size: int = 32, clipnorm: float | None = 1.0, progress_callback=None) -> QATResult:
+                 batch_size: int = 32, clipnorm: float | None = 1.0, progress_callback=None,
+                 state: str = "int16") -> QATResult:
     """Fine-tune a trained model with int8 fake quantization; return (and save) the float model.
 
     ``model_path_or_keras``: a .keras/.h5 path, a Keras 3 or tf_keras model, or an IR model.
@@ -126,7 +127,8 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
     trained for (default ``data``'s); pass the same to ``edgernn convert``. ``val``: labelled
     data (same forms as ``data``) on which the epochs are scored; default ``data``.
     ``output``: .keras (or .h5) path. ``progress_callback(epoch, logs)`` is called after each
-    epoch. The default learning rate is a fine-tuning one (the trainer's is 3e-3): the model
+    epoch. ``state``: the ``edgernn convert --state`` the model will be converted with (the
+    WHILE-graph cells' layout the quantizers follow). The default learning rate is a fine-tuning one (the trainer's is 3e-3): the model
     is converged, QAT only has to move it to where int8 rounding costs least.
 
     Keep-best: the given weights are epoch 0. They, and the weights after each epoch, are
@@ -180,7 +182,7 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
     except Exception:  # pragma: no cover - older TF
         pass
     timesteps = int(ds.x.shape[1])
-    qmodel = build_qat_model(model, timesteps)
+    qmodel = build_qat_model(model, timesteps, state=state)
     if classification:
         from_logits = model.output_activation != "softmax"
         loss = tfk.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
@@ -205,7 +207,7 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
             return worst, m
         if select_with == "int8":
             try:
-                out = int8_outputs(m, calib_x, sel.x)
+                out = int8_outputs(m, calib_x, sel.x, state)
             except (EdgeRNNError, ValueError, OverflowError) as e:
                 if epoch == 0:
                     raise

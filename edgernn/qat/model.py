@@ -42,8 +42,12 @@ def _feedforward(l, h, mode: str, annotate):
     return h, ((k, weights) if weights else None)
 
 
-def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = False, mode: str = ROUND):
+def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = False, mode: str = ROUND,
+                    state: str = "int16"):
     """The fake-quantized tf_keras model of ``model`` (weights copied from the IR).
+
+    ``state``: the WHILE-graph layout ``edgernn convert --state`` will write ("int16" or
+    "int8"); the fused LSTM has its own.
 
     ``mode``: what its quantizers do, :data:`~.quantizers.ROUND` (fake-quantize) or one of the
     observing modes of the calibration twin (:mod:`.calibration`). ``stateful``: batch 1 and
@@ -55,8 +59,10 @@ def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = 
     annotate = tfmot.quantization.keras.quantize_annotate_layer
     fused = uses_fused_lstm(model)
 
-    def rnn(l: ir.Recurrent, name=None, go_backwards=None):
-        cell = QATCell(l.cell, l.units, activation=l.activation, reset_after=l.reset_after, fused=fused, mode=mode)
+    def rnn(l: ir.Recurrent, name=None, go_backwards=None, stacked=False):
+        # int8 output sequence (QUANTIZE of h) unless the next layer of the stack reads h itself
+        cell = QATCell(l.cell, l.units, activation=l.activation, reset_after=l.reset_after, fused=fused, mode=mode,
+                       state=state, return_sequences=l.return_sequences and not stacked)
         return tfk.layers.RNN(cell, return_sequences=l.return_sequences, unroll=False, name=name or l.name,
                               stateful=stateful,
                               go_backwards=l.go_backwards if go_backwards is None else go_backwards)
@@ -64,10 +70,15 @@ def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = 
     inp = tfk.Input(shape=(timesteps, model.input.features), batch_size=1 if stateful else None, name="input")
     h = annotate(InputQuant(name="input_quant"), OutputQuantizeConfig(mode))(inp)
     pending = []
-    for l in model.layers:
+    for j, l in enumerate(model.layers):
         if l.kind == "recurrent":
-            k = rnn(l)
-            h = annotate(k, RecurrentQuantizeConfig(mode, recurrent_blocks(fused)))(h)
+            stacked = state == "int16" and not fused and j + 1 < len(model.layers) \
+                and model.layers[j + 1].kind == "recurrent"
+            k = rnn(l, stacked=stacked)
+            final = None
+            if state == "int16" and not fused and not l.return_sequences:  # QUANTIZE of the final h
+                final = "range" if (l.cell == "rnn" and l.activation == "relu") else "tanh"
+            h = annotate(k, RecurrentQuantizeConfig(mode, recurrent_blocks(fused), final_output=final))(h)
             pending.append((k, [l.kernel, l.recurrent_kernel, l.bias]))
         elif l.kind == "bidirectional":
             f, b = l.forward, l.backward
@@ -94,5 +105,6 @@ def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = 
             var.assign(np.asarray(w, np.float32))
     with tfmot.quantization.keras.quantize_scope({**CUSTOM_OBJECTS, "InputQuant": InputQuant, "QATCell": QATCell}):
         qmodel = tfmot.quantization.keras.quantize_apply(annotated, scheme=Scheme())
-    object.__setattr__(qmodel, "_edgernn_ir", model)  # for calibrate(); not a tracked attribute
+    object.__setattr__(qmodel, "_edgernn_ir", model)  # for calibrate(); not tracked attributes
+    object.__setattr__(qmodel, "_edgernn_state", state)
     return qmodel

@@ -77,6 +77,30 @@ class SaturatingRangeQuantizer(RangeQuantizer):
         return {"mode": self.mode, "lo": self.lo, "hi": self.hi, "num_bits": self.num_bits}
 
 
+class SymmetricRangeQuantizer(RangeQuantizer):
+    """Symmetric ``num_bits`` (int16) fake quantization, zero point 0, scale ``max|x| / 32767``
+    over the calibrated range: the int16 step tensors of the WHILE graphs' int16 layout. With
+    ``lo``/``hi``, the observed range is clipped there (a pre-activation read only by LOGISTIC /
+    TANH)."""
+
+    def __init__(self, mode: str, num_bits: int = 16, lo: float | None = None, hi: float | None = None):
+        super().__init__(mode, num_bits)
+        self.lo, self.hi = lo, hi
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        if self.mode != ROUND:
+            seen = inputs if self.lo is None else tf.clip_by_value(inputs, self.lo, self.hi)
+            super().__call__(seen, training, weights)
+            return inputs
+        top = float(2 ** (self.num_bits - 1))
+        a = tf.maximum(tf.maximum(-weights["min"], weights["max"]), 1e-8)
+        return tf.quantization.fake_quant_with_min_max_vars(inputs, -a * top / (top - 1.0), a,
+                                                            num_bits=self.num_bits, narrow_range=False)
+
+    def get_config(self):
+        return {"mode": self.mode, "num_bits": self.num_bits, "lo": self.lo, "hi": self.hi}
+
+
 class PowerOfTwoQuantizer(Quantizer):
     """Symmetric int16 over ``[-2^k, 2^k)``, ``2^k >= max|x|``: the LSTM cell state."""
 
@@ -157,8 +181,11 @@ def _cells_of(layer):
 class RecurrentQuantizeConfig(QuantizeConfig):
     """Weights of a QAT RNN (or Bidirectional of two); states are quantized by the QAT cell."""
 
-    def __init__(self, mode: str, blocks: int | None = None, merged_output: bool = False):
-        self.mode, self.blocks, self.merged_output = mode, blocks, merged_output
+    def __init__(self, mode: str, blocks: int | None = None, merged_output: bool = False,
+                 final_output: str | None = None):
+        # final_output: the int8 QUANTIZE of an int16 layer's final state ("tanh": TANH's
+        # fixed grid, "range": calibrated), quantized on the layer's output (its last step)
+        self.mode, self.blocks, self.merged_output, self.final_output = mode, blocks, merged_output, final_output
 
     def get_weights_and_quantizers(self, layer):
         wq = SymmetricWeightQuantizer(self.mode, self.blocks)
@@ -178,10 +205,15 @@ class RecurrentQuantizeConfig(QuantizeConfig):
         pass
 
     def get_output_quantizers(self, layer):
-        return [RangeQuantizer(self.mode, 8)] if self.merged_output else []
+        if self.merged_output or self.final_output == "range":
+            return [RangeQuantizer(self.mode, 8)]
+        if self.final_output == "tanh":
+            return [FixedRangeQuantizer(self.mode, -1.0, 127.0 / 128.0)]
+        return []
 
     def get_config(self):
-        return {"mode": self.mode, "blocks": self.blocks, "merged_output": self.merged_output}
+        return {"mode": self.mode, "blocks": self.blocks, "merged_output": self.merged_output,
+                "final_output": self.final_output}
 
 
 class DenseQuantizeConfig(QuantizeConfig):
@@ -276,5 +308,6 @@ class Scheme(tfmot.quantization.keras.QuantizeScheme):
 
 #: What ``tfmot``'s ``quantize_scope`` must know to clone the annotated model.
 CUSTOM_OBJECTS = {c.__name__: c for c in (
-    RangeQuantizer, SaturatingRangeQuantizer, PowerOfTwoQuantizer, FixedRangeQuantizer, SymmetricWeightQuantizer,
+    RangeQuantizer, SaturatingRangeQuantizer, SymmetricRangeQuantizer, PowerOfTwoQuantizer, FixedRangeQuantizer,
+    SymmetricWeightQuantizer,
     RecurrentQuantizeConfig, DenseQuantizeConfig, ConvQuantizeConfig, OutputQuantizeConfig)}

@@ -51,7 +51,7 @@ def _value(g, env, name, batch):
     t = g.tensors[name]
     if t.data is None:
         raise EdgeRNNError(f"internal: tensor '{name}' has no value")
-    if t.dtype == "int8":
+    if t.dtype in ("int8", "int16"):
         v = np.asarray(t.data, np.float32)
         if t.role in ("state", "fill"):
             v = np.broadcast_to(v, (batch,) + tuple(t.shape[1:])).copy()
@@ -120,6 +120,14 @@ def _eval(program, op, ins, ranges, batch):
         return [np.asarray(ins[0] < ins[1])]
     if c in _LAYER_OPS:
         return [_LAYER_OPS[c](op.opts, *ins).astype(np.float32)]
+    if c in ("CAST", "QUANTIZE"):  # int8 -> int16 / int16 -> int8: the same real value
+        return [ins[0]]
+    if c == "SPLIT":
+        axis, x = ins
+        return np.split(x, len(op.outputs), axis=int(np.asarray(axis).reshape(-1)[0]))
+    if c == "SPLIT_V":
+        x, sizes, axis = ins
+        return np.split(x, np.cumsum(np.asarray(sizes).reshape(-1))[:-1], axis=int(np.asarray(axis).reshape(-1)[0]))
     if c == "WHILE":
         cond, body = program.graphs[op.opts["cond"]], program.graphs[op.opts["body"]]
         state = list(ins)

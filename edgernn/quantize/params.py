@@ -3,7 +3,11 @@
 * Activations: per-tensor asymmetric int8, ``real = scale * (q - zero_point)``, the range
   always holding 0 so that zero padding and zero state are exact.
 * Weights: per-output-channel symmetric int8 (zero point 0, q in [-127, 127]).
-* Biases: int32 with ``scale = input_scale * weight_scale[c]`` and zero point 0.
+* Biases: int32 with ``scale = input_scale * weight_scale[c]`` and zero point 0 (int64 for
+  FULLY_CONNECTED with int16 inputs, TFLM's "16x8" kernels).
+* int16 activations (the recurrent state and the step arithmetic of edgernn's WHILE graphs):
+  symmetric, zero point 0 (TFLM's and CMSIS-NN's int16 kernels require it), scale
+  ``max|x| / 32767``; LOGISTIC / TANH outputs ``2^-15``.
 
 >>> p = activation_params(-1.0, 1.0)
 >>> round(p.per_tensor[0] * 255, 6), p.per_tensor[1]
@@ -20,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 INT8_MIN, INT8_MAX = -128, 127
+INT16_MIN, INT16_MAX = -32768, 32767
+_RANGE = {"int8": (INT8_MIN, INT8_MAX), "int16": (INT16_MIN, INT16_MAX)}
 
 
 @dataclass(frozen=True)
@@ -34,9 +40,10 @@ class QParams:
     def per_tensor(self) -> tuple[float, int]:
         return float(self.scale[0]), int(self.zero_point[0])
 
-    def quantize(self, x: np.ndarray) -> np.ndarray:
+    def quantize(self, x: np.ndarray, dtype: str = "int8") -> np.ndarray:
         s, z = self.per_tensor
-        return np.clip(np.round(np.asarray(x, np.float64) / s) + z, INT8_MIN, INT8_MAX).astype(np.int8)
+        lo, hi = _RANGE[dtype]
+        return np.clip(np.round(np.asarray(x, np.float64) / s) + z, lo, hi).astype(dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         s, z = self.per_tensor
@@ -58,11 +65,18 @@ LOGISTIC_OUT = QParams((1.0 / 256,), (-128,))
 SOFTMAX_OUT = QParams((1.0 / 256,), (-128,))
 TANH_OUT = QParams((1.0 / 128,), (0,))
 
+# int16 LOGISTIC / TANH outputs (TFLM requires 2^-15, zero point 0); also the int16 hidden
+# state of a GRU / LSTM (|h| < 1).
+Q15 = QParams((2.0 ** -15,), (0,))
+
 # Beyond these inputs the int8 outputs are saturated (sigmoid(6.2) > 1 - 1/512, tanh(3.1) >
 # 1 - 1/256), so a pre-activation read only by LOGISTIC / TANH is quantized over at most this
 # range: finer steps where the output still changes, same output where it does not. The
 # converter clips such ranges (edgernn.backends.tflm.recurrent) and QAT trains with them.
 SATURATING_RANGE = {"LOGISTIC": (-8.0, 8.0), "TANH": (-4.0, 4.0)}
+# TFLM's int16 LOGISTIC reads a 256-entry table over |x| < 255 / 24 = 10.625 and saturates
+# beyond; TANH reads it at 2x, so it saturates beyond 5.3125.
+SATURATING_RANGE_INT16 = {"LOGISTIC": (-10.625, 10.625), "TANH": (-5.3125, 5.3125)}
 
 
 def activation_params(lo: float, hi: float) -> QParams:
@@ -73,6 +87,27 @@ def activation_params(lo: float, hi: float) -> QParams:
     scale = (hi - lo) / 255.0
     zp = int(np.clip(np.round(INT8_MIN - lo / scale), INT8_MIN, INT8_MAX))
     return QParams((float(np.float32(scale)),), (zp,))
+
+
+def symmetric_int16_params(lo: float, hi: float) -> QParams:
+    """Symmetric int16 parameters (zero point 0) covering [lo, hi]: scale ``max|.| / 32767``.
+
+    TFLM's int16 LOGISTIC / TANH treat an input scale within 2^(+-0.001) of a power of two as
+    that power (``CheckedLog2``, a float32 log), with different arithmetic; a scale that close
+    is moved 0.4 % up, clear of the window, so no kernel has to guess which side it is on.
+
+    >>> p = symmetric_int16_params(-0.5, 3.0)
+    >>> round(p.scale[0] * 32767, 5), p.zero_point
+    (3.0, (0,))
+    >>> round(symmetric_int16_params(0.0, 2.0).scale[0] * 32767, 5)  # 2 / 32767 ~ 2^-14: moved
+    2.00834
+    """
+    a = max(abs(float(lo)), abs(float(hi)), 1e-8)
+    scale = a / INT16_MAX
+    frac = np.log2(scale) - np.round(np.log2(scale))
+    if abs(frac) < 2e-3:
+        scale *= 2.0 ** 0.006
+    return QParams((float(np.float32(scale)),), (0,))
 
 
 def quantize_weights(w_out_in: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +124,11 @@ def quantize_weights(w_out_in: np.ndarray, axis: int = 0) -> tuple[np.ndarray, n
     return q, scale
 
 
-def quantize_bias(b: np.ndarray, input_scale: float, weight_scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Int32 bias with scale ``input_scale * weight_scale[c]``: (int32 values, scales)."""
+def quantize_bias(b: np.ndarray, input_scale: float, weight_scales: np.ndarray,
+                  dtype: str = "int32") -> tuple[np.ndarray, np.ndarray]:
+    """Bias with scale ``input_scale * weight_scale[c]``: (int32 or int64 values, scales)."""
     scale = (np.float64(input_scale) * np.asarray(weight_scales, np.float64)).astype(np.float32)
     q = np.round(np.asarray(b, np.float64) / scale.astype(np.float64))
-    q = np.clip(q, np.iinfo(np.int32).min, np.iinfo(np.int32).max).astype(np.int32)
+    info = np.iinfo(dtype)
+    q = np.clip(q, float(info.min), float(info.max)).astype(dtype)
     return q, scale

@@ -1,7 +1,8 @@
-"""Elementwise int8 kernels (ADD, SUB, MUL, LOGISTIC, TANH, RELU, RELU6, LESS and the other
-comparisons, LOGICAL_AND, QUANTIZE, DEQUANTIZE), each mirroring its TFLM reference kernel.
+"""Elementwise kernels (ADD, SUB, MUL, LOGISTIC, TANH in int8 and int16; RELU, RELU6, LESS and
+the other comparisons, LOGICAL_AND, QUANTIZE, DEQUANTIZE), each mirroring its TFLM reference
+kernel.
 
-These serve the int8 GRU / SimpleRNN graphs the converter builds as WHILE loops (the loop
+These serve the GRU / SimpleRNN / LSTM graphs the converter builds as WHILE loops (the loop
 itself is :mod:`.control`). Every kernel is exact (0 LSB) against TFLM.
 """
 
@@ -24,8 +25,8 @@ class _Binary(Kernel):
         super().__init__(sim, sg, op)
         self.t1, self.t2, self.ty = self.t_in(0), self.t_in(1), self.t_out()
         self.dtype = self.ty.dtype
-        if self.dtype not in ("int8", "int32"):
-            self.fail(f"{self.dtype} outputs are not simulated (int8 and int32 are)")
+        if self.dtype not in ("int8", "int16", "int32"):
+            self.fail(f"{self.dtype} outputs are not simulated (int8, int16 and int32 are)")
         if self.dtype == "int32":
             self.lo, self.hi = fp.INT32_MIN, fp.INT32_MAX
         else:
@@ -38,6 +39,8 @@ class _Binary(Kernel):
         if self.dtype == "int8" and self.t1.dtype == "int8" and self.t2.dtype == "int8":
             v = np.arange(-128, 128, dtype=np.int64)
             self.table = self.int8(v[:, None], v[None, :]).astype(np.int8).reshape(-1)
+        elif self.dtype == "int16" and self.op.opcode == "MUL" and (self.off1 or self.off2):
+            self.fail("int16 MUL needs zero points 0 (TFLM refuses others)")
 
     def int8(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -59,40 +62,48 @@ class _Binary(Kernel):
         a, b = a.astype(np.int64), b.astype(np.int64)
         if self.dtype == "int32":
             return [Val(np.clip(fp.wrap_int32(self.int32(a, b)), self.lo, self.hi).astype(np.int32), batched)]
-        return [Val(self.int8(a, b), batched)]
+        return [Val(self.int8(a, b).astype(_NP[self.dtype]), batched)]
+
+
+def add_sub_multipliers(s1: float, s2: float, so: float, left_shift: int):
+    """The three (multiplier, shift) of TFLM's quantized ADD / SUB Prepare: each input's scale
+    over twice the larger one, then twice that over ``2^left_shift`` times the output scale,
+    the ratios in double. (Some TFLM versions compute SUB's ratios in float32: edgernn's graphs
+    give SUB scales whose ratios are exact either way.)"""
+    s1, s2, so = (float(np.float32(v)) for v in (s1, s2, so))
+    twice_max = 2 * max(s1, s2)
+    return tuple(fp.quantize_multiplier(r) for r in (s1 / twice_max, s2 / twice_max,
+                                                    twice_max / ((1 << left_shift) * so)))
 
 
 @kernel("ADD", "SUB")
 class AddSub(_Binary):
-    """``reference_integer_ops::Add`` / ``Sub`` (int8) and the plain int32 add/sub.
+    """``reference_integer_ops::Add`` / ``Sub`` (int8, int16) and the plain int32 add/sub.
 
-    Int8: both inputs shifted left by 20 bits, each scaled by its scale over twice the larger
-    input scale, summed (or subtracted) and requantized to the output scale, plus zero point,
-    clamped to the fused activation (tabulated over all input pairs, see :meth:`tabulate`).
-    Int32 (loop counters): wrapping add/sub.
+    Quantized: both inputs shifted left by 20 bits (int16: 15), each scaled by its scale over
+    twice the larger input scale, summed (or subtracted) and requantized to the output scale,
+    plus zero point, clamped to the fused activation (int8: tabulated over all input pairs,
+    see :meth:`tabulate`). Int32 (loop counters): wrapping add/sub.
     """
 
     def __init__(self, sim, sg, op):
         super().__init__(sim, sg, op)
         self.sign = 1 if op.opcode == "ADD" else -1
-        if self.dtype == "int8":
-            s1, s2, so = (float(np.float32(scale_of(t))) for t in (self.t1, self.t2, self.ty))
-            self.left_shift = 20
-            twice_max = 2 * max(s1, s2)
-            self.m1 = fp.quantize_multiplier(s1 / twice_max)
-            self.m2 = fp.quantize_multiplier(s2 / twice_max)
-            self.mo = fp.quantize_multiplier(twice_max / ((1 << self.left_shift) * so))
+        if self.dtype in ("int8", "int16"):
+            self.left_shift = 20 if self.dtype == "int8" else 15
+            self.m1, self.m2, self.mo = add_sub_multipliers(scale_of(self.t1), scale_of(self.t2), scale_of(self.ty),
+                                                            self.left_shift)
             self.off1, self.off2, self.off_out = -zp_of(self.t1), -zp_of(self.t2), zp_of(self.ty)
         self.tabulate()
 
     def int32(self, a, b):
         return a + self.sign * b
 
-    def int8(self, a, b):
+    def int8(self, a, b):  # int8 or int16 (the name of the tabulated case)
         sa = fp.multiply_by_quantized_multiplier_fast((a + self.off1) << self.left_shift, *self.m1)
         sb = fp.multiply_by_quantized_multiplier_fast((b + self.off2) << self.left_shift, *self.m2)
         y = fp.multiply_by_quantized_multiplier_fast(sa + self.sign * sb, *self.mo) + self.off_out
-        return np.clip(y, self.lo, self.hi).astype(np.int8)
+        return np.clip(y, self.lo, self.hi).astype(np.int64)
 
 
 @kernel("MUL")
@@ -102,7 +113,7 @@ class Mul(_Binary):
 
     def __init__(self, sim, sg, op):
         super().__init__(sim, sg, op)
-        if self.dtype == "int8":
+        if self.dtype in ("int8", "int16"):
             s1, s2, so = (float(np.float32(scale_of(t))) for t in (self.t1, self.t2, self.ty))
             self.m = fp.quantize_multiplier(s1 * s2 / so)
             self.off1, self.off2, self.off_out = -zp_of(self.t1), -zp_of(self.t2), zp_of(self.ty)
@@ -111,22 +122,36 @@ class Mul(_Binary):
     def int32(self, a, b):
         return a * b
 
-    def int8(self, a, b):
+    def int8(self, a, b):  # int8 or int16
         y = fp.multiply_by_quantized_multiplier_fast((a + self.off1) * (b + self.off2), *self.m) + self.off_out
-        return np.clip(y, self.lo, self.hi).astype(np.int8)
+        return np.clip(y, self.lo, self.hi).astype(np.int64)
 
 
 class _GemmlowpActivation(Kernel):
     """Prepare shared by int8 LOGISTIC and TANH: input rescaled to Q4.27 by a hand-built
-    multiplier (frexp of ``scale * 2^27``), inputs beyond the radius saturate."""
+    multiplier (frexp of ``scale * 2^27``), inputs beyond the radius saturate.
+
+    int16 (zero points 0, output 2^-15): TFLM's table kernels
+    (:func:`~edgernn.fixedpoint.logistic_int16` / ``tanh_int16``) with the input multiplier and
+    shift of :func:`~edgernn.fixedpoint.int16_activation_params`, tabulated over all 65,536
+    inputs (``table16``)."""
 
     INPUT_INTEGER_BITS = 4
+    table16 = None
 
     def __init__(self, sim, sg, op):
         super().__init__(sim, sg, op)
         x_t, y_t = self.t_in(0), self.t_out()
+        if x_t.dtype == y_t.dtype == "int16":
+            if zp_of(x_t) or zp_of(y_t) or not fp.checked_log2(scale_of(y_t)) == (True, -15):
+                self.fail("int16 needs zero points 0 and an output scale of 2^-15 (TFLM refuses others)")
+            tanh = op.opcode == "TANH"
+            self.mult, self.left_shift = fp.int16_activation_params(scale_of(x_t), tanh)
+            fn = fp.tanh_int16 if tanh else fp.logistic_int16
+            self.table16 = fn(np.arange(-32768, 32768, dtype=np.int64), self.mult, self.left_shift).astype(np.int16)
+            return
         if x_t.dtype != "int8" or y_t.dtype != "int8":
-            self.fail(f"only int8 -> int8 is simulated (got {x_t.dtype} -> {y_t.dtype})")
+            self.fail(f"only int8 -> int8 and int16 -> int16 are simulated (got {x_t.dtype} -> {y_t.dtype})")
         real = float(np.float32(scale_of(x_t))) * float(1 << (31 - self.INPUT_INTEGER_BITS))
         self.mult, self.left_shift = fp.quantize_multiplier_frexp_only(real)
         self.radius = fp.calculate_input_radius(self.INPUT_INTEGER_BITS, self.left_shift, 31)
@@ -139,6 +164,8 @@ class _GemmlowpActivation(Kernel):
 
     def __call__(self, ins):
         v = ins[0]
+        if self.table16 is not None:
+            return [Val(self.table16[v.a.astype(np.int64) + 32768], v.batched)]
         return [Val(self.table[v.a.astype(np.int64) + 128], v.batched)]
 
 

@@ -1,28 +1,30 @@
 """A WHILE loop run as one compiled kernel (the "numba" engine) instead of op by op.
 
-edgernn writes every GRU / SimpleRNN layer (and the LSTM layers of Bidirectional or per-step
-models) as a WHILE op whose body is one time step: int32 counters (``i + 1``, ``pos + step``),
-a SLICE of the input sequence at ``pos``, int8 FULLY_CONNECTED / ADD / SUB / MUL / LOGISTIC /
-TANH on per-sample vectors, and maybe a DYNAMIC_UPDATE_SLICE writing the new state into the
-output sequence. :class:`CompiledLoop` recognises such a body, computes the counters (the
-same for every sample) ahead, and hands the int8 part to :func:`._fast.run_loop` as a
-straight-line program whose instructions reuse the prepared kernels' arithmetic: the FULLY_CONNECTED
-requantization constants, the 65,536-entry tables of the int8 binary ops and the 256-entry
-tables of the activations. Any other body is run op by op (:class:`.control.While`).
+edgernn writes every stack of recurrent layers (GRU, SimpleRNN, and the LSTM layers of
+Bidirectional or mixed models) as a WHILE op whose body is one time step of every layer of
+the stack: int32 counters (``i + 1``, ``pos + step``), a SLICE of the input sequence at
+``pos``, then int8 or int16 FULLY_CONNECTED / ADD / SUB / MUL / LOGISTIC / TANH on per-sample
+vectors with SPLIT / SPLIT_V / CAST / QUANTIZE between them, and maybe a
+DYNAMIC_UPDATE_SLICE writing the last layer's int8 output into the output sequence.
+:class:`CompiledLoop` recognises such a body, computes the counters (the same for every
+sample) ahead, and hands the rest to :func:`._loop_kernel.run_loop` as a straight-line program
+whose instructions reuse the prepared kernels' arithmetic: the FULLY_CONNECTED requantization
+constants, the 65,536-entry tables of the int8 binary ops, the activation tables. Any other
+body is run op by op (:class:`.control.While`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .elementwise import AddSub, Compare, Mul, Relu, _GemmlowpActivation
-from .ops import DynamicUpdateSlice, FullyConnected, Slice, Val
+from ._loop_kernel import ARITH16, COPY, FC, FC16, TABLE1, TABLE16, TABLE2
+from .elementwise import AddSub, Compare, Mul, Quantize, Relu, _GemmlowpActivation
+from .ops import Cast, DynamicUpdateSlice, FullyConnected, Slice, Split, Val
 
 #: The most iterations a WHILE op may run, compiled here or op by op (:class:`.control.While`).
 MAX_WHILE_ITERATIONS = 1_000_000
 
-#: The FULLY_CONNECTED / binary / unary instruction kinds of :func:`._fast.run_loop`.
-FC, TABLE2, TABLE1 = 0, 1, 2
+_NP_OF = {"int8": np.int8, "int16": np.int16}
 
 
 class Unsupported(Exception):
@@ -83,9 +85,9 @@ class CompiledLoop:
 
         self.x_var = self.pos_var = self.seq_var = None
         self.xt_slot, self.seq_src = -1, None
-        instr, fcs, tab2, tab1 = [], [], [], []
+        instr, fcs, tab2, tab1, fc16, ar16, tab16 = [], [], [], [], [], [], []
         next_of: dict[int, int] = {}  # body output tensor -> loop var it feeds (filled below)
-        state_vars = [k for k, t in enumerate(bsg.inputs) if tensors[t].dtype == "int8"
+        state_vars = [k for k, t in enumerate(bsg.inputs) if tensors[t].dtype in ("int8", "int16")
                       and len(tensors[t].shape) >= 1 and all(d == 1 for d in tensors[t].shape[:-1])]
         for k in state_vars:
             slot(bsg.inputs[k], create=True)
@@ -116,24 +118,66 @@ class CompiledLoop:
                     raise Unsupported("two positions")
                 self.seq_var, self.seq_src = var_of[operand], update
                 next_of[outs[0]] = self.seq_var
+            elif isinstance(k, FullyConnected) and k.int16:
+                if k.x_zp or k.w_zp:
+                    raise Unsupported("16x8 zero points")
+                o_rows = k.w.shape[0]
+                mult = np.broadcast_to(k.mult, (o_rows,)).astype(np.int64)
+                shift = np.broadcast_to(k.shift, (o_rows,)).astype(np.int64)
+                if k.acc64:  # the 16-bit reduced multiplier and the total shift
+                    mult = np.where(mult < 0x7FFF0000, (mult + (1 << 15)) >> 16, 0x7FFF)
+                    shift = 15 - shift
+                bias = k.bias if k.bias is not None else np.zeros(o_rows, np.int64)
+                instr.append((FC16, slot(op.inputs[0]), 0, slot(outs[0], True), len(fc16), o_rows))
+                fc16.append((k.w.reshape(-1), np.stack([bias, np.full(o_rows, int(k.acc64)), mult, shift]),
+                             (k.y_zp, k.lo, k.hi, k.w.shape[1])))
             elif isinstance(k, FullyConnected):
                 if k._compiled is None:
                     raise Unsupported("fully connected bounds")
                 x_zp, wt, bias, rq, y_zp, lo, hi = k._compiled
                 instr.append((FC, slot(op.inputs[0]), 0, slot(outs[0], True), len(fcs), wt.shape[1]))
                 fcs.append((wt, bias, rq, (x_zp, y_zp, lo, hi, wt.shape[0])))
-            elif isinstance(k, (AddSub, Mul)) and k.table is not None:
+            elif isinstance(k, (AddSub, Mul)) and k.dtype in ("int8", "int16"):
                 a, b, o = slot(op.inputs[0]), slot(op.inputs[1]), slot(outs[0], True)
                 if not widths[a] == widths[b] == widths[o]:  # no broadcasting here
                     raise Unsupported("broadcast")
-                instr.append((TABLE2, a, b, o, len(tab2), widths[o]))
-                tab2.append(k.table)
+                if k.table is not None:
+                    instr.append((TABLE2, a, b, o, len(tab2), widths[o]))
+                    tab2.append(k.table)
+                elif k.dtype == "int16":
+                    instr.append((ARITH16, a, b, o, len(ar16), widths[o]))
+                    if isinstance(k, Mul):
+                        ar16.append((2, k.off1, k.off2, k.off_out, *k.m, 0, 0, 0, 0, k.lo, k.hi, 0))
+                    else:
+                        ar16.append((int(k.sign < 0), k.off1, k.off2, k.off_out, *k.m1, *k.m2, *k.mo, k.lo, k.hi,
+                                     k.left_shift))
+                else:
+                    raise Unsupported("int8 op without a table")
+            elif isinstance(k, _GemmlowpActivation) and k.table16 is not None:
+                a, o = slot(op.inputs[0]), slot(outs[0], True)
+                instr.append((TABLE16, a, 0, o, len(tab16), widths[o]))
+                tab16.append(k.table16)
+            elif isinstance(k, Quantize) and k.src == "int16":
+                a, o = slot(op.inputs[0]), slot(outs[0], True)
+                instr.append((TABLE16, a, 0, o, len(tab16), widths[o]))
+                tab16.append(k([Val(np.arange(-32768, 32768, dtype=np.int16), False)])[0].a)
             elif isinstance(k, (_GemmlowpActivation, Relu)):
                 a, o = slot(op.inputs[0]), slot(outs[0], True)
                 if widths[a] != widths[o]:
                     raise Unsupported("shape")
                 instr.append((TABLE1, a, 0, o, len(tab1), widths[o]))
                 tab1.append(k.table)
+            elif isinstance(k, Cast):
+                a, o = slot(op.inputs[0]), slot(outs[0], True)
+                instr.append((COPY, a, 0, o, 0, widths[o]))
+            elif isinstance(k, Split):
+                a, start = slot(op.inputs[k.data_i]), 0
+                if k.axis != len(tensors[op.inputs[k.data_i]].shape) - 1:
+                    raise Unsupported("split axis")
+                for t_out in outs:
+                    o = slot(t_out, True)
+                    instr.append((COPY, a, start, o, 0, widths[o]))
+                    start += widths[o]
             else:
                 raise Unsupported(op.opcode)
         if self.seq_src is not None:
@@ -183,9 +227,17 @@ class CompiledLoop:
         self.fc_scal = np.array([s for *_, s in fcs], np.float64).reshape(-1, 5)
         self.tab2 = np.stack(tab2) if tab2 else np.zeros((1, 65536), np.int8)
         self.tab1 = np.stack(tab1) if tab1 else np.zeros((1, 256), np.int8)
+        self.w16 = np.concatenate([w for w, _, _ in fc16]).astype(np.int8) if fc16 else np.zeros(1, np.int8)
+        self.w16off = np.cumsum([0] + [w.size for w, _, _ in fc16])[:-1].astype(np.int64) if fc16 else np.zeros(1, np.int64)
+        self.rq16 = np.concatenate([r for _, r, _ in fc16], axis=1).astype(np.int64) if fc16 else np.zeros((4, 1), np.int64)
+        self.b16off = (np.cumsum([0] + [r.shape[1] for _, r, _ in fc16])[:-1].astype(np.int64) if fc16
+                       else np.zeros(1, np.int64))
+        self.scal16 = np.array([c for _, _, c in fc16], np.int64).reshape(-1, 4)
+        self.ar16 = np.array(ar16, np.int64).reshape(-1, 13)
+        self.tab16 = np.stack(tab16).astype(np.int32) if tab16 else np.zeros((1, 65536), np.int32)
 
     def __call__(self, ins: list[Val]) -> list[Val]:
-        from . import _fast
+        from . import _fast, _loop_kernel
 
         vals = list(ins)
         if any(vals[k].batched for k in self.counter_steps):
@@ -226,11 +278,12 @@ class CompiledLoop:
         final = np.empty_like(state0)
         block = _fast.block_size(n)
         t_x = np.array(t_x, np.int64)  # SLICE and DYNAMIC_UPDATE_SLICE share the position (checked above)
-        _fast.run_loop(xa, self.xt_slot, t_x, state0, np.array(self.state_in, np.int64),
-                       np.array(self.state_out, np.int64), self.const_vals, self.const_slots, self.instr,
-                       self.fc_w, self.fc_woff, self.fc_boff, self.fc_bias, self.fc_rq, self.fc_scal, self.tab2,
-                       self.tab1, seq, self.seq_slot if self.seq_var is not None else -1, t_x,
-                       self.n_slots, self.width, block, final)
+        _loop_kernel.run_loop(xa, self.xt_slot, t_x, state0, np.array(self.state_in, np.int64),
+                              np.array(self.state_out, np.int64), self.const_vals, self.const_slots, self.instr,
+                              self.fc_w, self.fc_woff, self.fc_boff, self.fc_bias, self.fc_rq, self.fc_scal,
+                              self.tab2, self.tab1, self.w16, self.w16off, self.b16off, self.rq16, self.scal16, self.ar16,
+                              self.tab16, seq, self.seq_slot if self.seq_var is not None else -1, t_x,
+                              self.n_slots, self.width, block, final)
         out = list(vals)
         for k, c in counters.items():
             out[k] = Val(c.astype(np.int32).reshape(np.asarray(vals[k].a).shape), False)
@@ -238,7 +291,8 @@ class CompiledLoop:
         for i, k in enumerate(self.state_vars):
             shape = bsg.tensors[bsg.inputs[k]].shape
             w = shape[-1]
-            out[k] = Val(final[i, :, :w].astype(np.int8).reshape((n,) + tuple(shape)), True)
+            out[k] = Val(final[i, :, :w].astype(_NP_OF[bsg.tensors[bsg.inputs[k]].dtype]).reshape((n,) + tuple(shape)),
+                         True)
         if self.seq_var is not None:
             out[self.seq_var] = Val(seq.reshape(seq_shape), True)
         return out

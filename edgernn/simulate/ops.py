@@ -148,19 +148,26 @@ def _align(vals: list[Val]) -> tuple[list[np.ndarray], bool]:
 # ============================================================================ FULLY_CONNECTED
 @kernel("FULLY_CONNECTED")
 class FullyConnected(Kernel):
-    """``reference_integer_ops::FullyConnected`` / ``FullyConnectedPerChannel`` (int8 in/out).
+    """``reference_integer_ops::FullyConnected`` / ``FullyConnectedPerChannel`` (int8 in/out,
+    or "16x8": int16 in/out with int8 weights).
 
-    ``acc = sum_k w[o,k] * (x[k] - x_zp) + bias[o]`` (int32), requantized with
+    ``acc = sum_k w[o,k] * (x[k] - x_zp) + bias[o]``, requantized with
     ``MultiplyByQuantizedMultiplier`` — one multiplier for per-tensor weights, one per output
     channel otherwise (each from the double product of the input and weight scales) — plus the
-    output zero point, clamped to the fused activation's range. Exact (0 LSB).
+    output zero point, clamped to the fused activation's range. int8, and 16x8 with an int32
+    bias: int32 accumulators, the double-rounding requantization. 16x8 with an int64 bias or
+    none: int64 accumulators and the 16-bit reduced multiplier
+    (:func:`~edgernn.fixedpoint.multiply_by_quantized_multiplier_int64`). Exact (0 LSB).
     """
 
     def __init__(self, sim, sg, op):
         super().__init__(sim, sg, op)
         x_t, w_t, b_t, y_t = self.t_in(0), self.t_in(1), self.t_in(2), self.t_out()
-        if x_t.dtype != "int8" or y_t.dtype != "int8" or w_t.dtype != "int8":
-            self.fail(f"only int8 x int8 -> int8 is simulated (got {x_t.dtype}, {w_t.dtype} -> {y_t.dtype})")
+        self.int16 = x_t.dtype == "int16"
+        if x_t.dtype != y_t.dtype or x_t.dtype not in ("int8", "int16") or w_t.dtype != "int8":
+            self.fail(f"only int8 x int8 -> int8 and int16 x int8 -> int16 are simulated "
+                      f"(got {x_t.dtype}, {w_t.dtype} -> {y_t.dtype})")
+        self.acc64 = self.int16 and (b_t is None or b_t.dtype == "int64")
         if w_t.data is None:
             self.fail("weights must be constant")
         self.w = w_t.data.astype(np.int64)
@@ -178,7 +185,7 @@ class FullyConnected(Kernel):
         self.x_zp, self.y_zp = zp_of(x_t), zp_of(y_t)
         self.lo, self.hi = activation_range(int(self.opts.fusedActivationFunction), y_t)
         self.out_shape = y_t.shape
-        self._compiled = self._compiled_args()
+        self._compiled = None if self.int16 else self._compiled_args()
 
     def _compiled_args(self):
         """Arguments of :func:`._fast.fully_connected_int8`, or None when its float sums or its
@@ -213,6 +220,16 @@ class FullyConnected(Kernel):
             except Exception as exc:
                 _fast.fall_back(self.sim, "FULLY_CONNECTED", exc)
         x = v.a.reshape(-1, k).astype(np.int64) - self.x_zp
+        if self.int16:
+            acc = int_matmul(x, (self.w - self.w_zp).T, k * 65536 * 255 + 1)
+            if self.bias is not None:
+                acc = acc + self.bias
+            if self.acc64:
+                y = fp.multiply_by_quantized_multiplier_int64(acc, self.mult, self.shift) + self.y_zp
+            else:
+                y = fp.multiply_by_quantized_multiplier(fp.wrap_int32(acc), self.mult, self.shift) + self.y_zp
+            y = np.clip(y, self.lo, self.hi).astype(np.int16)
+            return [Val(y.reshape(_out_shape(v, self.out_shape)), v.batched)]
         acc = int_matmul(x, (self.w - self.w_zp).T, k * 255 * 255 + 1)
         if self.bias is not None:
             acc = acc + self.bias
@@ -387,6 +404,36 @@ class Concatenation(Kernel):
             n = max(a.shape[0] for a in arrs)
             arrs = [np.broadcast_to(a, (n,) + a.shape[1:]) for a in arrs]
         return [Val(np.concatenate(arrs, axis=self.axis + (1 if batched else 0)), batched)]
+
+
+@kernel("SPLIT", "SPLIT_V")
+class Split(Kernel):
+    """``SPLIT`` (equal parts) / ``SPLIT_V`` (given sizes) along a constant axis: raw copies,
+    every part keeps the input's quantization. Exact."""
+
+    def __init__(self, sim, sg, op):
+        super().__init__(sim, sg, op)
+        data_i, axis_i = (1, 0) if op.opcode == "SPLIT" else (0, 2)
+        self.data_i = data_i
+        rank = len(self.t_in(data_i).shape)
+        self.axis = int(np.asarray(_const_data(self, axis_i)).reshape(-1)[0]) % rank
+        sizes = [self.t_out(i).shape[self.axis] for i in range(len(op.outputs))]
+        self.bounds = np.cumsum(sizes)[:-1]
+
+    def __call__(self, ins):
+        v = ins[self.data_i]
+        parts = np.split(v.a, self.bounds, axis=self.axis + (1 if v.batched else 0))
+        return [Val(np.ascontiguousarray(p), v.batched) for p in parts]
+
+
+@kernel("CAST")
+class Cast(Kernel):
+    """``CAST``: the values converted to the output type, quantization ignored (TFLM's kernel
+    copies numbers, it does not requantize). Exact."""
+
+    def __call__(self, ins):
+        v = ins[0]
+        return [Val(v.a.astype(_NP[self.t_out().dtype]), v.batched)]
 
 
 @kernel("FILL")

@@ -336,3 +336,110 @@ void edgernn_lut_run_s8(const int8_t *table, const int8_t *in, int8_t *out, int 
         out[i] = table[(int)in[i] + 128];
     }
 }
+
+/* ---------------------------------------------------------------------------------------
+ * int16 step ops ("--state int16"): TFLM reference_integer_ops FullyConnected<int16, int8>,
+ * AddElementwise / MulElementwise on int16, Logistic / Tanh int16, Requantize.
+ * ------------------------------------------------------------------------------------- */
+
+void edgernn_fc_run_s16(const edgernn_fc16_params *p, const int16_t *input, int16_t *output)
+{
+    int c;
+    int i;
+    for (c = 0; c < p->n_output; ++c) {
+        const int8_t *w = p->weights + (long)c * p->n_input;
+        int32_t y;
+        if (p->sums64) {
+            /* int64 sums; MultiplyByQuantizedMultiplier(int64): 16-bit multiplier, one rounding */
+            int64_t acc = p->bias64 != NULL ? p->bias64[c] : 0;
+            const int s = (int)p->shift[c];
+            for (i = 0; i < p->n_input; ++i) {
+                acc += (int64_t)w[i] * input[i];
+            }
+            y = (int32_t)((acc * p->multiplier[c] + ((int64_t)1 << (s - 1))) >> s);
+        } else {
+            int32_t acc = p->bias32 != NULL ? p->bias32[c] : 0;
+            for (i = 0; i < p->n_input; ++i) {
+                acc += (int32_t)w[i] * input[i];
+            }
+            y = edgernn_mbqm(acc, p->multiplier[c], (int)p->shift[c]);
+        }
+        output[c] = (int16_t)edgernn_clamp(y, p->activation_min, p->activation_max);
+    }
+}
+
+#define EDGERNN_ADD_LEFT_SHIFT_S16 15 /* TFLM's left_shift for int16 ADD/SUB */
+
+void edgernn_add_run_s16(const edgernn_add_params *p, const int16_t *a, const int16_t *b, int16_t *out, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        const int32_t a_shifted = (int32_t)((uint32_t)(p->input1_offset + a[i]) << EDGERNN_ADD_LEFT_SHIFT_S16);
+        const int32_t b_shifted = (int32_t)((uint32_t)(p->input2_offset + b[i]) << EDGERNN_ADD_LEFT_SHIFT_S16);
+        const int32_t a_scaled = edgernn_mbqm(a_shifted, p->input1_multiplier, (int)p->input1_shift);
+        const int32_t b_scaled = edgernn_mbqm(b_shifted, p->input2_multiplier, (int)p->input2_shift);
+        const int32_t raw = p->subtract ? a_scaled - b_scaled : a_scaled + b_scaled;
+        const int32_t y = edgernn_mbqm(raw, p->output_multiplier, (int)p->output_shift) + p->output_offset;
+        out[i] = (int16_t)edgernn_clamp(y, p->activation_min, p->activation_max);
+    }
+}
+
+void edgernn_mul_run_s16(const edgernn_mul_params *p, const int16_t *a, const int16_t *b, int16_t *out, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        const int32_t product = (p->input1_offset + a[i]) * (p->input2_offset + b[i]);
+        const int32_t y = edgernn_mbqm(product, p->multiplier, (int)p->shift) + p->output_offset;
+        out[i] = (int16_t)edgernn_clamp(y, p->activation_min, p->activation_max);
+    }
+}
+
+/* TFLM Logistic int16 on an input already scaled to the table (24 entries per unit, 9 bits of
+ * interpolation): the body of edgernn_sigmoid_s16 for any v. */
+static int16_t edgernn_sigmoid_scaled_s16(int32_t v)
+{
+    const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
+    const uint32_t index = abs_v >> 9;
+    const uint32_t i0 = index < 254u ? index : 254u;
+    const uint32_t a = edgernn_sigmoid_table[i0];
+    const uint32_t b = edgernn_sigmoid_table[i0 + 1u];
+    const uint32_t interpolated = (a << 9) + (abs_v & 0x1FFu) * (b - a);
+    const uint32_t result = index >= 255u ? ((uint32_t)0x7FFF << 10) : interpolated;
+    const uint32_t signed_result = v >= 0 ? result + (1u << 9) : (1u << (16 + 9)) - result + (1u << 9) - 1u;
+    return (int16_t)(signed_result >> 10);
+}
+
+void edgernn_logistic_run_s16(int32_t multiplier, int left_shift, const int16_t *in, int16_t *out, int n)
+{
+    const int32_t round = left_shift > 0 ? ((int32_t)1 << (left_shift - 1)) : 0;
+    int i;
+    for (i = 0; i < n; ++i) {
+        out[i] = edgernn_sigmoid_scaled_s16(((int32_t)in[i] * multiplier + round) >> left_shift);
+    }
+}
+
+void edgernn_tanh_run_s16(int32_t multiplier, int left_shift, const int16_t *in, int16_t *out, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        out[i] = edgernn_tanh_s16(in[i], multiplier, left_shift);
+    }
+}
+
+void edgernn_requantize_run_s16_s8(int32_t multiplier, int shift, int32_t input_zero_point,
+                                   int32_t output_zero_point, const int16_t *in, int8_t *out, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        const int32_t y = edgernn_mbqm((int32_t)in[i] - input_zero_point, multiplier, shift) + output_zero_point;
+        out[i] = (int8_t)edgernn_clamp(y, EDGERNN_INT8_MIN, EDGERNN_INT8_MAX);
+    }
+}
+
+void edgernn_widen_run_s8_s16(const int8_t *in, int16_t *out, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) {
+        out[i] = in[i];
+    }
+}

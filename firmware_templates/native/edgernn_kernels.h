@@ -174,6 +174,48 @@ void edgernn_mul_run_s8(const edgernn_mul_params *p, const int8_t *a, const int8
 void edgernn_lut_run_s8(const int8_t *table, const int8_t *in, int8_t *out, int n);
 
 /* ---------------------------------------------------------------------------------------
+ * int16 ops of the WHILE-graph step ("--state int16": int16 state and step arithmetic,
+ * int8 weights; TFLM reference_integer_ops, zero points 0).
+ * ------------------------------------------------------------------------------------- */
+
+/* FULLY_CONNECTED 16x8: int16 in, int8 weights, int16 out. With an int64 bias or none (TFLM
+ * picks the sums' type from the bias) the sums are int64 and requantized with the multiplier
+ * cut to 16 bits: (acc * multiplier + 2^(shift - 1)) >> shift, multiplier and shift
+ * precomputed that way. With an int32 bias, int32 sums and the usual double rounding. */
+typedef struct {
+    int n_input;
+    int n_output;
+    const int8_t *weights;        /* [n_output][n_input], symmetric */
+    int sums64;                   /* 1: int64 sums (bias64 or none), 0: int32 sums (bias32) */
+    const int64_t *bias64;        /* [n_output] or NULL */
+    const int32_t *bias32;        /* [n_output] or NULL */
+    const int32_t *multiplier;    /* [n_output]: 16-bit (int64 sums) or Q0.31 (int32 sums) */
+    const int32_t *shift;         /* [n_output]: total right shift (int64) or exponent (int32) */
+    int32_t activation_min;
+    int32_t activation_max;
+} edgernn_fc16_params;
+
+void edgernn_fc_run_s16(const edgernn_fc16_params *p, const int16_t *input, int16_t *output);
+
+/* ADD / SUB / MUL on int16 (the same parameters as the int8 kernels; ADD / SUB shift left by
+ * 15 instead of 20). */
+void edgernn_add_run_s16(const edgernn_add_params *p, const int16_t *a, const int16_t *b, int16_t *out, int n);
+void edgernn_mul_run_s16(const edgernn_mul_params *p, const int16_t *a, const int16_t *b, int16_t *out, int n);
+
+/* LOGISTIC / TANH int16 -> int16 (output Q0.15): v = (x * multiplier + round) >> left_shift
+ * brings the input to the table's scale (TFLM's Prepare; a power-of-two scale's multiplier 0
+ * is passed as 3 << shift with shift 0). */
+void edgernn_logistic_run_s16(int32_t multiplier, int left_shift, const int16_t *in, int16_t *out, int n);
+void edgernn_tanh_run_s16(int32_t multiplier, int left_shift, const int16_t *in, int16_t *out, int n);
+
+/* QUANTIZE int16 -> int8: MultiplyByQuantizedMultiplier(x - in_zp) + out_zp, clamped. */
+void edgernn_requantize_run_s16_s8(int32_t multiplier, int shift, int32_t input_zero_point,
+                                   int32_t output_zero_point, const int16_t *in, int8_t *out, int n);
+
+/* CAST int8 -> int16: the values unchanged. */
+void edgernn_widen_run_s8_s16(const int8_t *in, int16_t *out, int n);
+
+/* ---------------------------------------------------------------------------------------
  * LSTM cell, TFLM UNIDIRECTIONAL_SEQUENCE_LSTM integer kernel (8x8_16), one time step.
  * ------------------------------------------------------------------------------------- */
 

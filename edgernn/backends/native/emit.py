@@ -20,7 +20,7 @@ from ..codegen import c_identifier, render
 from .fastlstm import KERNELS, kernel_for_target
 from .fastloop import apply_fast_loops
 from .program import build_graph_model
-from .loop import build_loop_model
+from .loop_model import build_loop_model
 from .lstm import build_lstm_model
 from .plan import NativePlan
 from .tables import activation_tables

@@ -1,30 +1,64 @@
-"""GRU / SimpleRNN (and any cell) written as a WHILE loop: the body's step ops as straight C.
+"""A WHILE loop (edgernn's recurrent layers) compiled to one C step function, op by op.
 
-``edgernn convert`` writes GRU and SimpleRNN layers as one ``WHILE`` op per layer whose body is
-one time step of TFLM builtins (see :mod:`edgernn.backends.tflm.recurrent`). The native
-backend compiles that body op by op: FULLY_CONNECTED, ADD, SUB, MUL (int8, TFLM's reference
-arithmetic) and LOGISTIC / TANH (tabulated: their int8 result depends on the int8 input
-only, so TFLM's gemmlowp computation is evaluated once per input value at generation time).
-The loop counter, the SLICE of x_t and the DYNAMIC_UPDATE_SLICE of the output sequence become
-the step function's argument and the next layer's input; loop-carried int8 tensors (h, and c
-when there is one) become static state initialized from the WHILE's initial values.
+``edgernn convert`` writes each stack of unidirectional recurrent layers as one ``WHILE`` op
+(each direction of a Bidirectional layer as one of its own) whose body is one time step of
+every layer of the stack, in TFLM builtins (see :mod:`edgernn.backends.tflm.recurrent` and
+:mod:`edgernn.backends.tflm.cells`). This module turns that body into a :class:`LoopPlan`;
+:mod:`.loop_model` assembles the loops, the Bidirectional merge and the head.
+
+The plan (what the generated ``NAME_loopK_step(const int8_t *x_t)`` does, in order):
+
+* ``states``: the loop-carried vectors, static C arrays named ``$lK_sP`` (``P``: the loop
+  variable's position; ``ctype`` int8_t or int16_t), set from the WHILE's constant initial
+  values by ``NAME_reset``: per layer ``h`` (and ``c`` for an LSTM). With ``--state int16``
+  (the default) they are int16 (h in Q0.15 for GRU, LSTM and tanh SimpleRNN), else int8.
+* ``ops``: the body's ops in order, each a :class:`StepOp` of one ``kind``:
+
+  ======== ========================================================= =========================
+  kind     what (TFLM reference arithmetic, exact)                   C kernel
+  ======== ========================================================= =========================
+  fc       FULLY_CONNECTED int8 -> int8 (int32 sums)                 ``edgernn_fc_run_s8``
+  fc16     FULLY_CONNECTED 16x8 -> int16 (int64 sums and the 16-bit  ``edgernn_fc_run_s16``
+           reduced multiplier; int32 with an int32 bias)
+  add      ADD / SUB int8 (left shift 20)                            ``edgernn_add_run_s8``
+  add16    ADD / SUB int16 (left shift 15)                           ``edgernn_add_run_s16``
+  mul      MUL int8                                                  ``edgernn_mul_run_s8``
+  mul16    MUL int16                                                 ``edgernn_mul_run_s16``
+  lut      LOGISTIC / TANH / RELU int8, a 256-entry table            ``edgernn_lut_run_s8``
+  act16    LOGISTIC / TANH int16 -> Q0.15 (input multiplier, shift)  ``edgernn_{logistic,tanh}_run_s16``
+  requant  QUANTIZE int16 -> int8                                    ``edgernn_requantize_run_s16_s8``
+  widen    CAST int8 -> int16                                        ``edgernn_widen_run_s8_s16``
+  ======== ========================================================= =========================
+
+  SPLIT / SPLIT_V emit no code: each part is a pointer into the split vector. The counters
+  (``i + 1``, ``pos + step``) become the C loop over t, SLICE becomes the ``x_t`` argument.
+* Intermediates live in one shared ``int16_t`` scratch pool, ``slots`` slots of ``slot_size``
+  int16 elements each (an int8 vector uses the first bytes of its slot); a slot is reused once
+  every tensor in it (or in a view of it) has been read for the last time.
+* At the end of the step every state takes its new value (``memcpy`` from ``source``), and
+  ``outputs`` are copied out: the int8 vector the loop writes into its output sequence
+  (DYNAMIC_UPDATE_SLICE) when that is not a state, for the next stage or a per-step head.
+
+``layers`` (from the model's ``"edgernn"`` metadata) says which cells the body holds, in order
+(cell, units, the state names of each) — what a hand-written fused kernel for a GRU or an LSTM
+step needs to recognise the body and read its constants (the ops of one layer are
+contiguous; see :mod:`edgernn.backends.tflm.cells` for each cell's exact op sequence).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ... import fixedpoint as fp
 from ...tflite_model import Operator, Subgraph, Tensor, TFLiteModel
 from . import prepare
-from .plan import ConstArray, FullyConnectedPlan, NativePlan, _fail, _fully_connected, _scale, _softmax, _zp
+from .plan import ConstArray, FullyConnectedPlan, _fail, _fully_connected, _scale, _zp
 
-STEP_OPS = ("FULLY_CONNECTED", "ADD", "SUB", "MUL", "LOGISTIC", "TANH")
+STEP_OPS = ("FULLY_CONNECTED", "ADD", "SUB", "MUL", "LOGISTIC", "TANH", "QUANTIZE", "CAST", "SPLIT", "SPLIT_V")
+_CTYPE = {"int8": "int8_t", "int16": "int16_t"}
 
 
 @dataclass
@@ -53,29 +87,66 @@ class MulPlan:
 
 
 @dataclass
+class FullyConnected16Plan:
+    """A 16x8 FULLY_CONNECTED: per-row multipliers and shifts already in the form the kernel
+    applies (16-bit multiplier and total right shift with int64 sums)."""
+
+    n_input: int
+    n_output: int
+    weights: ConstArray
+    bias: ConstArray | None  # int64_t (int64 sums) or int32_t
+    multipliers: ConstArray
+    shifts: ConstArray
+    acc64: bool
+    activation_min: int
+    activation_max: int
+
+    @property
+    def arrays(self) -> list[ConstArray]:
+        return [a for a in (self.weights, self.bias, self.multipliers, self.shifts) if a is not None]
+
+
+@dataclass
+class Act16Plan:
+    function: str  # "logistic" | "tanh"
+    multiplier: int
+    left_shift: int
+
+
+@dataclass
+class RequantPlan:
+    multiplier: int
+    shift: int
+    input_zero_point: int
+    output_zero_point: int
+
+
+@dataclass
 class StepOp:
     """One op of the loop body: its kernel, C names of its operands, element count."""
 
     op_index: int
     opcode: str
+    kind: str  # see the module docstring
     inputs: list[str]
     output: str
     n: int
-    params: object  # FullyConnectedPlan | AddPlan | MulPlan | ConstArray (table)
+    params: object  # FullyConnectedPlan | FullyConnected16Plan | AddPlan | MulPlan | ConstArray | Act16Plan | ...
     comment: str
-
-    @property
-    def kind(self) -> str:
-        return {"FULLY_CONNECTED": "fc", "ADD": "add", "SUB": "add", "MUL": "mul"}.get(self.opcode, "lut")
 
 
 @dataclass
 class LoopState:
-    name: str  # C suffix of the state buffer
+    name: str  # C name of the state buffer ($ = the model prefix)
     n: int
+    ctype: str  # int8_t | int16_t
     initial: np.ndarray
     source: str  # C expression of the new value at the end of the step
     tensor: str
+
+    @property
+    def nbytes(self) -> int:
+        return self.n * (2 if self.ctype == "int16_t" else 1)
 
 
 @dataclass
@@ -88,11 +159,14 @@ class LoopPlan:
     body: int
     ops: list[StepOp]
     states: list[LoopState]
-    output_state: str  # C suffix of the state the next layer / head reads
+    output_state: str  # C name of the vector the next stage reads after a step (a state or an output)
+    output_ctype: str
     slots: int
-    slot_size: int
+    slot_size: int  # int16 elements
     arrays: list[ConstArray] = field(default_factory=list)
     direction: str = "forward"  # "backward": walks t = T-1 .. 0 (the reverse half of a Bidirectional)
+    outputs: list[tuple[str, str, int]] = field(default_factory=list)  # (int8 buffer, source expr, n)
+    layers: list[dict] = field(default_factory=list)  # metadata of the cells in the body, in order
     fast: object = None  # fastloop.FastLoop: the step's fast form (None: the reference kernels)
 
     @property
@@ -101,11 +175,11 @@ class LoopPlan:
 
     @property
     def state_bytes(self) -> int:
-        return sum(s.n for s in self.states)
+        return sum(s.nbytes for s in self.states) + sum(n for _, _, n in self.outputs)
 
     @property
     def scratch_bytes(self) -> int:
-        return self.slots * self.slot_size
+        return 2 * self.slots * self.slot_size
 
 
 def int8_activation_table(opcode: str, x: Tensor, y: Tensor) -> np.ndarray:
@@ -126,50 +200,158 @@ def int8_activation_table(opcode: str, x: Tensor, y: Tensor) -> np.ndarray:
     return np.where(d <= -radius, -128, np.where(d >= radius, 127, out)).astype(np.int8)
 
 
-def _add_plan(m, sg: Subgraph, op: Operator, where: str) -> AddPlan:
+def add_plan(m, sg: Subgraph, op: Operator, where: str) -> AddPlan:
+    """TFLM's ADD / SUB Prepare, the ratios in double (see :func:`edgernn.simulate.elementwise.add_sub_multipliers`)."""
     a, b, y = (sg.tensors[i] for i in (*op.inputs[:2], op.outputs[0]))
     s1, s2, so = (float(np.float32(_scale(t))) for t in (a, b, y))
+    subtract = op.opcode == "SUB"
+    left_shift = 15 if y.dtype == "int16" else 20
     twice_max = 2 * max(s1, s2)
+    reals = (s1 / twice_max, s2 / twice_max, twice_max / ((1 << left_shift) * so))
     act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
     if act not in (prepare.ACT_NONE, prepare.ACT_RELU, prepare.ACT_RELU6, prepare.ACT_RELU_N1_TO_1):
         raise _fail(m, f"{where}: fused activation {prepare.ACT_NAMES.get(act, act)} is not supported")
-    lo, hi = prepare.activation_range(act, _scale(y), _zp(y))
-    return AddPlan(kind="add", subtract=op.opcode == "SUB", input1_offset=-_zp(a), input2_offset=-_zp(b),
-                   input1=prepare.quantize_multiplier(s1 / twice_max),
-                   input2=prepare.quantize_multiplier(s2 / twice_max),
-                   output=prepare.quantize_multiplier(twice_max / ((1 << 20) * so)), output_offset=_zp(y),
-                   activation_min=lo, activation_max=hi)
+    lo, hi = prepare.activation_range(act, _scale(y), _zp(y), *_range(y.dtype))
+    m1, m2, mo = (prepare.quantize_multiplier(float(r)) for r in reals)
+    return AddPlan(kind="add", subtract=subtract, input1_offset=-_zp(a), input2_offset=-_zp(b),
+                   input1=m1, input2=m2, output=mo, output_offset=_zp(y), activation_min=lo, activation_max=hi)
 
 
-def _mul_plan(m, sg: Subgraph, op: Operator, where: str) -> MulPlan:
+def mul_plan(m, sg: Subgraph, op: Operator, where: str) -> MulPlan:
     a, b, y = (sg.tensors[i] for i in (*op.inputs[:2], op.outputs[0]))
     s1, s2, so = (float(np.float32(_scale(t))) for t in (a, b, y))
     act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
     if act not in (prepare.ACT_NONE, prepare.ACT_RELU, prepare.ACT_RELU6, prepare.ACT_RELU_N1_TO_1):
         raise _fail(m, f"{where}: fused activation {prepare.ACT_NAMES.get(act, act)} is not supported")
-    lo, hi = prepare.activation_range(act, _scale(y), _zp(y))
+    lo, hi = prepare.activation_range(act, _scale(y), _zp(y), *_range(y.dtype))
     return MulPlan(kind="mul", input1_offset=-_zp(a), input2_offset=-_zp(b),
                    multiplier=prepare.quantize_multiplier(s1 * s2 / so), output_offset=_zp(y),
                    activation_min=lo, activation_max=hi)
+
+
+def requant_plan(x: Tensor, y: Tensor) -> RequantPlan:
+    """QUANTIZE int16 -> int8: MultiplyByQuantizedMultiplier by double(s_in) / double(s_out)."""
+    mult, shift = prepare.quantize_multiplier(float(np.float32(_scale(x))) / float(np.float32(_scale(y))))
+    return RequantPlan(multiplier=mult, shift=shift, input_zero_point=_zp(x), output_zero_point=_zp(y))
+
+
+def _range(dtype: str) -> tuple[int, int]:
+    return (-32768, 32767) if dtype == "int16" else (-128, 127)
+
+
+def _fully_connected16(m, sg: Subgraph, op: Operator, op_index: int, name: str) -> FullyConnected16Plan:
+    x, w, y = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[1]], sg.tensors[op.outputs[0]]
+    b = sg.tensors[op.inputs[2]] if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
+    where = f"FULLY_CONNECTED (op {op_index})"
+    if w.dtype != "int8" or w.data is None or w.data.ndim != 2 or np.any(np.asarray(w.zero_point) != 0):
+        raise _fail(m, f"{where}: int16 x {w.dtype} weights; symmetric int8 constants expected")
+    if _zp(x) or _zp(y):
+        raise _fail(m, f"{where}: int16 tensors with zero points are not supported")
+    if b is not None and (b.data is None or b.dtype not in ("int32", "int64")):
+        raise _fail(m, f"{where}: bias '{b.name}' is {b.dtype}; int32 or int64 constants expected")
+    n_out, n_in = (int(d) for d in w.data.shape)
+    scales = np.broadcast_to(np.asarray(w.scale, np.float64), (n_out,))
+    qs = [prepare.quantize_multiplier(prepare.conv_multiplier(_scale(x), s, _scale(y))) for s in scales]
+    mult = np.array([q[0] for q in qs], np.int64)
+    shift = np.array([q[1] for q in qs], np.int64)
+    acc64 = b is None or b.dtype == "int64"
+    if acc64:  # MultiplyByQuantizedMultiplier(int64): 16-bit multiplier, total right shift
+        mult = np.where(mult < 0x7FFF0000, (mult + (1 << 15)) >> 16, 0x7FFF)
+        shift = 15 - shift
+    act = int(getattr(op.options, "fusedActivationFunction", 0) or 0)
+    lo, hi = prepare.activation_range(act, _scale(y), 0, -32768, 32767)
+    src = f"tensor {w.index} '{w.name}'"
+    return FullyConnected16Plan(
+        n_input=n_in, n_output=n_out,
+        weights=ConstArray(f"{name}_weights", "int8_t", np.asarray(w.data, np.int8),
+                           f"{src}: weights [{n_out}][{n_in}], per-channel ({len(w.scale)} scales)"),
+        bias=None if b is None else ConstArray(f"{name}_bias", "int64_t" if acc64 else "int32_t",
+                                               np.asarray(b.data, np.int64), f"tensor {b.index} '{b.name}'"),
+        multipliers=ConstArray(f"{name}_multipliers", "int32_t", mult,
+                               ("QuantizeMultiplier(input x weight / output scale) cut to 16 bits" if acc64 else
+                                "QuantizeMultiplier(input x weight / output scale), Q0.31") + f", {src}"),
+        shifts=ConstArray(f"{name}_shifts", "int32_t", shift,
+                          "total right shifts (15 - exponent)" if acc64 else "exponents (negative: right shift)"),
+        acc64=acc64, activation_min=lo, activation_max=hi)
+
+
+@dataclass
+class _Ref:
+    """Where a body tensor lives in C: a named buffer (``text``) or a scratch slot, plus an
+    element offset (a SPLIT part)."""
+
+    ctype: str
+    text: str | None = None
+    slot: int | None = None
+    offset: int = 0
+
+    def c(self, slot_size: int) -> str:
+        if self.slot is None:
+            return self.text if not self.offset else f"({self.text} + {self.offset})"
+        if self.ctype == "int16_t":
+            return f"(scratch + {self.slot * slot_size + self.offset})"
+        base = f"(int8_t *)(scratch + {self.slot * slot_size})"
+        return f"({base} + {self.offset})" if self.offset else base
 
 
 def _numel(t: Tensor) -> int:
     return int(np.prod(t.shape)) if t.shape else 1
 
 
+def _ctype(m, t: Tensor, where: str) -> str:
+    if t.dtype not in _CTYPE:
+        raise _fail(m, f"{where}: tensor '{t.name}' is {t.dtype}; int8 or int16 expected")
+    return _CTYPE[t.dtype]
+
+
+class _Slots:
+    """The scratch pool: tensors in slots, views (SPLIT parts) sharing their base's slot."""
+
+    def __init__(self, last_use: dict[int, int]):
+        self.last_use = last_use
+        self.slot_of: dict[int, int] = {}
+        self.users: dict[int, set[int]] = {}
+        self.free: list[int] = []
+        self.count = 0
+
+    def take(self, tensor: int) -> int:
+        slot = self.free.pop() if self.free else None
+        if slot is None:
+            slot, self.count = self.count, self.count + 1
+        self.slot_of[tensor] = slot
+        self.users[slot] = {tensor}
+        return slot
+
+    def view(self, tensor: int, base: int) -> None:
+        slot = self.slot_of[base]
+        self.slot_of[tensor] = slot
+        self.users[slot].add(tensor)
+
+    def release(self, tensors, k: int) -> None:
+        """Drop the tensors read for the last time by step op ``k``; free emptied slots."""
+        for t in set(tensors):
+            if t in self.slot_of and self.last_use.get(t, -1) <= k:
+                slot = self.slot_of.pop(t)
+                self.users[slot].discard(t)
+                if not self.users[slot]:
+                    self.free.append(slot)
+
+
 def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int,
-                     meta: dict | None) -> tuple[LoopPlan, dict]:
-    """The plan of one WHILE layer and, for the caller, how its WHILE outputs map to C buffers:
+                     metas: list[dict] | dict | None) -> tuple[LoopPlan, dict]:
+    """The plan of one WHILE op and, for the caller, how its WHILE outputs map to C buffers:
     ``{"x": position of the input sequence, "seq": position of the output sequence or None,
-    "states": {position: state C suffix}}``."""
+    "states": {position: state C name}, "ctypes": {position: int8_t | int16_t},
+    "out_pos": position of the state the next stage reads, or None}``. ``metas``: the cells'
+    metadata entries of this loop (one dict, or None, accepted too)."""
+    metas = [] if metas is None else [metas] if isinstance(metas, dict) else list(metas)
     where = f"WHILE (op {op_index})"
     body_index = int(op.options.bodySubgraphIndex)
     body = m.subgraphs[body_index]
-    cell = (meta or {}).get("cell", "rnn")
     slices = [o for o in body.operators if o.opcode == "SLICE"]
     dus = [o for o in body.operators if o.opcode == "DYNAMIC_UPDATE_SLICE"]
     if len(slices) != 1 or len(dus) > 1:
-        raise _fail(m, f"{where}: the loop body is not one time step of a recurrent layer "
+        raise _fail(m, f"{where}: the loop body is not one time step of recurrent layers "
                        f"({len(slices)} SLICE, {len(dus)} DYNAMIC_UPDATE_SLICE ops)")
     x_pos = body.inputs.index(slices[0].inputs[0])
     x_t = slices[0].outputs[0]
@@ -189,31 +371,29 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int,
         t = body.tensors[t_in]
         if pos in (x_pos, seq_pos) or t.dtype == "int32":
             continue
-        if t.dtype != "int8":
-            raise _fail(m, f"{where}: loop variable '{t.name}' is {t.dtype}; int8 expected")
+        ctype = _ctype(m, t, where)
         init = main.tensors[op.inputs[pos]]
         if init.data is None:
             raise _fail(m, f"{where}: the initial value of '{t.name}' is not a constant")
-        states[pos] = LoopState(name=f"$l{index}_state{pos}", n=_numel(t),
-                                initial=np.asarray(init.data, np.int8).reshape(-1), source="", tensor=t.name)
+        states[pos] = LoopState(name=f"$l{index}_s{pos}", n=_numel(t), ctype=ctype,
+                                initial=np.asarray(init.data).reshape(-1), source="", tensor=t.name)
     if not states:
-        raise _fail(m, f"{where}: the loop carries no int8 state")
+        raise _fail(m, f"{where}: the loop carries no state")
 
-    # C names of the body's tensors; intermediates get slots of a shared scratch pool.
-    names: dict[int, str] = {x_t: "x_t"}
+    # where the body's tensors live; intermediates get slots of the shared scratch pool.
+    names: dict[int, _Ref] = {x_t: _Ref("int8_t", "x_t")}
     for pos, st in states.items():
-        names[body.inputs[pos]] = st.name
+        names[body.inputs[pos]] = _Ref(st.ctype, st.name)
     step_ops = [(i, o) for i, o in enumerate(body.operators)
                 if o.opcode not in ("SLICE", "DYNAMIC_UPDATE_SLICE") and body.tensors[o.outputs[0]].dtype != "int32"]
     last_use: dict[int, int] = {}
     for k, (_, o) in enumerate(step_ops):
         for t in o.inputs:
             last_use[t] = k
-    for pos in states:
-        last_use[body.outputs[pos]] = len(step_ops)  # copied into the state at the end
-    free: list[int] = []
-    slot_of: dict[int, int] = {}
-    n_slots = 0
+    kept = [body.outputs[pos] for pos in states] + ([dus[0].inputs[1]] if dus else [])
+    for t in kept:
+        last_use[t] = len(step_ops)  # read after the last op (state copies, the output sequence)
+    pool = _Slots(last_use)
     slot_size = 0
     ops: list[StepOp] = []
     arrays: list[ConstArray] = []
@@ -223,56 +403,74 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int,
         if o.opcode not in STEP_OPS:
             raise _fail(m, f"{w}: operator {o.opcode} in a loop body is not supported by the native backend; "
                            f"it compiles {', '.join(STEP_OPS)} -- use --backend tflm for this model")
+        if o.opcode in ("SPLIT", "SPLIT_V"):  # views of the input, no code
+            src = o.inputs[1] if o.opcode == "SPLIT" else o.inputs[0]
+            if src not in pool.slot_of:
+                raise _fail(m, f"{w}: splits a tensor that is not an intermediate of the step")
+            offset = names[src].offset
+            for t_out in o.outputs:
+                names[t_out] = _Ref(names[src].ctype, slot=names[src].slot, offset=offset)
+                pool.view(t_out, src)
+                offset += _numel(body.tensors[t_out])
+            pool.release([src], k)
+            continue
         y = body.tensors[o.outputs[0]]
-        data_inputs = o.inputs[:1 if o.opcode in ("LOGISTIC", "TANH", "FULLY_CONNECTED") else 2]
-        if y.dtype != "int8" or any(body.tensors[t].dtype != "int8" for t in data_inputs):
-            raise _fail(m, f"{w}: only int8 step ops are compiled")
+        data_inputs = o.inputs[:1 if o.opcode in ("LOGISTIC", "TANH", "FULLY_CONNECTED", "QUANTIZE", "CAST") else 2]
         for t in data_inputs:
             if t not in names:
                 raise _fail(m, f"{w}: reads tensor '{body.tensors[t].name}' that is neither the step input, "
                                "a state nor computed before")
         n = _numel(y)
-        if slot_size < n:
-            slot_size = n
-        slot = free.pop() if free else None
-        if slot is None:
-            slot = n_slots
-            n_slots += 1
-        slot_of[o.outputs[0]] = slot
-        names[o.outputs[0]] = f"@{slot}"  # resolved once slot_size is known
-        for t in set(o.inputs):
-            if t in slot_of and last_use.get(t) == k:
-                free.append(slot_of.pop(t))
+        slot_size = max(slot_size, n)
+        slot = pool.take(o.outputs[0])
+        names[o.outputs[0]] = _Ref(_ctype(m, y, w), slot=slot)
+        pool.release(o.inputs, k)
+        x0 = body.tensors[data_inputs[0]]
         ins = [names[t] for t in data_inputs]
-        label = f"op {i} {o.opcode} -> tensor {o.outputs[0]} '{y.name}'"
+        label = f"op {i} {o.opcode} -> tensor {o.outputs[0]} ({y.dtype} {y.shape})"
+        int16 = y.dtype == "int16"
         if o.opcode == "FULLY_CONNECTED":
-            fc: FullyConnectedPlan = _fully_connected(m, body, o, i, len(ops))
-            for a in fc.arrays:
-                a.name = f"l{index}_op{i}_{a.name.split('_', 1)[1]}"
-            arrays += fc.arrays
-            params = fc
-        elif o.opcode in ("ADD", "SUB"):
+            if int16:
+                params = _fully_connected16(m, body, o, i, f"l{index}_op{i}")
+                kind = "fc16"
+            else:
+                params: FullyConnectedPlan = _fully_connected(m, body, o, i, len(ops))
+                for a in params.arrays:
+                    a.name = f"l{index}_op{i}_{a.name.split('_', 1)[1]}"
+                kind = "fc"
+            arrays += params.arrays
+        elif o.opcode in ("ADD", "SUB", "MUL"):
             if _numel(body.tensors[o.inputs[0]]) != n or _numel(body.tensors[o.inputs[1]]) != n:
                 raise _fail(m, f"{w}: broadcasting {o.opcode} is not supported")
-            params = _add_plan(m, body, o, w)
-        elif o.opcode == "MUL":
-            if _numel(body.tensors[o.inputs[0]]) != n or _numel(body.tensors[o.inputs[1]]) != n:
-                raise _fail(m, f"{w}: broadcasting MUL is not supported")
-            params = _mul_plan(m, body, o, w)
-        else:
-            x = body.tensors[o.inputs[0]]
+            params = mul_plan(m, body, o, w) if o.opcode == "MUL" else add_plan(m, body, o, w)
+            kind = ("mul" if o.opcode == "MUL" else "add") + ("16" if int16 else "")
+        elif o.opcode in ("LOGISTIC", "TANH") and int16:
+            mult, shift = fp.int16_activation_params(_scale(x0), o.opcode == "TANH")
+            if mult == 0:  # the power-of-two case: times 3 << shift
+                mult, shift = 3 << shift, 0
+            params, kind = Act16Plan("tanh" if o.opcode == "TANH" else "logistic", mult, shift), "act16"
+        elif o.opcode in ("LOGISTIC", "TANH"):
             want = (1 / 256, -128) if o.opcode == "LOGISTIC" else (1 / 128, 0)
             if abs(_scale(y) - want[0]) > 1e-9 or _zp(y) != want[1]:
                 raise _fail(m, f"{w}: output quantization ({_scale(y):g}, {_zp(y)}) is not TFLM's {want}")
-            params = ConstArray(f"l{index}_op{i}_table", "int8_t", int8_activation_table(o.opcode, x, y),
-                                f"{o.opcode} of tensor {o.inputs[0]} '{x.name}' (scale {_scale(x):.9g}, zero point "
-                                f"{_zp(x)}) for inputs -128..127: TFLM's gemmlowp result, tabulated")
+            params = ConstArray(f"l{index}_op{i}_table", "int8_t", int8_activation_table(o.opcode, x0, y),
+                                f"{o.opcode} of tensor {data_inputs[0]} (scale {_scale(x0):.9g}, zero point "
+                                f"{_zp(x0)}) for inputs -128..127: TFLM's gemmlowp result, tabulated")
             arrays.append(params)
-        ops.append(StepOp(op_index=i, opcode=o.opcode, inputs=ins, output=names[o.outputs[0]], n=n, params=params,
-                          comment=label))
+            kind = "lut"
+        elif o.opcode == "QUANTIZE":
+            if x0.dtype != "int16" or y.dtype != "int8":
+                raise _fail(m, f"{w}: QUANTIZE {x0.dtype} -> {y.dtype}; only int16 -> int8 is compiled")
+            params, kind = requant_plan(x0, y), "requant"
+        else:  # CAST
+            if x0.dtype != "int8" or y.dtype != "int16":
+                raise _fail(m, f"{w}: CAST {x0.dtype} -> {y.dtype}; only int8 -> int16 is compiled")
+            params, kind = None, "widen"
+        ops.append(StepOp(op_index=i, opcode=o.opcode, kind=kind, inputs=ins, output=names[o.outputs[0]], n=n,
+                          params=params, comment=label))
 
-    def resolve(expr: str) -> str:
-        return f"scratch + {int(expr[1:]) * slot_size}" if expr.startswith("@") else expr
+    def resolve(ref: _Ref) -> str:
+        return ref.c(slot_size)
 
     for s in ops:
         s.inputs = [resolve(e) for e in s.inputs]
@@ -282,23 +480,34 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int,
         if src not in names:
             raise _fail(m, f"{where}: the new value of '{st.tensor}' is not computed by the step")
         st.source = resolve(names[src])
-    out_pos = None
+    outputs = []
+    out_name, out_ctype = None, None
     if dus:
         written = dus[0].inputs[1]
         out_pos = next((p for p in states if body.outputs[p] == written), None)
-    if out_pos is None:
-        out_pos = next((p for p in states if meta and body.inputs[p] == meta.get("tensors", {}).get("state")), None)
-    if out_pos is None:
-        out_pos = min(states)
-    plan = LoopPlan(index=index, op_index=op_index, cell=cell, n_input=n_input, n_cell=states[out_pos].n,
-                    body=body_index, ops=ops, states=list(states.values()), output_state=states[out_pos].name,
-                    slots=n_slots, slot_size=slot_size, arrays=arrays, direction=direction)
-    mapping = {"x": x_pos, "seq": seq_pos, "states": {p: s.name for p, s in states.items()}, "out_pos": out_pos}
+        if out_pos is not None:
+            out_name, out_ctype = states[out_pos].name, states[out_pos].ctype
+        else:
+            out_name, out_ctype = f"$l{index}_y", "int8_t"
+            outputs.append((out_name, resolve(names[written]), _numel(body.tensors[written])))
+    if out_name is None:  # the state of the last layer (the metadata's, else the last one)
+        want = metas[-1].get("tensors", {}).get("state") if metas else None
+        out_pos = next((p for p in states if body.inputs[p] == want), max(states))
+        out_name, out_ctype = states[out_pos].name, states[out_pos].ctype
+    first = metas[0] if metas else {}
+    plan = LoopPlan(index=index, op_index=op_index, cell=first.get("cell", "rnn"), n_input=n_input,
+                    n_cell=int(metas[-1]["units"]) if metas else max(s.n for s in states.values()),
+                    body=body_index, ops=ops, states=list(states.values()), output_state=out_name,
+                    output_ctype=out_ctype, slots=pool.count, slot_size=slot_size, arrays=arrays,
+                    direction=direction, outputs=outputs, layers=list(metas))
+    mapping = {"x": x_pos, "seq": seq_pos, "states": {p: s.name for p, s in states.items()},
+               "ctypes": {p: s.ctype for p, s in states.items()},
+               "out_pos": next((p for p, st in states.items() if st.name == out_name), None)}
     return plan, mapping
 
 
-def _metadata(m: TFLiteModel) -> dict | None:
-    """edgernn's own JSON metadata entry, or None (absent or unreadable)."""
+def model_metadata(m: TFLiteModel) -> dict | None:
+    """edgernn's own JSON metadata entry (``"edgernn"``), or None (absent or unreadable)."""
     raw = m.metadata.get("edgernn")
     if raw is None:
         return None
@@ -307,177 +516,9 @@ def _metadata(m: TFLiteModel) -> dict | None:
     except (ValueError, TypeError):
         return None
     return meta if isinstance(meta, dict) else None
-    return None
 
 
-@dataclass
-class Stage:
-    """One recurrent layer of a whole-window model, run over every time step before the next:
-    a forward layer, or a Bidirectional pair (forward t = 0..T-1, then backward t = T-1..0).
-    ``output``: the ``$seq<k>`` buffer its hidden-state sequence is written to, row t at
-    ``t * width`` (None: only the final state is used); a pair writes the forward half at
-    offset 0 and the backward half at ``n_forward`` (concat), or adds the backward state into
-    the forward row in place (sum)."""
-
-    layers: list  # [LoopPlan] or [forward LoopPlan, backward LoopPlan]
-    input: str  # C expression of the input rows: "x" (the model input) or a previous "$seq<k>"
-    input_width: int
-    output: str | None = None
-    width: int = 0
-    merge: object = None  # MergePlan of a Bidirectional pair's sequences (None: one layer)
-
-
-def _while_chain(m: TFLiteModel, sg: Subgraph, layer_meta: dict):
-    """Walks the main graph: the recurrent layers as stages, then the head ops.
-
-    Returns (stages, loop plans, head ops [(index, op)], the merge of a Bidirectional pair's final
-    states or None, the tensor the head starts from, where tensors come from)."""
-    where: dict[int, tuple] = {sg.inputs[0]: ("input",)}
-    stages: list[Stage] = []
-    plans: list[LoopPlan] = []
-    final_merge = None
-    cur = None
-    head_ops = []
-    pair_source = None  # where the last forward layer read its sequence from
-    for i, op in enumerate(sg.operators):
-        if op.opcode == "FILL":
-            continue  # the initial value of an output sequence: not needed step by step
-        last = stages[-1] if stages else None
-        if op.opcode == "WHILE":
-            if head_ops or final_merge is not None:
-                raise _fail(m, f"op {i}: a recurrent layer after the output layers is not supported")
-            plan, mp = build_loop_layer(m, op, i, len(plans), layer_meta.get(i))
-            src = where.get(op.inputs[mp["x"]])
-            if plan.direction == "backward":
-                if last is None or len(last.layers) != 1 or src != pair_source:
-                    raise _fail(m, f"op {i} (WHILE): a backward layer that is not the second half of a "
-                                   "Bidirectional pair is not supported by the native backend -- use --backend tflm")
-                last.layers.append(plan)
-            else:
-                if last is not None and len(last.layers) == 2 and last.merge is None:
-                    raise _fail(m, f"op {i} (WHILE): the Bidirectional layer before it is not merged into one "
-                                   "sequence (concat or sum)")
-                want = ("input",) if last is None else ("seq", len(stages) - 1)
-                if src != want:
-                    raise _fail(m, f"op {i} (WHILE): its input sequence is not "
-                                   f"{'the model input' if last is None else 'the previous layer output sequence'}; "
-                                   "the native backend compiles a chain of layers")
-                if last is not None:
-                    last.output = f"$seq{(len(stages) - 1) % 2}"  # two buffers, used in turn
-                stages.append(Stage(layers=[plan], input="x" if last is None else last.output, input_width=0))
-                pair_source = src
-            for pos, state in mp["states"].items():
-                where[op.outputs[pos]] = ("state", len(plans), state)
-            if mp["seq"] is not None:
-                backward = plan.direction == "backward"
-                where[op.outputs[mp["seq"]]] = ("half", len(plans)) if backward else ("seq", len(stages) - 1)
-            plans.append(plan)
-            cur = op.outputs[mp["out_pos"]]
-            continue
-        if last is None:
-            raise _fail(m, f"op {i} ({op.opcode}) before the first recurrent layer is not supported")
-        if len(last.layers) == 2 and last.merge is None and final_merge is None:
-            fwd, bwd = last.layers
-            got = [where.get(t) for t in op.inputs[:2]]
-            if got == [("state", len(plans) - 2, fwd.output_state), ("state", len(plans) - 1, bwd.output_state)]:
-                final_merge = _merge(m, sg, op, i, fwd, bwd)
-                cur = op.outputs[0]
-                continue
-            if got == [("seq", len(stages) - 1), ("half", len(plans) - 1)]:
-                last.merge = _merge(m, sg, op, i, fwd, bwd)
-                where[op.outputs[0]] = ("seq", len(stages) - 1)
-                cur = None  # read next by a layer or a per-step head
-                continue
-            raise _fail(m, f"op {i} ({op.opcode}) does not merge the forward and backward halves of the "
-                           "Bidirectional layer")
-        head_ops.append((i, op))
-    return stages, plans, head_ops, final_merge, cur, where
-
-
-def build_loop_model(m: TFLiteModel):
-    """NativePlan of a model whose recurrent layers are WHILE loops (GRU, SimpleRNN...)."""
-    sg = m.main
-    if len(sg.inputs) != 1 or len(sg.outputs) != 1:
-        raise _fail(m, f"the native backend compiles models with one input and one output, "
-                       f"this one has {len(sg.inputs)} and {len(sg.outputs)}")
-    x = sg.tensors[sg.inputs[0]]
-    if x.dtype != "int8" or len(x.shape) != 3 or x.shape[0] != 1:
-        raise _fail(m, f"input '{x.name}' is {x.dtype} {x.shape}; the native backend expects the int8 "
-                       "(1, T, F) input that `edgernn convert` writes")
-    meta = _metadata(m) or {}
-    if meta.get("form", "sequence") != "sequence":
-        raise _fail(m, "this is a streaming (--streaming) model; emit the native C from the sequence model: "
-                       "its NAME_step already streams")
-    layer_meta = {int(l["while_op"]): l for l in meta.get("layers", []) if l.get("while_op") is not None}
-    stages, recurrent, head_ops, merge, cur, where = _while_chain(m, sg, layer_meta)
-    last = stages[-1]
-    if len(last.layers) == 2 and last.merge is None and merge is None:
-        raise _fail(m, "a Bidirectional layer must be merged (concat or sum) before the output")
-    per_step = False
-    head: list = []
-    for i, op in head_ops:
-        if op.inputs[0] != cur or cur is None:
-            if not head and where.get(op.inputs[0]) == ("seq", len(stages) - 1):
-                per_step = True  # return_sequences=True: the head runs on every step's output
-            else:
-                raise _fail(m, f"op {i} ({op.opcode}) does not read the previous op's output; the native "
-                               "backend compiles a single chain of layers")
-        if op.opcode == "FULLY_CONNECTED":
-            head.append(_fully_connected(m, sg, op, i, len(head)))
-        elif op.opcode == "SOFTMAX":
-            head.append(_softmax(m, sg, op, i, len(head)))
-        else:
-            raise _fail(m, f"operator {op.opcode} (op {i}) after the recurrent layers is not supported by the "
-                           "native backend (FULLY_CONNECTED and SOFTMAX are) -- use --backend tflm for this model")
-        cur = op.outputs[0]
-    if not head and where.get(sg.outputs[0]) == ("seq", len(stages) - 1):
-        per_step = True  # the output is the last layer's whole hidden-state sequence
-    elif cur is None or cur != sg.outputs[0]:
-        raise _fail(m, "the graph's output is not the end of a recurrent-layer chain")
-    # A Bidirectional layer anywhere: every layer runs over the whole window before the next.
-    window = any(len(s.layers) == 2 for s in stages)
-    if window and per_step:
-        last.output = f"$seq{(len(stages) - 1) % 2}"  # the per-step head reads its rows afterwards
-    for s in stages:
-        s.width = s.merge.n if s.merge is not None else s.layers[0].n_cell
-    for prev, s in zip(stages, stages[1:]):
-        s.input_width = prev.width
-    y = sg.tensors[sg.outputs[0]]
-    return NativePlan(source=Path(m.path).name, sha256=hashlib.sha256(m.raw).hexdigest(),
-                      flatbuffer_bytes=len(m.raw), timesteps=int(x.shape[1]), features=int(x.shape[2]),
-                      input_scale=_scale(x), input_zero_point=_zp(x), output_scale=_scale(y), output_zero_point=_zp(y),
-                      recurrent=recurrent, last_step_only=not per_step, head=head, ops=[o.opcode for o in sg.operators],
-                      bidirectional=window, merge=merge, stages=stages if window else [])
-
-
-@dataclass
-class MergePlan:
-    """How a Bidirectional layer's two final states become one vector (CONCATENATION or ADD)."""
-
-    op_index: int
-    kind: str  # "concat" | "add"
-    forward: str
-    backward: str
-    n_forward: int
-    n_backward: int
-    add: AddPlan | None = None
-
-    @property
-    def n(self) -> int:
-        return self.n_forward + self.n_backward if self.kind == "concat" else self.n_forward
-
-
-def _merge(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, fwd: LoopPlan, bwd: LoopPlan) -> MergePlan:
-    """A Bidirectional pair merged by CONCATENATION (inputs quantized like the output, as TFLM
-    requires: the bytes are copied) or ADD, of final states or of whole sequences."""
-    y = sg.tensors[op.outputs[0]]
-    if op.opcode == "CONCATENATION":
-        a, b = (sg.tensors[t] for t in op.inputs[:2])
-        if len(op.inputs) != 2 or any(_scale(t) != _scale(y) or _zp(t) != _zp(y) for t in (a, b)):
-            raise _fail(m, f"op {i} (CONCATENATION): inputs quantized unlike the output are not supported")
-        return MergePlan(op_index=i, kind="concat", forward=fwd.output_state, backward=bwd.output_state,
-                         n_forward=fwd.n_cell, n_backward=bwd.n_cell)
-    if op.opcode == "ADD":
-        return MergePlan(op_index=i, kind="add", forward=fwd.output_state, backward=bwd.output_state,
-                         n_forward=fwd.n_cell, n_backward=bwd.n_cell, add=_add_plan(m, sg, op, f"op {i} (ADD)"))
-    raise _fail(m, f"op {i}: Bidirectional merge {op.opcode} is not supported (concat and sum are)")
+# the names the native graph program (.graph, .tensorops) imports
+_metadata = model_metadata
+_add_plan = add_plan
+_mul_plan = mul_plan

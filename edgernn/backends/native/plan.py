@@ -36,7 +36,7 @@ class ConstArray:
 
     @property
     def nbytes(self) -> int:
-        return int(self.values.size) * {"int8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4}[self.ctype]
+        return int(self.values.size) * {"int8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4, "int64_t": 8}[self.ctype]
 
 
 @dataclass
@@ -109,8 +109,8 @@ class NativePlan:
     head: list = field(default_factory=list)  # FullyConnectedPlan | SoftmaxPlan
     ops: list[str] = field(default_factory=list)
     bidirectional: bool = False  # a Bidirectional layer: whole windows only (NAME_run), layer by layer
-    merge: object = None  # loop.MergePlan of the last Bidirectional pair's final states
-    stages: list = field(default_factory=list)  # loop.Stage per layer of a Bidirectional model
+    merge: object = None  # loop_model.MergePlan of the last Bidirectional pair's final states
+    stages: list = field(default_factory=list)  # loop_model.Stage per loop of a Bidirectional model
     graph: object = None  # graph.GraphPlan: models with tensor ops (convolutions, pools...), see graph.py
 
     @property
@@ -198,12 +198,12 @@ class NativePlan:
 
     @property
     def loop_scratch(self) -> int:
-        """int8 bytes of the step intermediates, shared by the WHILE-loop layers."""
+        """Bytes of the step intermediates (an int16 pool), shared by the WHILE-loop layers."""
         return max([layer.scratch_bytes for layer in self.recurrent if layer.kind == "loop"], default=0)
 
     @property
     def scratch_bytes(self) -> int:
-        merged = self.merge.n if self.merge is not None else 0
+        merged = 0 if self.merge is None else self.merge.n + (2 * self.merge.n if self.merge.kind == "add16" else 0)
         lstm = 2 * self.vector_buffer + 4 * 2 * self.lstm_units + 2 * 4 * self.gate_units + self.fast_vectors
         sequences = sum(n for _, n in self.sequence_buffers)
         graph = self.graph.arena_bytes + self.graph.f32_bytes if self.graph is not None else 0

@@ -111,12 +111,14 @@ def weights_fingerprint(model: ir.Model) -> str:
     return h.hexdigest()
 
 
-def convert_ir(model: ir.Model, calib: np.ndarray, *, streaming: bool = False) -> bytes:
+def convert_ir(model: ir.Model, calib: np.ndarray, *, streaming: bool = False, state: str = "int16") -> bytes:
     """Int8 flatbuffer bytes for ``model`` calibrated on ``calib`` (N, T, F).
 
     Unidirectional LSTM models go through the TFLite converter (fused LSTM op); everything
     else (GRU, SimpleRNN, Bidirectional, mixed stacks) is written by :mod:`.recurrent` as
-    WHILE loops of builtin int8 ops. ``streaming`` gives the one-step form. Either way the
+    WHILE loops of builtin ops. ``streaming`` gives the one-step form. ``state``: the WHILE
+    graphs' recurrent state and step arithmetic, "int16" (one FULLY_CONNECTED per input side)
+    or "int8" (one per gate); the fused LSTM keeps its own (int16 cell, int8 hidden state). Either way the
     flatbuffer's metadata ``edgernn_source_sha256`` holds the fingerprint of the float weights
     (:func:`weights_fingerprint`), which ``validate`` checks.
     """
@@ -125,7 +127,7 @@ def convert_ir(model: ir.Model, calib: np.ndarray, *, streaming: bool = False) -
     if conversion_strategy(model) == "while-graph":
         from .recurrent import convert_recurrent
 
-        return convert_recurrent(model, calib, streaming=streaming, extra_metadata=source)
+        return convert_recurrent(model, calib, streaming=streaming, state=state, extra_metadata=source)
     payload = {"model": model, "calib": calib}
     rc, result, tail = run_child("edgernn.backends.tflm._convert_child", payload)
     if rc != 0 or not result:

@@ -1,13 +1,17 @@
-"""A small op-graph description written straight to an int8 TFLite flatbuffer.
+"""A small op-graph description written straight to an integer TFLite flatbuffer.
 
-edgernn builds the GRU / SimpleRNN graphs itself instead of asking the TFLite converter
-(whose int8 path crashes on recurrent WHILE loops): a :class:`Program` is a list of
-:class:`Graph` (subgraph 0 is the main graph, then WHILE cond/body graphs), each a list of
-named tensors and builtin ops. The same program is run in float by
-:func:`edgernn.quantize.calibrate.run_float` to get calibration ranges, then
-:func:`write_flatbuffer` writes it with int8 tensors and the quantization parameters chosen in
-:func:`assign_quantization`. Tensor names are global to the program: a name always has one
-quantization, in every subgraph.
+edgernn builds its WHILE-loop graphs itself instead of asking the TFLite converter (whose
+int8 path crashes on recurrent WHILE loops): a :class:`Program` is a list of :class:`Graph`
+(subgraph 0 is the main graph, then WHILE cond/body graphs), each a list of named tensors and
+builtin ops. The same program is run in float by :func:`edgernn.quantize.calibrate.run_float`
+to get calibration ranges, then :func:`write_flatbuffer` writes it with int8 / int16 tensors
+and the quantization parameters chosen in :func:`assign_quantization`. Tensor names are global
+to the program: a name always has one quantization, in every subgraph.
+
+Activation tensors are int8 (asymmetric) or int16 (symmetric, zero point 0). An int16 tensor
+made by CAST from an int8 one holds the int8 values unchanged: it gets the int8 scale with
+zero point 0, and the int8 zero point is folded into the bias of the FULLY_CONNECTED reading
+it (``bias -= zero_point * row sums``), which is exact.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import EdgeRNNError
-from ...quantize.params import (LOGISTIC_OUT, SOFTMAX_OUT, TANH_OUT, QParams, activation_params, quantize_bias,
-                                quantize_weights)
+from ...quantize.params import (LOGISTIC_OUT, Q15, SOFTMAX_OUT, TANH_OUT, QParams, activation_params, quantize_bias,
+                                quantize_weights, symmetric_int16_params)
 from .options import layer_options
 from .serialize import pack
 
@@ -30,9 +34,9 @@ METADATA_NAME = "edgernn"
 class Tensor:
     name: str
     shape: tuple[int, ...]
-    dtype: str  # "int8" | "int32" | "bool"
-    data: np.ndarray | None = None  # float values of int8 constants, int32 values of int32 constants
-    role: str = "act"  # act | weight | bias | state (int8 constant state) | fill | index
+    dtype: str  # "int8" | "int16" | "int32" | "int64" (biases) | "bool"
+    data: np.ndarray | None = None  # float values of quantized constants, int32 values of int32 constants
+    role: str = "act"  # act | weight | bias | state (constant initial state) | fill_value | index | pad
     variable: bool = False  # a TFLM variable tensor: persists between invokes until reset()
     bias_of: tuple[str, str] | None = None  # (input tensor, weight tensor) deciding a bias' scale
     channel_axis: int = 0  # a weight's per-channel axis (3 for DEPTHWISE_CONV_2D)
@@ -75,6 +79,9 @@ class Program:
     fixed: dict[str, QParams] = field(default_factory=dict)  # kernel-imposed output quantization
     clip: dict[str, tuple[float, float]] = field(default_factory=dict)  # range limits (saturating inputs)
     metadata: dict = field(default_factory=dict)
+    cast_source: dict[str, str] = field(default_factory=dict)  # int16 CAST output -> its int8 input
+    alias: list[list[tuple[int, str]]] = field(default_factory=list)  # (graph, tensor) groups sharing memory
+    offline_plan: list[int] | None = None  # OfflineMemoryAllocation entries (see .memory_plan)
 
     def tie(self, *names: str) -> None:
         self.ties.append(tuple(names))
@@ -85,14 +92,18 @@ class Program:
 
 # --- quantization -----------------------------------------------------------------------------
 
-def _int8_act_names(program: Program) -> set[str]:
+def _act_names(program: Program) -> set[str]:
     return {n for g in program.graphs for n, t in g.tensors.items()
-            if t.dtype == "int8" and t.role not in ("weight",)}
+            if t.dtype in ("int8", "int16") and t.role not in ("weight", "pad")}
 
 
 def assign_quantization(program: Program, ranges: dict[str, tuple[float, float]]) -> dict[str, QParams]:
-    """One QParams per int8 activation name; tied names share one (fixed wins, else the union)."""
-    names = _int8_act_names(program)
+    """One QParams per quantized activation name; tied names share one (fixed wins, else the
+    union of their ranges, clipped to the hull of their saturation limits when every member has
+    one). int8: asymmetric; int16: symmetric with zero point 0; CAST outputs: the int8 input's
+    scale with zero point 0."""
+    names = _act_names(program)
+    dtypes = {n: t.dtype for g in program.graphs for n, t in g.tensors.items() if n in names}
     parent = {n: n for n in names}
 
     def find(n):
@@ -110,6 +121,11 @@ def assign_quantization(program: Program, ranges: dict[str, tuple[float, float]]
         members.setdefault(find(n), []).append(n)
     out: dict[str, QParams] = {}
     for root, group in members.items():
+        kinds = {dtypes[n] for n in group}
+        if len(kinds) > 1:
+            raise EdgeRNNError(f"internal: tensors {sorted(group)} share a quantization but not a type")
+        if any(n in program.cast_source for n in group):
+            continue  # set below, from the int8 input
         fixed = {program.fixed[n] for n in group if n in program.fixed}
         if len(fixed) > 1:
             raise EdgeRNNError(f"internal: tensors {sorted(group)} need two different fixed quantizations")
@@ -121,20 +137,50 @@ def assign_quantization(program: Program, ranges: dict[str, tuple[float, float]]
             hi = max((r[1] for r in seen), default=1.0)
             limits = [program.clip[n] for n in group if n in program.clip]
             if limits and len(limits) == len(group):
-                lo, hi = max(lo, max(l[0] for l in limits)), min(hi, min(l[1] for l in limits))
-            q = activation_params(lo, hi)
+                lo, hi = max(lo, min(l[0] for l in limits)), min(hi, max(l[1] for l in limits))
+            q = symmetric_int16_params(lo, hi) if kinds == {"int16"} else activation_params(lo, hi)
         for n in group:
             out[n] = q
+    for x16, x8 in program.cast_source.items():
+        out[x16] = QParams((out[x8].per_tensor[0],), (0,))
     return out
 
 
-def fixed_output(code: str) -> QParams | None:
+def share_constants(program: Program, quant: dict[str, QParams]) -> None:
+    """Let the ops of a graph read one tensor for equal constants (loop counters' starts and
+    steps, split axes and sizes, the zero initial states of equal layers): fewer tensors and
+    buffers in the flatbuffer. Weights and biases are left alone."""
+    for g in program.graphs:
+        first: dict[tuple, str] = {}
+        alias: dict[str, str] = {}
+        for n, t in g.tensors.items():
+            if t.data is None or t.role in ("weight", "bias") or n in g.inputs or n in g.outputs:
+                continue
+            q = quant.get(n)
+            data = np.asarray(t.data)
+            key = (t.dtype, t.shape, t.role, data.dtype.str, data.tobytes(), None if q is None else (q.scale, q.zero_point))
+            if key in first:
+                alias[n] = first[key]
+            else:
+                first[key] = n
+        if not alias:
+            continue
+        for op in g.ops:
+            op.inputs = [alias.get(n, n) if n is not None else None for n in op.inputs]
+        g.tensors = {n: t for n, t in g.tensors.items() if n not in alias}
+
+
+def fixed_output(code: str, dtype: str = "int8") -> QParams | None:
+    """The output quantization TFLM's kernel requires for ``code`` (None: any)."""
+    if dtype == "int16":
+        return Q15 if code in ("LOGISTIC", "TANH") else None
     return {"LOGISTIC": LOGISTIC_OUT, "TANH": TANH_OUT, "SOFTMAX": SOFTMAX_OUT}.get(code)
 
 
 # --- writing ----------------------------------------------------------------------------------
 
-_TYPES = {"int8": 9, "int32": 2, "bool": 6}
+_TYPES = {"int8": 9, "int16": 7, "int32": 2, "int64": 4, "bool": 6}
+OFFLINE_PLAN_NAME = "OfflineMemoryAllocation"  # TFLM's metadata name (micro/docs/memory_management.md)
 
 
 def _schema():
@@ -180,6 +226,14 @@ def _options(s, op: Op, program: Program):
         return s.BuiltinOptions.FillOptions, s.FillOptionsT()
     if c == "DYNAMIC_UPDATE_SLICE":
         return s.BuiltinOptions.DynamicUpdateSliceOptions, s.DynamicUpdateSliceOptionsT()
+    if c in ("SPLIT", "SPLIT_V"):
+        o = s.SplitOptionsT() if c == "SPLIT" else s.SplitVOptionsT()
+        o.numSplits = len(op.outputs)
+        return (s.BuiltinOptions.SplitOptions if c == "SPLIT" else s.BuiltinOptions.SplitVOptions), o
+    if c == "CAST":
+        return s.BuiltinOptions.CastOptions, s.CastOptionsT()
+    if c == "QUANTIZE":
+        return s.BuiltinOptions.QuantizeOptions, s.QuantizeOptionsT()
     return 0, None
 
 
@@ -251,17 +305,19 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
                 tt.buffer = add_buffer(q)
             elif t.role == "bias":
                 inp, w = t.bias_of
-                qb, sc = quantize_bias(t.data, quant[inp].per_tensor[0], weight_scales[w])
-                if len(sc) == 1:  # per-tensor FC: TFLM checks bias scale == input * weight scale
+                if len(weight_scales[w]) == 1:  # per-tensor FC: TFLM checks bias scale == input * weight scale
+                    sc = np.float32(np.float64(quant[inp].per_tensor[0]) * np.float64(weight_scales[w][0]))
                     tt.quantization = _qparams_t(s, sc, np.zeros(1, np.int64), 0)
                 # per-channel: no parameters stored (12 bytes a channel); TFLM's kernel never
                 # reads them, the bias scale is input_scale * weight_scale[c] by construction
-                tt.buffer = add_buffer(qb)
-            elif t.dtype == "int8":
+                tt.buffer = add_buffer(_bias(program, t, quant, weight_scales, g))
+            elif t.role == "pad":
+                pass  # an unused zero-size tensor (.memory_plan): never allocated
+            elif t.dtype in ("int8", "int16"):
                 q = quant[t.name]
                 tt.quantization = _qparams_t(s, q.scale, q.zero_point)
                 if t.data is not None:
-                    tt.buffer = add_buffer(q.quantize(t.data).reshape(np.asarray(t.data).shape))
+                    tt.buffer = add_buffer(q.quantize(t.data, t.dtype).reshape(np.asarray(t.data).shape))
             elif t.data is not None:
                 tt.buffer = add_buffer(np.asarray(t.data, np.int32))
             sg.tensors.append(tt)
@@ -280,6 +336,8 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
     entries = {}
     if program.metadata:
         entries[METADATA_NAME] = json.dumps(program.metadata, sort_keys=True, separators=(",", ":")).encode()
+    if program.offline_plan is not None:
+        entries[OFFLINE_PLAN_NAME] = np.asarray(program.offline_plan, "<i4").tobytes()
     entries.update(extra_metadata or {})
     if entries:
         model.metadata = []
@@ -290,6 +348,18 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
             model.metadata.append(meta)
 
     return pack(model)
+
+
+def _bias(program: Program, t: Tensor, quant: dict[str, QParams], weight_scales: dict, g: Graph) -> np.ndarray:
+    """The integer bias of a FULLY_CONNECTED: scale input * weight[c]; int64 for int16 inputs;
+    an int8 zero point carried through CAST folded in (``- zero_point * row sums``)."""
+    inp, w = t.bias_of
+    qb, _ = quantize_bias(t.data, quant[inp].per_tensor[0], weight_scales[w], t.dtype)
+    src = program.cast_source.get(inp)
+    if src is not None:
+        wq = quantize_weights(g.tensors[w].data)[0].astype(np.int64)
+        qb = (qb.astype(np.int64) - quant[src].per_tensor[1] * wq.sum(axis=1)).astype(t.dtype)
+    return qb
 
 
 def tensor_index(program: Program, graph: str, name: str) -> int:
