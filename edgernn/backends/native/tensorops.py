@@ -18,7 +18,7 @@ import numpy as np
 from ... import fixedpoint as fp
 from ...tflite_model import Operator, Subgraph, TFLiteModel, strided_slice_index
 from . import prepare
-from .loop import _add_plan, _mul_plan, int8_activation_table
+from .loop import _add_plan, _mul_plan, int8_activation_table, requant_plan
 from .fastlstm import NotFast
 from .fasttensor import conv_pairs, depthwise_pairs, pairs_layout
 from .plan import ConstArray, _fail, _fully_connected, _scale, _softmax, _zp
@@ -315,6 +315,12 @@ def lut_table(m: TFLiteModel, sg: Subgraph, op: Operator, i: int) -> np.ndarray:
 
 def plan_lut(m, sg, op: Operator, i: int, n: int) -> Step:
     x = sg.tensors[op.inputs[0]]
+    if op.opcode == "QUANTIZE" and x.dtype == "int16" and sg.tensors[op.outputs[0]].dtype == "int8":
+        # an int16 recurrent state (convert --state int16) to int8, as TFLM's QUANTIZE Requantize
+        rq = requant_plan(x, sg.tensors[op.outputs[0]])
+        return Step(i, op.opcode, f"QUANTIZE (op {i}): int16 tensor {x.index} to int8",
+                    [f"edgernn_requantize_run_s16_s8({rq.multiplier}, {rq.shift}, {rq.input_zero_point}, "
+                     f"{rq.output_zero_point}, {t(op.inputs[0])}, {t(op.outputs[0])}, {n});"])
     table = ConstArray(f"op{i}_table", "int8_t", lut_table(m, sg, op, i),
                        f"{op.opcode} (op {i}) of tensor {x.index} '{short(x.name)}' for inputs -128..127, tabulated")
     return Step(i, op.opcode, table.comment,
