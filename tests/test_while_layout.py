@@ -121,7 +121,7 @@ def _int8_weight_bytes(tm) -> int:
                if t.data is not None and t.dtype == "int8" and len(t.shape) == 2)
 
 
-@pytest.mark.parametrize("kind,overhead_max", [("bilstm32", 12_200), ("gru32x4", 16_384), ("gru32", 8_000)])
+@pytest.mark.parametrize("kind,overhead_max", [("bilstm32", 12_300), ("gru32x4", 16_384), ("gru32", 8_100)])
 def test_issue_models_fit_int8_weights_plus_16_kib(kind, overhead_max):
     """Bidirectional LSTM(32) and 4 x GRU(32) at T=150: flatbuffer <= int8 weights + 16 KiB
     (before issue 15: ~17 KB and ~34 KB over), bounded per model. (That it does not grow with T
