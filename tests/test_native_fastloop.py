@@ -4,8 +4,10 @@
   ADD / SUB / MUL on all 65,536 input pairs (the generator checked its Python twin; this checks
   the C);
 * whole models (Bidirectional GRU, GRU with reset_after=False, SimpleRNN with ReLU and an odd
-  unit count that keeps the reference FC, a per-step SimpleRNN) equal the TFLM runtime bit for
-  bit on the host with both layouts and in QEMU with the Cortex-M4 assembly.
+  unit count that keeps the reference FC, a per-step SimpleRNN), converted with ``--state int8``,
+  equal the TFLM runtime bit for bit on the host with both layouts and in QEMU with the
+  Cortex-M4 assembly;
+* the ``--state int16`` layout (int16 ops, SPLIT parts) keeps the reference step, still exact.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def models(tmp_path_factory):
     out = {}
     for name in ("stack", "sequence"):
         out[name] = tmp / f"{name}.tflite"
-        edgernn.convert(_keras_model(name), calib=calib, output=out[name])
+        edgernn.convert(_keras_model(name), calib=calib, output=out[name], state="int8")
+    out["stack16"] = tmp / "stack16.tflite"  # the int16 state: the reference step
+    edgernn.convert(_keras_model("stack"), calib=calib, output=out["stack16"], state="int16")
     return out
 
 
@@ -126,20 +130,30 @@ def test_fits_hold_only_what_is_exact():
 def test_the_plan_uses_the_fast_forms(models):
     plan = load_plan(models["stack"], "pairs")
     layers = plan.recurrent
-    assert [layer.n_cell for layer in layers] == [6, 6, 8, 5]
-    assert all(layer.fast is not None for layer in layers)
-    assert all(len(layer.fast.fcs) == 6 for layer in layers[:3])  # GRU: 3 gates x (x, h)
-    assert layers[3].fast.fcs == [] and layers[3].fast.reference_ops  # odd units: reference FCs
-    assert {"fit", "table"} <= set(layers[0].fast.forms) and "fit" in layers[3].fast.forms
+    # the Bidirectional GRU's two directions, then GRU(8) + SimpleRNN(5) stacked in one loop
+    assert [[c["units"] for c in layer.layers] for layer in layers] == [[6], [6], [8, 5]]
+    assert all(layer.fast is not None and not layer.fast_reason for layer in layers)
+    assert all(len(layer.fast.fcs) == 6 for layer in layers[:2])  # GRU: 3 gates x (x, h)
+    assert len(layers[2].fast.fcs) == 6  # the GRU(8)'s; the odd SimpleRNN(5) keeps reference FCs
+    fc_ops = [s.op_index for s in layers[2].ops if s.kind == "fc"]
+    assert len(fc_ops) == 8 and set(fc_ops[6:]) <= layers[2].fast.reference_ops
+    assert {"fit", "table"} <= set(layers[0].fast.forms) and "fit" in layers[2].fast.forms
     assert plan.fast_kernels == ["pairs"]
     assert all(layer.fast is None for layer in load_plan(models["stack"], "reference").recurrent)
     rows = load_plan(models["stack"], "rows")  # the M55 / M3 / host choice: the same loop steps
-    assert [len(layer.fast.fcs) for layer in rows.recurrent] == [6, 6, 6, 0]
+    assert [len(layer.fast.fcs) for layer in rows.recurrent] == [6, 6, 6]
+
+
+def test_the_int16_state_keeps_the_reference_step(models):
+    plan = load_plan(models["stack16"], "pairs")
+    assert plan.recurrent and all(layer.fast is None for layer in plan.recurrent)
+    assert all("--state int8" in layer.fast_reason for layer in plan.recurrent)
+    assert plan.fast_kernels == [] and plan.fast_loops == []
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["pairs", "reference"])
-@pytest.mark.parametrize("case", ["stack", "sequence"])
+@pytest.mark.parametrize("case", ["stack", "sequence", "stack16"])
 def test_fast_loops_equal_tflm_on_the_host(models, tmp_path, case, kernel):
     path = models[case]
     build = NativeBuild.create(path, tmp_path, kernel=kernel, flags=(*C_FLAGS, "-Wshadow", "-Wundef"))

@@ -16,6 +16,12 @@ fast; anything it cannot prove exact keeps the reference kernel of ``edgernn_ker
 
 The loop code owns the graph layout; this module only needs a plan of step ops, so a change of
 layout (merged FCs, other cells) reaches the fast kernels without touching them.
+
+Which loops are fast (``convert --state``, :mod:`edgernn.backends.tflm.cells`): the ``int8``
+layout (int8 state, one FULLY_CONNECTED per gate and side, stacked layers in one loop). A loop
+with any int16 op (the ``int16`` state layout: 16x8 FULLY_CONNECTED, int16 ADD / MUL /
+LOGISTIC / TANH, CAST, QUANTIZE) or reading a SPLIT part keeps the reference step of
+:mod:`.loop` whole (``layer.fast`` None, ``layer.fast_reason`` says why); it is exact, only slower.
 """
 
 from __future__ import annotations
@@ -168,7 +174,7 @@ class FastFc:
     @property
     def output_c(self) -> str:
         """The output as a file-scope C expression (the step's ``scratch`` is ``$scratch``)."""
-        return "$" + self.output if self.output.startswith("scratch") else self.output
+        return self.output if "$scratch" in self.output else self.output.replace("scratch", "$scratch")
 
     @property
     def kernel(self) -> str:
@@ -281,9 +287,31 @@ def _elementwise(s, ins: list[str]) -> tuple[str, str]:
     return f"edgernn_mul_one_s8(&$$l_op, {ins[0]}, {ins[1]})", "reference"
 
 
+#: the step op kinds (:mod:`.loop`) the fast form compiles: the int8 ones
+FAST_KINDS = ("fc", "add", "mul", "lut")
+
+
+def not_fast(layer) -> str:
+    """Why ``layer``'s step keeps the reference kernels whole ("" when the fast form applies)."""
+    other = sorted({s.kind for s in layer.ops if s.kind not in FAST_KINDS})
+    if other:
+        return (f"int16 step ops ({', '.join(other)}; convert --state int16): the fast step covers the int8 "
+                "layout (--state int8)")
+    wide = [st.tensor for st in layer.states if st.ctype != "int8_t"]
+    if wide:
+        return f"int16 loop variables ({', '.join(wide)}): the fast step covers int8 states (--state int8)"
+    known = {"x_t"} | {st.name for st in layer.states}
+    for s in layer.ops:
+        # every operand must be a whole vector: a SPLIT part is a view the fusion cannot track
+        if any(e not in known for e in s.inputs[:2 if s.kind in ("add", "mul") else 1]):
+            return f"op {s.op_index} ({s.opcode}) reads part of a SPLIT vector"
+        known.add(s.output)
+    return ""
+
+
 def fast_loop(layer, kernel: str) -> FastLoop | None:
-    """The fast form of a loop layer's step (None: ``kernel`` is "reference")."""
-    if kernel == "reference":
+    """The fast form of a loop layer's step (None: ``kernel`` is "reference", or :func:`not_fast`)."""
+    if kernel == "reference" or not_fast(layer):
         return None
     fc_layout = FC_LAYOUT.get(kernel, "reference")
     vectors: list[Vector] = []
@@ -397,6 +425,7 @@ def apply_fast_loops(plan, kernel: str) -> None:
         if layer.kind != "loop":
             continue
         layer.fast = fast_loop(layer, kernel)
+        layer.fast_reason = "" if kernel == "reference" else not_fast(layer)
         if layer.fast is None:
             continue
         moved = {id(a) for st in layer.fast.steps if st[0] == "fc" and st[2] is not None for a in st[1].params.arrays}

@@ -168,6 +168,7 @@ class LoopPlan:
     outputs: list[tuple[str, str, int]] = field(default_factory=list)  # (int8 buffer, source expr, n)
     layers: list[dict] = field(default_factory=list)  # metadata of the cells in the body, in order
     fast: object = None  # fastloop.FastLoop: the step's fast form (None: the reference kernels)
+    fast_reason: str = ""  # why a fast kernel choice kept the reference step ("" otherwise)
 
     @property
     def kind(self) -> str:
