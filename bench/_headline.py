@@ -68,13 +68,22 @@ def keras_model(*, cache: Path | None = None, **spec) -> Path:
     return path
 
 
-def tflite(*, cache: Path | None = None, **spec) -> Path:
-    """The int8 flatbuffer ``edgernn convert`` makes of :func:`keras_model` (``spec``)."""
+def tflite(*, cache: Path | None = None, state: str | None = None, **spec) -> Path:
+    """The int8 flatbuffer ``edgernn convert`` makes of :func:`keras_model` (``spec``); ``state``:
+    ``convert --state`` of the WHILE-loop cells (GRU, SimpleRNN; None: convert's default), in the
+    file name of those (the fused LSTM has no such option)."""
+    import inspect
+
     import edgernn
 
     s = {**HEADLINE, **spec}
-    path = cache_dir(cache) / f"{_stem(**s)}.tflite"
+    if state is None:
+        state = inspect.signature(edgernn.convert).parameters["state"].default
+    tag = "" if s["cell"] == "lstm" else f"-state{state}"
+    path = cache_dir(cache) / f"{_stem(**s)}{tag}.tflite"
     if not path.exists():
         train, _ = data(s["dataset"], cache)
-        edgernn.convert(keras_model(cache=cache, **s), calib=train, output=path)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tflite")
+        edgernn.convert(keras_model(cache=cache, **s), calib=train, output=tmp, state=state)
+        os.replace(tmp, path)  # atomically: other benchmark runs share the cache
     return path

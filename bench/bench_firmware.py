@@ -35,8 +35,10 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import _headline  # noqa: E402  (bench/_headline.py: the shared benchmark models)
 
 EXPECTED = Path(__file__).with_name("expected.json")
+# gru32 / rnn32: convert's default --state (int16); gru32-int8 / rnn32-int8: --state int8
 MODELS = {"lstm32": dict(cell="lstm", units=32), "lstm128": dict(cell="lstm", units=128),
-          "gru32": dict(cell="gru", units=32), "rnn32": dict(cell="rnn", units=32)}
+          "gru32": dict(cell="gru", units=32), "rnn32": dict(cell="rnn", units=32),
+          "gru32-int8": dict(cell="gru", units=32, state="int8"), "rnn32-int8": dict(cell="rnn", units=32, state="int8")}
 TARGETS = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 
 # Issue 16: TFLM at HEAD built for the Cortex-M4 with arm-none-eabi-gcc, reference kernels and
@@ -58,8 +60,9 @@ def measure(work: Path, key: str, target: str, *, samples: int, opt: str) -> dic
     from edgernn.firmware import run_project, write_project
     from edgernn.simulate import Simulator
 
-    spec = MODELS[key]
-    keras_path, tflite = _headline.keras_model(**spec), _headline.tflite(**spec)
+    spec = dict(MODELS[key])
+    state = spec.pop("state", None)
+    keras_path, tflite = _headline.keras_model(**spec), _headline.tflite(state=state, **spec)
     _, test = _headline.data("basic_motions")
     sim = Simulator.from_file(tflite)
     with np.load(test, allow_pickle=False) as z:
@@ -109,7 +112,7 @@ def print_tables(rows: list[dict]) -> None:
                          "fewer instructions than the Cortex-M4 kernels")
     lstm = {r["target"]: r for r in rows if r["model"] == "lstm32"}
     for r in rows:
-        if r["model"] in ("gru32", "rnn32") and r["target"] in lstm:
+        if r["model"] in ("gru32", "rnn32", "gru32-int8", "rnn32-int8") and r["target"] in lstm:
             lines.append(f"- {r['model']} on {r['target']}: {r['per_mac']:.2f} instructions per MAC "
                          f"(LSTM(32): {lstm[r['target']]['per_mac']:.2f})")
     print("\n".join(lines))

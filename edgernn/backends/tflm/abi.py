@@ -47,6 +47,8 @@ STRUCTS: dict[str, tuple[tuple[int, int], tuple[int, int], tuple[int, int], str]
     "ReshapeParams": ((36, 4), (36, 4), (36, 4), "c/builtin_op_data.h (int32 shape[8] + count)"),
     "SqueezeParams": ((36, 4), (36, 4), (36, 4), "c/builtin_op_data.h"),
     "SplitParams": ((4, 4), (4, 4), (4, 4), "c/builtin_op_data.h (num_splits)"),
+    "SplitVParams": ((4, 4), (4, 4), (4, 4), "c/builtin_op_data.h (num_splits)"),
+    "CastParams": ((8, 4), (2, 1), (8, 4), "c/builtin_op_data.h (two TfLiteType enums)"),
     "ConvParams": ((28, 4), (28, 4), (28, 4), "c/builtin_op_data.h"),
     "DepthwiseConvParams": ((28, 4), (28, 4), (28, 4), "c/builtin_op_data.h"),
     "PoolParams": ((40, 4), (40, 4), (40, 4), "c/builtin_op_data.h"),

@@ -202,6 +202,10 @@ def op_allocations(abi: ABI, kernels: str, core: str, sg: Subgraph, op: Operator
         return OpAlloc(abi.struct("SqueezeParams"), [], [], [], temps)
     if c == "SPLIT":
         return OpAlloc(abi.struct("SplitParams"), [], [], [], [op.inputs[0]])  # split.cc reads only the axis
+    if c == "SPLIT_V":  # split_v.cc Prepare reads only the size-splits axis (input 2)
+        return OpAlloc(abi.struct("SplitVParams"), [], [], [], [op.inputs[2]])
+    if c == "CAST":  # cast.cc: no Init; Prepare reads the input and the output
+        return OpAlloc(abi.struct("CastParams"), [], [], [], temps)
     if c == "QUANTIZE":
         return OpAlloc(None, [abi.size("OpDataQuantize")], [], [], temps)
     if c in ("PAD", "PADV2"):
@@ -306,27 +310,42 @@ def _plan_head(m: TFLiteModel, scratch: list[tuple[int, int, int]]) -> tuple[int
             last((gi, ti))
 
     walk(0)
-    requests = []
-    for gi, ti in order:
+    offline = _offline_offsets(m)
+    requests, fixed = [], {}
+    for k, (gi, ti) in enumerate(order):
         t = m.subgraphs[gi].tensors[ti]
         size = tensor_bytes(t)
         if _is_constant(t) or t.is_variable or size == 0:
             continue
+        if k < len(offline) and offline[k] >= 0:
+            fixed[len(requests)] = offline[k]
         requests.append((up(size, ALIGN), *lifetimes[(gi, ti)]))
     requests += [(up(size, ALIGN), *life) for (_, _, size), life in zip(scratch, scratch_life)]
-    return _greedy(requests), len(requests)
+    return _greedy(requests, fixed), len(requests)
 
 
-def _greedy(requests: list[tuple[int, int, int]]) -> int:
-    """GreedyMemoryPlanner: buffers by decreasing size (ties: the later request first), each at the
-    lowest offset that overlaps no placed buffer alive at the same time; returns the high mark."""
+def _offline_offsets(m: TFLiteModel) -> list[int]:
+    """The ``OfflineMemoryAllocation`` metadata (version, subgraph, n, then one arena offset per
+    tensor of all subgraphs in order, -1: planned online), or [] without one."""
+    raw = m.metadata.get("OfflineMemoryAllocation")
+    if not raw or len(raw) < 12 or len(raw) % 4:
+        return []
+    words = np.frombuffer(raw, "<i4")
+    return [int(v) for v in words[3:3 + int(words[2])]]
+
+
+def _greedy(requests: list[tuple[int, int, int]], fixed: dict[int, int] | None = None) -> int:
+    """GreedyMemoryPlanner: the offline-planned buffers (``fixed``: request -> offset) first, in
+    request order; then the others by decreasing size (ties: the later request first), each at
+    the lowest offset that overlaps no placed buffer alive at the same time; returns the high mark."""
     if not requests:
         return 0
-    ids = list(range(len(requests)))[::-1]
+    fixed = fixed or {}
+    ids = [i for i in range(len(requests))[::-1] if i not in fixed]
     ids.sort(key=lambda i: -requests[i][0])  # stable: equal sizes keep the reversed order
     placed: list[tuple[int, int]] = []  # (offset, id), by offset
     offsets: dict[int, int] = {}
-    for bid in ids:
+    for bid in sorted(fixed) + ids:
         size, first, last = requests[bid]
         alive = [(o, j) for o, j in placed if not (requests[j][1] > last or first > requests[j][2])]
         candidate = 0
@@ -334,6 +353,8 @@ def _greedy(requests: list[tuple[int, int, int]]) -> int:
             if o - candidate >= size:
                 break
             candidate = max(candidate, o + requests[j][0])
+        if bid in fixed:
+            candidate = fixed[bid]
         offsets[bid] = candidate
         pos = next((q for q, (o, _) in enumerate(placed) if o > candidate), len(placed))
         placed.insert(pos, (candidate, bid))
