@@ -139,18 +139,25 @@ def test_arena_grows_with_t_only_by_the_sequences_themselves(kind):
     """The exact TFLM arena grows from T=25 to T=150 by at most the growth of the main graph's
     own sequence tensors (input, loop output sequences, per-step head tensors), each counted
     once: TFLM's WHILE copies of the sequences into the cond and body graphs are aliased away
-    (they would add 2-3 more copies of each)."""
-    from edgernn.backends.tflm.arena import min_arena_bytes
+    (they would add 2-3 more copies of each).
+
+    The arena is TFLM's allocator replayed (backends/tflm/allocator.py, offline plan included),
+    checked against the head and tail tflite_micro.runtime records for the same model (one
+    AllocateTensors, not a bisection of child processes: seconds instead of minutes)."""
+    from edgernn.backends.tflm.allocator import replay
+    from edgernn.backends.tflm.arena import recorded_head_tail
     from test_cells import _synthetic
 
     arena, seqs = [], []
     for t_steps in (25, 150):
-        data = convert_ir(from_keras(_issue_model(kind, t_steps)), _synthetic(t_steps))
+        data = convert_ir(from_keras(_issue_model(kind, t_steps)), _synthetic(t_steps, 8))
         tm = tflite_model.parse(data)
         aliased = {t for op in tm.main.operators if op.opcode == "WHILE" for t in op.outputs}  # = their inputs
         seqs.append(sum(t.nbytes for i, t in enumerate(tm.main.tensors)
                         if len(t.shape) == 3 and t.shape[1] == t_steps and i not in aliased and t.data is None))
-        arena.append(min_arena_bytes(data))
+        host = replay(tm, "x86-64")
+        assert host.exact and (host.head, host.tail) == recorded_head_tail(data), (t_steps, host)
+        arena.append(host.minimum)
     assert arena[1] - arena[0] <= seqs[1] - seqs[0] + 64, (arena, seqs)
 
 
