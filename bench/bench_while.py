@@ -7,7 +7,10 @@ Bidirectional LSTM(32), at T = 25, 150 and 600, one table per cell with, for eac
 * p99 over the test sequences of the largest output-probability error against the model's own
   float version, next to the fused LSTM's of the same size on the same data (LSTM(32) with as
   many layers; two layers for a Bidirectional model);
-* the exact TFLM arena (bisection, :func:`edgernn.backends.tflm.arena.min_arena_bytes`);
+* the exact TFLM arena: TFLM's allocator replayed (:mod:`edgernn.backends.tflm.allocator`,
+  offline plan included) when it equals the head and tail ``tflite_micro.runtime`` records for
+  the model, else bisection (:func:`edgernn.backends.tflm.arena.min_arena_bytes`); measured by
+  this tree for the "before" flatbuffers too;
 * ``tflite_micro.runtime`` process CPU time per time step (best of 3, a few sequences).
 
 "before" is the code before issue 15 (git revision ``--before``, default ``7d6d2a3``), exported
@@ -20,7 +23,7 @@ oscillation with a class-dependent second channel; deterministic), trained once 
 ``edgernn.train`` (15 epochs, cached in ``$EDGERNN_BENCH_CACHE``, see ``_headline.py``) and
 evaluated at each T on 100 new sequences; calibration: 300 training sequences cut to T.
 
-    python bench/bench_while.py                  # everything (~1-2 h on 2 cores, most of it arena bisection)
+    python bench/bench_while.py                  # everything (~1 h on 2 cores, most of it training and T=600)
     python bench/bench_while.py --cells gru --ts 25,150 --no-before
     python bench/bench_while.py --cells gru,lstm --topos x1,x4,bi
     python bench/bench_while.py --json out.json
@@ -83,13 +86,30 @@ def keras_path(cell: str, topo: str, cache: Path) -> Path:
     return path
 
 
-def measure(keras_file: str, t_steps: int, state: str | None, out_npz: str, arena: bool = True) -> dict:
-    """Convert the model at ``t_steps`` (``state`` None: this tree's default / no option) and
-    measure it; the dequantized test outputs go to ``out_npz``. Uses only APIs the code before
-    issue 15 has too (this runs in the "before" child process as well)."""
-    import edgernn
+def exact_arena(data: bytes) -> int:
+    """The smallest TFLM arena of ``data``: the allocator replay checked against the runtime's
+    recorded head and tail, else bisection."""
     from edgernn import tflite_model
     from edgernn.backends.tflm.arena import min_arena_bytes
+
+    try:
+        from edgernn.backends.tflm.allocator import replay
+        from edgernn.backends.tflm.arena import recorded_head_tail
+    except ImportError:  # a tree without the replay
+        return min_arena_bytes(data)
+    host = replay(tflite_model.parse(data), "x86-64")
+    if host.exact and (host.head, host.tail) == recorded_head_tail(data):
+        return host.minimum
+    return min_arena_bytes(data)
+
+
+def measure(keras_file: str, t_steps: int, state: str | None, out_npz: str, arena: bool = True) -> dict:
+    """Convert the model at ``t_steps`` (``state`` None: this tree's default / no option) and
+    measure it; the dequantized test outputs go to ``out_npz``, the flatbuffer next to it
+    (``.tflite``). Uses only APIs the code before issue 15 has too (this runs in the "before"
+    child process as well, with ``arena`` False: the parent measures the arena)."""
+    import edgernn
+    from edgernn import tflite_model
     from edgernn.backends.tflm.runtime import TFLMRunner
     from edgernn.frontend import from_keras, load_keras_object
 
@@ -99,10 +119,11 @@ def measure(keras_file: str, t_steps: int, state: str | None, out_npz: str, aren
     xte, _ = make_data(100, t_steps, 2)
     kw = {} if state is None else {"state": state}
     data = edgernn.convert(m, calib=calib, **kw).tflite
+    Path(out_npz).with_suffix(".tflite").write_bytes(data)
     tm = tflite_model.parse(data)
     w8 = sum(t.data.nbytes for sg in tm.subgraphs for t in sg.tensors
              if t.data is not None and t.dtype == "int8" and len(t.shape) == 2)
-    exact = min_arena_bytes(data) if arena else None
+    exact = exact_arena(data) if arena else None
     runner = TFLMRunner(data, arena_size=(exact or 4 << 20) * 2 + 4096)
     xq = runner.quantize_input(xte)
     y = runner.dequantize_output(runner.run(xq))
@@ -145,13 +166,15 @@ def _before_tree(rev: str, tmp: Path) -> Path:
 
 def _child(tree: Path, keras_file: Path, t_steps: int, out_npz: Path) -> dict:
     code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_while as b; "
-            f"print('RESULT', json.dumps(b.measure({str(keras_file)!r}, {t_steps}, None, {str(out_npz)!r})))")
+            f"print('RESULT', json.dumps(b.measure({str(keras_file)!r}, {t_steps}, None, {str(out_npz)!r}, False)))")
     env = {**os.environ, "PYTHONPATH": str(tree)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=7200)
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"the 'before' run failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
-    return json.loads(line[7:])
+    r = json.loads(line[7:])
+    r["arena"] = exact_arena(Path(out_npz).with_suffix(".tflite").read_bytes())
+    return r
 
 
 def run(cells: list[str], ts: list[int], before: str | None, topos: list[str] | None = None) -> dict:
