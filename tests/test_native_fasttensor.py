@@ -28,6 +28,10 @@ CASES = {
     # ReLU with the output zero point above -128 (the activation range is clamped after the kernel)
     "conv2d_same_strided_dilated_relu": dict(h=4, w=9, c=3, kh=3, kw=3, stride=(2, 1), dilation=(1, 2), padding=0,
                                              cout=4, per_channel=True, act=1, zx=-20, zy=9, seed=2),
+    # one filter row, stride 1 along it, an even channel count: the ring of widened columns, with
+    # 'same' padding (zero-point columns at both ends), two image rows (stride 2 over them)
+    "conv_ring_same_two_rows": dict(h=3, w=13, c=4, kh=1, kw=5, stride=(2, 1), padding=0, cout=8, per_channel=True,
+                                    act=1, zx=-9, zy=4, seed=7),
     # three full passes of three row pairs and a remainder of one pair, 120 columns, RELU6
     "conv2d_wide_relu6": dict(h=3, w=7, c=8, kh=3, kw=5, padding=0, cout=14, per_channel=True, act=3, zy=-100,
                               seed=3),
@@ -57,6 +61,7 @@ def test_conv_on_the_pairs_kernel_equals_tflm(name, tmp_path):
     code = _native_equals_tflm(_shape(CASES[name]), tmp_path)
     assert "edgernn_conv_pairs_s8(" in code and "EDGERNN_FC8_KERNEL(m_fc8_" in code
     assert "edgernn_conv_s8(" not in code  # no reference convolution left
+    assert ("1  /* 1: the window buffer is a ring" in code) == ("ring" in name)
 
 
 DEPTHWISE = {
@@ -131,6 +136,7 @@ def test_cortex_m4_deepconvlstm_instructions_stay_within_5_percent_of_the_benchm
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,depthwise", [("conv2d_same_strided_dilated_relu", False),
+                                            ("conv_ring_same_two_rows", False),
                                             ("depthwise_same_strided_dilated_x2", True)])
 def test_padded_convolutions_on_the_cortex_m4_assembly_equal_tflm(name, depthwise, tmp_path):
     """The same graphs through the Cortex-M4 build (the FC8 assembly, SMLAD) in QEMU."""

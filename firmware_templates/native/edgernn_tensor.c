@@ -219,6 +219,19 @@ static void edgernn_conv_window(const edgernn_conv_params *p, const int8_t *imag
     }
 }
 
+/* The activation range narrower than int8 (a ReLU whose zero point is above -128...), applied to
+ * the out_c outputs the kernel wrote; returns the next position's output. */
+static int8_t *edgernn_conv_pairs_clamp(const edgernn_conv_params *p, int8_t *output)
+{
+    if (p->activation_min > -128 || p->activation_max < 127) {
+        int32_t o;
+        for (o = 0; o < p->out_c; ++o) {
+            output[o] = (int8_t)edgernn_tensor_clamp(output[o], p->activation_min, p->activation_max);
+        }
+    }
+    return output + p->out_c;
+}
+
 static int8_t *edgernn_conv_pairs_position(const edgernn_conv_pairs *c, const int8_t *image, int32_t iy0,
                                            int32_t ix0, int8_t *output, int16_t *window)
 {
@@ -230,19 +243,69 @@ static int8_t *edgernn_conv_pairs_position(const edgernn_conv_pairs *c, const in
     fc.out = output;
     edgernn_conv_window(p, image, iy0, ix0, c->scale, window);
     c->kernel(&fc);
-    if (p->activation_min > -128 || p->activation_max < 127) {
-        int32_t o;
-        for (o = 0; o < p->out_c; ++o) {
-            output[o] = (int8_t)edgernn_tensor_clamp(output[o], p->activation_min, p->activation_max);
-        }
+    return edgernn_conv_pairs_clamp(p, output);
+}
+
+/* Input column ix of an image row (the zero point outside), widened into ring slot k and its
+ * copy filter_w slots on. */
+static void edgernn_ring_column(const edgernn_conv_pairs *c, const int8_t *row, int32_t ix, int16_t *ring, int32_t k)
+{
+    const edgernn_conv_params *p = c->conv;
+    const int32_t in_c = p->in_c;
+    int16_t *a = ring + k * in_c;
+    int16_t *b = a + p->filter_w * in_c;
+    int32_t i;
+    if (ix < 0 || ix >= p->in_w) {
+        edgernn_fill_window(a, in_c, (int16_t)(p->input_zero_point * c->scale));
+    } else {
+        edgernn_widen_window(row + (long)ix * in_c, a, in_c, c->scale);
     }
-    return output + p->out_c;
+    for (i = 0; i < in_c; i += 2) { /* in_c is even: whole words */
+        uint32_t v;
+        memcpy(&v, a + i, 4);
+        memcpy(b + i, &v, 4);
+    }
+}
+
+/* The outputs of one image row on a ring (edgernn_conv_pairs.ring): the window of position ox
+ * is the filter_w columns from slot ox % filter_w on. */
+static int8_t *edgernn_conv_pairs_ring(const edgernn_conv_pairs *c, const int8_t *row, int8_t *output, int16_t *ring)
+{
+    const edgernn_conv_params *p = c->conv;
+    const int32_t fw = p->filter_w;
+    int32_t ox;
+    int32_t k;
+    for (k = 0; k < fw - 1; ++k) {
+        edgernn_ring_column(c, row, k - p->pad_left, ring, k);
+    }
+    for (ox = 0; ox < p->out_w; ++ox) {
+        edgernn_fc8 fc;
+        edgernn_ring_column(c, row, ox + fw - 1 - p->pad_left, ring, (ox + fw - 1) % fw);
+        fc.stream = c->stream;
+        fc.x16 = ring + (ox % fw) * p->in_c;
+        fc.passes_end = c->passes_end;
+        fc.out = output;
+        c->kernel(&fc);
+        output = edgernn_conv_pairs_clamp(p, output);
+    }
+    return output;
 }
 
 void edgernn_conv_pairs_s8(const edgernn_conv_pairs *c, const int8_t *input, int8_t *output, int16_t *window)
 {
     const edgernn_conv_params *p = c->conv;
-    EDGERNN_FOR_POSITIONS(p, p->in_c, output = edgernn_conv_pairs_position(c, image, iy0, ix0, output, window));
+    int32_t b;
+    int32_t oy;
+    if (!c->ring) {
+        EDGERNN_FOR_POSITIONS(p, p->in_c, output = edgernn_conv_pairs_position(c, image, iy0, ix0, output, window));
+        return;
+    }
+    for (b = 0; b < p->batches; ++b) { /* one filter row, no padding above: row oy * stride_h */
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int8_t *row = input + ((long)b * p->in_h + (long)oy * p->stride_h) * p->in_w * p->in_c;
+            output = edgernn_conv_pairs_ring(c, row, output, window);
+        }
+    }
 }
 
 /* The window of one depthwise position, channel-major: window[c * taps + t]. */

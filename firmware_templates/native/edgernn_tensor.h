@@ -80,9 +80,13 @@ typedef struct {
     const uint32_t *stream;
     const uint32_t *passes_end;   /* end of the stream's passes of three row pairs */
     int32_t scale;                /* 2^(1 + left shift) */
+    int32_t ring;                 /* 1: one filter row, stride and dilation 1 along it, even in_c: each
+                                   * input column is widened once into a ring of 2 x filter_w columns
+                                   * (written twice), in which every window is contiguous */
 } edgernn_conv_pairs;
 
-/* window: filter_h x filter_w x in_c int16 values (+ 1 when odd), 4-byte aligned */
+/* window: filter_h x filter_w x in_c int16 values (+ 1 when odd; twice that for a ring),
+ * 4-byte aligned */
 void edgernn_conv_pairs_s8(const edgernn_conv_pairs *c, const int8_t *input, int8_t *output, int16_t *window);
 
 /* DEPTHWISE_CONV_2D with the taps on SMLAD pairs: for each output position the window is

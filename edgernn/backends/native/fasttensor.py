@@ -135,9 +135,12 @@ def depthwise_pairs(p: str, where: str, w_taps: np.ndarray, bias: np.ndarray, mu
 
 
 def conv_pairs(p: str, where: str, w2d: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point: int,
-               source: str, x: str, y: str):
+               source: str, x: str, y: str, ring: bool = False):
     """(stream array, pairs struct fields, C call, kernel, window bytes) of a CONV_2D whose params
-    struct is ``$p`` (geometry only), reading ``x`` into ``y``; raises :class:`NotFast`."""
+    struct is ``$p`` (geometry only), reading ``x`` into ``y``; raises :class:`NotFast`. ``ring``:
+    one filter row, stride and dilation 1 along it, an even channel count -- consecutive windows
+    overlap, so each input column is widened once into a ring of 2 x filter_w columns (written
+    twice), where every window is contiguous."""
     s = fc8_stream(w2d, bias, multipliers, shifts, zero_point, where)
     uniform = s.rs >= 0
     stream = ConstArray(
@@ -147,6 +150,7 @@ def conv_pairs(p: str, where: str, w2d: np.ndarray, bias: np.ndarray, multiplier
         "(edgernn_pairs.h)")
     fields = [(f"&${p}", "geometry, zero points, activation range"), (f"${s.kernel}", "EDGERNN_FC8_KERNEL"),
               (f"${stream.name}", "stream"), (f"${stream.name} + {s.passes_end}", "end of the three-pair passes"),
-              (str(s.scale), "the window's pre-scale, 2^(1 + left shift)")]
+              (str(s.scale), "the window's pre-scale, 2^(1 + left shift)"),
+              ("1" if ring else "0", "1: the window buffer is a ring of 2 x filter_w input columns")]
     call = f"edgernn_conv_pairs_s8(&${p}_pairs, {x}, {y}, (int16_t *)(@w@));"
-    return stream, fields, call, s, 2 * (s.n_input + s.n_input % 2)
+    return stream, fields, call, s, 4 * s.n_input if ring else 2 * (s.n_input + s.n_input % 2)

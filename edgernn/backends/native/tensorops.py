@@ -122,10 +122,10 @@ def conv_geometry(op: Operator, in_shape, w_shape) -> tuple[int, int, int, int]:
 
 
 def _pairs_step(p: str, i: int, opcode: str, where: str, comment: str, geometry: list, w2d, bias, qs, zp_out: int,
-                source: str, x: int, y: int) -> Step:
+                source: str, x: int, y: int, ring: bool = False) -> Step:
     """The Step of a CONV_2D (or FULLY_CONNECTED, 1 x 1) on the row-pair kernel; raises NotFast."""
     stream, fields, call, kernel, window = conv_pairs(p, where, w2d, bias, [q[0] for q in qs], [q[1] for q in qs],
-                                                      zp_out, source, t(x), t(y))
+                                                      zp_out, source, t(x), t(y), ring)
     conv = _geometry(p, geometry, stream, comment + ", on the row-pair kernel (edgernn_conv_pairs_s8)")
     return Step(i, opcode, conv.comment, [call], [conv, CStruct(f"{p}_pairs", "edgernn_conv_pairs", fields)], [stream],
                 kernels=[kernel], window=window)
@@ -203,9 +203,11 @@ def plan_conv(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None,
     comment = (f"{op.opcode} (op {i}): {list(in_shape)} -> {list(out_shape)}, activation "
                f"{prepare.ACT_NAMES.get(_act(op), _act(op))}")
     if not depthwise and fc == int(in_shape[3]) and pairs_layout(kernel):
+        ring = (int(w.shape[1]) == 1 and o.strideW == 1 and (o.dilationWFactor or 1) == 1 and fc % 2 == 0
+                and pt == 0 and int(out_shape[2]) > int(w.shape[2]) > 1)
         try:
             return _pairs_step(p, i, op.opcode, where, comment, g, wd.reshape(cout, -1), folded, qs, _zp(y),
-                               arrays[0].comment.split(":")[0], op.inputs[0], op.outputs[0])
+                               arrays[0].comment.split(":")[0], op.inputs[0], op.outputs[0], ring)
         except NotFast:
             pass
     if depthwise and pairs_layout(kernel):
