@@ -32,6 +32,9 @@ CASES = {
     # 'same' padding (zero-point columns at both ends), two image rows (stride 2 over them)
     "conv_ring_same_two_rows": dict(h=3, w=13, c=4, kh=1, kw=5, stride=(2, 1), padding=0, cout=8, per_channel=True,
                                     act=1, zx=-9, zy=4, seed=7),
+    # time along the height (a filter column, one input column): run as one row, on the ring
+    "conv_column_as_a_row_ring": dict(h=13, w=1, c=4, kh=5, kw=1, padding=0, cout=6, per_channel=True, zx=60,
+                                      seed=8),
     # three full passes of three row pairs and a remainder of one pair, 120 columns, RELU6
     "conv2d_wide_relu6": dict(h=3, w=7, c=8, kh=3, kw=5, padding=0, cout=14, per_channel=True, act=3, zy=-100,
                               seed=3),

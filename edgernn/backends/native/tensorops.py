@@ -203,8 +203,11 @@ def plan_conv(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None,
     comment = (f"{op.opcode} (op {i}): {list(in_shape)} -> {list(out_shape)}, activation "
                f"{prepare.ACT_NAMES.get(_act(op), _act(op))}")
     if not depthwise and fc == int(in_shape[3]) and pairs_layout(kernel):
-        ring = (int(w.shape[1]) == 1 and o.strideW == 1 and (o.dilationWFactor or 1) == 1 and fc % 2 == 0
-                and pt == 0 and int(out_shape[2]) > int(w.shape[2]) > 1)
+        if int(in_shape[2]) == int(out_shape[2]) == int(w.shape[2]) == 1:  # a column: the same bytes as a row
+            g = [g[k] for k in (0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 10, 12, 11, 14, 13, 16, 15, 17, 18, 19, 20)]
+            comment += " (as one row)"
+        w_out, kh, kw, sw, dw, top = (int(g[k][0]) for k in (5, 7, 8, 12, 14, 15))
+        ring = kh == 1 and sw == 1 and dw == 1 and fc % 2 == 0 and top == 0 and w_out > kw > 1
         try:
             return _pairs_step(p, i, op.opcode, where, comment, g, wd.reshape(cout, -1), folded, qs, _zp(y),
                                arrays[0].comment.split(":")[0], op.inputs[0], op.outputs[0], ring)
