@@ -7,7 +7,9 @@
   unit count that keeps the reference FC, a per-step SimpleRNN), converted with ``--state int8``,
   equal the TFLM runtime bit for bit on the host with both layouts and in QEMU with the
   Cortex-M4 assembly;
-* the ``--state int16`` layout (int16 ops, SPLIT parts) keeps the reference step, still exact.
+* the ``--state int16`` layout (16x8 FCs on the row pairs, int16 ops fused, SPLIT parts read in
+  place, h written in place) equals TFLM on the host and in QEMU on the Cortex-M4; the 16x8 FC
+  kernel equals TFLM's reference 16x8 arithmetic on extreme int16 inputs.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ def models(tmp_path_factory):
     for name in ("stack", "sequence"):
         out[name] = tmp / f"{name}.tflite"
         edgernn.convert(_keras_model(name), calib=calib, output=out[name], state="int8")
-    out["stack16"] = tmp / "stack16.tflite"  # the int16 state: the reference step
-    edgernn.convert(_keras_model("stack"), calib=calib, output=out["stack16"], state="int16")
+    for name in ("stack", "sequence"):  # the int16 state (convert's default): 16x8 FCs, int16 ops
+        out[name + "16"] = tmp / f"{name}16.tflite"
+        edgernn.convert(_keras_model(name), calib=calib, output=out[name + "16"], state="int16")
     return out
 
 
@@ -144,16 +147,68 @@ def test_the_plan_uses_the_fast_forms(models):
     assert [len(layer.fast.fcs) for layer in rows.recurrent] == [6, 6, 6]
 
 
-def test_the_int16_state_keeps_the_reference_step(models):
+def test_the_int16_state_runs_the_fast_step(models):
     plan = load_plan(models["stack16"], "pairs")
-    assert plan.recurrent and all(layer.fast is None for layer in plan.recurrent)
-    assert all("--state int8" in layer.fast_reason for layer in plan.recurrent)
-    assert plan.fast_kernels == [] and plan.fast_loops == []
+    layers = plan.recurrent
+    assert [[c["units"] for c in layer.layers] for layer in layers] == [[6], [6], [8, 5]]
+    assert all(layer.fast is not None and not layer.fast_reason for layer in layers)
+    # one 16x8 FC per side (GRU reset_after=False: a third for r * h), all on the row pairs
+    assert [len(layer.fast.fcs) for layer in layers] == [3, 3, 5]
+    assert all(f.kernel.startswith("fc16_") for layer in layers for f in layer.fast.fcs)
+    assert not any(s.kind == "fc16" for layer in layers for s in layer.ops if s.op_index in layer.fast.reference_ops)
+    # the new h is written in place, no copy at the end of the step
+    assert all(layer.fast.direct_states for layer in layers)
+    assert all(layer.fast is None for layer in load_plan(models["stack16"], "reference").recurrent)
+
+
+def test_fc16_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
+    """The 16x8 FC stream (fasttensor.fc16_stream) in the C twin and in numpy equals TFLM's
+    reference 16x8 path (int64 sums, 16-bit multiplier, one rounding) on random and extreme
+    int16 inputs, for odd and even shapes and every right shift the exact form takes."""
+    from edgernn.backends.native.fastlstm import NotFast
+    from edgernn.backends.native.fasttensor import fc16_emulate, fc16_reference, fc16_stream
+
+    rng = np.random.default_rng(3)
+    cases, progs = [], []
+    for k, (n_out, n_in, lo_s, hi_s) in enumerate([(96, 32, 16, 33), (7, 5, 1, 33), (6, 38, 12, 20), (3, 1, 8, 30)]):
+        w = rng.integers(-127, 128, (n_out, n_in))
+        w[0] = np.where(w[0] < 0, -127, 127)  # a row at the bound
+        b = rng.integers(-2 ** 20, 2 ** 20, n_out)
+        m = rng.integers(1, 1 << 15, n_out)
+        m[0] = 0x7FFF
+        s = rng.integers(lo_s, hi_s, n_out)
+        try:
+            st = fc16_stream(w, b, m, s, "test")
+        except NotFast:
+            s = np.maximum(s, 16)
+            st = fc16_stream(w, b, m, s, "test")
+        x = rng.integers(-32768, 32768, (400, n_in))
+        x[:4] = [np.full(n_in, 32767), np.full(n_in, -32768), np.where(w[0] > 0, 32767, -32768),
+                 np.where(w[0] > 0, -32768, 32767)]
+        want = fc16_reference(w, b, m, s, x)
+        assert np.array_equal(fc16_emulate(st, x), want)
+        cases.append((st, x, want))
+        words = ", ".join(f"{int(v)}u" for v in st.words)
+        xs = ", ".join(str(int(v)) for v in x.ravel())
+        progs.append(f"static const uint32_t s{k}[] = {{{words}}};\nstatic const int16_t x{k}[] = {{{xs}}};\n"
+                     f"EDGERNN_FC16_KERNEL(fc{k}, {st.pairs}, {st.n_input}, {st.n_output})\n")
+    body = "".join(
+        f"    for (r = 0; r < {len(x)}; ++r) {{ const edgernn_fc16 f = {{ s{k}, x{k} + r * {st.n_input}, y }}; fc{k}(&f);"
+        f" for (c = 0; c < {st.n_output}; ++c) printf(\"%d \", y[c]); }} printf(\"\\n\");\n"
+        for k, (st, x, _) in enumerate(cases))
+    src = tmp_path / "fc16.c"
+    src.write_text('#include <stdio.h>\n#include "edgernn_pairs.h"\n' + "".join(progs) +
+                   f"int main(void)\n{{\n    int16_t y[96];\n    int r, c;\n{body}    return 0;\n}}\n")
+    exe = tmp_path / "fc16"
+    compile_c("gcc", [src], exe, (*C_FLAGS, f"-I{TEMPLATE_DIR}"))
+    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+    for (st, x, want), line in zip(cases, lines):
+        assert np.array_equal(np.array(line.split(), np.int64).reshape(want.shape), want)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["pairs", "reference"])
-@pytest.mark.parametrize("case", ["stack", "sequence", "stack16"])
+@pytest.mark.parametrize("case", ["stack", "sequence", "stack16", "sequence16"])
 def test_fast_loops_equal_tflm_on_the_host(models, tmp_path, case, kernel):
     path = models[case]
     build = NativeBuild.create(path, tmp_path, kernel=kernel, flags=(*C_FLAGS, "-Wshadow", "-Wundef"))
@@ -162,17 +217,20 @@ def test_fast_loops_equal_tflm_on_the_host(models, tmp_path, case, kernel):
 
 
 @pytest.mark.slow
-def test_fast_loops_equal_tflm_in_qemu_on_the_cortex_m4(models, tmp_path):
+@pytest.mark.parametrize("case", ["stack", "stack16"])
+def test_fast_loops_equal_tflm_in_qemu_on_the_cortex_m4(models, tmp_path, case):
     from edgernn.firmware import run_project, write_project
 
-    path = models["stack"]
+    path = models[case]
     x = _inputs(path, 4)
     sources = emit_native(path, tmp_path / "src", "motion", target="cortex-m4")
-    assert "EDGERNN_FC8_KERNEL(motion_l0_fc8_" in (tmp_path / "src" / "motion.c").read_text()
+    kernel = "EDGERNN_FC16_KERNEL(motion_l0_fc16_" if case == "stack16" else "EDGERNN_FC8_KERNEL(motion_l0_fc8_"
+    assert kernel in (tmp_path / "src" / "motion.c").read_text()
     project = write_project(tmp_path / "fw", target="cortex-m4", name="motion", vectors_x_int8=x,
                             vectors_y_int8=_tflm(path, x), model_sources=sources)
     r = run_project(project.dir, timeout=300)
     assert r.passed, "\n".join(r.summary_lines())
     code = subprocess.run(["arm-none-eabi-objdump", "-d", str(r.sizes.elf)], capture_output=True, text=True,
                           check=True).stdout
-    assert "smmlar" in code and "smlad" in code  # the assembly ran, not the C twin
+    # the assembly (int8) or the DSP intrinsics (int16) ran, not the C twin
+    assert ("smmlar" in code and "smlad" in code) if case == "stack" else ("smlald" in code and "smmulr" in code)

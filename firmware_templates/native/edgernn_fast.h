@@ -364,6 +364,38 @@ static inline int32_t edgernn_mul_one_s8(const edgernn_mul_params *p, int32_t a,
                                   p->activation_min, p->activation_max);
 }
 
+/* One element of the int16 step ops (--state int16; edgernn_kernels.c's *_run_s16 loops), for
+ * the fused loops over the units. */
+static inline int32_t edgernn_add_one_s16(const edgernn_add_params *p, int32_t a, int32_t b)
+{
+    const int32_t a_scaled = edgernn_mbqm((int32_t)((uint32_t)(p->input1_offset + a) << 15), p->input1_multiplier,
+                                          (int)p->input1_shift);
+    const int32_t b_scaled = edgernn_mbqm((int32_t)((uint32_t)(p->input2_offset + b) << 15), p->input2_multiplier,
+                                          (int)p->input2_shift);
+    const int32_t raw = p->subtract ? a_scaled - b_scaled : a_scaled + b_scaled;
+    return edgernn_clamp_range_s8(edgernn_mbqm(raw, p->output_multiplier, (int)p->output_shift) + p->output_offset,
+                         p->activation_min, p->activation_max);
+}
+
+static inline int32_t edgernn_mul_one_s16(const edgernn_mul_params *p, int32_t a, int32_t b)
+{
+    const int32_t product = (p->input1_offset + a) * (p->input2_offset + b);
+    return edgernn_clamp_range_s8(edgernn_mbqm(product, p->multiplier, (int)p->shift) + p->output_offset, p->activation_min,
+                         p->activation_max);
+}
+
+static inline int32_t edgernn_logistic_one_s16(int32_t x, int32_t multiplier, int left_shift)
+{
+    const int32_t round = left_shift > 0 ? ((int32_t)1 << (left_shift - 1)) : 0;
+    return edgernn_sigmoid_scaled_s16((x * multiplier + round) >> left_shift);
+}
+
+static inline int32_t edgernn_requant_one_s16_s8(int32_t x, int32_t multiplier, int shift, int32_t input_zero_point,
+                                                 int32_t output_zero_point)
+{
+    return edgernn_clamp_s8(edgernn_mbqm(x - input_zero_point, multiplier, shift) + output_zero_point);
+}
+
 /* dst[i] = src[i] x scale for i < n, and a zero after an odd n: an int8 vector as the pairs
  * kernels' int16 input (zero points are folded into the biases). */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_widen_scaled_s8(const int8_t *src, int16_t *dst, int n,

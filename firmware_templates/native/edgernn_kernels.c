@@ -394,21 +394,6 @@ void edgernn_mul_run_s16(const edgernn_mul_params *p, const int16_t *a, const in
     }
 }
 
-/* TFLM Logistic int16 on an input already scaled to the table (24 entries per unit, 9 bits of
- * interpolation): the body of edgernn_sigmoid_s16 for any v. */
-static int16_t edgernn_sigmoid_scaled_s16(int32_t v)
-{
-    const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
-    const uint32_t index = abs_v >> 9;
-    const uint32_t i0 = index < 254u ? index : 254u;
-    const uint32_t a = edgernn_sigmoid_table[i0];
-    const uint32_t b = edgernn_sigmoid_table[i0 + 1u];
-    const uint32_t interpolated = (a << 9) + (abs_v & 0x1FFu) * (b - a);
-    const uint32_t result = index >= 255u ? ((uint32_t)0x7FFF << 10) : interpolated;
-    const uint32_t signed_result = v >= 0 ? result + (1u << 9) : (1u << (16 + 9)) - result + (1u << 9) - 1u;
-    return (int16_t)(signed_result >> 10);
-}
-
 void edgernn_logistic_run_s16(int32_t multiplier, int left_shift, const int16_t *in, int16_t *out, int n)
 {
     const int32_t round = left_shift > 0 ? ((int32_t)1 << (left_shift - 1)) : 0;

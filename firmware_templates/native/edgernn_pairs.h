@@ -147,6 +147,105 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc8_c(const edgernn_fc8 *f, int
     }
 }
 
+/* ---------------------------------------------------------------------------------------
+ * FULLY_CONNECTED 16x8 of a loop step (--state int16): int16 input (any value), int8 weights,
+ * int64 bias, int16 output; TFLM's reference 16x8 path: y = clamp16((acc m + 2^(s-1)) >> s)
+ * with the 16-bit multiplier m and the total right shift s. The same row-pair words, but A
+ * accumulates in 64 bits (SMLALD), since the high row's sum of an int16 input may pass 2^23:
+ * the low row's sum is B, the high row's (A - B) >> 8. The generator checks every row's
+ * |sum| < 2^31 / 2^ls, so that (acc m + 2^(s-1)) >> s = SMMULR(acc 2^ls, m 2^(32 - s - ls))
+ * exactly (m 2^(32 - s - ls) < 2^31). The stream, per pass of up to two pairs: per pair the
+ * start words B, A low, A high (from the bias), per column pair one word per pair, when
+ * n_input is odd one tail word per pair (the two rows' last weights, 16 bits each), then per
+ * row M and ls. A padding row (odd n_output) is computed and not stored.
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const uint32_t *stream;
+    const int16_t *input;
+    int16_t *out;
+} edgernn_fc16;
+
+#if EDGERNN_USE_SMLAD
+#define EDGERNN_FC16_SMLAD(w, x, acc) __smlad((w), (x), (acc))
+#define EDGERNN_FC16_SMLALD(w, x, acc) __smlald((w), (x), (acc))
+#define EDGERNN_FC16_SXTB16(w) __sxtb16(w)
+#else
+#define EDGERNN_FC16_SMLAD(w, x, acc) edgernn_fc16_smlad((w), (x), (acc))
+#define EDGERNN_FC16_SMLALD(w, x, acc) edgernn_fc16_smlald((w), (x), (acc))
+#define EDGERNN_FC16_SXTB16(w) edgernn_fc16_sxtb16(w)
+static inline uint32_t edgernn_fc16_sxtb16(uint32_t w)
+{
+    return (uint32_t)(uint16_t)(int16_t)(int8_t)(w & 0xFFu) | ((uint32_t)(uint16_t)(int16_t)(int8_t)((w >> 16) & 0xFFu) << 16);
+}
+static inline int32_t edgernn_fc16_smlad(uint32_t w, uint32_t x, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(w & 0xFFFFu) * (int16_t)(x & 0xFFFFu)) +
+                     (uint32_t)((int16_t)(w >> 16) * (int16_t)(x >> 16)));
+}
+static inline int64_t edgernn_fc16_smlald(uint32_t w, uint32_t x, int64_t acc)
+{
+    return acc + (int32_t)(int16_t)(w & 0xFFFFu) * (int32_t)(int16_t)(x & 0xFFFFu) +
+           (int64_t)((int32_t)(int16_t)(w >> 16) * (int32_t)(int16_t)(x >> 16));
+}
+#endif
+
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, int pairs, int n_input, int n_output)
+{
+    const uint32_t *w = f->stream;
+    const int16_t *x = f->input;
+    int16_t *out = f->out;
+    int p0;
+    for (p0 = 0; p0 < pairs; p0 += 2) {
+        const int np = pairs - p0 < 2 ? pairs - p0 : 2;
+        int32_t b0 = (int32_t)w[0];
+        int64_t a0 = (int64_t)(((uint64_t)w[2] << 32) | w[1]);
+        int32_t b1 = np == 2 ? (int32_t)w[3] : 0;
+        int64_t a1 = np == 2 ? (int64_t)(((uint64_t)w[5] << 32) | w[4]) : 0;
+        int32_t acc[4];
+        int c;
+        int r;
+        w += 3 * np;
+        for (c = 0; c + 1 < n_input; c += 2) {
+            uint32_t xv;
+            memcpy(&xv, x + c, 4);
+            b0 = EDGERNN_FC16_SMLAD(EDGERNN_FC16_SXTB16(w[0]), xv, b0);
+            a0 = EDGERNN_FC16_SMLALD(w[0], xv, a0);
+            if (np == 2) {
+                b1 = EDGERNN_FC16_SMLAD(EDGERNN_FC16_SXTB16(w[1]), xv, b1);
+                a1 = EDGERNN_FC16_SMLALD(w[1], xv, a1);
+            }
+            w += np;
+        }
+        acc[0] = b0;
+        acc[1] = (int32_t)((a0 - b0) >> 8);
+        acc[2] = b1;
+        acc[3] = (int32_t)((a1 - b1) >> 8);
+        if (n_input % 2) {
+            const int32_t xl = x[n_input - 1];
+            for (r = 0; r < np; ++r) {
+                acc[2 * r] += (int16_t)(w[r] & 0xFFFFu) * xl;
+                acc[2 * r + 1] += (int16_t)(w[r] >> 16) * xl;
+            }
+            w += np;
+        }
+        for (r = 0; r < 2 * np; ++r) {
+            const int32_t m = (int32_t)w[0];
+            const int ls = (int)w[1];
+            w += 2;
+            if (2 * p0 + r < n_output) {
+                out[2 * p0 + r] = (int16_t)edgernn_clamp_s16(edgernn_smmulr((int32_t)((uint32_t)acc[r] << ls), m));
+            }
+        }
+    }
+}
+
+/* EDGERNN_FC16_KERNEL(name, pairs, n_input, n_output): `static void name(const edgernn_fc16 *fc)`. */
+#define EDGERNN_FC16_KERNEL(name, pairs, n_input, n_output) \
+    static void name(const edgernn_fc16 *fc)                \
+    {                                                       \
+        edgernn_fc16_c(fc, pairs, n_input, n_output);       \
+    }
+
 #if EDGERNN_USE_SMLAD && defined(__GNUC__) && defined(__thumb2__)
 /* ---------------------------------------------------------------------------------------
  * The Thumb-2 kernel, as GNU assembler macros (defined once per assembly file, on first use).

@@ -17,11 +17,19 @@ fast; anything it cannot prove exact keeps the reference kernel of ``edgernn_ker
 The loop code owns the graph layout; this module only needs a plan of step ops, so a change of
 layout (merged FCs, other cells) reaches the fast kernels without touching them.
 
-Which loops are fast (``convert --state``, :mod:`edgernn.backends.tflm.cells`): the ``int8``
-layout (int8 state, one FULLY_CONNECTED per gate and side, stacked layers in one loop). A loop
-with any int16 op (the ``int16`` state layout: 16x8 FULLY_CONNECTED, int16 ADD / MUL /
-LOGISTIC / TANH, CAST, QUANTIZE) or reading a SPLIT part keeps the reference step of
-:mod:`.loop` whole (``layer.fast`` None, ``layer.fast_reason`` says why); it is exact, only slower.
+Both state layouts (``convert --state``, :mod:`edgernn.backends.tflm.cells`) are fast:
+
+* ``int8``: one FULLY_CONNECTED per gate and side on the int8 row-pair kernel above;
+* ``int16`` (the default): one 16x8 FULLY_CONNECTED per side on ``EDGERNN_FC16_KERNEL``
+  (``edgernn_pairs.h``: the same row-pair words, the high row's sum in 64 bits with SMLALD,
+  TFLM's int64-bias requantization as one SMMULR, proved exact by
+  :func:`.fasttensor.fc16_stream`), SPLIT parts read in place, the int16 ADD / SUB / MUL /
+  LOGISTIC / TANH / QUANTIZE / CAST fused into the loops over the units (TFLM's formulas, one
+  element at a time), and h written in place.
+
+A run of fused ops never reads, from memory, part of a vector the same run writes (or writes
+over one it still reads): the memory each operand occupies (``StepOp.regions``) decides where
+a run ends. Anything else keeps the reference kernel of that op (``layer.fast_reason``).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import numpy as np
 
 from ... import fixedpoint as fp
 from .fastlstm import NotFast
-from .fasttensor import fc8_stream
+from .fasttensor import fc8_stream, fc16_stream
 from .plan import ConstArray
 
 #: the FULLY_CONNECTED layout each kernel choice gives the loop layers: row pairs everywhere (the
@@ -182,6 +190,31 @@ class FastFc:
 
 
 @dataclass
+class FastFc16:
+    """A 16x8 FULLY_CONNECTED of an int16 step on the row pairs (edgernn_pairs.h EDGERNN_FC16_KERNEL)."""
+
+    name: str
+    stream: ConstArray
+    pairs: int
+    n_input: int
+    n_output: int
+    input: str  # C expression of the int16 input
+    output: str
+
+    @property
+    def output_c(self) -> str:
+        return self.output if "$scratch" in self.output else self.output.replace("scratch", "$scratch")
+
+    @property
+    def input_c(self) -> str:
+        return self.input if "$scratch" in self.input else self.input.replace("scratch", "$scratch")
+
+    @property
+    def kernel(self) -> str:
+        return f"fc16_p{self.pairs}_i{self.n_input}_o{self.n_output}"
+
+
+@dataclass
 class Elementwise:
     """One op of a fused elementwise run: its C expression of element i."""
 
@@ -190,6 +223,7 @@ class Elementwise:
     local: str  # the local it is computed into
     store: str | None  # C expression of the buffer it is also written to (None: registers only)
     form: str  # "fit", "prescaled", "table" or "reference"
+    ctype: str = "int8_t"  # the stored element type
 
 
 @dataclass
@@ -262,8 +296,44 @@ def _fc_pairs(layer, s, vector_for) -> FastFc:
                   rs=st.rs, vector=vector_for(s.inputs[0], fc.n_input, st.scale), output=s.output)
 
 
+def _fc16_pairs(layer, s, bound: int) -> FastFc16:
+    fc = s.params
+    where = f"loop {layer.index} op {s.op_index} (FULLY_CONNECTED 16x8)"
+    if not fc.acc64 or (fc.activation_min, fc.activation_max) != (-32768, 32767):
+        raise NotFast(f"{where}: int32 bias or a fused activation")
+    w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)
+    st = fc16_stream(w, None if fc.bias is None else fc.bias.values, fc.multipliers.values, fc.shifts.values,
+                     where, bound)
+    name = f"l{layer.index}_op{s.op_index}"
+    stream = ConstArray(
+        f"{name}_fc16w", "uint32_t", st.words,
+        f"{s.comment}: row-pair words of {fc.weights.comment.split(':')[0]}, accumulator start words from the "
+        f"int64 bias, then each row's multiplier x 2^(32 - s - ls) and ls (edgernn_pairs.h edgernn_fc16_c)")
+    return FastFc16(name=name, stream=stream, pairs=st.pairs, n_input=st.n_input, n_output=st.n_output,
+                    input=s.inputs[0], output=s.output)
+
+
+def _elementwise16(s, ins: list[str]) -> tuple[str, str]:
+    """(C expression, form) of one op of the int16 layout (the reference formulas, one element)."""
+    p = s.params
+    if s.kind == "add16":
+        return f"edgernn_add_one_s16(&$$l_op, {ins[0]}, {ins[1]})", "reference"
+    if s.kind == "mul16":
+        return f"edgernn_mul_one_s16(&$$l_op, {ins[0]}, {ins[1]})", "reference"
+    if s.kind == "act16":
+        if p.function == "tanh":
+            return f"edgernn_tanh_s16((int16_t){ins[0]}, {p.multiplier}, {p.left_shift})", "reference"
+        return f"edgernn_logistic_one_s16({ins[0]}, {p.multiplier}, {p.left_shift})", "reference"
+    if s.kind == "requant":
+        return (f"edgernn_requant_one_s16_s8({ins[0]}, {p.multiplier}, {p.shift}, {p.input_zero_point}, "
+                f"{p.output_zero_point})", "reference")
+    return f"(int32_t)({ins[0]})", "widen"  # CAST int8 -> int16
+
+
 def _elementwise(s, ins: list[str]) -> tuple[str, str]:
     """(C expression, form) of one elementwise op on C expressions ``ins``."""
+    if s.kind in INT16_KINDS:
+        return _elementwise16(s, ins)
     p = s.params
     if s.kind == "lut":
         return f"(${p.name} + 128)[{ins[0]}]", "table"
@@ -287,26 +357,30 @@ def _elementwise(s, ins: list[str]) -> tuple[str, str]:
     return f"edgernn_mul_one_s8(&$$l_op, {ins[0]}, {ins[1]})", "reference"
 
 
-#: the step op kinds (:mod:`.loop`) the fast form compiles: the int8 ones
-FAST_KINDS = ("fc", "add", "mul", "lut")
+#: the step op kinds (:mod:`.loop`) of the int16 layout's elementwise ops
+INT16_KINDS = ("add16", "mul16", "act16", "requant", "widen")
+#: the step op kinds the fast form compiles: all of them
+FAST_KINDS = ("fc", "fc16", "add", "mul", "lut") + INT16_KINDS
+_BINARY = ("add", "mul", "add16", "mul16")
 
 
 def not_fast(layer) -> str:
     """Why ``layer``'s step keeps the reference kernels whole ("" when the fast form applies)."""
     other = sorted({s.kind for s in layer.ops if s.kind not in FAST_KINDS})
     if other:
-        return (f"int16 step ops ({', '.join(other)}; convert --state int16): the fast step covers the int8 "
-                "layout (--state int8)")
-    wide = [st.tensor for st in layer.states if st.ctype != "int8_t"]
-    if wide:
-        return f"int16 loop variables ({', '.join(wide)}): the fast step covers int8 states (--state int8)"
-    known = {"x_t"} | {st.name for st in layer.states}
-    for s in layer.ops:
-        # every operand must be a whole vector: a SPLIT part is a view the fusion cannot track
-        if any(e not in known for e in s.inputs[:2 if s.kind in ("add", "mul") else 1]):
-            return f"op {s.op_index} ({s.opcode}) reads part of a SPLIT vector"
-        known.add(s.output)
+        return f"step ops ({', '.join(other)}) the fast step does not compile"
+    if any(not s.regions for s in layer.ops):
+        return "the plan does not say where the step's operands live"
     return ""
+
+
+def _overlap(a, b) -> bool:
+    return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
+
+
+def _ctype_of(s) -> str:
+    r = s.regions[-1]
+    return "int16_t" if r[2] - r[1] == 2 * s.n else "int8_t"
 
 
 def fast_loop(layer, kernel: str) -> FastLoop | None:
@@ -328,27 +402,33 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
         return cache[key]
 
     ops = layer.ops
-    # the ops that read each op's output (until the buffer is written again: slots are reused),
-    # and the ops whose output the state update at the end of the step copies
+    # the ops that read each op's output (until the memory is written again: slots are reused,
+    # SPLIT parts overlap their vector), and the ops whose output the end of the step copies
     readers: dict[int, set[int]] = {}
     for k, s in enumerate(ops):
         readers[k] = set()
         for j in range(k + 1, len(ops)):
-            if s.output in ops[j].inputs:
+            if any(_overlap(r, s.regions[-1]) for r in ops[j].regions[:-1]):
                 readers[k].add(j)
-            if ops[j].output == s.output:
+            if _overlap(ops[j].regions[-1], s.regions[-1]):
                 break
     last_writer = {s.output: k for k, s in enumerate(ops)}
     state_writers = {last_writer[st.source] for st in layer.states if st.source in last_writer}
-    fcs: list[FastFc] = []
+    state_writers |= {last_writer[o[1]] for o in layer.outputs if o[1] in last_writer}
+    fcs: list = []
     k = 0
     while k < len(ops):
         s = ops[k]
-        if s.kind == "fc":
+        if s.kind in ("fc", "fc16"):
             fast = None
             if fc_layout == "pairs":
                 try:
-                    fast = _fc_pairs(layer, s, vector_for)
+                    if s.kind == "fc":
+                        fast = _fc_pairs(layer, s, vector_for)
+                    else:
+                        src = [j for j in range(k) if _overlap(ops[j].regions[-1], s.regions[0])]
+                        narrow = bool(src) and ops[src[-1]].kind == "widen" and ops[src[-1]].regions[-1] == s.regions[0]
+                        fast = _fc16_pairs(layer, s, 128 if narrow else 32768)
                     fcs.append(fast)
                 except NotFast:
                     fast = None
@@ -359,19 +439,31 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
             k += 1
             continue
         run: list[Elementwise] = []
-        while k < len(ops) and ops[k].kind != "fc" and ops[k].n == s.n:
+        touched: list[tuple] = []  # the regions the run reads from memory
+        while k < len(ops) and ops[k].kind not in ("fc", "fc16") and ops[k].n == s.n:
             op = ops[k]
-            ins = []
-            for src in op.inputs[:2 if op.kind in ("add", "mul") else 1]:
-                local = next((e.local for e in reversed(run) if e.op.output == src), None)
-                ins.append(local if local is not None else f"({src})[i]")
+            n_in = 2 if op.kind in _BINARY else 1
+            ins, hazard = [], False
+            for src, reg in zip(op.inputs[:n_in], op.regions[:n_in]):
+                writer = next((e for e in reversed(run) if _overlap(e.op.regions[-1], reg)), None)
+                if writer is not None and writer.op.regions[-1] != reg:
+                    hazard = True  # part of a vector the run writes: element i is not iteration i's
+                ins.append(writer.local if writer is not None and not hazard else f"({src})[i]")
+            out = op.regions[-1]
+            # writing element i must not clobber what a later iteration still reads from memory
+            # (an earlier op's write it overlaps is dead: its readers end at this op)
+            if any(_overlap(t, out) and t != out for t in touched):
+                hazard = True
+            if hazard and run:
+                break
             expr, form = _elementwise(op, ins)
             expr = expr.replace("$$l_op", f"$l{layer.index}_op{op.op_index}")
-            run.append(Elementwise(op=op, expr=expr, local=f"v{k}", store=None, form=form))
+            run.append(Elementwise(op=op, expr=expr, local=f"v{k}", store=None, form=form, ctype=_ctype_of(op)))
+            touched += [r for r, e in zip(op.regions[:n_in], ins) if e.endswith("[i]")]
             for key in [key for key in cache if key[0] == op.output]:
                 del cache[key]
             k += 1
-        # a value goes to memory only if an op after its run, or the state update, reads it
+        # a value goes to memory only if an op after its run, or the end of the step, reads it
         for e in run:
             j = ops.index(e.op)
             if any(r >= k for r in readers[j]) or j in state_writers:
@@ -382,7 +474,7 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
     for st in steps:
         if st[0] == "widen":
             texts.append(st[1].source)
-        elif st[0] == "fc" and st[2] is None:
+        elif st[0] == "fc" and (st[2] is None or isinstance(st[2], FastFc16)):
             texts += [st[1].inputs[0], st[1].output]
         elif st[0] == "run":
             texts += [t for e in st[2] for t in (e.expr, e.store or "")]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fastlstm import MAX_PAIRS_COLUMNS, PASS_PAIRS, NotFast, _pairs_product, pre_scale
+from .fastlstm import MAX_PAIRS_COLUMNS, PASS_PAIRS, NotFast, _pairs_product, pair_words, pre_scale
 from .plan import ConstArray
 
 #: the kernel choices (``fastlstm.TARGET_KERNELS``) whose FULLY_CONNECTEDs and convolutions use
@@ -154,3 +154,127 @@ def conv_pairs(p: str, where: str, w2d: np.ndarray, bias: np.ndarray, multiplier
               ("1" if ring else "0", "1: the window buffer is a ring of 2 x filter_w input columns")]
     call = f"edgernn_conv_pairs_s8(&${p}_pairs, {x}, {y}, (int16_t *)(@w@));"
     return stream, fields, call, s, 4 * s.n_input if ring else 2 * (s.n_input + s.n_input % 2)
+
+
+# --------------------------------------------------------------------------- FC 16x8 (int16 loops)
+@dataclass
+class Fc16Stream:
+    """One 16x8 FC's EDGERNN_FC16_KERNEL stream (``edgernn_pairs.h`` ``edgernn_fc16_c``)."""
+
+    words: np.ndarray  # uint32 values
+    pairs: int
+    n_input: int
+    n_output: int
+
+    @property
+    def kernel(self) -> str:
+        return f"fc16_p{self.pairs}_i{self.n_input}_o{self.n_output}"
+
+
+FC16_PASS_PAIRS = 2
+
+
+def fc16_stream(w: np.ndarray, bias, multipliers, shifts, where: str, input_bound: int = 32768) -> Fc16Stream:
+    """The stream of TFLM's 16x8 FULLY_CONNECTED (int64 bias or none, 16-bit multipliers ``m``,
+    total right shifts ``s``: ``clamp16((acc m + 2^(s-1)) >> s)``) for ``w`` [n_out][n_in];
+    raises :class:`NotFast` unless every row's ``|acc| 2^ls < 2^31`` (``|x| <= input_bound``)
+    and ``1 <= s <= 32``, which make ``SMMULR(acc 2^ls, m 2^(32 - s - ls))`` exact."""
+    w = np.asarray(w, np.int64)
+    n_out, n_in = w.shape
+    bias = np.zeros(n_out, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
+    mult = np.broadcast_to(np.asarray(multipliers, np.int64).reshape(-1), (n_out,))
+    s = np.broadcast_to(np.asarray(shifts, np.int64).reshape(-1), (n_out,))
+    if s.min() < 1 or s.max() > 32 or mult.min() < 0 or mult.max() >= 1 << 15:
+        raise NotFast(f"{where}: right shifts {sorted(set(s.tolist()))} or multipliers outside the exact form")
+    ls = np.maximum(16 - s, 0)
+    big = mult << (32 - s - ls)
+    if big.max() >= 1 << 31:
+        raise NotFast(f"{where}: a multiplier does not fit SMMULR")
+    bound = (np.abs(w).sum(axis=1) * input_bound + np.abs(bias)) << ls
+    if bound.max() >= 1 << 31:
+        raise NotFast(f"{where}: a row's sum may reach 2^{np.log2(bound.max()):.1f} (the kernel keeps 32 bits)")
+    rows = n_out + n_out % 2
+    wp = np.zeros((rows, n_in), np.int64)
+    wp[:n_out] = w
+    bp = np.zeros(rows, np.int64)
+    bp[:n_out] = bias
+    big = np.concatenate([big, np.zeros(rows - n_out, np.int64)])
+    ls = np.concatenate([ls, np.zeros(rows - n_out, np.int64)])
+    even = n_in - n_in % 2
+    words: list[int] = []
+    for p0 in range(0, rows // 2, FC16_PASS_PAIRS):
+        ps = list(range(p0, min(p0 + FC16_PASS_PAIRS, rows // 2)))
+        for p in ps:
+            lo, hi = int(bp[2 * p]), int(bp[2 * p + 1])
+            a = (lo + 256 * hi) & 0xFFFFFFFFFFFFFFFF
+            words += [lo & 0xFFFFFFFF, a & 0xFFFFFFFF, a >> 32]
+        pw = [pair_words(wp[2 * p, :even], wp[2 * p + 1, :even]) for p in ps]
+        for c in range(even // 2):
+            words += [int(x[c]) for x in pw]
+        if n_in % 2:
+            words += [(int(wp[2 * p, -1]) & 0xFFFF) | ((int(wp[2 * p + 1, -1]) & 0xFFFF) << 16) for p in ps]
+        for p in ps:
+            for r in (2 * p, 2 * p + 1):
+                words += [int(big[r]), int(ls[r])]
+    return Fc16Stream(words=np.asarray(words, np.int64) & 0xFFFFFFFF, pairs=rows // 2, n_input=n_in, n_output=n_out)
+
+
+def fc16_reference(w, bias, multipliers, shifts, x) -> np.ndarray:
+    """TFLM's reference 16x8 FC with int64 sums (``edgernn_fc_run_s16``), for int16 inputs ``x`` [k][n_in]."""
+    acc = np.asarray(x, np.int64) @ np.asarray(w, np.int64).T
+    if bias is not None:
+        acc = acc + np.asarray(bias, np.int64).reshape(-1)
+    s = np.asarray(shifts, np.int64)
+    y = (acc * np.asarray(multipliers, np.int64) + (np.int64(1) << (s - 1))) >> s
+    return np.clip(y, -32768, 32767)
+
+
+def fc16_emulate(st: Fc16Stream, x) -> np.ndarray:
+    """What ``edgernn_fc16_c`` computes from the stream, for int16 inputs ``x`` [k][n_in] (numpy, for the checks)."""
+    x = np.asarray(x, np.int64)
+    words = np.asarray(st.words, np.int64)
+    out = np.zeros((x.shape[0], st.n_output), np.int64)
+    n_in, even, k = st.n_input, st.n_input - st.n_input % 2, 0
+
+    def s16(v):
+        v = v & 0xFFFF
+        return np.where(v >= 32768, v - 65536, v)
+
+    def s8(v):
+        v = v & 0xFF
+        return np.where(v >= 128, v - 256, v)
+
+    for p0 in range(0, st.pairs, FC16_PASS_PAIRS):
+        ps = list(range(p0, min(p0 + FC16_PASS_PAIRS, st.pairs)))
+        b, a = {}, {}
+        for p in ps:
+            b[p] = np.full(x.shape[0], words[k], np.int64)
+            a[p] = np.full(x.shape[0], (int(words[k + 2]) << 32 | int(words[k + 1])), np.uint64).astype(np.int64)
+            k += 3
+        for c in range(even // 2):
+            for p in ps:
+                wd = int(words[k])
+                k += 1
+                x0, x1 = x[:, 2 * c], x[:, 2 * c + 1]
+                b[p] = b[p] + s8(wd) * x0 + s8(wd >> 16) * x1
+                a[p] = a[p] + s16(wd) * x0 + s16(wd >> 16) * x1
+        acc = {}
+        for p in ps:
+            lo = ((b[p] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)  # B is a 32-bit register
+            acc[2 * p], acc[2 * p + 1] = lo, (a[p] - lo) >> 8
+        if n_in % 2:
+            for p in ps:
+                wd = int(words[k])
+                k += 1
+                acc[2 * p] = acc[2 * p] + s16(wd) * x[:, -1]
+                acc[2 * p + 1] = acc[2 * p + 1] + s16(wd >> 16) * x[:, -1]
+        for p in ps:
+            for r in (2 * p, 2 * p + 1):
+                m, ls = int(words[k]), int(words[k + 1])
+                k += 2
+                v = acc[r] << ls
+                assert np.abs(v).max(initial=0) < 1 << 31
+                if r < st.n_output:
+                    out[:, r] = np.clip((v * m + (1 << 31)) >> 32, -32768, 32767)
+    assert k == len(words)
+    return out

@@ -133,6 +133,9 @@ class StepOp:
     n: int
     params: object  # FullyConnectedPlan | FullyConnected16Plan | AddPlan | MulPlan | ConstArray | Act16Plan | ...
     comment: str
+    # the memory each data input and (last) the output occupy: (buffer, first byte, end byte),
+    # buffer a named vector or a scratch slot (SPLIT parts overlap their whole vector)
+    regions: list = field(default_factory=list)
 
 
 @dataclass
@@ -293,6 +296,12 @@ class _Ref:
             return f"(scratch + {self.slot * slot_size + self.offset})"
         base = f"(int8_t *)(scratch + {self.slot * slot_size})"
         return f"({base} + {self.offset})" if self.offset else base
+
+
+def _region(ref: _Ref, n: int) -> tuple:
+    size = 2 if ref.ctype == "int16_t" else 1
+    return (("slot", ref.slot) if ref.slot is not None else ("text", ref.text), ref.offset * size,
+            (ref.offset + n) * size)
 
 
 def _numel(t: Tensor) -> int:
@@ -467,8 +476,9 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int,
             if x0.dtype != "int8" or y.dtype != "int16":
                 raise _fail(m, f"{w}: CAST {x0.dtype} -> {y.dtype}; only int8 -> int16 is compiled")
             params, kind = None, "widen"
+        regions = [_region(names[t], _numel(body.tensors[t])) for t in (*data_inputs, o.outputs[0])]
         ops.append(StepOp(op_index=i, opcode=o.opcode, kind=kind, inputs=ins, output=names[o.outputs[0]], n=n,
-                          params=params, comment=label))
+                          params=params, comment=label, regions=regions))
 
     def resolve(ref: _Ref) -> str:
         return ref.c(slot_size)
