@@ -18,8 +18,8 @@
  * accumulator start words (B, A per pair: the folded biases, pre-scaled), one weight word per
  * pair for each column pair of x, then the same for the recurrent product over h. Passes of
  * three pairs come first, then one pass of the remaining one or two. The kernel keeps six
- * accumulators in registers: per four columns one LDRD of x, two LDMs of three weight words,
- * six SXTB16 and twelve SMLAD for 24 multiply-accumulates.
+ * accumulators in registers: per six columns one LDM of three x pairs, three LDMs of three
+ * weight words, nine SXTB16 and eighteen SMLAD: 31 instructions for 36 multiply-accumulates.
  *
  * EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent) defines
  * `static void name(const edgernn_pairs_gate *gate)`: naked assembly where the Arm DSP
@@ -249,10 +249,10 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
 #if EDGERNN_USE_SMLAD && defined(__GNUC__) && defined(__thumb2__)
 /* ---------------------------------------------------------------------------------------
  * The Thumb-2 kernel, as GNU assembler macros (defined once per assembly file, on first use).
- * Registers: r0 weight stream, r1 h16, r2 x16, r3-r8 the accumulators B0 A0 B1 A1 B2 A2,
- * r9-r11 weight words, r12 and lr two input pairs. Stack frame (28 bytes): [sp] the output
- * pointer, [sp, #4] the gate, [sp, #8] the end of the three-pair passes, [sp, #16..28) the
- * packed input-product results of the pass.
+ * Registers: r0 weight stream, r3-r8 the accumulators B0 A0 B1 A1 B2 A2, r9-r11 weight words;
+ * the gate kernel walks x16 then h16 with r1 (LDMIA of three input pairs into r2, r12, lr; its
+ * stack frame is described at edgernn_pairs_pass), the FC8 kernel reads x16 at r2 (LDRD of two
+ * pairs into r12, lr) and writes through r1.
  * ------------------------------------------------------------------------------------- */
 #define EDGERNN_PAIRS_ASM_MACROS                                                                \
     ".ifndef edgernn_pairs_macros\n"                                                            \
@@ -301,48 +301,64 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     ".elseif \\P == 2\n ldmia r0!, {r3-r6}\n"                                                   \
     ".else\n ldmia r0!, {r3, r4}\n.endif\n"                                                     \
     ".endm\n"                                                                                   \
-    /* one pass: P row pairs (2 P units) of the gate */                                        \
+    /* all columns of the vector at r1 (advanced), three column pairs per load into r2, r12, lr */ \
+    ".macro edgernn_pairs_columns_v P, cols\n"                                                  \
+    ".rept (\\cols + 1) / 6\n"                                                                  \
+    " ldmia r1!, {r2, r12, lr}\n"                                                               \
+    " edgernn_pairs_colpair \\P, r2\n edgernn_pairs_colpair \\P, r12\n edgernn_pairs_colpair \\P, lr\n" \
+    ".endr\n"                                                                                   \
+    ".if ((\\cols + 1) / 2) % 3 == 2\n"                                                         \
+    " ldmia r1!, {r12, lr}\n edgernn_pairs_colpair \\P, r12\n edgernn_pairs_colpair \\P, lr\n"   \
+    ".elseif ((\\cols + 1) / 2) % 3 == 1\n"                                                     \
+    " ldr r12, [r1]\n edgernn_pairs_colpair \\P, r12\n"                                         \
+    ".endif\n"                                                                                  \
+    ".endm\n"                                                                                   \
+    /* one pass: P row pairs (2 P units) of the gate. Stack frame: [sp, #0..12) the packed     \
+     * input-product results, #12 the output pointer, #16 the end of the three-pair passes,    \
+     * #20 x16, #24 h16, #28 input multiplier and rounding, #36 recurrent ones */               \
     ".macro edgernn_pairs_pass P, ni, n, rsx, rsh\n"                                            \
+    " ldr r1, [sp, #20]\n"                                                                      \
     " edgernn_pairs_start \\P\n"                                                                \
-    " edgernn_pairs_columns \\P, \\ni, r2\n"                                                    \
-    " ldr r9, [sp, #4]\n ldrd r10, r11, [r9, #20]\n"                                            \
+    " edgernn_pairs_columns_v \\P, \\ni\n"                                                      \
+    " ldrd r10, r11, [sp, #28]\n"                                                               \
     " edgernn_pairs_rq_pass \\P, \\rsx\n"                                                       \
-    ".if \\P == 3\n add r9, sp, #16\n stmia r9, {r3, r5, r7}\n"                                 \
-    ".elseif \\P == 2\n strd r3, r5, [sp, #16]\n"                                               \
-    ".else\n str r3, [sp, #16]\n.endif\n"                                                       \
+    ".if \\P == 3\n stmia sp, {r3, r5, r7}\n"                                                   \
+    ".elseif \\P == 2\n strd r3, r5, [sp]\n"                                                    \
+    ".else\n str r3, [sp]\n.endif\n"                                                            \
+    " ldr r1, [sp, #24]\n"                                                                      \
     " edgernn_pairs_start \\P\n"                                                                \
-    " edgernn_pairs_columns \\P, \\n, r1\n"                                                     \
-    " ldr r9, [sp, #4]\n ldrd r10, r11, [r9, #28]\n"                                            \
+    " edgernn_pairs_columns_v \\P, \\n\n"                                                       \
+    " ldrd r10, r11, [sp, #36]\n"                                                               \
     " edgernn_pairs_rq_pass \\P, \\rsh\n"                                                       \
-    ".if \\P == 3\n add r12, sp, #16\n ldmia r12, {r9-r11}\n"                                   \
-    ".elseif \\P == 2\n ldrd r9, r10, [sp, #16]\n"                                              \
-    ".else\n ldr r9, [sp, #16]\n.endif\n"                                                       \
+    ".if \\P == 3\n ldmia sp, {r9-r11}\n"                                                       \
+    ".elseif \\P == 2\n ldrd r9, r10, [sp]\n"                                                   \
+    ".else\n ldr r9, [sp]\n.endif\n"                                                            \
     " qadd16 r3, r3, r9\n"                                                                      \
     ".if \\P >= 2\n qadd16 r5, r5, r10\n.endif\n"                                               \
     ".if \\P == 3\n qadd16 r7, r7, r11\n.endif\n"                                               \
-    " ldr r9, [sp]\n"                                                                           \
+    " ldr r9, [sp, #12]\n"                                                                      \
     ".if \\P == 3\n stmia r9!, {r3, r5, r7}\n"                                                  \
     ".elseif \\P == 2\n stmia r9!, {r3, r5}\n"                                                  \
     ".else\n str r3, [r9], #4\n.endif\n"                                                        \
-    " str r9, [sp]\n"                                                                           \
+    " str r9, [sp, #12]\n"                                                                      \
     ".endm\n"                                                                                   \
     /* the kernel: passes of three pairs in a loop, then the remaining pairs */                 \
     ".macro edgernn_pairs_gate pairs, ni, n, rsx, rsh\n"                                        \
-    " push {r4-r11, lr}\n sub sp, sp, #28\n"                                                    \
-    " str r0, [sp, #4]\n"                                                                       \
-    " ldr r2, [r0, #16]\n str r2, [sp]\n"                                                       \
-    " ldr r2, [r0, #12]\n str r2, [sp, #8]\n"                                                   \
-    " ldr r1, [r0, #8]\n ldr r2, [r0, #4]\n ldr r0, [r0]\n"                                     \
+    " push {r4-r11, lr}\n sub sp, sp, #44\n"                                                    \
+    " ldr r1, [r0, #16]\n str r1, [sp, #12]\n ldr r1, [r0, #12]\n str r1, [sp, #16]\n"          \
+    " ldr r1, [r0, #4]\n str r1, [sp, #20]\n ldr r1, [r0, #8]\n str r1, [sp, #24]\n"            \
+    " add r1, r0, #20\n ldmia r1, {r2-r5}\n add r1, sp, #28\n stmia r1, {r2-r5}\n"             \
+    " ldr r0, [r0]\n"                                                                           \
     ".if \\pairs >= 3\n"                                                                        \
     "1:\n"                                                                                      \
     " edgernn_pairs_pass 3, \\ni, \\n, \\rsx, \\rsh\n"                                          \
-    " ldr r9, [sp, #8]\n cmp r0, r9\n bne 1b\n"                                                 \
+    " ldr r9, [sp, #16]\n cmp r0, r9\n bne 1b\n"                                                \
     ".endif\n"                                                                                  \
     ".if \\pairs % 3\n"                                                                         \
-    ".set edgernn_pairs_rest, \\pairs % 3\n"                                                       \
-    " edgernn_pairs_pass edgernn_pairs_rest, \\ni, \\n, \\rsx, \\rsh\n"                           \
+    ".set edgernn_pairs_rest, \\pairs % 3\n"                                                    \
+    " edgernn_pairs_pass edgernn_pairs_rest, \\ni, \\n, \\rsx, \\rsh\n"                         \
     ".endif\n"                                                                                  \
-    " add sp, sp, #28\n pop {r4-r11, pc}\n"                                                     \
+    " add sp, sp, #44\n pop {r4-r11, pc}\n"                                                     \
     ".endm\n"                                                                                   \
     /* FC8: requantize row \r to int8 and store it (r1 the output pointer) */                   \
     ".macro edgernn_fc8_rq r, rs\n"                                                             \
@@ -374,7 +390,80 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     ".endif\n"                                                                                  \
     " add sp, sp, #4\n pop {r4-r11, pc}\n"                                                      \
     ".endm\n"                                                                                   \
+    /* the LSTM step's per-unit part (edgernn_lstm_fast_cells' arithmetic): r0 pre, r1 cell,   \
+     * r2 hidden, r3 h16; r4-r7 the sigmoid / tanh tables, r8 the end of pre, lr the hidden   \
+     * multiplier, [sp] the hidden rounding term; UB bytes between two gates' rows */          \
+    ".macro edgernn_lstm_tail UB, N, S1, S2, CLIP, TK, TRS, HM, HRS, HR, H16\n"                 \
+    " push {r4-r11, lr}\n sub sp, sp, #8\n"                                                     \
+    " movw r4, #:lower16:(edgernn_sigmoid_intercepts + 768)\n"                                  \
+    " movt r4, #:upper16:(edgernn_sigmoid_intercepts + 768)\n"                                  \
+    " movw r5, #:lower16:(edgernn_sigmoid_slopes + 384)\n"                                      \
+    " movt r5, #:upper16:(edgernn_sigmoid_slopes + 384)\n"                                      \
+    " movw r6, #:lower16:(edgernn_tanh_intercepts + 1024)\n"                                    \
+    " movt r6, #:upper16:(edgernn_tanh_intercepts + 1024)\n"                                    \
+    " movw r7, #:lower16:(edgernn_tanh_slopes + 512)\n"                                         \
+    " movt r7, #:upper16:(edgernn_tanh_slopes + 512)\n"                                         \
+    " movw lr, #((\\HM) & 0xffff)\n movt lr, #(((\\HM) >> 16) & 0xffff)\n"                      \
+    " movw r9, #((\\HR) & 0xffff)\n movt r9, #(((\\HR) >> 16) & 0xffff)\n str r9, [sp]\n"       \
+    " add r8, r0, #(2 * \\N)\n"                                                                 \
+    "1:\n"                                                                                      \
+    /* g = tanh(3 x) of the cell gate */                                                       \
+    " ldrsh r9, [r0, #(2 * \\UB)]\n add r9, r9, r9, lsl #1\n ssat r10, #9, r9, asr #8\n"         \
+    " ldr r11, [r6, r10, lsl #2]\n ldrh r10, [r7, r10, lsl #1]\n mla r9, r9, r10, r11\n"         \
+    " asr r9, r9, #8\n"                                                                         \
+    /* i = sigmoid of the input gate (pre advances here) */                                    \
+    " ldrsh r10, [r0], #2\n add r10, r10, r10, lsl #1\n asr r11, r10, #9\n"                     \
+    " ldr r12, [r4, r11, lsl #2]\n ldrh r11, [r5, r11, lsl #1]\n mla r10, r10, r11, r12\n"       \
+    " lsr r10, r10, #10\n"                                                                      \
+    /* i g + 2^S1 + (g < 0 ? -1 : 1), shifted below */                                         \
+    " asr r11, r9, #31\n orr r11, r11, #1\n mla r9, r10, r9, r11\n add r9, r9, #(1 << \\S1)\n"  \
+    /* f = sigmoid of the forget gate; (f c + 2^S2 + (c < 0 ? -1 : 1)) >> (S2 + 1) */          \
+    " ldrsh r10, [r0, #(\\UB - 2)]\n add r10, r10, r10, lsl #1\n asr r11, r10, #9\n"           \
+    " ldr r12, [r4, r11, lsl #2]\n ldrh r11, [r5, r11, lsl #1]\n mla r10, r10, r11, r12\n"       \
+    " lsr r10, r10, #10\n"                                                                      \
+    " ldrsh r11, [r1]\n asr r12, r11, #31\n orr r12, r12, #1\n mla r10, r10, r11, r12\n"        \
+    " add r10, r10, #(1 << \\S2)\n asr r10, r10, #(\\S2 + 1)\n"                                 \
+    /* the new cell state, saturated and clipped */                                            \
+    " add r9, r10, r9, asr #(\\S1 + 1)\n ssat r9, #16, r9\n"                                    \
+    ".if \\CLIP >= 32767\n cmn r9, #32768\n it eq\n addeq r9, r9, #1\n"                         \
+    ".elseif \\CLIP > 0\n movw r10, #\\CLIP\n cmp r9, r10\n it gt\n movgt r9, r10\n"             \
+    " cmn r9, r10\n it lt\n rsblt r9, r10, #0\n.endif\n"                                        \
+    " strh r9, [r1], #2\n"                                                                      \
+    /* t = tanh((cell x 3 x 2^TK + 2^(TRS - 1)) >> TRS) */                                     \
+    " add r9, r9, r9, lsl #1\n"                                                                 \
+    ".if \\TK\n lsl r9, r9, #\\TK\n.endif\n"                                                    \
+    ".if \\TRS\n add r9, r9, #(1 << (\\TRS - 1))\n asr r9, r9, #\\TRS\n.endif\n"                 \
+    " ssat r10, #9, r9, asr #8\n ldr r11, [r6, r10, lsl #2]\n ldrh r10, [r7, r10, lsl #1]\n"    \
+    " mla r9, r9, r10, r11\n asr r9, r9, #8\n"                                                  \
+    /* o = sigmoid of the output gate */                                                       \
+    " ldrsh r10, [r0, #(3 * \\UB - 2)]\n add r10, r10, r10, lsl #1\n asr r11, r10, #9\n"       \
+    " ldr r12, [r4, r11, lsl #2]\n ldrh r11, [r5, r11, lsl #1]\n mla r10, r10, r11, r12\n"       \
+    " lsr r10, r10, #10\n"                                                                      \
+    /* hidden = ssat8(SMMLAR(2 o t, m, HR + (t < 0 ? -1 : 0)) >> HRS), and h16 = hidden << H16 */ \
+    " ldr r11, [sp]\n add r11, r11, r9, asr #31\n mul r10, r10, r9\n lsl r10, r10, #1\n"        \
+    " smmlar r10, r10, lr, r11\n ssat r10, #8, r10, asr #\\HRS\n strb r10, [r2], #1\n"         \
+    " lsl r10, r10, #\\H16\n strh r10, [r3], #2\n"                                              \
+    " cmp r0, r8\n bne 1b\n"                                                                    \
+    " add sp, sp, #8\n pop {r4-r11, pc}\n"                                                      \
+    ".endm\n"                                                                                   \
     ".endif\n"
+
+/* EDGERNN_PAIRS_TAIL_KERNEL(name, params, units, n_cell, s1, s2, clip, tk, trs, hm, hrs, hr, h16_shift):
+ * `static void name(const int16_t *pre, int16_t *cell, int8_t *hidden, int16_t *h16)`, every unit
+ * of the LSTM step after the gates (edgernn_lstm_fast_cells on `params`, whose constants the
+ * literals repeat: the cell products' right shifts s1, s2 (>= 14), the cell clip, the cell's tanh
+ * prescale (c x 3 x 2^tk + 2^(trs - 1)) >> trs, the hidden multiplier, right shift and rounding term 2^(hrs - 1) + zero point
+ * x 2^hrs, and h16 = hidden x 2^h16_shift). */
+#define EDGERNN_PAIRS_TAIL_KERNEL(name, params, units, n_cell, s1, s2, clip, tk, trs, hm, hrs, hr, h16_shift)      \
+    __attribute__((naked, noinline)) static void name(const int16_t *pre __attribute__((unused)),                   \
+                                                      int16_t *cell __attribute__((unused)),                        \
+                                                      int8_t *hidden __attribute__((unused)),                       \
+                                                      int16_t *h16 __attribute__((unused)))                         \
+    {                                                                                                              \
+        __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_lstm_tail 2 * " #units ", " #n_cell ", " #s1 ", " #s2   \
+                         ", " #clip ", " #tk ", " #trs ", " #hm ", " #hrs ", " #hr ", " #h16_shift "\n");              \
+    }                                                                                                              \
+    static const edgernn_lstm_tail_params *const name##_params __attribute__((unused)) = &params
 
 #define EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent)              \
     __attribute__((naked, noinline)) static void name(const edgernn_pairs_gate *gate __attribute__((unused))) \
@@ -390,6 +479,12 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
         __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_fc8 " #pairs ", " #n_input ", " #rs "\n");    \
     }
 #else
+#define EDGERNN_PAIRS_TAIL_KERNEL(name, params, units, n_cell, s1, s2, clip, tk, trs, hm, hrs, hr, h16_shift)     \
+    static void name(const int16_t *pre, int16_t *cell, int8_t *hidden, int16_t *h16)                             \
+    {                                                                                                             \
+        edgernn_lstm_fast_cells(&params, pre, units, n_cell, cell, hidden, 0, NULL, 1, h16, (int32_t)1 << h16_shift); \
+    }                                                                                                             \
+    typedef int name##_defined
 #define EDGERNN_FC8_KERNEL(name, pairs, n_input, rs) \
     static void name(const edgernn_fc8 *fc)         \
     {                                               \

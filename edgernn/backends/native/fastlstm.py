@@ -221,6 +221,22 @@ class FastLstm:
         return CHUNK * (self.x_chunks + self.h_chunks)
 
     @property
+    def tail_asm(self) -> dict | None:
+        """The literals of the pairs layout's assembly tail (EDGERNN_PAIRS_TAIL_KERNEL), or None
+        when the layer's constants are outside the forms it implements (the C loop then runs)."""
+        t = self.tail
+        s1, s2 = -t["input_mul_shift"], -t["forget_mul_shift"]
+        mult, rs, hs = t["cell_tanh_multiplier"], -t["hidden_shift"], self.h_scales
+        k = (mult // 3).bit_length() - 1 if mult > 0 and mult % 3 == 0 else -1
+        if (self.kernel != "pairs" or t["input_mul_multiplier"] != 1 << 30 or t["forget_mul_multiplier"] != 1 << 30
+                or not (14 <= s1 <= 29 and 14 <= s2 <= 29) or not 0 <= t["cell_tanh_right_shift"] <= 15
+                or not (0 <= k <= 7 and mult == 3 << k) or not (1 <= rs <= 22) or not 0 <= t["cell_clip"] <= 32767
+                or len(hs) != 1 or hs[0] & (hs[0] - 1) or 6 * self.units > 4095):
+            return None
+        return dict(s1=s1, s2=s2, clip=t["cell_clip"], tk=k, trs=t["cell_tanh_right_shift"], hm=t["hidden_multiplier"], hrs=rs,
+                    hr=(1 << (rs - 1)) + t["hidden_zero_point"] * (1 << rs), h16_shift=hs[0].bit_length() - 1)
+
+    @property
     def arrays(self) -> list[ConstArray]:
         if self.kernel == "pairs":
             return [g.stream for g in self.gates]
