@@ -326,17 +326,18 @@ def test_target_kernels_equal_tflm_in_qemu(models, tmp_path, target, case):
     mark = {"cortex-m55": "vmlav", "cortex-m4": "smlad", "cortex-m7": "smlad", "cortex-m33": "smlad"}.get(target)
     if mark is not None:  # the target's own kernel ran, not the C twin
         assert mark in code
+    else:
+        assert "smlad" not in code and "vmlava" not in code
     if mark == "smlad":  # the per-unit tail in assembly (edgernn_pairs.h), but for a hidden shift of 28 (C)
         tail = "EDGERNN_PAIRS_TAIL_KERNEL(motion_lstm0_cells" in (tmp_path / "src" / "motion.c").read_text()
         assert tail == (case != "left_shift")
-    else:
-        assert "smlad" not in code and "vmlava" not in code
 
 
 # bench/bench_firmware.py's models (BasicMotions, 100 x 6) as the zoo trains them: the weights
 # differ from the benchmark's, the instruction counts hardly do (no data-dependent branches).
 BENCH_MODELS = {"lstm32": dict(), "lstm128": dict(units=128, epochs=10), "gru32": dict(cell="gru", epochs=10),
-                "rnn32": dict(cell="rnn")}
+                "rnn32": dict(cell="rnn"), "gru32-int8": dict(cell="gru", epochs=10, state="int8"),
+                "rnn32-int8": dict(cell="rnn", state="int8")}
 
 
 @pytest.mark.slow
@@ -345,10 +346,17 @@ def test_cortex_m4_instructions_stay_within_5_percent_of_the_benchmark(zoo, tmp_
     """A slowdown of the Cortex-M4 kernels fails CI: each benchmark model in QEMU (one build) costs
     within 5 % of the instructions per inference bench/bench_firmware.py recorded in
     bench/expected.json (--record updates it), every vector bit-exact with TFLM."""
+    import edgernn
     from conftest import Spec
     from oneop import m4_instructions_within_5_percent
 
-    path = zoo.tflite(Spec(**BENCH_MODELS[key]))
+    spec = dict(BENCH_MODELS[key])
+    state = spec.pop("state", None)
+    if state is None:
+        path = zoo.tflite(Spec(**spec))
+    else:  # convert --state int8 (the zoo converts with the default state)
+        path = tmp_path / f"{key}.tflite"
+        edgernn.convert(zoo.keras(Spec(**spec)), calib=zoo.data("basic_motions")[0], output=path, state=state)
     x = _inputs(path, 2)
     m4_instructions_within_5_percent(path, x, _tflm(path, x), tmp_path, "motion", "bench_firmware",
                                      f"{key}/cortex-m4", "bench/bench_firmware.py")
