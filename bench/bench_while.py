@@ -177,7 +177,10 @@ def _child(tree: Path, keras_file: Path, t_steps: int, out_npz: Path) -> dict:
     return r
 
 
-def run(cells: list[str], ts: list[int], before: str | None, topos: list[str] | None = None) -> dict:
+def run(cells: list[str], ts: list[int], before: str | None, topos: list[str] | None = None,
+        save: Path | None = None) -> dict:
+    """Every model of ``cells`` x ``topos`` at each T; ``save``: the results so far are written
+    there (JSON) after each model, so a long run interrupted keeps what it measured."""
     cache = _headline.cache_dir()
     chosen = {c: [t for t in TOPOLOGIES[c] if topos is None or t in topos] for c in cells}
     results: dict = {"ts": ts, "before": before, "models": {}}
@@ -206,6 +209,8 @@ def run(cells: list[str], ts: list[int], before: str | None, topos: list[str] | 
                         row[name] = r
                         print(f"{cell} {topo} T={t} {name}: {r}", file=sys.stderr, flush=True)
                     results["models"][f"{cell}|{topo}|{t}"] = row
+                    if save is not None:
+                        save.write_text(json.dumps(results, indent=1))
     return results
 
 
@@ -243,6 +248,8 @@ def tables(res: dict) -> str:
                   f"sequences, and µs per step ({' / '.join(cols)})\n",
                   "| model | arena ratio | step-time ratio |", "| --- | --- | --- |"]
         for key in sorted({k.rsplit("|", 1)[0] for k in res["models"]}):
+            if f"{key}|{lo}" not in res["models"] or f"{key}|{hi}" not in res["models"]:
+                continue  # a run cut short
             a, b = res["models"][f"{key}|{lo}"], res["models"][f"{key}|{hi}"]
 
             def ratio(v, f):
@@ -268,7 +275,7 @@ def main() -> None:
         res = json.loads(a.from_json.read_text())
     else:
         res = run(a.cells.split(","), [int(t) for t in a.ts.split(",")], None if a.no_before else a.before,
-                  a.topos.split(",") if a.topos else None)
+                  a.topos.split(",") if a.topos else None, save=a.json)
         if a.json:
             a.json.write_text(json.dumps(res, indent=1))
     print(tables(res))
