@@ -35,6 +35,9 @@ CASES = {
     # time along the height (a filter column, one input column): run as one row, on the ring
     "conv_column_as_a_row_ring": dict(h=13, w=1, c=4, kh=5, kw=1, padding=0, cout=6, per_channel=True, zx=60,
                                       seed=8),
+    # 54 columns: the rolled kernel (ROLLED_COLUMNS), six loop iterations, a remaining quad and an
+    # odd column pair
+    "conv2d_rolled_remainders": dict(h=4, w=6, c=6, kh=3, kw=3, padding=0, cout=10, per_channel=True, act=0, seed=9),
     # three full passes of three row pairs and a remainder of one pair, 120 columns, RELU6
     "conv2d_wide_relu6": dict(h=3, w=7, c=8, kh=3, kw=5, padding=0, cout=14, per_channel=True, act=3, zy=-100,
                               seed=3),
@@ -62,9 +65,10 @@ def _native_equals_tflm(case: dict, tmp_path) -> str:
 @pytest.mark.parametrize("name", list(CASES))
 def test_conv_on_the_pairs_kernel_equals_tflm(name, tmp_path):
     code = _native_equals_tflm(_shape(CASES[name]), tmp_path)
-    assert "edgernn_conv_pairs_s8(" in code and "EDGERNN_FC8_KERNEL(m_fc8_" in code
+    assert "edgernn_conv_pairs_s8(" in code and "_KERNEL(m_fc8_" in code
     assert "edgernn_conv_s8(" not in code  # no reference convolution left
     assert ("1  /* 1: the window buffer is a ring" in code) == ("ring" in name)
+    assert ("EDGERNN_FC8_ROLLED_KERNEL(" in code) == (name in ("conv2d_rolled_remainders", "conv2d_wide_relu6"))
 
 
 DEPTHWISE = {
@@ -140,6 +144,7 @@ def test_cortex_m4_deepconvlstm_instructions_stay_within_5_percent_of_the_benchm
 @pytest.mark.slow
 @pytest.mark.parametrize("name,depthwise", [("conv2d_same_strided_dilated_relu", False),
                                             ("conv_ring_same_two_rows", False),
+                                            ("conv2d_rolled_remainders", False),
                                             ("depthwise_same_strided_dilated_x2", True)])
 def test_padded_convolutions_on_the_cortex_m4_assembly_equal_tflm(name, depthwise, tmp_path):
     """The same graphs through the Cortex-M4 build (the FC8 assembly, SMLAD) in QEMU."""

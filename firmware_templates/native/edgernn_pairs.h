@@ -372,23 +372,41 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     ".macro edgernn_fc8_pair b, a, rs\n"                                                        \
     " sub \\a, \\a, \\b\n asr \\a, \\a, #8\n edgernn_fc8_rq \\b, \\rs\n edgernn_fc8_rq \\a, \\rs\n"    \
     ".endm\n"                                                                                   \
-    ".macro edgernn_fc8_pass P, ni, rs\n"                                                       \
-    " edgernn_pairs_start \\P\n edgernn_pairs_columns \\P, \\ni, r2\n"                          \
+    /* the columns as a loop of eight per iteration (less flash), then the remaining ones;
+     * [sp, #4] holds the end of the loop's part of the input, r2 is back at its start after */ \
+    ".macro edgernn_pairs_columns_rolled P, cols, base\n"                                       \
+    ".if (\\cols + 1) / 8\n"                                                                    \
+    "2:\n"                                                                                      \
+    ".rept 2\n ldrd r12, lr, [\\base], #8\n"                                                   \
+    " edgernn_pairs_colpair \\P, r12\n edgernn_pairs_colpair \\P, lr\n.endr\n"                  \
+    " ldr r9, [sp, #4]\n cmp \\base, r9\n bne 2b\n"                                             \
+    ".endif\n"                                                                                  \
+    ".if ((\\cols + 1) / 4) % 2\n"                                                              \
+    " ldrd r12, lr, [\\base], #8\n edgernn_pairs_colpair \\P, r12\n edgernn_pairs_colpair \\P, lr\n" \
+    ".endif\n"                                                                                  \
+    ".if ((\\cols + 1) / 2) % 2\n ldr r12, [\\base], #4\n edgernn_pairs_colpair \\P, r12\n.endif\n" \
+    " sub \\base, \\base, #((\\cols + 1) / 2) * 4\n"                                            \
+    ".endm\n"                                                                                  \
+    ".macro edgernn_fc8_pass P, ni, rs, rolled\n"                                              \
+    " edgernn_pairs_start \\P\n"                                                               \
+    ".if \\rolled\n edgernn_pairs_columns_rolled \\P, \\ni, r2\n"                              \
+    ".else\n edgernn_pairs_columns \\P, \\ni, r2\n.endif\n"                                      \
     " edgernn_fc8_pair r3, r4, \\rs\n"                                                          \
     ".if \\P >= 2\n edgernn_fc8_pair r5, r6, \\rs\n.endif\n"                                   \
     ".if \\P == 3\n edgernn_fc8_pair r7, r8, \\rs\n.endif\n"                                   \
     ".endm\n"                                                                                   \
     /* the FC8 kernel: r0 the descriptor; [sp] the end of the three-pair passes */              \
-    ".macro edgernn_fc8 pairs, ni, rs\n"                                                        \
-    " push {r4-r11, lr}\n sub sp, sp, #4\n"                                                     \
+    ".macro edgernn_fc8 pairs, ni, rs, rolled=0\n"                                             \
+    " push {r4-r11, lr}\n sub sp, sp, #8\n"                                                     \
     " ldr r3, [r0, #8]\n str r3, [sp]\n ldr r1, [r0, #12]\n ldr r2, [r0, #4]\n ldr r0, [r0]\n"     \
+    ".if \\rolled\n add r3, r2, #((\\ni + 1) / 8) * 16\n str r3, [sp, #4]\n.endif\n"              \
     ".if \\pairs >= 3\n"                                                                        \
-    "1:\n edgernn_fc8_pass 3, \\ni, \\rs\n ldr r9, [sp]\n cmp r0, r9\n bne 1b\n"                  \
+    "1:\n edgernn_fc8_pass 3, \\ni, \\rs, \\rolled\n ldr r9, [sp]\n cmp r0, r9\n bne 1b\n"      \
     ".endif\n"                                                                                  \
     ".if \\pairs % 3\n"                                                                         \
-    ".set edgernn_fc8_rest, \\pairs % 3\n edgernn_fc8_pass edgernn_fc8_rest, \\ni, \\rs\n"         \
+    ".set edgernn_fc8_rest, \\pairs % 3\n edgernn_fc8_pass edgernn_fc8_rest, \\ni, \\rs, \\rolled\n" \
     ".endif\n"                                                                                  \
-    " add sp, sp, #4\n pop {r4-r11, pc}\n"                                                      \
+    " add sp, sp, #8\n pop {r4-r11, pc}\n"                                                      \
     ".endm\n"                                                                                   \
     /* the LSTM step's per-unit part (edgernn_lstm_fast_cells' arithmetic): r0 pre, r1 cell,   \
      * r2 hidden, r3 h16; r4-r7 the sigmoid / tanh tables, r8 the end of pre, lr the hidden   \
@@ -472,11 +490,18 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
                          #n_cell ", " #rs_input ", " #rs_recurrent "\n");                           \
     }
 /* EDGERNN_FC8_KERNEL(name, pairs, n_input, rs): `static void name(const edgernn_fc8 *fc)`,
- * rs the right shift of every row or -1 (each row's own, from the stream). */
+ * rs the right shift of every row or -1 (each row's own, from the stream); the _ROLLED form
+ * loops over the columns (eight per iteration) instead of unrolling them: less flash, a few
+ * more instructions. */
 #define EDGERNN_FC8_KERNEL(name, pairs, n_input, rs)                                                  \
     __attribute__((naked, noinline)) static void name(const edgernn_fc8 *fc __attribute__((unused))) \
     {                                                                                               \
         __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_fc8 " #pairs ", " #n_input ", " #rs "\n");    \
+    }
+#define EDGERNN_FC8_ROLLED_KERNEL(name, pairs, n_input, rs)                                           \
+    __attribute__((naked, noinline)) static void name(const edgernn_fc8 *fc __attribute__((unused))) \
+    {                                                                                               \
+        __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_fc8 " #pairs ", " #n_input ", " #rs ", 1\n"); \
     }
 #else
 #define EDGERNN_PAIRS_TAIL_KERNEL(name, params, units, n_cell, s1, s2, clip, tk, trs, hm, hrs, hr, h16_shift)     \
@@ -490,6 +515,7 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     {                                               \
         edgernn_fc8_c(fc, pairs, n_input, rs);      \
     }
+#define EDGERNN_FC8_ROLLED_KERNEL(name, pairs, n_input, rs) EDGERNN_FC8_KERNEL(name, pairs, n_input, rs)
 #define EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent)  \
     static void name(const edgernn_pairs_gate *gate)                                    \
     {                                                                                   \

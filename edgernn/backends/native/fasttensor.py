@@ -35,6 +35,12 @@ from .plan import ConstArray
 PAIRS_KERNELS = ("pairs", "rows")
 
 
+#: from this many columns on, a convolution's kernel loops over its columns (eight per iteration)
+#: instead of unrolling them: the unrolled form costs about 40 bytes of flash per column pair and
+#: pass size, the loop 3 instructions per 8 columns
+ROLLED_COLUMNS = 48
+
+
 def pairs_layout(kernel: str) -> bool:
     return kernel in PAIRS_KERNELS
 
@@ -49,10 +55,12 @@ class Fc8Stream:
     n_input: int
     rs: int  # every row's right shift, or -1: each row's own (in the stream)
     scale: int  # 2^(1 + left shift): the int16 input's pre-scale
+    rolled: bool = False  # EDGERNN_FC8_ROLLED_KERNEL: the columns in a loop (less flash)
 
     @property
     def kernel(self) -> str:
-        return f"fc8_p{self.pairs}_i{self.n_input}_{'r' + str(self.rs) if self.rs >= 0 else 'rows'}"
+        return (f"fc8_p{self.pairs}_i{self.n_input}_{'r' + str(self.rs) if self.rs >= 0 else 'rows'}"
+                + ("_rolled" if self.rolled else ""))
 
 
 def fc8_stream(w: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point: int, where: str) -> Fc8Stream:
@@ -142,6 +150,7 @@ def conv_pairs(p: str, where: str, w2d: np.ndarray, bias: np.ndarray, multiplier
     overlap, so each input column is widened once into a ring of 2 x filter_w columns (written
     twice), where every window is contiguous."""
     s = fc8_stream(w2d, bias, multipliers, shifts, zero_point, where)
+    s.rolled = s.n_input >= ROLLED_COLUMNS
     uniform = s.rs >= 0
     stream = ConstArray(
         f"{p}_stream", "uint32_t", s.words,
