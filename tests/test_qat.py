@@ -131,6 +131,27 @@ def test_while_graph_ranges_are_the_ones_convert_writes(zoo, state):
     assert by_name["h_new"].scale[0] == pytest.approx(1 / 128) and by_name["h_new"].zero_point[0] == 0
 
 
+def test_int16_lstm_cell_state_range_is_the_one_convert_writes(bm_data):
+    """The int16 WHILE-graph LSTM (here inside Bidirectional): QAT's cell-state quantizer sees
+    c and f * c (convert ties them) and widens the range CELL_HEADROOM times, giving the scale
+    ``edgernn convert`` writes for c, f * c; i * g is on Q15 in both."""
+    from test_cells import keras3_model
+
+    from edgernn.backends.tflm.recurrent import calibrate
+    from edgernn.frontend import from_keras
+    from edgernn.quantize.params import CELL_HEADROOM
+
+    x = load_npz(bm_data[0])[0][:, :30]
+    m = from_keras(keras3_model("bi_lstm", timesteps=30))
+    ranges = qat.calibrate(qat.build_qat_model(m, 30, state="int16"), x, float_weights=True)
+    _, quant = calibrate(m, x, "int16")
+    for d, direction in (("f", "forward"), ("b", "backward")):  # .../forward_<layer>/qat_cell(_N)/c
+        lo, hi = next(v for k, v in ranges.items() if f"/{direction}_" in k and "/qat_cell" in k and k.endswith("/c"))
+        want = CELL_HEADROOM * max(-lo, hi) / 32767
+        assert quant[f"L0{d}/c_new"].scale[0] == quant[f"L0{d}/f_c"].scale[0] == pytest.approx(want, rel=1e-5)
+        assert quant[f"L0{d}/i_g"].scale[0] == 2.0 ** -15
+
+
 @pytest.mark.slow
 def test_qat_recovers_the_accuracy_ptq_loses(relu_rnn_digits64, digits64, tmp_path):
     """A relu SimpleRNN over 64 steps: PTQ int8 loses more than 2 points of test accuracy,

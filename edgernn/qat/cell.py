@@ -17,7 +17,7 @@ import tensorflow as tf
 import tf_keras as tfk
 
 from .. import ir
-from ..quantize.params import LOGISTIC_OUT, SATURATING_RANGE, SATURATING_RANGE_INT16, TANH_OUT
+from ..quantize.params import CELL_HEADROOM, LOGISTIC_OUT, SATURATING_RANGE, SATURATING_RANGE_INT16, TANH_OUT
 from .quantizers import (FixedRangeQuantizer, PowerOfTwoQuantizer, RangeQuantizer, SaturatingRangeQuantizer,
                          SymmetricRangeQuantizer)
 
@@ -114,7 +114,8 @@ class QATCell(tfk.layers.Layer):
                     ("h_minus_hc", FixedRangeQuantizer(mode, -2.0, 2.0 - 2.0 ** -14, 16))]
             pts += [("H_h", s16), ("r_hh", s16)] if self.reset_after else [("rh", s16), ("hh", s16)]
         elif self.cell == "lstm":
-            pts += [("H", s16), ("pre", sig16), ("f_c", s16), ("i_g", s16), ("c", s16)]
+            # f * c on c's grid (one range over both, as convert ties them), i * g on Q15
+            pts += [("H", s16), ("pre", sig16), ("c", SymmetricRangeQuantizer(mode, 16, headroom=CELL_HEADROOM))]
         else:
             pts += [("H", s16)] + ([("h", s16)] if relu else [("h_pre", tanh16)])
         return pts
@@ -146,8 +147,8 @@ class QATCell(tfk.layers.Layer):
         if self.cell == "lstm":
             pre = q("pre", x_all + h_all)
             zi, zf, zc, zo = tf.split(pre, 4, axis=-1)
-            c = q("c", q("f_c", q("q15", tf.sigmoid(zf)) * states[1]) +
-                  q("i_g", q("q15", tf.sigmoid(zi)) * q("q15", tf.tanh(zc))))
+            c = q("c", q("c", q("q15", tf.sigmoid(zf)) * states[1]) +
+                  q("q15", q("q15", tf.sigmoid(zi)) * q("q15", tf.tanh(zc))))
             h = q("q15", q("q15", tf.sigmoid(zo)) * q("q15", tf.tanh(c)))
             return self._int8(h), [h, c]
         if self.activation_name == "relu":

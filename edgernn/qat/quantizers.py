@@ -81,11 +81,14 @@ class SymmetricRangeQuantizer(RangeQuantizer):
     """Symmetric ``num_bits`` (int16) fake quantization, zero point 0, scale ``max|x| / 32767``
     over the calibrated range: the int16 step tensors of the WHILE graphs' int16 layout. With
     ``lo``/``hi``, the observed range is clipped there (a pre-activation read only by LOGISTIC /
-    TANH)."""
+    TANH); ``headroom``: the range used is that many times the observed one (the int16 LSTM's
+    cell state, :data:`edgernn.quantize.params.CELL_HEADROOM`)."""
 
-    def __init__(self, mode: str, num_bits: int = 16, lo: float | None = None, hi: float | None = None):
+    def __init__(self, mode: str, num_bits: int = 16, lo: float | None = None, hi: float | None = None,
+                 headroom: float = 1.0):
         super().__init__(mode, num_bits)
         self.lo, self.hi = lo, hi
+        self.headroom = float(headroom)
 
     def __call__(self, inputs, training, weights, **kwargs):
         if self.mode != ROUND:
@@ -93,12 +96,12 @@ class SymmetricRangeQuantizer(RangeQuantizer):
             super().__call__(seen, training, weights)
             return inputs
         top = float(2 ** (self.num_bits - 1))
-        a = tf.maximum(tf.maximum(-weights["min"], weights["max"]), 1e-8)
+        a = tf.maximum(tf.maximum(-weights["min"], weights["max"]), 1e-8) * self.headroom
         return tf.quantization.fake_quant_with_min_max_vars(inputs, -a * top / (top - 1.0), a,
                                                             num_bits=self.num_bits, narrow_range=False)
 
     def get_config(self):
-        return {"mode": self.mode, "num_bits": self.num_bits, "lo": self.lo, "hi": self.hi}
+        return {"mode": self.mode, "num_bits": self.num_bits, "lo": self.lo, "hi": self.hi, "headroom": self.headroom}
 
 
 class PowerOfTwoQuantizer(Quantizer):

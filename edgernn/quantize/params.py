@@ -69,6 +69,13 @@ TANH_OUT = QParams((1.0 / 128,), (0,))
 # state of a GRU / LSTM (|h| < 1).
 Q15 = QParams((2.0 ** -15,), (0,))
 
+# The int16 LSTM cell state's range (edgernn's WHILE graphs): twice the calibrated max |c|. c
+# integrates (f ~ 1), so inputs a little off the calibration data, or longer runs (streaming,
+# mixed stacks), carry it past the calibrated range, and a clipped c stays wrong for as long as
+# f keeps it. One bit of c's 16 (the fused LSTM's power-of-two cell scale leaves 1-2x) costs
+# nothing measurable.
+CELL_HEADROOM = 2.0
+
 # Beyond these inputs the int8 outputs are saturated (sigmoid(6.2) > 1 - 1/512, tanh(3.1) >
 # 1 - 1/256), so a pre-activation read only by LOGISTIC / TANH is quantized over at most this
 # range: finer steps where the output still changes, same output where it does not. The

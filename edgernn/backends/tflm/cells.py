@@ -16,10 +16,12 @@ main graph of a streaming model). Two layouts, chosen by ``convert --state``:
              c' = f * c + i * g;  h' = o * TANH(c')
       RNN    h' = TANH(FC(x16) + FC(h))   (relu: ADD with a fused RELU)
 
-    Every int16 tensor is symmetric (zero point 0); LOGISTIC / TANH outputs and the bounded
-    hidden states are Q15 (2^-15). The layer's int8 output (the sequence the next layer reads,
-    the final state the head reads) is a QUANTIZE of h; within a stack of layers (one WHILE
-    loop, or consecutive layers of a streaming model) the next layer reads the int16 h itself.
+    Every int16 tensor is symmetric (zero point 0); LOGISTIC / TANH outputs, the bounded
+    hidden states and the LSTM's i * g are Q15 (2^-15); the LSTM's f * c shares c's scale,
+    which covers twice the calibrated range (``CELL_HEADROOM``). The layer's int8 output (the
+    sequence the next layer reads, the final state the head reads) is a QUANTIZE of h; within
+    a stack of layers (one WHILE loop, or consecutive layers of a streaming model) the next
+    layer reads the int16 h itself.
 ``int8``: every tensor int8, one FULLY_CONNECTED per gate and side (the layout before issue
     15). A merged FULLY_CONNECTED would give all gates one int8 output scale, which costs a bit
     of the narrower gates; in int16 it costs nothing measurable.
@@ -30,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import ir
-from ...quantize.params import Q15, SATURATING_RANGE, SATURATING_RANGE_INT16, TANH_OUT, QParams
+from ...quantize.params import CELL_HEADROOM, Q15, SATURATING_RANGE, SATURATING_RANGE_INT16, TANH_OUT, QParams
 from .graph import Graph, Program, fixed_output
 
 STATES = ("int16", "int8")
@@ -277,6 +279,11 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
         fcs = binary(g, "MUL", f_, c, f"{p}f_c", s, dtype=a16)
         ig = binary(g, "MUL", i_, cg, f"{p}i_g", s, dtype=a16)
         binary(g, "ADD", fcs, ig, c_out, s, dtype=a16)  # c' = f*c + i*g
+        # |f*c| <= |c|: on c's own grid (calibrated alone, its range could end inside c's and
+        # clip f*c while c still fits); |i*g| < 1: Q15. c itself gets CELL_HEADROOM
+        prog.tie(fcs, c_out)
+        prog.fixed[ig] = Q15
+        prog.headroom[c_out] = CELL_HEADROOM
         tc = unary(prog, g, "TANH", c_out, f"{p}tanh_c", s, dtype=a16)
         binary(g, "MUL", o_, tc, h_out, s, dtype=a16)  # h' = o * tanh(c')
     else:  # pragma: no cover - the IR checks cells

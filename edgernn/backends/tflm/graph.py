@@ -78,6 +78,7 @@ class Program:
     ties: list[tuple[str, ...]] = field(default_factory=list)  # names that share one quantization
     fixed: dict[str, QParams] = field(default_factory=dict)  # kernel-imposed output quantization
     clip: dict[str, tuple[float, float]] = field(default_factory=dict)  # range limits (saturating inputs)
+    headroom: dict[str, float] = field(default_factory=dict)  # calibrated range widened this many times
     metadata: dict = field(default_factory=dict)
     cast_source: dict[str, str] = field(default_factory=dict)  # int16 CAST output -> its int8 input
     alias: list[list[tuple[int, str]]] = field(default_factory=list)  # (graph, tensor) groups sharing memory
@@ -100,8 +101,8 @@ def _act_names(program: Program) -> set[str]:
 def assign_quantization(program: Program, ranges: dict[str, tuple[float, float]]) -> dict[str, QParams]:
     """One QParams per quantized activation name; tied names share one (fixed wins, else the
     union of their ranges, clipped to the hull of their saturation limits when every member has
-    one). int8: asymmetric; int16: symmetric with zero point 0; CAST outputs: the int8 input's
-    scale with zero point 0."""
+    one, then widened by the largest ``headroom`` factor of a member). int8: asymmetric; int16:
+    symmetric with zero point 0; CAST outputs: the int8 input's scale with zero point 0."""
     names = _act_names(program)
     dtypes = {n: t.dtype for g in program.graphs for n, t in g.tensors.items() if n in names}
     parent = {n: n for n in names}
@@ -138,6 +139,8 @@ def assign_quantization(program: Program, ranges: dict[str, tuple[float, float]]
             limits = [program.clip[n] for n in group if n in program.clip]
             if limits and len(limits) == len(group):
                 lo, hi = max(lo, min(l[0] for l in limits)), min(hi, max(l[1] for l in limits))
+            widen = max((program.headroom[n] for n in group if n in program.headroom), default=1.0)
+            lo, hi = lo * widen, hi * widen
             q = symmetric_int16_params(lo, hi) if kinds == {"int16"} else activation_params(lo, hi)
         for n in group:
             out[n] = q
