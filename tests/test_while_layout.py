@@ -269,8 +269,8 @@ def test_int16_state_error_at_most_the_fused_lstm_s(zoo, spec):
     route) alone moves one near-boundary recording's output by 0.61 (p99 0.384 of 40), and the
     rest is the int8 head's rounding (h on 1/128, int8 logits, softmax on 1/256) in both routes:
     the int16 state itself adds p99 0.005 (its h read by a float head). Measured over 4 training
-    seeds, total p99 int16 / fused: 0.385 / 0.380, 0.010 / 0.009, 0.658 / 0.652, 0.009 / 0.008;
-    beyond the input's rounding: 0.007 / 0.009, 0.008 / 0.007, 0.004 / 0.013, 0.005 / 0.006. So
+    seeds, total p99 int16 / fused: 0.385 / 0.380, 0.010 / 0.009, 0.659 / 0.652, 0.007 / 0.008;
+    beyond the input's rounding: 0.007 / 0.009, 0.008 / 0.007, 0.004 / 0.013, 0.003 / 0.006. So
     the totals are compared within 3 LSB of the int8 output and the error beyond the input's
     rounding within 1 LSB. (The 2-layer LSTM(16) once used here is another model: 0.255 on its
     own near-boundary recording.)"""
