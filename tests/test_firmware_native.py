@@ -108,3 +108,29 @@ def test_bidirectional_native_model_runs_its_selftest(zoo, tmp_path):
     r = run_project(project.dir, timeout=300)
     assert r.passed, "\n".join(r.summary_lines())
     assert np.array_equal(r.outputs, y.reshape(2, -1))
+
+
+@pytest.mark.slow
+def test_long_per_step_output_fits_the_selftest_stack(tmp_path):
+    """A per-step head over 100 steps has 800 outputs; the self-test's report line (~12 bytes
+    per output, twice) once lived on the stack and overflowed the firmware's 8 KB there."""
+    import keras
+
+    T, F, C = 100, 3, 8
+    inp = keras.Input((T, F))
+    h = keras.layers.SimpleRNN(8, return_sequences=True)(inp)
+    model = keras.Model(inp, keras.layers.Dense(C, activation="softmax")(h))
+    rng = np.random.default_rng(3)
+    model.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(np.float32) for w in model.get_weights()])
+    calib = rng.standard_normal((32, T, F)).astype(np.float32)
+    tflite = tmp_path / "per_step.tflite"
+    edgernn.convert(model, calib=calib, output=tflite)
+    runner = TFLMRunner(tflite.read_bytes())
+    xq = runner.quantize_input(calib[:2])
+    y = runner.run(xq)
+    sources = emit_native(tflite, tmp_path / "native", "motion", target="cortex-m4")
+    project = write_project(tmp_path / "fw", target="cortex-m4", name="motion", vectors_x_int8=xq,
+                            vectors_y_int8=y, model_sources=sources, source=tflite.name)
+    r = run_project(project.dir, timeout=300)
+    assert r.passed, "\n".join(r.summary_lines())
+    assert np.array_equal(r.outputs, y.reshape(2, -1)) and r.outputs.shape[1] == T * C
