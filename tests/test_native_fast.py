@@ -335,7 +335,7 @@ def test_target_kernels_equal_tflm_in_qemu(models, tmp_path, target, case):
 
 # bench/bench_firmware.py's models (BasicMotions, 100 x 6) as the zoo trains them: the weights
 # differ from the benchmark's, the instruction counts hardly do (no data-dependent branches).
-BENCH_MODELS = {"lstm32": dict(), "lstm128": dict(units=128, epochs=10), "gru32": dict(cell="gru", epochs=10),
+BENCH_MODELS = {"lstm32": dict(), "lstm128": dict(units=128, epochs=3), "gru32": dict(cell="gru", epochs=10),
                 "rnn32": dict(cell="rnn"), "gru32-int8": dict(cell="gru", epochs=10, state="int8"),
                 "rnn32-int8": dict(cell="rnn", state="int8")}
 

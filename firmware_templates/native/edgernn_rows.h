@@ -161,7 +161,7 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_mbqm(int32x4_t x, int3
     }
     x = vqrdmulhq_n_s32(x, m);
     if (shift < 0) {
-        x = vrshlq_n_s32(vaddq_s32(x, vshrq_n_s32(x, 31)), shift);
+        x = vrshrq_n_s32(vaddq_s32(x, vshrq_n_s32(x, 31)), -shift); /* VRSHR #imm: no shift register */
     }
     return x;
 }
@@ -226,34 +226,43 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_pass_mve(const int8_t **w,
 
 /* TFLM int16 Logistic / Tanh on four lanes: the tables of edgernn_fast.h read with gathers (a
  * negative segment wraps around the 32-bit address, landing below the table's middle). */
-static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sigmoid(int32x4_t x)
+typedef struct {
+    const int32_t *sa; /* the tables' segment 0, kept in registers by the tail loop */
+    const uint16_t *sd;
+    const int32_t *ta;
+    const uint16_t *td;
+} edgernn_mve_tables;
+
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sigmoid(const edgernn_mve_tables *t, int32x4_t x)
 {
     const int32x4_t v = vmulq_n_s32(x, 3);
     const uint32x4_t i = vreinterpretq_u32_s32(vshrq_n_s32(v, 9));
-    const int32x4_t a = vldrwq_gather_shifted_offset_s32(EDGERNN_SIGMOID_A, i);
-    const int32x4_t d = vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(EDGERNN_SIGMOID_D, i));
+    const int32x4_t a = vldrwq_gather_shifted_offset_s32(t->sa, i);
+    const int32x4_t d = vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(t->sd, i));
     return vshrq_n_s32(vaddq_s32(a, vmulq_s32(v, d)), 10); /* the sum is never negative */
 }
 
-static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_tanh(int32x4_t v)
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_tanh(const edgernn_mve_tables *t, int32x4_t v)
 {
     /* segment clamp(v >> 8, -256, 255) as sat32(v << 15) >> 23 */
     const uint32x4_t i = vreinterpretq_u32_s32(vshrq_n_s32(vqshlq_n_s32(v, 15), 23));
-    const int32x4_t a = vldrwq_gather_shifted_offset_s32(EDGERNN_TANH_A, i);
-    const int32x4_t d = vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(EDGERNN_TANH_D, i));
+    const int32x4_t a = vldrwq_gather_shifted_offset_s32(t->ta, i);
+    const int32x4_t d = vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(t->td, i));
     return vshrq_n_s32(vaddq_s32(a, vmulq_s32(v, d)), 8);
 }
 
-/* Four units of edgernn_rows_tail_c (the lanes of `lanes` only). */
-static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail4_mve(const edgernn_lstm_tail_params *p, const int16_t *pre,
+/* Four units of edgernn_rows_tail_c (the lanes of `lanes` only; all four, unpredicated, when
+ * `full`). */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail4_mve(const edgernn_lstm_tail_params *p,
+                                                                const edgernn_mve_tables *t, const int16_t *pre,
                                                                 int units, int16_t *cell, int8_t *hidden,
-                                                                int8_t *h_next, mve_pred16_t lanes)
+                                                                int8_t *h_next, int full, mve_pred16_t lanes)
 {
-    const int32x4_t i = edgernn_mve_sigmoid(vldrhq_s32(pre));
-    const int32x4_t f = edgernn_mve_sigmoid(vldrhq_s32(pre + units));
-    const int32x4_t g = edgernn_mve_tanh(vmulq_n_s32(vldrhq_s32(pre + 2 * units), 3));
-    const int32x4_t o = edgernn_mve_sigmoid(vldrhq_s32(pre + 3 * units));
-    int32x4_t c = vldrhq_z_s32(cell, lanes);
+    const int32x4_t i = edgernn_mve_sigmoid(t, vldrhq_s32(pre));
+    const int32x4_t f = edgernn_mve_sigmoid(t, vldrhq_s32(pre + units));
+    const int32x4_t g = edgernn_mve_tanh(t, vmulq_n_s32(vldrhq_s32(pre + 2 * units), 3));
+    const int32x4_t o = edgernn_mve_sigmoid(t, vldrhq_s32(pre + 3 * units));
+    int32x4_t c = full ? vldrhq_s32(cell) : vldrhq_z_s32(cell, lanes);
     int32x4_t v;
     int32x4_t h;
     c = vaddq_s32(EDGERNN_MVE_CLAMP16(edgernn_mve_mbqm(vmulq_s32(i, g), p->input_mul_multiplier,
@@ -264,15 +273,24 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail4_mve(const edgernn_ls
     if (p->cell_clip > 0) {
         c = vminq_s32(vmaxq_s32(c, vdupq_n_s32(-p->cell_clip)), vdupq_n_s32(p->cell_clip));
     }
-    vstrhq_p_s32(cell, c, lanes);
+    if (full) {
+        vstrhq_s32(cell, c);
+    } else {
+        vstrhq_p_s32(cell, c, lanes);
+    }
     v = vmulq_n_s32(c, p->cell_tanh_multiplier);
     if (p->cell_tanh_right_shift > 0) {
-        v = vshlq_r_s32(vaddq_n_s32(v, (int32_t)1 << (p->cell_tanh_right_shift - 1)), -p->cell_tanh_right_shift);
+        v = vshrq_n_s32(vaddq_n_s32(v, (int32_t)1 << (p->cell_tanh_right_shift - 1)), p->cell_tanh_right_shift);
     }
-    h = edgernn_mve_mbqm(vmulq_s32(o, edgernn_mve_tanh(v)), p->hidden_multiplier, (int)p->hidden_shift);
+    h = edgernn_mve_mbqm(vmulq_s32(o, edgernn_mve_tanh(t, v)), p->hidden_multiplier, (int)p->hidden_shift);
     h = EDGERNN_MVE_CLAMP8(vaddq_n_s32(h, p->hidden_zero_point));
-    vstrbq_p_s32(hidden, h, lanes);
-    vstrbq_p_s32(h_next, h, lanes);
+    if (full) {
+        vstrbq_s32(hidden, h);
+        vstrbq_s32(h_next, h);
+    } else {
+        vstrbq_p_s32(hidden, h, lanes);
+        vstrbq_p_s32(h_next, h, lanes);
+    }
 }
 
 /* edgernn_rows_tail_c on four units per iteration, the last (n_cell % 4) units predicated. */
@@ -281,12 +299,21 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail_mve(const edgernn_lst
                                                                int8_t *h_next)
 {
     const int full = n_cell & ~3;
+    edgernn_mve_tables t;
     int u;
+    t.sa = EDGERNN_SIGMOID_A;
+    t.sd = EDGERNN_SIGMOID_D;
+    t.ta = EDGERNN_TANH_A;
+    t.td = EDGERNN_TANH_D;
+    EDGERNN_IN_REGISTER(t.sa);
+    EDGERNN_IN_REGISTER(t.sd);
+    EDGERNN_IN_REGISTER(t.ta);
+    EDGERNN_IN_REGISTER(t.td);
     for (u = 0; u < full; u += 4) {
-        edgernn_rows_tail4_mve(p, pre + u, units, cell + u, hidden + u, h_next + u, 0xFFFF);
+        edgernn_rows_tail4_mve(p, &t, pre + u, units, cell + u, hidden + u, h_next + u, 1, 0xFFFF);
     }
     if (full < n_cell) {
-        edgernn_rows_tail4_mve(p, pre + full, units, cell + full, hidden + full, h_next + full,
+        edgernn_rows_tail4_mve(p, &t, pre + full, units, cell + full, hidden + full, h_next + full, 0,
                                vctp32q((uint32_t)(n_cell - full)));
     }
 }
