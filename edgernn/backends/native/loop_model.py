@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ...tflite_model import Operator, Subgraph, TFLiteModel
 from .loop import AddPlan, LoopPlan, RequantPlan, add_plan, build_loop_layer, model_metadata, requant_plan
-from .plan import NativePlan, _fail, _fully_connected, _scale, _softmax, _zp
+from .plan import NativePlan, _check_sequence_io, _fail, _fully_connected, _scale, _softmax, _zp
 
 
 @dataclass
@@ -150,13 +150,7 @@ def _while_chain(m: TFLiteModel, sg: Subgraph, layer_meta: dict):
 def build_loop_model(m: TFLiteModel) -> NativePlan:
     """NativePlan of a model whose recurrent layers are WHILE loops (GRU, SimpleRNN...)."""
     sg = m.main
-    if len(sg.inputs) != 1 or len(sg.outputs) != 1:
-        raise _fail(m, f"the native backend compiles models with one input and one output, "
-                       f"this one has {len(sg.inputs)} and {len(sg.outputs)}")
-    x = sg.tensors[sg.inputs[0]]
-    if x.dtype != "int8" or len(x.shape) != 3 or x.shape[0] != 1:
-        raise _fail(m, f"input '{x.name}' is {x.dtype} {x.shape}; the native backend expects the int8 "
-                       "(1, T, F) input that `edgernn convert` writes")
+    x = _check_sequence_io(m)
     meta = model_metadata(m) or {}
     if meta.get("form", "sequence") != "sequence":
         raise _fail(m, "this is a streaming (--streaming) model; emit the native C from the sequence model: "

@@ -17,7 +17,7 @@ import numpy as np
 from ...tflite_model import Operator, Subgraph, Tensor, TFLiteModel
 from . import prepare
 from .fastlstm import FastLstm, fast_lstm
-from .plan import ConstArray, NativePlan, _fail, _fully_connected, _need, _scale, _softmax, _zp
+from .plan import ConstArray, NativePlan, _check_sequence_io, _fail, _fully_connected, _need, _scale, _softmax, _zp
 
 SUPPORTED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "WHILE loops of GRU/SimpleRNN steps", "STRIDED_SLICE (last time step)",
                  "FULLY_CONNECTED", "SOFTMAX")
@@ -238,13 +238,7 @@ def build_lstm_model(m: TFLiteModel, kernel: str = "reference") -> NativePlan:
     """NativePlan of a model whose recurrent layers are fused LSTMs (no WHILE loop); ``kernel``
     (:data:`.fastlstm.KERNELS`) picks the LSTM layers' kernel where its preconditions hold."""
     sg = m.main
-    if len(sg.inputs) != 1 or len(sg.outputs) != 1:
-        raise _fail(m, f"the native backend compiles models with one input and one output, "
-                       f"this one has {len(sg.inputs)} and {len(sg.outputs)}")
-    x = sg.tensors[sg.inputs[0]]
-    if x.dtype != "int8" or len(x.shape) != 3 or x.shape[0] != 1:
-        raise _fail(m, f"input '{x.name}' is {x.dtype} {x.shape}; the native backend expects the int8 "
-                       "(1, T, F) input that `edgernn convert` writes")
+    x = _check_sequence_io(m)
     cur = sg.inputs[0]
     recurrent: list[LstmPlan] = []
     head: list = []

@@ -219,6 +219,20 @@ def _fail(m: TFLiteModel, msg: str) -> UnsupportedLayerError:
     return UnsupportedLayerError(f"{m.path}: {msg}")
 
 
+def _check_sequence_io(m: TFLiteModel) -> Tensor:
+    """The main graph's input tensor, checked: the native backends compile one int8 (1, T, F)
+    input and one output, as `edgernn convert` writes."""
+    sg = m.main
+    if len(sg.inputs) != 1 or len(sg.outputs) != 1:
+        raise _fail(m, f"the native backend compiles models with one input and one output, "
+                       f"this one has {len(sg.inputs)} and {len(sg.outputs)}")
+    x = sg.tensors[sg.inputs[0]]
+    if x.dtype != "int8" or len(x.shape) != 3 or x.shape[0] != 1:
+        raise _fail(m, f"input '{x.name}' is {x.dtype} {x.shape}; the native backend expects the int8 "
+                       "(1, T, F) input that `edgernn convert` writes")
+    return x
+
+
 def _scale(t: Tensor) -> float:
     return float(t.scale[0]) if t.scale is not None and len(t.scale) else 0.0
 
