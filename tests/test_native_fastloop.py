@@ -120,6 +120,44 @@ def test_elementwise_forms_equal_tflm_on_every_input_pair(models, tmp_path):
         assert np.array_equal(np.array(line.split(), np.int64), want), p
 
 
+def test_int16_forms_equal_tflm(models, tmp_path):
+    """The int16 ADD / SUB (decomposed exactly) and MUL forms, compiled, equal TFLM's int16
+    arithmetic on random and extreme input pairs: the test models' ops and synthetic ones (a
+    subtraction, a ReLU range, multipliers that are not 1/2)."""
+    ops = [AddPlan("add", True, 0, 0, (1073741824, 0), (1185389968, -2), (1076136899, -13), 0, -32768, 32767),
+           AddPlan("add", False, 0, 0, (1725273130, -9), (1073741824, 0), (2146541532, -14), 0, 0, 32767),
+           AddPlan("add", False, 0, 0, (1073741824, 0), (1073741824, 0), (1073741824, 0), 0, -32768, 32767),
+           MulPlan("mul", 0, 0, (1129970314, -14), 0, -32768, 32767),
+           MulPlan("mul", 0, 0, (1073741824, -15), 0, -1000, 32767)]
+    for name in ("stack16", "sequence16"):
+        for layer in load_plan(models[name], "pairs").recurrent:
+            ops += [s.params for s in layer.ops if s.kind in ("add16", "mul16")]
+    rng = np.random.default_rng(9)
+    edge = np.array([-32768, -32767, -16385, -16384, -1, 0, 1, 16383, 16384, 32766, 32767])
+    a = np.concatenate([np.repeat(edge, len(edge)), rng.integers(-32768, 32768, 20000)])
+    b = np.concatenate([np.tile(edge, len(edge)), rng.integers(-32768, 32768, 20000)])
+    exprs = []
+    for p in ops:
+        step = type("S", (), dict(kind=p.kind + "16", params=p))
+        expr, form = fastloop._elementwise(step, ["a[i]", "b[i]"])
+        assert form == "exact", p
+        exprs.append(expr)
+    vals = lambda v: ", ".join(str(int(x)) for x in v)  # noqa: E731
+    body = "\n".join(f"    for (i = 0; i < {len(a)}; ++i) printf(\"%d \", (int)({e}));\n    printf(\"\\n\");"
+                     for e in exprs)
+    src = tmp_path / "forms16.c"
+    src.write_text(f'#include <stdio.h>\n#include "edgernn_fast.h"\nstatic const int16_t a[] = {{{vals(a)}}};\n'
+                   f"static const int16_t b[] = {{{vals(b)}}};\nint main(void)\n{{\n    int i;\n{body}\n"
+                   "    return 0;\n}\n")
+    exe = tmp_path / "forms16"
+    compile_c("gcc", [src], exe, (*C_FLAGS, f"-I{TEMPLATE_DIR}"))
+    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(lines) == len(ops)
+    for p, line in zip(ops, lines):
+        want = fastloop.add16_exact(p, a, b) if p.kind == "add" else fastloop.mul16_exact(p, a, b)
+        assert np.array_equal(np.array(line.split(), np.int64), want), p
+
+
 def test_fits_hold_only_what_is_exact():
     add = _ops()[1]
     p1, p2, k, s = fastloop.fit_add(add)

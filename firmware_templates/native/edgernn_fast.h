@@ -364,6 +364,21 @@ static inline int32_t edgernn_mul_one_s8(const edgernn_mul_params *p, int32_t a,
                                   p->activation_min, p->activation_max);
 }
 
+/* RoundingDivideByPOT(v, e) = (v + 2^(e-1) - (v < 0)) >> e, for |v| <= 2^30 (e a literal). */
+static inline int32_t edgernn_rdbp(int32_t v, int e)
+{
+    return e == 0 ? v : (v + ((int32_t)1 << (e - 1)) + (v >> 31)) >> e;
+}
+
+/* clamp(v, lo, hi), one SSAT when the range is the whole int16 range. */
+static inline int32_t edgernn_clamp_range_s16(int32_t v, int32_t lo, int32_t hi)
+{
+    if (lo == -32768 && hi == 32767) {
+        return edgernn_clamp_s16(v);
+    }
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
 /* One element of the int16 step ops (--state int16; edgernn_kernels.c's *_run_s16 loops), for
  * the fused loops over the units. */
 static inline int32_t edgernn_add_one_s16(const edgernn_add_params *p, int32_t a, int32_t b)

@@ -189,53 +189,94 @@ static inline int64_t edgernn_fc16_smlald(uint32_t w, uint32_t x, int64_t acc)
 }
 #endif
 
+/* One pass of np (1 or 2, a literal) row pairs; stores the first `rows` of its 2 np rows. */
+static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16_pass(const uint32_t *w, const int16_t *x, int16_t *out,
+                                                                      int np, int n_input, int rows)
+{
+    int32_t b0 = (int32_t)w[0];
+    int64_t a0 = (int64_t)(((uint64_t)w[2] << 32) | w[1]);
+    int32_t b1 = np == 2 ? (int32_t)w[3] : 0;
+    int64_t a1 = np == 2 ? (int64_t)(((uint64_t)w[5] << 32) | w[4]) : 0;
+    int32_t acc[4];
+    int c;
+    int r;
+    w += 3 * np;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 64
+#endif
+    for (c = 0; c + 1 < n_input; c += 2) {
+#if EDGERNN_USE_SMLAD && defined(__GNUC__) && defined(__thumb2__)
+        /* one asm block per column pair keeps the six accumulators in registers (gcc spills
+         * the 64-bit ones otherwise); the same operations as the C below */
+        const int16_t *xp = x + c;
+        uint32_t xv;
+        uint32_t w0;
+        uint32_t w1;
+        if (np == 2) {
+            __asm__("ldr %[xv], [%[xp]]\n ldrd %[w0], %[w1], [%[w]], #8\n"
+                    " smlald %Q[a0], %R[a0], %[w0], %[xv]\n sxtb16 %[w0], %[w0]\n smlad %[b0], %[w0], %[xv], %[b0]\n"
+                    " smlald %Q[a1], %R[a1], %[w1], %[xv]\n sxtb16 %[w1], %[w1]\n smlad %[b1], %[w1], %[xv], %[b1]\n"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [w] "+r"(w), [xv] "=&r"(xv),
+                      [w0] "=&r"(w0), [w1] "=&r"(w1)
+                    : [xp] "r"(xp)
+                    : "memory");
+        } else {
+            __asm__("ldr %[xv], [%[xp]]\n ldr %[w0], [%[w]], #4\n"
+                    " smlald %Q[a0], %R[a0], %[w0], %[xv]\n sxtb16 %[w0], %[w0]\n smlad %[b0], %[w0], %[xv], %[b0]\n"
+                    : [a0] "+r"(a0), [b0] "+r"(b0), [w] "+r"(w), [xv] "=&r"(xv), [w0] "=&r"(w0)
+                    : [xp] "r"(xp)
+                    : "memory");
+        }
+#else
+        uint32_t xv;
+        memcpy(&xv, x + c, 4);
+        b0 = EDGERNN_FC16_SMLAD(EDGERNN_FC16_SXTB16(w[0]), xv, b0);
+        a0 = EDGERNN_FC16_SMLALD(w[0], xv, a0);
+        if (np == 2) {
+            b1 = EDGERNN_FC16_SMLAD(EDGERNN_FC16_SXTB16(w[1]), xv, b1);
+            a1 = EDGERNN_FC16_SMLALD(w[1], xv, a1);
+        }
+        w += np;
+#endif
+    }
+    acc[0] = b0;
+    acc[1] = (int32_t)((a0 - b0) >> 8);
+    acc[2] = b1;
+    acc[3] = (int32_t)((a1 - b1) >> 8);
+    if (n_input % 2) {
+        const int32_t xl = x[n_input - 1];
+        for (r = 0; r < np; ++r) {
+            acc[2 * r] += (int16_t)(w[r] & 0xFFFFu) * xl;
+            acc[2 * r + 1] += (int16_t)(w[r] >> 16) * xl;
+        }
+        w += np;
+    }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (r = 0; r < 2 * np; ++r) {
+        if (r < rows) {
+            out[r] = (int16_t)edgernn_clamp_s16(edgernn_smmulr((int32_t)((uint32_t)acc[r] << w[1]), (int32_t)w[0]));
+        }
+        w += 2;
+    }
+    return w;
+}
+
+/* The FC: passes of two pairs, the last one peeled (it may hold the padding row), then one pair. */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, int pairs, int n_input, int n_output)
 {
     const uint32_t *w = f->stream;
-    const int16_t *x = f->input;
-    int16_t *out = f->out;
-    int p0;
-    for (p0 = 0; p0 < pairs; p0 += 2) {
-        const int np = pairs - p0 < 2 ? pairs - p0 : 2;
-        int32_t b0 = (int32_t)w[0];
-        int64_t a0 = (int64_t)(((uint64_t)w[2] << 32) | w[1]);
-        int32_t b1 = np == 2 ? (int32_t)w[3] : 0;
-        int64_t a1 = np == 2 ? (int64_t)(((uint64_t)w[5] << 32) | w[4]) : 0;
-        int32_t acc[4];
-        int c;
-        int r;
-        w += 3 * np;
-        for (c = 0; c + 1 < n_input; c += 2) {
-            uint32_t xv;
-            memcpy(&xv, x + c, 4);
-            b0 = EDGERNN_FC16_SMLAD(EDGERNN_FC16_SXTB16(w[0]), xv, b0);
-            a0 = EDGERNN_FC16_SMLALD(w[0], xv, a0);
-            if (np == 2) {
-                b1 = EDGERNN_FC16_SMLAD(EDGERNN_FC16_SXTB16(w[1]), xv, b1);
-                a1 = EDGERNN_FC16_SMLALD(w[1], xv, a1);
-            }
-            w += np;
-        }
-        acc[0] = b0;
-        acc[1] = (int32_t)((a0 - b0) >> 8);
-        acc[2] = b1;
-        acc[3] = (int32_t)((a1 - b1) >> 8);
-        if (n_input % 2) {
-            const int32_t xl = x[n_input - 1];
-            for (r = 0; r < np; ++r) {
-                acc[2 * r] += (int16_t)(w[r] & 0xFFFFu) * xl;
-                acc[2 * r + 1] += (int16_t)(w[r] >> 16) * xl;
-            }
-            w += np;
-        }
-        for (r = 0; r < 2 * np; ++r) {
-            const int32_t m = (int32_t)w[0];
-            const int ls = (int)w[1];
-            w += 2;
-            if (2 * p0 + r < n_output) {
-                out[2 * p0 + r] = (int16_t)edgernn_clamp_s16(edgernn_smmulr((int32_t)((uint32_t)acc[r] << ls), m));
-            }
-        }
+    const int full = pairs / 2;
+    int k;
+    for (k = 0; k + 1 < full; ++k) {
+        w = edgernn_fc16_pass(w, f->input, f->out + 4 * k, 2, n_input, 4);
+    }
+    if (full > 0) {
+        w = edgernn_fc16_pass(w, f->input, f->out + 4 * (full - 1), 2, n_input, n_output - 4 * (full - 1) < 4 ? 3 : 4);
+    }
+    if (pairs % 2) {
+        (void)edgernn_fc16_pass(w, f->input, f->out + 4 * full, 1, n_input, n_output - 4 * full);
     }
 }
 
