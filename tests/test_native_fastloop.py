@@ -237,11 +237,14 @@ def test_fc16_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
     src = tmp_path / "fc16.c"
     src.write_text('#include <stdio.h>\n#include "edgernn_pairs.h"\n' + "".join(progs) +
                    f"int main(void)\n{{\n    int16_t y[96];\n    int r, c;\n{body}    return 0;\n}}\n")
-    exe = tmp_path / "fc16"
-    compile_c("gcc", [src], exe, (*C_FLAGS, f"-I{TEMPLATE_DIR}"))
-    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
-    for (st, x, want), line in zip(cases, lines):
-        assert np.array_equal(np.array(line.split(), np.int64).reshape(want.shape), want)
+    # both C twins: the 32-bit one (Armv6-M, hosts) and the 64-bit A - B one (Armv7-M)
+    for k, extra in enumerate(((), ("-D__ARM_ARCH_7M__=1",))):
+        exe = tmp_path / f"fc16_{k}"
+        compile_c("gcc", [src], exe, (*C_FLAGS, f"-I{TEMPLATE_DIR}", *extra))
+        lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+        assert len(lines) == len(cases)
+        for (st, x, want), line in zip(cases, lines):
+            assert np.array_equal(np.array(line.split(), np.int64).reshape(want.shape), want)
 
 
 @pytest.mark.slow

@@ -169,7 +169,7 @@ typedef struct {
 #define EDGERNN_FC16_SMLAD(w, x, acc) __smlad((w), (x), (acc))
 #define EDGERNN_FC16_SMLALD(w, x, acc) __smlald((w), (x), (acc))
 #define EDGERNN_FC16_SXTB16(w) __sxtb16(w)
-#else
+#elif defined(__ARM_ARCH_7M__)
 #define EDGERNN_FC16_SMLAD(w, x, acc) edgernn_fc16_smlad((w), (x), (acc))
 #define EDGERNN_FC16_SMLALD(w, x, acc) edgernn_fc16_smlald((w), (x), (acc))
 #define EDGERNN_FC16_SXTB16(w) edgernn_fc16_sxtb16(w)
@@ -188,15 +188,28 @@ static inline int64_t edgernn_fc16_smlald(uint32_t w, uint32_t x, int64_t acc)
            (int64_t)((int32_t)(int16_t)(w >> 16) * (int32_t)(int16_t)(x >> 16));
 }
 #endif
+/* the high row's sum as A - B in 64 bits: with the DSP extension, and on the Armv7-M (SMLAL);
+ * elsewhere (Armv6-M, hosts) each row's weights are decoded and the high sum kept in 32 bits */
+#if EDGERNN_USE_SMLAD || defined(__ARM_ARCH_7M__)
+#define EDGERNN_FC16_WIDE 1
+#else
+#define EDGERNN_FC16_WIDE 0
+#endif
 
 /* One pass of np (1 or 2, a literal) row pairs; stores the first `rows` of its 2 np rows. */
 static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16_pass(const uint32_t *w, const int16_t *x, int16_t *out,
                                                                       int np, int n_input, int rows)
 {
     int32_t b0 = (int32_t)w[0];
-    int64_t a0 = (int64_t)(((uint64_t)w[2] << 32) | w[1]);
     int32_t b1 = np == 2 ? (int32_t)w[3] : 0;
+#if EDGERNN_FC16_WIDE
+    int64_t a0 = (int64_t)(((uint64_t)w[2] << 32) | w[1]);
     int64_t a1 = np == 2 ? (int64_t)(((uint64_t)w[5] << 32) | w[4]) : 0;
+#else
+    /* the high row's start: (A - B) / 256 of the start words (the bias) */
+    int32_t d0 = (int32_t)(((int64_t)(((uint64_t)w[2] << 32) | w[1]) - b0) / 256);
+    int32_t d1 = np == 2 ? (int32_t)(((int64_t)(((uint64_t)w[5] << 32) | w[4]) - b1) / 256) : 0;
+#endif
     int32_t acc[4];
     int c;
     int r;
@@ -227,7 +240,7 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16_pass(const uint
                     : [xp] "r"(xp)
                     : "memory");
         }
-#else
+#elif EDGERNN_FC16_WIDE
         uint32_t xv;
         memcpy(&xv, x + c, 4);
         b0 = EDGERNN_FC16_SMLAD(EDGERNN_FC16_SXTB16(w[0]), xv, b0);
@@ -237,12 +250,38 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16_pass(const uint
             a1 = EDGERNN_FC16_SMLALD(w[1], xv, a1);
         }
         w += np;
+#else
+        /* no DSP: each row's weights decoded from the word (hi = (half - lo) / 256 exactly), the
+         * high row's sum kept directly in 32 bits (its bound holds for every row) */
+        const int32_t x0 = x[c];
+        const int32_t x1 = x[c + 1];
+        int k;
+        for (k = 0; k < np; ++k) {
+            const uint32_t word = w[k];
+            const int32_t lo0 = (int8_t)(word & 0xFFu);
+            const int32_t lo1 = (int8_t)((word >> 16) & 0xFFu);
+            const int32_t hi0 = ((int32_t)(int16_t)(word & 0xFFFFu) - lo0) >> 8; /* exact multiples of 256 */
+            const int32_t hi1 = ((int32_t)(int16_t)(word >> 16) - lo1) >> 8;
+            if (k == 0) {
+                b0 += lo0 * x0 + lo1 * x1;
+                d0 += hi0 * x0 + hi1 * x1;
+            } else {
+                b1 += lo0 * x0 + lo1 * x1;
+                d1 += hi0 * x0 + hi1 * x1;
+            }
+        }
+        w += np;
 #endif
     }
     acc[0] = b0;
-    acc[1] = (int32_t)((a0 - b0) >> 8);
     acc[2] = b1;
+#if EDGERNN_FC16_WIDE
+    acc[1] = (int32_t)((a0 - b0) >> 8);
     acc[3] = (int32_t)((a1 - b1) >> 8);
+#else
+    acc[1] = d0;
+    acc[3] = d1;
+#endif
     if (n_input % 2) {
         const int32_t xl = x[n_input - 1];
         for (r = 0; r < np; ++r) {
