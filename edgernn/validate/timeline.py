@@ -116,7 +116,7 @@ def hidden_error_by_step(model, tflite_path, x_float: np.ndarray) -> dict | None
     best = None
     for name, raw in captured.items():
         t = tensors.get(name[:-len(":steps")] if name.endswith(":steps") else name)
-        if t is None or name == in_name or t.dtype != "int8" or t.scale is None or len(t.scale) != 1:
+        if t is None or name == in_name or t.dtype not in ("int8", "int16") or t.scale is None or len(t.scale) != 1:
             continue
         if raw.size != n * per_sample:
             continue
