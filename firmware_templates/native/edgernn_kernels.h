@@ -329,25 +329,9 @@ static inline int32_t edgernn_mbqm(int32_t x, int32_t multiplier, int shift)
            (int32_t)((((uint32_t)high & mask) + (mask >> 1) + 1u - ((uint32_t)high >> 31)) >> right_shift);
 }
 
-/* TFLM Logistic int16 on a Q3.12 input (input_multiplier 0 -> 3, no shift): the table covers
- * |x| < 10.7 in steps of 1/24 with 9 bits of interpolation. Branch-free (the index is
- * clamped, then the saturated value selected), as gate values change sign all the time. */
-static inline int16_t edgernn_sigmoid_s16(int16_t x)
-{
-    const int32_t v = (int32_t)x * 3;
-    const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
-    const uint32_t index = abs_v >> 9;
-    const uint32_t i0 = index < 254u ? index : 254u;
-    const uint32_t a = edgernn_sigmoid_table[i0];
-    const uint32_t b = edgernn_sigmoid_table[i0 + 1u];
-    const uint32_t interpolated = (a << 9) + (abs_v & 0x1FFu) * (b - a);
-    const uint32_t result = index >= 255u ? ((uint32_t)0x7FFF << 10) : interpolated;
-    const uint32_t signed_result = v >= 0 ? result + (1u << 9) : (1u << (16 + 9)) - result + (1u << 9) - 1u;
-    return (int16_t)(signed_result >> 10);
-}
-
 /* TFLM Logistic int16 on an input already scaled to the table (24 entries per unit, 9 bits of
- * interpolation): the body of edgernn_sigmoid_s16 for any v. */
+ * interpolation). Branch-free (the index is clamped, then the saturated value selected), as gate
+ * values change sign all the time. */
 static inline int16_t edgernn_sigmoid_scaled_s16(int32_t v)
 {
     const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
@@ -359,6 +343,13 @@ static inline int16_t edgernn_sigmoid_scaled_s16(int32_t v)
     const uint32_t result = index >= 255u ? ((uint32_t)0x7FFF << 10) : interpolated;
     const uint32_t signed_result = v >= 0 ? result + (1u << 9) : (1u << (16 + 9)) - result + (1u << 9) - 1u;
     return (int16_t)(signed_result >> 10);
+}
+
+/* TFLM Logistic int16 on a Q3.12 input (input_multiplier 0 -> 3, no shift): the table covers
+ * |x| < 10.7 in steps of 1/24 with 9 bits of interpolation. */
+static inline int16_t edgernn_sigmoid_s16(int16_t x)
+{
+    return edgernn_sigmoid_scaled_s16((int32_t)x * 3);
 }
 
 /* TFLM Tanh int16: v = (x * multiplier + round) >> left_shift brings the input to the table's
