@@ -1,7 +1,5 @@
 """convert: int8 flatbuffers that run in TFLM; Keras 3 and tf_keras alike; clean failures."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgernn.deploy import deploy, load_config
+from edgernn.deploy import deploy
 from edgernn.errors import EdgeRNNError
 
 

@@ -52,7 +52,7 @@ def test_resolver_registers_exactly_the_models_ops(tflm_dir, lstm_tflite):
     calls = re.findall(r"resolver\.(Add\w+)\(\)", main)
     want = sorted(RESOLVER_METHODS[op] for op in tflite_model.read(lstm_tflite).op_counts)
     assert sorted(calls) == want and len(set(calls)) == len(calls)
-    assert f"MicroMutableOpResolver<kNumOps>" in main and f"kNumOps = {len(want)};" in main
+    assert "MicroMutableOpResolver<kNumOps>" in main and f"kNumOps = {len(want)};" in main
 
 
 def test_selftest_vectors_are_tflm_outputs(tflm_dir, lstm_tflite, bm_data):

@@ -1,6 +1,5 @@
 """inspect: ops, tensors, quantization, MACs, and the exact minimum TFLM arena."""
 
-import numpy as np
 
 import edgernn
 from edgernn.backends.tflm import arena

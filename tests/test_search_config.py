@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from edgernn.cli import main
-from edgernn.errors import EdgeRNNError
 from edgernn.search import Budget, count_params, load_config
 from edgernn.search.config import Floors, grid_points
 from edgernn.search.results import front_2d, mark_pareto, ranked

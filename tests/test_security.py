@@ -6,7 +6,6 @@ marker must not exist afterwards. ``test_stock_loader_runs_the_code`` shows the 
 witness: the plain tf_keras loader does run it.
 """
 
-import json
 import os
 import shutil
 import subprocess

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import ir
-from ...errors import ConversionError, EdgeRNNError
+from ...errors import ConversionError
 from ...quantize.calibrate import MAX_CALIB_SAMPLES
 from ...tflite_model import SOURCE_FINGERPRINT
 from .subprocess_util import describe_returncode, run_child
