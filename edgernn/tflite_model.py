@@ -6,6 +6,8 @@ drifts from the schema. ``inspect``, the simulator and the native backend all st
 
 from __future__ import annotations
 
+import json
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +25,28 @@ _TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6
 #: metadata entry holding the sha256 (hex, ASCII) of the float weights the model was converted
 #: from (:func:`edgernn.backends.tflm.convert.weights_fingerprint`); written by ``edgernn convert``
 SOURCE_FINGERPRINT = "edgernn_source_sha256"
+#: metadata entry mapping edgernn's own WHILE graphs back to cells: a JSON object (format in
+#: :func:`edgernn.backends.tflm.recurrent.metadata_doc`), zlib-compressed since format version 3
+#: (``python3 -c "import sys, zlib; print(zlib.decompress(sys.stdin.buffer.read()).decode())"``)
+EDGERNN_METADATA = "edgernn"
+
+
+def encode_edgernn_metadata(meta: dict) -> bytes:
+    """The bytes of the ``"edgernn"`` entry: compact JSON, zlib level 9 (a third of the size)."""
+    return zlib.compress(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode(), 9)
+
+
+def decode_edgernn_metadata(raw: bytes | None) -> dict | None:
+    """The ``"edgernn"`` entry as a dict (zlib-compressed JSON, or plain JSON as before format
+    version 3), or None when absent or unreadable."""
+    if not raw:
+        return None
+    try:
+        text = raw if raw.lstrip()[:1] == b"{" else zlib.decompress(raw)
+        meta = json.loads(text.decode())
+    except (ValueError, TypeError, zlib.error):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 @lru_cache(maxsize=1)
@@ -104,6 +128,11 @@ class TFLiteModel:
 
     def output(self, i: int = 0) -> Tensor:
         return self.main.tensors[self.main.outputs[i]]
+
+    @property
+    def edgernn_metadata(self) -> dict | None:
+        """edgernn's own metadata entry (:data:`EDGERNN_METADATA`), or None."""
+        return decode_edgernn_metadata(self.metadata.get(EDGERNN_METADATA))
 
     @property
     def source_fingerprint(self) -> str | None:

@@ -6,13 +6,13 @@ inputs; the trained-model accuracy bars (``@pytest.mark.slow``) use the session 
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
 import edgernn
 from edgernn import tflite_model
+from edgernn.tflite_model import decode_edgernn_metadata
 from edgernn.backends.tflm.convert import conversion_strategy, check_rebuild_matches, convert_ir
 from edgernn.backends.tflm.graph import METADATA_NAME
 from edgernn.backends.tflm.recurrent import build_sequence_program, metadata_doc
@@ -266,7 +266,7 @@ def _metadata(data: bytes) -> dict:
 
     m = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
     entry = next(md for md in m.metadata if md.name.decode() == METADATA_NAME)
-    return json.loads(bytes(bytearray(m.buffers[entry.buffer].data)).decode())
+    return decode_edgernn_metadata(bytes(bytearray(m.buffers[entry.buffer].data)))
 
 
 def _keras_rows(layer, side: str, state: str) -> list[np.ndarray]:
@@ -278,7 +278,7 @@ def _keras_rows(layer, side: str, state: str) -> list[np.ndarray]:
         return blocks
     if layer.cell == "lstm":  # i f c o -> i f o c
         blocks = [blocks[0], blocks[1], blocks[3], blocks[2]]
-    if layer.cell == "gru" and side == "recurrent_kernel":  # [z r] then [h]
+    if layer.cell == "gru":  # [z r] then [h], on both sides
         return [np.concatenate(blocks[:2]), blocks[2]]
     return [np.concatenate(blocks)]
 
@@ -291,7 +291,7 @@ def test_metadata_maps_graph_back_to_cells(kind, state, bm_arrays):
     data = convert_ir(m, bm_arrays[0][:, :20], state=state)
     meta = _metadata(data)
     tm = tflite_model.parse(data)
-    assert meta["version"] == 2 and meta["form"] == "sequence" and meta["timesteps"] == 20
+    assert meta["version"] == 3 and meta["form"] == "sequence" and meta["timesteps"] == 20
     assert meta["state"] == state
     assert tm.main.inputs == [meta["input"]] and tm.main.outputs == [meta["output"]]
     dirs = []

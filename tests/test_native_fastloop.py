@@ -190,8 +190,9 @@ def test_the_int16_state_runs_the_fast_step(models):
     layers = plan.recurrent
     assert [[c["units"] for c in layer.layers] for layer in layers] == [[6], [6], [8, 5]]
     assert all(layer.fast is not None and not layer.fast_reason for layer in layers)
-    # one 16x8 FC per side (GRU reset_after=False: a third for r * h), all on the row pairs
-    assert [len(layer.fast.fcs) for layer in layers] == [3, 3, 5]
+    # two 16x8 FCs per side of a GRU, z r and h (reset_after=False: the second h-side FC reads
+    # r * h), one per side otherwise, all on the row pairs
+    assert [len(layer.fast.fcs) for layer in layers] == [4, 4, 6]
     assert all(f.kernel.startswith("fc16_") for layer in layers for f in layer.fast.fcs)
     assert not any(s.kind == "fc16" for layer in layers for s in layer.ops if s.op_index in layer.fast.reference_ops)
     # the new h is written in place, no copy at the end of the step

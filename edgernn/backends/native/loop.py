@@ -47,7 +47,6 @@ contiguous; see :mod:`edgernn.backends.tflm.cells` for each cell's exact op sequ
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -518,18 +517,10 @@ def build_loop_layer(m: TFLiteModel, op: Operator, op_index: int, index: int,
 
 
 def model_metadata(m: TFLiteModel) -> dict | None:
-    """edgernn's own JSON metadata entry (``"edgernn"``), or None (absent or unreadable)."""
-    raw = m.metadata.get("edgernn")
-    if raw is None:
-        return None
-    try:
-        meta = json.loads(raw.decode())
-    except (ValueError, TypeError):
-        return None
-    return meta if isinstance(meta, dict) else None
+    """edgernn's own metadata entry (``"edgernn"``), or None (absent or unreadable)."""
+    return m.edgernn_metadata
 
 
-# the names the native graph program (.graph, .tensorops) imports
 _metadata = model_metadata
 _add_plan = add_plan
 _mul_plan = mul_plan

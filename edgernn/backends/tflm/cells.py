@@ -6,11 +6,12 @@ main graph of a streaming model). Two layouts, chosen by ``convert --state``:
     **one FULLY_CONNECTED per input side** computes every gate at once (int8 weights, int64
     bias, int16 out: TFLM's "16x8" kernel), and SPLIT / SPLIT_V cut the result into gates::
 
-      GRU    X = FC(x16) [z r h]    H_zr = FC(h) [z r]   H_h = FC(h) [h]   (reset_after;
-             zr = LOGISTIC(X[zr] + H_zr);  z, r = SPLIT(zr)           else hh = FC(r * h) [h])
+      GRU    X_zr = FC(x16) [z r]  X_h = FC(x16) [h]  H_zr = FC(h) [z r]  H_h = FC(h) [h]
+             zr = LOGISTIC(X_zr + H_zr);  z, r = SPLIT(zr)   (reset_after; else hh = FC(r * h) [h])
              hc = TANH(X[h] + r * H_h);  h' = hc + z * (h - hc)
 
-    (a GRU's recurrent z and r biases are folded into X's: an int64 bias costs 8 bytes a row)
+    (a GRU's recurrent z and r biases are folded into X_zr's: an int64 bias costs 8 bytes a row;
+    X_zr and X_h share one output scale, so they equal one FC over [z r h] cut by SPLIT_V)
       LSTM   pre = FC(x16) + FC(h), rows [i f o c]  (reordered from Keras' i f c o)
              ifo = LOGISTIC(pre[ifo]);  g = TANH(pre[c]);  i, f, o = SPLIT(ifo)
              c' = f * c + i * g;  h' = o * TANH(c')
@@ -233,8 +234,13 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
         # reset_after: the recurrent bias of z and r moves to the input side (the same sum);
         # only h's stays inside r * (U_h h + b_rh), so H is two FCs, zr without a bias
         bx = b[0] + np.concatenate([b[1][:2 * u], np.zeros(u, np.float32)]) if ra else b
-        X, xw, _ = fc(g, f"{p}X", x16, k, bx, (1, 1, 3 * u), dtype=a16)
-        x_zr, x_h = split(prog, g, X, [2 * u, u], [f"{p}X_zr", f"{p}X_h"], a16)
+        # the input side as two FCs (z r, then h) with one output scale, as one FC + SPLIT_V
+        # would compute them bit for bit: their row counts are the recurrent side's, so the
+        # per-channel zero-point vectors (8 B a row, written once per length) are shared
+        x_zr, xw, _ = fc(g, f"{p}X_zr", x16, k[:, :2 * u], bx[:2 * u], (1, 1, 2 * u), dtype=a16)
+        x_h, xw2, _ = fc(g, f"{p}X_h", x16, k[:, 2 * u:], bx[2 * u:], s, dtype=a16)
+        prog.tie(x_zr, x_h)
+        kern = [xw, xw2]
         h_zr, hw, _ = fc(g, f"{p}H_zr", h, r[:, :2 * u], None, (1, 1, 2 * u), dtype=a16)
         rec = [hw]
         if ra:
@@ -290,7 +296,9 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
         raise AssertionError(layer.cell)
     if layer.cell in ("gru", "lstm") or layer.activation == "tanh":
         prog.fixed[h_out] = Q15  # |h| < 1
-    t.update(kernel=[xw], recurrent_kernel=rec, state=h, state_out=h_out, cell_state=c, cell_state_out=c_out)
+    if layer.cell != "gru":
+        kern = [xw]
+    t.update(kernel=kern, recurrent_kernel=rec, state=h, state_out=h_out, cell_state=c, cell_state_out=c_out)
 
 
 def step(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: str, c: str | None,

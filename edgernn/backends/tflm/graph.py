@@ -16,7 +16,6 @@ it (``bias -= zero_point * row sums``), which is exact.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,9 +24,10 @@ from ...errors import EdgeRNNError
 from ...quantize.params import (LOGISTIC_OUT, Q15, SOFTMAX_OUT, TANH_OUT, QParams, activation_params, quantize_bias,
                                 quantize_weights, symmetric_int16_params)
 from .options import layer_options
+from ...tflite_model import EDGERNN_METADATA, encode_edgernn_metadata
 from .serialize import pack
 
-METADATA_NAME = "edgernn"
+METADATA_NAME = EDGERNN_METADATA
 
 
 @dataclass
@@ -338,7 +338,7 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
 
     entries = {}
     if program.metadata:
-        entries[METADATA_NAME] = json.dumps(program.metadata, sort_keys=True, separators=(",", ":")).encode()
+        entries[METADATA_NAME] = encode_edgernn_metadata(program.metadata)
     if program.offline_plan is not None:
         entries[OFFLINE_PLAN_NAME] = np.asarray(program.offline_plan, "<i4").tobytes()
     entries.update(extra_metadata or {})

@@ -60,13 +60,14 @@ from .layers import KINDS as LAYER_KINDS
 from .layers import share_tied, write_layer
 from .memory_plan import plan_offline
 
-METADATA_VERSION = 2
+METADATA_VERSION = 3
 
 
 def metadata_doc() -> str:
-    """The format of the ``"edgernn"`` metadata entry (a UTF-8 JSON object).
+    """The format of the ``"edgernn"`` metadata entry: a UTF-8 JSON object, zlib-compressed
+    (version 3; :func:`edgernn.tflite_model.decode_edgernn_metadata` reads both).
 
-    ``{"version": 2, "form": "sequence" | "streaming", "timesteps": T (1 when streaming),
+    ``{"version": 3, "form": "sequence" | "streaming", "timesteps": T (1 when streaming),
     "features": F, "state": "int16" | "int8", "input": main-graph tensor index,
     "output": main-graph tensor index, "layers": [LAYER...], "head": [HEAD...]}``
 
@@ -82,10 +83,10 @@ def metadata_doc() -> str:
          "state": h read by the step, "state_out": h written by the step,
          "cell_state" / "cell_state_out": LSTM c}}
 
-    Weights are int8 per output channel, (rows, inputs). ``state`` "int16": one input-side
-    matrix with every gate's rows, gate order z r h (GRU), i f o c (LSTM), h (RNN); the
-    recurrent side one matrix, except a GRU: (2U, U) for z r, then (U, U) for h (applied to
-    h, or to r * h when ``reset_after`` is false). ``state`` "int8": one (U, inputs) matrix
+    Weights are int8 per output channel, (rows, inputs). ``state`` "int16": one matrix per
+    side with every gate's rows, gate order i f o c (LSTM), h (RNN); a GRU has two per side,
+    (2U, inputs) for z r, then (U, inputs) for h (the recurrent h matrix applied to h, or to
+    r * h when ``reset_after`` is false). ``state`` "int8": one (U, inputs) matrix
     per gate, Keras' gate order (GRU z r h, LSTM i f c o).
 
     All tensor indices in LAYER ``tensors`` are in ``subgraph``. HEAD entries are
