@@ -6,7 +6,8 @@
 * whole models (Bidirectional GRU, GRU with reset_after=False, SimpleRNN with ReLU and an odd
   unit count that keeps the reference FC, a per-step SimpleRNN), converted with ``--state int8``,
   equal the TFLM runtime bit for bit on the host with both layouts and in QEMU with the
-  Cortex-M4 assembly;
+  Cortex-M4 assembly (GRU z / r and SimpleRNN on the gate kernel: FC x, FC h, ADD and the
+  table in one pass, full and remainder passes);
 * the ``--state int16`` layout (16x8 FCs on the row pairs, int16 ops fused, SPLIT parts read in
   place, h written in place) equals TFLM on the host and in QEMU on the Cortex-M4; the 16x8 FC
   kernel equals TFLM's reference 16x8 arithmetic on extreme int16 inputs.
@@ -174,15 +175,21 @@ def test_the_plan_uses_the_fast_forms(models):
     # the Bidirectional GRU's two directions, then GRU(8) + SimpleRNN(5) stacked in one loop
     assert [[c["units"] for c in layer.layers] for layer in layers] == [[6], [6], [8, 5]]
     assert all(layer.fast is not None and not layer.fast_reason for layer in layers)
-    assert all(len(layer.fast.fcs) == 6 for layer in layers[:2])  # GRU: 3 gates x (x, h)
-    assert len(layers[2].fast.fcs) == 6  # the GRU(8)'s; the odd SimpleRNN(5) keeps reference FCs
+    # GRU: z and r as gate kernels (FC x, FC h, ADD, LOGISTIC in one pass), the candidate's two FCs
+    kinds = [[f.kernel.split("_")[0] for f in layer.fast.fcs] for layer in layers]
+    assert kinds == [["gate", "gate", "fc8", "fc8"]] * 3  # the odd SimpleRNN(5) keeps reference FCs
+    assert all(s[0] != "fc" or s[2] is not None or s[1].op_index in layers[2].fast.reference_ops
+               for s in layers[2].fast.steps)
     fc_ops = [s.op_index for s in layers[2].ops if s.kind == "fc"]
     assert len(fc_ops) == 8 and set(fc_ops[6:]) <= layers[2].fast.reference_ops
     assert {"fit", "table"} <= set(layers[0].fast.forms) and "fit" in layers[2].fast.forms
     assert plan.fast_kernels == ["pairs"]
     assert all(layer.fast is None for layer in load_plan(models["stack"], "reference").recurrent)
     rows = load_plan(models["stack"], "rows")  # the M55 / M3 / host choice: the same loop steps
-    assert [len(layer.fast.fcs) for layer in rows.recurrent] == [6, 6, 6]
+    assert [len(layer.fast.fcs) for layer in rows.recurrent] == [4, 4, 4]
+    # SimpleRNN: one gate kernel writes h in place (no copy at the end of the step)
+    rnn = load_plan(models["sequence"], "pairs").recurrent[0].fast
+    assert [f.kernel.split("_")[0] for f in rnn.fcs] == ["gate"] and [s[0] for s in rnn.steps][-1] == "gate"
 
 
 def test_the_int16_state_runs_the_fast_step(models):
@@ -266,8 +273,9 @@ def test_fast_loops_equal_tflm_in_qemu_on_the_cortex_m4(models, tmp_path, case):
     path = models[case]
     x = _inputs(path, 4)
     sources = emit_native(path, tmp_path / "src", "motion", target="cortex-m4")
-    kernel = "EDGERNN_FC16_KERNEL(motion_l0_fc16_" if case == "stack16" else "EDGERNN_FC8_KERNEL(motion_l0_fc8_"
-    assert kernel in (tmp_path / "src" / "motion.c").read_text()
+    kernels = ["EDGERNN_FC16_KERNEL(motion_l0_fc16_"] if case == "stack16" else \
+        ["EDGERNN_FC8_KERNEL(motion_l0_fc8_", "EDGERNN_FC8_GATE_KERNEL(motion_l0_gate_"]
+    assert all(k in (tmp_path / "src" / "motion.c").read_text() for k in kernels)
     project = write_project(tmp_path / "fw", target="cortex-m4", name="motion", vectors_x_int8=x,
                             vectors_y_int8=_tflm(path, x), model_sources=sources)
     r = run_project(project.dir, timeout=300)

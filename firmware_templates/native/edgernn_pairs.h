@@ -148,6 +148,63 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc8_c(const edgernn_fc8 *f, int
 }
 
 /* ---------------------------------------------------------------------------------------
+ * A gate of an int8 loop step (GRU, SimpleRNN --state int8): FC8 of the input x and FC8 of the
+ * hidden state h over the same rows, each row requantized to int8 as edgernn_fc8_c does, then
+ * TFLM's ADD of the two as the generator's exact fit clamp8((a P1 + b P2 + K) >> S) (a the x
+ * row, b the h row) and a 256-entry int8 table (LOGISTIC / TANH): out = table[that]. The
+ * stream, per pass of up to three pairs: the x FC's pass (start words, weight words, per row
+ * m, R and rs when its rows' shifts differ), then the h FC's pass. The two FC outputs and the
+ * ADD's never reach memory.
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const uint32_t *stream;     /*  0 */
+    const int16_t *x16;         /*  4: the input, int16, pre-scaled, even length */
+    const int16_t *h16;         /*  8: the hidden state, int16, pre-scaled, even length */
+    int8_t *out;                /* 12 */
+    const uint32_t *passes_end; /* 16: end of the passes of three row pairs */
+    int32_t p1;                 /* 20 */
+    int32_t p2;                 /* 24 */
+    int32_t k;                  /* 28 */
+    const int8_t *table;        /* 32: the table's entry 0 (entries -128..127) */
+} edgernn_fc8_gate;
+
+/* One row of an FC8 pass, requantized to int8 (the stream's m, R and, for rs < 0, rs). */
+static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_fc8_row(int32_t acc, const uint32_t **w, int rs)
+{
+    const int32_t m = (int32_t)(*w)[0];
+    const int32_t rounding = (int32_t)(*w)[1];
+    const int row_rs = rs >= 0 ? rs : (int)(*w)[2];
+    *w += rs >= 0 ? 2 : 3;
+    if (row_rs == 0) {
+        return edgernn_clamp_s8(edgernn_smmlar(acc, m, rounding));
+    }
+    return edgernn_clamp_s8(edgernn_smmlar(acc, m, rounding + (acc >> 31)) >> row_rs);
+}
+
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc8_gate_c(const edgernn_fc8_gate *g, int pairs, int n_x, int n_h,
+                                                            int rs_x, int rs_h, int s)
+{
+    const uint32_t *w = g->stream;
+    int8_t *out = g->out;
+    int p0;
+    for (p0 = 0; p0 < pairs; p0 += 3) {
+        const int npairs = pairs - p0 < 3 ? pairs - p0 : 3;
+        int32_t xa[6];
+        int32_t ha[6];
+        int r;
+        edgernn_pairs_product(&w, npairs, g->x16, n_x, xa);
+        for (r = 0; r < 2 * npairs; ++r) {
+            xa[r] = edgernn_fc8_row(xa[r], &w, rs_x);
+        }
+        edgernn_pairs_product(&w, npairs, g->h16, n_h, ha);
+        for (r = 0; r < 2 * npairs; ++r) {
+            const int32_t v = edgernn_fc8_row(ha[r], &w, rs_h) * g->p2 + xa[r] * g->p1 + g->k;
+            *out++ = g->table[edgernn_clamp_s8(v >> s)];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
  * FULLY_CONNECTED 16x8 of a loop step (--state int16): int16 input (any value), int8 weights,
  * int64 bias, int16 output; TFLM's reference 16x8 path: y = clamp16((acc m + 2^(s-1)) >> s)
  * with the 16-bit multiplier m and the total right shift s. The same row-pair words, but A
@@ -488,6 +545,58 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     ".endif\n"                                                                                  \
     " add sp, sp, #8\n pop {r4-r11, pc}\n"                                                      \
     ".endm\n"                                                                                   \
+    /* gate (edgernn_fc8_gate_c): requantize row \r to int8 in place */                        \
+    ".macro edgernn_gate_rq r, rs\n"                                                            \
+    ".if \\rs < 0\n ldmia r0!, {r9-r11}\n add r12, r10, \\r, asr #31\n"                        \
+    " smmlar \\r, \\r, r9, r12\n asr \\r, \\r, r11\n ssat \\r, #8, \\r\n"                         \
+    ".elseif \\rs == 0\n ldmia r0!, {r9, r10}\n smmlar \\r, \\r, r9, r10\n ssat \\r, #8, \\r\n"   \
+    ".else\n ldmia r0!, {r9, r10}\n add r12, r10, \\r, asr #31\n"                               \
+    " smmlar \\r, \\r, r9, r12\n ssat \\r, #8, \\r, asr #\\rs\n.endif\n"                        \
+    ".endm\n"                                                                                   \
+    ".macro edgernn_gate_rq_pair b, a, rs\n"                                                    \
+    " sub \\a, \\a, \\b\n asr \\a, \\a, #8\n edgernn_gate_rq \\b, \\rs\n edgernn_gate_rq \\a, \\rs\n" \
+    ".endm\n"                                                                                   \
+    ".macro edgernn_gate_rq_pass P, rs\n"                                                       \
+    " edgernn_gate_rq_pair r3, r4, \\rs\n"                                                      \
+    ".if \\P >= 2\n edgernn_gate_rq_pair r5, r6, \\rs\n.endif\n"                               \
+    ".if \\P == 3\n edgernn_gate_rq_pair r7, r8, \\rs\n.endif\n"                               \
+    ".endm\n"                                                                                   \
+    /* row \r of h (register) with x at [sp, #\o]: ADD fit, table, store (r1 the output) */     \
+    ".macro edgernn_gate_out r, o, S\n"                                                         \
+    " ldr lr, [sp, #\\o]\n mla lr, lr, r9, r11\n mla lr, \\r, r10, lr\n"                        \
+    ".if \\S\n ssat lr, #8, lr, asr #\\S\n.else\n ssat lr, #8, lr\n.endif\n"                    \
+    " ldrsb lr, [r12, lr]\n strb lr, [r1], #1\n"                                                \
+    ".endm\n"                                                                                   \
+    /* one pass of P pairs. Frame: [sp, #0..24) the x rows, #24 x16, #28 h16, #32 out,         \
+     * #36 end of the three-pair passes, #40 P1, #44 P2, #48 K, #52 the table */               \
+    ".macro edgernn_gate_pass P, nx, nh, rsx, rsh, S\n"                                         \
+    " ldr r2, [sp, #24]\n edgernn_pairs_start \\P\n edgernn_pairs_columns \\P, \\nx, r2\n"      \
+    " edgernn_gate_rq_pass \\P, \\rsx\n"                                                        \
+    ".if \\P == 3\n stmia sp, {r3-r8}\n"                                                        \
+    ".elseif \\P == 2\n stmia sp, {r3-r6}\n"                                                    \
+    ".else\n strd r3, r4, [sp]\n.endif\n"                                                       \
+    " ldr r2, [sp, #28]\n edgernn_pairs_start \\P\n edgernn_pairs_columns \\P, \\nh, r2\n"      \
+    " edgernn_gate_rq_pass \\P, \\rsh\n"                                                        \
+    " ldr r1, [sp, #32]\n ldrd r9, r10, [sp, #40]\n ldrd r11, r12, [sp, #48]\n"                 \
+    " edgernn_gate_out r3, 0, \\S\n edgernn_gate_out r4, 4, \\S\n"                              \
+    ".if \\P >= 2\n edgernn_gate_out r5, 8, \\S\n edgernn_gate_out r6, 12, \\S\n.endif\n"       \
+    ".if \\P == 3\n edgernn_gate_out r7, 16, \\S\n edgernn_gate_out r8, 20, \\S\n.endif\n"      \
+    " str r1, [sp, #32]\n"                                                                      \
+    ".endm\n"                                                                                   \
+    ".macro edgernn_gate pairs, nx, nh, rsx, rsh, S\n"                                          \
+    " push {r4-r11, lr}\n sub sp, sp, #56\n"                                                    \
+    " add r12, r0, #4\n ldmia r12, {r1-r8}\n add r12, sp, #24\n stmia r12, {r1-r8}\n"           \
+    " ldr r0, [r0]\n"                                                                           \
+    ".if \\pairs >= 3\n"                                                                        \
+    "1:\n edgernn_gate_pass 3, \\nx, \\nh, \\rsx, \\rsh, \\S\n"                                 \
+    " ldr r9, [sp, #36]\n cmp r0, r9\n bne 1b\n"                                                \
+    ".endif\n"                                                                                  \
+    ".if \\pairs % 3\n"                                                                         \
+    ".set edgernn_gate_rest, \\pairs % 3\n"                                                     \
+    " edgernn_gate_pass edgernn_gate_rest, \\nx, \\nh, \\rsx, \\rsh, \\S\n"                     \
+    ".endif\n"                                                                                  \
+    " add sp, sp, #56\n pop {r4-r11, pc}\n"                                                     \
+    ".endm\n"                                                                                   \
     /* the LSTM step's per-unit part (edgernn_lstm_fast_cells' arithmetic): r0 pre, r1 cell,   \
      * r2 hidden, r3 h16; r4-r7 the sigmoid / tanh tables, r8 the end of pre, lr the hidden   \
      * multiplier, [sp] the hidden rounding term; UB bytes between two gates' rows */          \
@@ -578,6 +687,14 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     {                                                                                               \
         __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_fc8 " #pairs ", " #n_input ", " #rs "\n");    \
     }
+/* EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s): `static void name(const
+ * edgernn_fc8_gate *g)` (edgernn_fc8_gate_c; literals). */
+#define EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s)                                       \
+    __attribute__((naked, noinline)) static void name(const edgernn_fc8_gate *g __attribute__((unused))) \
+    {                                                                                                   \
+        __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_gate " #pairs ", " #n_x ", " #n_h ", " #rs_x     \
+                         ", " #rs_h ", " #s "\n");                                                       \
+    }
 #define EDGERNN_FC8_ROLLED_KERNEL(name, pairs, n_input, rs)                                           \
     __attribute__((naked, noinline)) static void name(const edgernn_fc8 *fc __attribute__((unused))) \
     {                                                                                               \
@@ -596,6 +713,11 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
         edgernn_fc8_c(fc, pairs, n_input, rs);      \
     }
 #define EDGERNN_FC8_ROLLED_KERNEL(name, pairs, n_input, rs) EDGERNN_FC8_KERNEL(name, pairs, n_input, rs)
+#define EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s) \
+    static void name(const edgernn_fc8_gate *g)                       \
+    {                                                                 \
+        edgernn_fc8_gate_c(g, pairs, n_x, n_h, rs_x, rs_h, s);        \
+    }
 #define EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent)  \
     static void name(const edgernn_pairs_gate *gate)                                    \
     {                                                                                   \

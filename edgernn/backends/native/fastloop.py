@@ -19,7 +19,7 @@ layout (merged FCs, other cells) reaches the fast kernels without touching them.
 
 Both state layouts (``convert --state``, :mod:`edgernn.backends.tflm.cells`) are fast:
 
-* ``int8``: one FULLY_CONNECTED per gate and side on the int8 row-pair kernel above;
+* ``int8``: one FULLY_CONNECTED per gate and side on the int8 row-pair kernel above, or :mod:`.fastgate`;
 * ``int16`` (the default): one 16x8 FULLY_CONNECTED per side on ``EDGERNN_FC16_KERNEL``
   (``edgernn_pairs.h``: the same row-pair words, the high row's sum in 64 bits with SMLALD,
   TFLM's int64-bias requantization as one SMMULR, proved exact by
@@ -40,6 +40,7 @@ import numpy as np
 
 from ... import fixedpoint as fp
 from .fastlstm import NotFast
+from .fastgate import find_gate
 from .fasttensor import fc8_stream, fc16_stream
 from .plan import ConstArray
 
@@ -485,6 +486,13 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
     k = 0
     while k < len(ops):
         s = ops[k]
+        gate = find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add) if fc_layout == "pairs" else None
+        if gate is not None:
+            fcs.append(gate)
+            steps.append(("gate", gate))
+            cache = {key: v for key, v in cache.items() if key[0] not in {op.output for op in gate.ops}}
+            k += 4
+            continue
         if s.kind in ("fc", "fc16"):
             fast = None
             if fc_layout == "pairs":
@@ -535,7 +543,7 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
             if any(r >= k for r in readers[j]) or j in state_writers:
                 e.store = e.op.output
         steps.append(("run", s.n, run))
-    direct = _direct_states(layer, steps, readers, last_writer)
+    direct = _direct_states(layer, steps, readers, last_writer).union(*(getattr(f, "direct", ()) for f in fcs))
     texts = [st.source for st in layer.states if st.name not in direct]
     for st in steps:
         if st[0] == "widen":
@@ -587,5 +595,6 @@ def apply_fast_loops(plan, kernel: str) -> None:
         if layer.fast is None:
             continue
         moved = {id(a) for st in layer.fast.steps if st[0] == "fc" and st[2] is not None for a in st[1].params.arrays}
+        moved |= {id(a) for st in layer.fast.steps if st[0] == "gate" for op in st[1].ops[:2] for a in op.params.arrays}
         layer.arrays = [a for a in layer.arrays if id(a) not in moved] + layer.fast.arrays
 
