@@ -40,8 +40,9 @@ def _keras_model(name: str):
         h = L.GRU(8, reset_after=False, return_sequences=True)(h)
         h = L.SimpleRNN(5, activation="relu")(h)  # odd: its FCs keep the reference kernel
         h = L.Dense(4, activation="softmax")(h)
-    else:  # "sequence": every step's hidden state is the output
-        h = L.SimpleRNN(10, return_sequences=True)(inp)
+    else:  # "sequence": every step's hidden state is the output (five row pairs: 3 + 2 per pass)
+        h = L.GRU(10, return_sequences=True)(inp)
+        h = L.SimpleRNN(10, return_sequences=True)(h)
     model = keras.Model(inp, h, name=name)
     model.set_weights([(rng.standard_normal(w.shape) * 0.6).astype(np.float32) for w in model.get_weights()])
     return model
@@ -175,21 +176,23 @@ def test_the_plan_uses_the_fast_forms(models):
     # the Bidirectional GRU's two directions, then GRU(8) + SimpleRNN(5) stacked in one loop
     assert [[c["units"] for c in layer.layers] for layer in layers] == [[6], [6], [8, 5]]
     assert all(layer.fast is not None and not layer.fast_reason for layer in layers)
-    # GRU: z and r as gate kernels (FC x, FC h, ADD, LOGISTIC in one pass), the candidate's two FCs
+    # GRU: z and r as gate kernels (FC x, FC h, ADD, LOGISTIC in one pass), the candidate too (its
+    # MUL by r inside) but with reset_after=False (r h before the FC: two FCs and a loop)
     kinds = [[f.kernel.split("_")[0] for f in layer.fast.fcs] for layer in layers]
-    assert kinds == [["gate", "gate", "fc8", "fc8"]] * 3  # the odd SimpleRNN(5) keeps reference FCs
+    assert kinds == [["gate"] * 3, ["gate"] * 3, ["gate", "gate", "fc8", "fc8"]]  # SimpleRNN(5): reference FCs
     assert all(s[0] != "fc" or s[2] is not None or s[1].op_index in layers[2].fast.reference_ops
                for s in layers[2].fast.steps)
     fc_ops = [s.op_index for s in layers[2].ops if s.kind == "fc"]
     assert len(fc_ops) == 8 and set(fc_ops[6:]) <= layers[2].fast.reference_ops
-    assert {"fit", "table"} <= set(layers[0].fast.forms) and "fit" in layers[2].fast.forms
+    assert set(layers[0].fast.forms) == {"fit", "prescaled"} and {"fit", "table"} <= set(layers[2].fast.forms)
     assert plan.fast_kernels == ["pairs"]
     assert all(layer.fast is None for layer in load_plan(models["stack"], "reference").recurrent)
     rows = load_plan(models["stack"], "rows")  # the M55 / M3 / host choice: the same loop steps
-    assert [len(layer.fast.fcs) for layer in rows.recurrent] == [4, 4, 4]
-    # SimpleRNN: one gate kernel writes h in place (no copy at the end of the step)
-    rnn = load_plan(models["sequence"], "pairs").recurrent[0].fast
-    assert [f.kernel.split("_")[0] for f in rnn.fcs] == ["gate"] and [s[0] for s in rnn.steps][-1] == "gate"
+    assert [len(layer.fast.fcs) for layer in rows.recurrent] == [3, 3, 4]
+    # GRU(10) z, r and candidate (its MUL by r inside) + SimpleRNN(10) on gate kernels only
+    seq = load_plan(models["sequence"], "pairs").recurrent[0].fast
+    assert [f.kernel.split("_")[0] for f in seq.fcs] == ["gate"] * 4 and [f.mul is not None for f in seq.fcs] == \
+        [False, False, True, False] and seq.forms == {"fit": 2, "prescaled": 1}
 
 
 def test_the_int16_state_runs_the_fast_step(models):
@@ -266,15 +269,17 @@ def test_fast_loops_equal_tflm_on_the_host(models, tmp_path, case, kernel):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["stack", "stack16"])
+@pytest.mark.parametrize("case", ["stack", "sequence", "stack16"])
 def test_fast_loops_equal_tflm_in_qemu_on_the_cortex_m4(models, tmp_path, case):
     from edgernn.firmware import run_project, write_project
 
     path = models[case]
     x = _inputs(path, 4)
     sources = emit_native(path, tmp_path / "src", "motion", target="cortex-m4")
-    kernels = ["EDGERNN_FC16_KERNEL(motion_l0_fc16_"] if case == "stack16" else \
-        ["EDGERNN_FC8_KERNEL(motion_l0_fc8_", "EDGERNN_FC8_GATE_KERNEL(motion_l0_gate_"]
+    kernels = {"stack16": ["EDGERNN_FC16_KERNEL(motion_l0_fc16_"],
+               "stack": ["EDGERNN_FC8_KERNEL(motion_l", "EDGERNN_FC8_GATE_KERNEL(motion_l0_gate_",
+                         "EDGERNN_FC8_GATE_MUL_KERNEL(motion_l0_gate_"],
+               "sequence": ["EDGERNN_FC8_GATE_KERNEL(motion_l0_gate_", "EDGERNN_FC8_GATE_MUL_KERNEL(motion_l0_gate_"]}[case]
     assert all(k in (tmp_path / "src" / "motion.c").read_text() for k in kernels)
     project = write_project(tmp_path / "fw", target="cortex-m4", name="motion", vectors_x_int8=x,
                             vectors_y_int8=_tflm(path, x), model_sources=sources)
@@ -283,4 +288,4 @@ def test_fast_loops_equal_tflm_in_qemu_on_the_cortex_m4(models, tmp_path, case):
     code = subprocess.run(["arm-none-eabi-objdump", "-d", str(r.sizes.elf)], capture_output=True, text=True,
                           check=True).stdout
     # the assembly (int8) or the DSP intrinsics (int16) ran, not the C twin
-    assert ("smmlar" in code and "smlad" in code) if case == "stack" else ("smlald" in code and "smmulr" in code)
+    assert ("smlald" in code and "smmulr" in code) if case == "stack16" else ("smmlar" in code and "smlad" in code)

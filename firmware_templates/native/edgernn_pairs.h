@@ -166,6 +166,14 @@ typedef struct {
     int32_t p2;                 /* 24 */
     int32_t k;                  /* 28 */
     const int8_t *table;        /* 32: the table's entry 0 (entries -128..127) */
+    /* EDGERNN_FC8_GATE_MUL_KERNEL: the h row b becomes TFLM's MUL of g[i] and b first, in the
+     * pre-scaled form of edgernn_mul_prescaled_s8: clamp8(SMMLAR((g + og)((b << k) + ohk), m,
+     * R + [rs > 0] (p >> 31)) >> rs), ohk = zero point x 2^k */
+    const int8_t *g;            /* 36 */
+    int32_t og;                 /* 40 */
+    int32_t ohk;                /* 44 */
+    int32_t rounding;           /* 48 */
+    int32_t m;                  /* 52 */
 } edgernn_fc8_gate;
 
 /* One row of an FC8 pass, requantized to int8 (the stream's m, R and, for rs < 0, rs). */
@@ -182,9 +190,10 @@ static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_fc8_row(int32_t acc, const u
 }
 
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc8_gate_c(const edgernn_fc8_gate *g, int pairs, int n_x, int n_h,
-                                                            int rs_x, int rs_h, int s)
+                                                            int rs_x, int rs_h, int s, int mk, int mrs)
 {
     const uint32_t *w = g->stream;
+    const int8_t *gv = g->g;
     int8_t *out = g->out;
     int p0;
     for (p0 = 0; p0 < pairs; p0 += 3) {
@@ -198,7 +207,14 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc8_gate_c(const edgernn_fc8_ga
         }
         edgernn_pairs_product(&w, npairs, g->h16, n_h, ha);
         for (r = 0; r < 2 * npairs; ++r) {
-            const int32_t v = edgernn_fc8_row(ha[r], &w, rs_h) * g->p2 + xa[r] * g->p1 + g->k;
+            int32_t b = edgernn_fc8_row(ha[r], &w, rs_h);
+            int32_t v;
+            if (mk > 0) { /* MUL(g, b), pre-scaled by 2^mk */
+                const int32_t q = (*gv++ + g->og) * ((b << mk) + g->ohk);
+                b = edgernn_clamp_s8(mrs ? edgernn_smmlar(q, g->m, g->rounding + (q >> 31)) >> mrs
+                                         : edgernn_smmlar(q, g->m, g->rounding));
+            }
+            v = b * g->p2 + xa[r] * g->p1 + g->k;
             *out++ = g->table[edgernn_clamp_s8(v >> s)];
         }
     }
@@ -567,9 +583,16 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     ".if \\S\n ssat lr, #8, lr, asr #\\S\n.else\n ssat lr, #8, lr\n.endif\n"                    \
     " ldrsb lr, [r12, lr]\n strb lr, [r1], #1\n"                                                \
     ".endm\n"                                                                                   \
+    /* MUL(g, row \r) pre-scaled: r1 g, r9 og, r10 ohk, r11 R, r12 m; r2 scratch */              \
+    ".macro edgernn_gate_mul r, MK, MRS\n"                                                      \
+    " ldrsb r2, [r1], #1\n add r2, r2, r9\n add \\r, r10, \\r, lsl #\\MK\n mul \\r, r2, \\r\n"       \
+    ".if \\MRS\n add r2, r11, \\r, asr #31\n smmlar \\r, \\r, r12, r2\n ssat \\r, #8, \\r, asr #\\MRS\n" \
+    ".else\n smmlar \\r, \\r, r12, r11\n ssat \\r, #8, \\r\n.endif\n"                           \
+    ".endm\n"                                                                                   \
     /* one pass of P pairs. Frame: [sp, #0..24) the x rows, #24 x16, #28 h16, #32 out,         \
-     * #36 end of the three-pair passes, #40 P1, #44 P2, #48 K, #52 the table */               \
-    ".macro edgernn_gate_pass P, nx, nh, rsx, rsh, S\n"                                         \
+     * #36 end of the three-pair passes, #40 P1, #44 P2, #48 K, #52 the table, #56 g, #60 og,  \
+     * #64 ohk, #68 R, #72 m (MK = 0: no MUL) */                                              \
+    ".macro edgernn_gate_pass P, nx, nh, rsx, rsh, S, MK, MRS\n"                                \
     " ldr r2, [sp, #24]\n edgernn_pairs_start \\P\n edgernn_pairs_columns \\P, \\nx, r2\n"      \
     " edgernn_gate_rq_pass \\P, \\rsx\n"                                                        \
     ".if \\P == 3\n stmia sp, {r3-r8}\n"                                                        \
@@ -577,25 +600,31 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     ".else\n strd r3, r4, [sp]\n.endif\n"                                                       \
     " ldr r2, [sp, #28]\n edgernn_pairs_start \\P\n edgernn_pairs_columns \\P, \\nh, r2\n"      \
     " edgernn_gate_rq_pass \\P, \\rsh\n"                                                        \
+    ".if \\MK\n ldr r1, [sp, #56]\n ldrd r9, r10, [sp, #60]\n ldrd r11, r12, [sp, #68]\n"       \
+    " edgernn_gate_mul r3, \\MK, \\MRS\n edgernn_gate_mul r4, \\MK, \\MRS\n"                        \
+    ".if \\P >= 2\n edgernn_gate_mul r5, \\MK, \\MRS\n edgernn_gate_mul r6, \\MK, \\MRS\n.endif\n"  \
+    ".if \\P == 3\n edgernn_gate_mul r7, \\MK, \\MRS\n edgernn_gate_mul r8, \\MK, \\MRS\n.endif\n"  \
+    " str r1, [sp, #56]\n.endif\n"                                                             \
     " ldr r1, [sp, #32]\n ldrd r9, r10, [sp, #40]\n ldrd r11, r12, [sp, #48]\n"                 \
     " edgernn_gate_out r3, 0, \\S\n edgernn_gate_out r4, 4, \\S\n"                              \
     ".if \\P >= 2\n edgernn_gate_out r5, 8, \\S\n edgernn_gate_out r6, 12, \\S\n.endif\n"       \
     ".if \\P == 3\n edgernn_gate_out r7, 16, \\S\n edgernn_gate_out r8, 20, \\S\n.endif\n"      \
     " str r1, [sp, #32]\n"                                                                      \
     ".endm\n"                                                                                   \
-    ".macro edgernn_gate pairs, nx, nh, rsx, rsh, S\n"                                          \
-    " push {r4-r11, lr}\n sub sp, sp, #56\n"                                                    \
-    " add r12, r0, #4\n ldmia r12, {r1-r8}\n add r12, sp, #24\n stmia r12, {r1-r8}\n"           \
+    ".macro edgernn_gate pairs, nx, nh, rsx, rsh, S, MK=0, MRS=0\n"                            \
+    " push {r4-r11, lr}\n sub sp, sp, #80\n"                                                    \
+    " add r12, r0, #4\n ldmia r12!, {r1-r8}\n add lr, sp, #24\n stmia lr!, {r1-r8}\n"          \
+    ".if \\MK\n ldmia r12, {r1-r5}\n stmia lr, {r1-r5}\n.endif\n"                               \
     " ldr r0, [r0]\n"                                                                           \
     ".if \\pairs >= 3\n"                                                                        \
-    "1:\n edgernn_gate_pass 3, \\nx, \\nh, \\rsx, \\rsh, \\S\n"                                 \
+    "1:\n edgernn_gate_pass 3, \\nx, \\nh, \\rsx, \\rsh, \\S, \\MK, \\MRS\n"                   \
     " ldr r9, [sp, #36]\n cmp r0, r9\n bne 1b\n"                                                \
     ".endif\n"                                                                                  \
     ".if \\pairs % 3\n"                                                                         \
     ".set edgernn_gate_rest, \\pairs % 3\n"                                                     \
-    " edgernn_gate_pass edgernn_gate_rest, \\nx, \\nh, \\rsx, \\rsh, \\S\n"                     \
+    " edgernn_gate_pass edgernn_gate_rest, \\nx, \\nh, \\rsx, \\rsh, \\S, \\MK, \\MRS\n"       \
     ".endif\n"                                                                                  \
-    " add sp, sp, #56\n pop {r4-r11, pc}\n"                                                     \
+    " add sp, sp, #80\n pop {r4-r11, pc}\n"                                                     \
     ".endm\n"                                                                                   \
     /* the LSTM step's per-unit part (edgernn_lstm_fast_cells' arithmetic): r0 pre, r1 cell,   \
      * r2 hidden, r3 h16; r4-r7 the sigmoid / tanh tables, r8 the end of pre, lr the hidden   \
@@ -688,7 +717,14 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
         __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_fc8 " #pairs ", " #n_input ", " #rs "\n");    \
     }
 /* EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s): `static void name(const
- * edgernn_fc8_gate *g)` (edgernn_fc8_gate_c; literals). */
+ * edgernn_fc8_gate *g)` (edgernn_fc8_gate_c; literals); the _MUL form (mk >= 1) multiplies each
+ * h row by g first (TFLM's MUL, pre-scaled by 2^mk, right shift mrs). */
+#define EDGERNN_FC8_GATE_MUL_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s, mk, mrs)                          \
+    __attribute__((naked, noinline)) static void name(const edgernn_fc8_gate *g __attribute__((unused))) \
+    {                                                                                                   \
+        __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_gate " #pairs ", " #n_x ", " #n_h ", " #rs_x     \
+                         ", " #rs_h ", " #s ", " #mk ", " #mrs "\n");                                   \
+    }
 #define EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s)                                       \
     __attribute__((naked, noinline)) static void name(const edgernn_fc8_gate *g __attribute__((unused))) \
     {                                                                                                   \
@@ -716,7 +752,12 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
 #define EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s) \
     static void name(const edgernn_fc8_gate *g)                       \
     {                                                                 \
-        edgernn_fc8_gate_c(g, pairs, n_x, n_h, rs_x, rs_h, s);        \
+        edgernn_fc8_gate_c(g, pairs, n_x, n_h, rs_x, rs_h, s, 0, 0);  \
+    }
+#define EDGERNN_FC8_GATE_MUL_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s, mk, mrs) \
+    static void name(const edgernn_fc8_gate *g)                                    \
+    {                                                                              \
+        edgernn_fc8_gate_c(g, pairs, n_x, n_h, rs_x, rs_h, s, mk, mrs);            \
     }
 #define EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent)  \
     static void name(const edgernn_pairs_gate *gate)                                    \

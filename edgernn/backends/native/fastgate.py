@@ -6,8 +6,11 @@ one kernel (``edgernn_pairs.h`` ``EDGERNN_FC8_GATE_KERNEL``, its C twin ``edgern
 per pass of three row pairs the x product and the h product on the row-pair words, each row
 requantized to int8 exactly as the FC8 kernel does, then TFLM's ADD as the exact fit
 ``clamp8((a P1 + b P2 + K) >> S)`` (:func:`.fastloop.fit_add`) and the table, in registers.
-Against two FC8 calls and a fused loop this saves per unit the two int8 stores and loads, the
-loop's control and the calls (Cortex-M4 SimpleRNN(32) 100 x 6: 205,512 -> 190,412 instructions).
+The GRU candidate (reset_after=True) has a MUL between: h_c = tanh(W_x x + r * (W_h h + b)),
+so the kernel's MUL form applies TFLM's MUL of the h row by a vector computed before (r) in
+the pre-scaled SMMLAR form (:func:`.fastloop.mul_prescaled`) first. Against two FC8 calls and a
+fused loop this saves per unit the int8 stores and loads, the loop's control and the calls
+(Cortex-M4 100 x 6: SimpleRNN(32) 205,512 -> 190,412 instructions, GRU(32) 677,195 -> 631,895).
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ class FastGate:
     x: object  # fastloop.Vector
     h: object
     output: str
-    ops: list = field(default_factory=list)  # the four StepOps it replaces
+    ops: list = field(default_factory=list)  # the StepOps it replaces
+    # a MUL of the h row by an int8 vector g first (GRU candidate: r * (W_h h + b)): (C expression
+    # of g, og, ohk, rounding, m, mk, mrs) of the pre-scaled form (fastloop.mul_prescaled)
+    mul: tuple | None = None
     direct: set = field(default_factory=set)  # the state it writes in place (no copy at the end)
 
     @property
@@ -49,24 +55,67 @@ class FastGate:
     @property
     def kernel(self) -> str:
         rs = "_".join("r" + str(r) if r >= 0 else "rows" for r in (self.rs_x, self.rs_h))
-        return f"gate_p{self.pairs}_x{self.n_x}_h{self.n_h}_{rs}_s{self.fit[3]}"
+        mul = f"_m{self.mul[5]}_{self.mul[6]}" if self.mul else ""
+        return f"gate_p{self.pairs}_x{self.n_x}_h{self.n_h}_{rs}_s{self.fit[3]}{mul}"
+
+    @property
+    def g_c(self) -> str:
+        g = self.mul[0]
+        return g if "$scratch" in g else g.replace("scratch", "$scratch")
 
 
-def find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add) -> FastGate | None:
+def _overlap(a, b) -> bool:
+    return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
+
+
+def _mul(ops, k, mul, mul_prescaled):
+    """The MUL of the h row (op k + 1's output) by a vector g computed before op k, as the
+    kernel's tuple, or None."""
+    fb, out = ops[k + 1].regions[-1], ops[k + 4].regions[-1]
+    if fb not in mul.regions[:2] or mul.regions[0] == mul.regions[1]:
+        return None
+    gi = 1 - mul.regions[:2].index(fb)
+    g = mul.regions[gi]
+    if _overlap(g, out) and g != out:  # the kernel writes only the table's output (row i after g[i])
+        return None
+    p = mul.params
+    form = mul_prescaled(p)
+    if form is None or (p.activation_min, p.activation_max) != (-128, 127):
+        return None
+    m, mk, mrs, rounding = form
+    og, oh = (p.input1_offset, p.input2_offset) if gi == 0 else (p.input2_offset, p.input1_offset)
+    return (mul.inputs[gi], og, oh * (1 << mk), rounding, m, mk, mrs)
+
+
+def find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add, mul_prescaled) -> FastGate | None:
     """The gate kernel of ops k..k+3 (FC, FC, their ADD, a table, nothing else reading the FC
-    outputs or the sum), or None."""
-    if k + 3 >= len(ops):
+    outputs or the sum) or k..k+4 (FC, FC, a MUL of the second FC's output, the ADD of the first
+    and the product, a table), or None."""
+    mul = None
+    if k + 4 < len(ops) and ops[k + 2].kind == "mul":
+        if readers[k] != {k + 3} or readers[k + 1] != {k + 2} or readers[k + 2] != {k + 3}:
+            return None
+        mul = _mul(ops, k, ops[k + 2], mul_prescaled)
+        if mul is None:
+            return None
+        fa, fb, fm, add, lut = ops[k:k + 5]
+        if {k, k + 1, k + 2, k + 3} & state_writers or readers[k + 3] != {k + 4}:
+            return None
+        second = fm.regions[-1]
+    elif k + 3 < len(ops):
+        fa, fb, add, lut = ops[k:k + 4]
+        if readers[k] != {k + 2} or readers[k + 1] != {k + 2} or readers[k + 2] != {k + 3}:
+            return None
+        if {k, k + 1, k + 2} & state_writers:
+            return None
+        second = fb.regions[-1]
+    else:
         return None
-    fa, fb, add, lut = ops[k:k + 4]
-    if (fa.kind, fb.kind, add.kind, lut.kind) != ("fc", "fc", "add", "lut"):
+    if (fa.kind, fb.kind, add.kind, lut.kind) != ("fc", "fc", "add", "lut") or lut.regions[0] != add.regions[-1]:
         return None
-    if readers[k] != {k + 2} or readers[k + 1] != {k + 2} or readers[k + 2] != {k + 3}:
-        return None
-    if {k, k + 1, k + 2} & state_writers or lut.regions[0] != add.regions[-1]:
-        return None
-    if add.regions[:2] == [fa.regions[-1], fb.regions[-1]]:
+    if add.regions[:2] == [fa.regions[-1], second]:
         swap = False
-    elif add.regions[:2] == [fb.regions[-1], fa.regions[-1]]:
+    elif add.regions[:2] == [second, fa.regions[-1]]:
         swap = True
     else:
         return None
@@ -103,8 +152,8 @@ def find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add) -> Fas
     gate = FastGate(name=name, stream=stream, passes_end=end, pairs=sa.pairs, n_x=sa.n_input, n_h=sb.n_input,
                     rs_x=sa.rs, rs_h=sb.rs, fit=(p1, p2, kk, sh), table=lut.params.name,
                     x=vector_for(fa.inputs[0], sa.n_input, sa.scale), h=vector_for(fb.inputs[0], sb.n_input, sb.scale),
-                    output=lut.output, ops=[fa, fb, add, lut])
-    st = gate_state(layer, ops, k + 3, readers)
+                    output=lut.output, ops=ops[k:k + (5 if mul else 4)], mul=mul)
+    st = gate_state(layer, ops, k + len(gate.ops) - 1, readers)
     if st is not None:  # the kernel writes the new state in place
         gate.output = st.name
         gate.direct = {st.name}

@@ -486,12 +486,12 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
     k = 0
     while k < len(ops):
         s = ops[k]
-        gate = find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add) if fc_layout == "pairs" else None
-        if gate is not None:
+        gate = fc_layout == "pairs" and find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add, mul_prescaled)
+        if gate:
             fcs.append(gate)
             steps.append(("gate", gate))
             cache = {key: v for key, v in cache.items() if key[0] not in {op.output for op in gate.ops}}
-            k += 4
+            k += len(gate.ops)
             continue
         if s.kind in ("fc", "fc16"):
             fast = None
