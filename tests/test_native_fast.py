@@ -37,6 +37,22 @@ def test_tables_equal_tflm_logistic_and_tanh_on_every_int16():
     for mult, shift in ((3, 0), (6, 0), (12, 0), (48, 0), (3, 1), (3, 2), (3, 5)):
         v = (x * mult + ((1 << (shift - 1)) if shift else 0)) >> shift
         assert np.array_equal(tables.tanh(v), fp.tanh_int16(x, mult, shift)), (mult, shift)
+    # the loop steps' shared table (any input scale): every v TFLM's Prepare multipliers reach,
+    # the flat ends beyond; the one's-complement segment misses only the sigmoid's v = -255 x 512
+    v = np.concatenate([np.arange(-(1 << 19), 1 << 19), np.array([-(1 << 30), -(1 << 25), 1 << 25, (1 << 30) - 1])])
+    assert np.array_equal(tables.sigmoid16(v, True), fp.logistic_int16(v, 1, 0))
+    assert v[tables.sigmoid16(v) != fp.logistic_int16(v, 1, 0)].tolist() == [-255 * 512]
+    assert np.array_equal(tables.tanh16(v), fp.tanh_int16(v, 1, 0))
+    for mult, shift in ((28366, 13), (16384, 0), (32767, 1), (20000, 16), (3, 0), (24, 0)):
+        v = (x * mult + ((1 << (shift - 1)) if shift else 0)) >> shift
+        assert np.array_equal(tables.sigmoid16(v, True), fp.logistic_int16(x, mult, shift)), (mult, shift)
+        assert np.array_equal(tables.tanh16(v), fp.tanh_int16(x, mult, shift)), (mult, shift)
+    assert len(tables.act16_table()[0]) == 256 and tables.act16_table()[0].max() < 1 << 16
+    g, d = tables.act16_table()
+    g[100] += 1
+    v = np.arange(-(1 << 18), 1 << 18)
+    i = np.minimum((v ^ (v >> 31)) >> 8, 255)
+    assert not np.array_equal(((v >> 31 ^ (g[i] << 7)) + v * d[i] + 128) >> 8, fp.tanh_int16(v, 1, 0))
     # a wrong table entry is caught (the check above can fail)
     a, d = tables.sigmoid_folded()
     a[200] += 1
@@ -55,6 +71,7 @@ static int32_t rnd(void) { lcg = lcg * 1664525u + 1013904223u; return (int32_t)(
 int main(void)
 {
     static const int32_t tanh_prescale[7][2] = {{3, 0}, {6, 0}, {12, 0}, {48, 0}, {3, 1}, {3, 2}, {3, 5}};
+    static const int32_t logistic_prescale[6][2] = {{28366, 13}, {16384, 0}, {32767, 1}, {20000, 16}, {3, 0}, {24, 0}};
     long bad[6] = {0, 0, 0, 0, 0, 0};
     long checked[6] = {0, 0, 0, 0, 0, 0};
     long v;
@@ -63,6 +80,14 @@ int main(void)
     for (v = -32768; v < 32768; ++v) {
         bad[0] += edgernn_sigmoid_fast(v) != edgernn_sigmoid_s16((int16_t)v);
         checked[0]++;
+        for (k = 0; k < 6; ++k) { /* the loop steps' shared table at any input scale */
+            const int32_t m = logistic_prescale[k][0], rs = logistic_prescale[k][1];
+            const int32_t t = rs ? ((int32_t)v * m + (1 << (rs - 1))) >> rs : (int32_t)v * m;
+            bad[0] += edgernn_sigmoid16_abs(t) != edgernn_logistic_one_s16((int32_t)v, m, rs);
+            bad[0] += edgernn_sigmoid16(t) != edgernn_logistic_one_s16((int32_t)v, m, rs) && t != -255 * 512;
+            bad[1] += edgernn_tanh16(t) != edgernn_tanh_s16((int16_t)v, m, rs);
+            checked[0]++;
+        }
         for (k = 0; k < 7; ++k) {
             const int32_t m = tanh_prescale[k][0], rs = tanh_prescale[k][1];
             const int32_t t = rs ? ((int32_t)v * m + (1 << (rs - 1))) >> rs : (int32_t)v * m;
@@ -142,7 +167,7 @@ def test_fast_primitives_equal_the_reference_kernels(tmp_path):
     bad, checked = (list(map(int, line.split())) for line in
                     subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines())
     assert bad == [0] * 6, f"mismatches (sigmoid, tanh, mul_pow2, requantization, hidden, signed forms): {bad}"
-    assert checked[0] == 65536 and checked[1] == 7 * 65536 and min(checked[2:]) > 10**6
+    assert checked[0] == 7 * 65536 and checked[1] == 7 * 65536 and min(checked[2:]) > 10**6
 
 
 def _tables_c(tmp_path) -> str:

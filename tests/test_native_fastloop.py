@@ -20,9 +20,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgernn.backends.native import fastloop
+from edgernn.backends.native import fastloop, tables
 from edgernn.backends.native.emit import TEMPLATE_DIR, emit_native, load_plan
 from edgernn.backends.native.host import C_FLAGS, NativeBuild, compile_c
+from edgernn.backends.codegen import render
 from edgernn.backends.native.loop import AddPlan, MulPlan
 from edgernn.tflite_model import read
 
@@ -130,7 +131,8 @@ def test_int16_forms_equal_tflm(models, tmp_path):
            AddPlan("add", False, 0, 0, (1725273130, -9), (1073741824, 0), (2146541532, -14), 0, 0, 32767),
            AddPlan("add", False, 0, 0, (1073741824, 0), (1073741824, 0), (1073741824, 0), 0, -32768, 32767),
            MulPlan("mul", 0, 0, (1129970314, -14), 0, -32768, 32767),
-           MulPlan("mul", 0, 0, (1073741824, -15), 0, -1000, 32767)]
+           MulPlan("mul", 0, 0, (1073741824, -15), 0, -1000, 32767),
+           MulPlan("mul", 0, 0, (2147483647, -3), 0, -32768, 32767), MulPlan("mul", 0, 0, (1610612737, 0), 5, -32768, 32767)]
     for name in ("stack16", "sequence16"):
         for layer in load_plan(models[name], "pairs").recurrent:
             ops += [s.params for s in layer.ops if s.kind in ("add16", "mul16")]
@@ -158,6 +160,43 @@ def test_int16_forms_equal_tflm(models, tmp_path):
     for p, line in zip(ops, lines):
         want = fastloop.add16_exact(p, a, b) if p.kind == "add" else fastloop.mul16_exact(p, a, b)
         assert np.array_equal(np.array(line.split(), np.int64), want), p
+
+
+def test_int16_activations_are_tables_equal_to_tflm(models, tmp_path):
+    """The int16 LOGISTIC / TANH of the test models (their input scales are no power of two) and
+    synthetic scales take the signed-segment tables; compiled, they equal TFLM's formulas on all
+    65,536 int16 inputs."""
+    from edgernn import fixedpoint as fp
+
+    ops = []
+    for name in ("stack16", "sequence16"):
+        for layer in load_plan(models[name], "pairs").recurrent:
+            ops += [s.params for s in layer.ops if s.kind == "act16"]
+    assert {p.function for p in ops} == {"logistic", "tanh"} and all(p.multiplier for p in ops)
+    synthetic = [(f, *fp.int16_activation_params(scale, f == "tanh")) for f in ("logistic", "tanh")
+                 for scale in (2.0 ** -12, 2.0 ** -11, 3e-4, 1e-3, 0.05)]
+    ops += [type("A", (), dict(function=f, multiplier=m, left_shift=sh)) for f, m, sh in synthetic]
+    exprs = []
+    for p in ops:
+        expr, form = fastloop._elementwise(type("S", (), dict(kind="act16", params=p)), ["x"])
+        assert form == "table", (p.function, p.multiplier, p.left_shift)
+        exprs.append(expr)
+    body = "\n".join(f"    for (x = -32768; x < 32768; ++x) printf(\"%d \", (int)({e}));\n    printf(\"\\n\");"
+                     for e in exprs)
+    src = tmp_path / "act16.c"
+    src.write_text(f'#include <stdio.h>\n#include "edgernn_fast.h"\nint main(void)\n{{\n    int32_t x;\n{body}\n'
+                   "    return 0;\n}\n")
+    (tmp_path / "edgernn_tables.c").write_text(render("native/edgernn_tables.c.j2", version="test",
+                                                      tables=tables.activation_tables()))
+    exe = tmp_path / "act16"
+    compile_c("gcc", [src, tmp_path / "edgernn_tables.c", TEMPLATE_DIR / "edgernn_kernels.c"], exe,
+              (*C_FLAGS, f"-I{TEMPLATE_DIR}"))
+    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(lines) == len(ops)
+    x = np.arange(-32768, 32768)
+    for p, line in zip(ops, lines):
+        ref = (fp.tanh_int16 if p.function == "tanh" else fp.logistic_int16)(x, p.multiplier, p.left_shift)
+        assert np.array_equal(np.array(line.split(), np.int64), ref), (p.function, p.multiplier, p.left_shift)
 
 
 def test_fits_hold_only_what_is_exact():

@@ -32,8 +32,11 @@ extern "C" {
  * ------------------------------------------------------------------------------------- */
 #define EDGERNN_SIGMOID_SEGMENTS 384 /* v = 3x >> 9 for an int16 x: -192..191 */
 #define EDGERNN_TANH_SEGMENTS 512    /* v >> 8 clamped to -256..255 */
+#define EDGERNN_ACT16_SEGMENTS 256 /* the loop steps' shared LOGISTIC / TANH table: |v| >> 9 / >> 8, at most 255 */
 extern const int32_t edgernn_sigmoid_intercepts[EDGERNN_SIGMOID_SEGMENTS];
 extern const uint16_t edgernn_sigmoid_slopes[EDGERNN_SIGMOID_SEGMENTS];
+extern const uint16_t edgernn_act16_g[EDGERNN_ACT16_SEGMENTS];
+extern const uint16_t edgernn_act16_d[EDGERNN_ACT16_SEGMENTS];
 extern const int32_t edgernn_tanh_intercepts[EDGERNN_TANH_SEGMENTS];
 extern const uint16_t edgernn_tanh_slopes[EDGERNN_TANH_SEGMENTS];
 /* Segment 0 of each table: index them with the signed segment number. */
@@ -105,6 +108,56 @@ static inline int32_t edgernn_sigmoid_fast(int32_t x)
     const int32_t v = x * 3;
     const int32_t i = v >> 9;
     return (int32_t)((uint32_t)(EDGERNN_SIGMOID_A[i] + v * (int32_t)EDGERNN_SIGMOID_D[i]) >> 10);
+}
+
+/* The WHILE-loop cells' int16 LOGISTIC / TANH at any input scale, on one 1 KB table of |v|'s
+ * segments (edgernn_act16_g / _d, derived in edgernn/backends/native/tables.py): v is the input
+ * at the table's scale (v = (x m + 2^(l-1)) >> l, Prepare's multiplier and shift), s = v >> 31,
+ * the segment min((v ^ s) >> 9, 255) (>> 8 for the tanh), E = G << 8, then
+ *     sigmoid(v) = ((E ^ s) + v D + 2^24 + 512) >> 10,  tanh(v) = (((E >> 1) ^ s) + v D + 128) >> 8.
+ * Armv6-M keeps TFLM's formula (no USAT; the table was no faster there). */
+static inline uint32_t edgernn_act16_segment(int32_t a, int bits) /* a >= 0 */
+{
+#if EDGERNN_USE_SSAT
+    return (uint32_t)__usat(a >> bits, 8); /* USAT #8 with the shift folded in */
+#else
+    return (a >> bits) < 255 ? (uint32_t)(a >> bits) : 255u;
+#endif
+}
+
+static inline int32_t edgernn_sigmoid16(int32_t v)
+{
+#if defined(__ARM_ARCH_6M__)
+    return edgernn_sigmoid_scaled_s16(v);
+#else
+    const int32_t s = v >> 31;
+    const uint32_t i = edgernn_act16_segment(v ^ s, 9);
+    return ((s ^ ((int32_t)edgernn_act16_g[i] << 8)) + v * (int32_t)edgernn_act16_d[i] + (1 << 24) + 512) >> 10;
+#endif
+}
+
+/* The same with the segment of |v| (one more instruction): also right at v = -255 x 512, where
+ * TFLM saturates (tables.act16_form takes it when an op's input scale reaches there). */
+static inline int32_t edgernn_sigmoid16_abs(int32_t v)
+{
+#if defined(__ARM_ARCH_6M__)
+    return edgernn_sigmoid_scaled_s16(v);
+#else
+    const int32_t s = v >> 31;
+    const uint32_t i = edgernn_act16_segment((v ^ s) - s, 9);
+    return ((s ^ ((int32_t)edgernn_act16_g[i] << 8)) + v * (int32_t)edgernn_act16_d[i] + (1 << 24) + 512) >> 10;
+#endif
+}
+
+static inline int32_t edgernn_tanh16(int32_t v)
+{
+#if defined(__ARM_ARCH_6M__)
+    return edgernn_tanh_scaled_s16(v);
+#else
+    const int32_t s = v >> 31;
+    const uint32_t i = edgernn_act16_segment(v ^ s, 8);
+    return ((s ^ ((int32_t)edgernn_act16_g[i] << 7)) + v * (int32_t)edgernn_act16_d[i] + 128) >> 8;
+#endif
 }
 
 /* TFLM int16 Tanh of v, already at the table's scale (x * 3 for a Q3.12 gate, the cell state's
@@ -368,6 +421,21 @@ static inline int32_t edgernn_mul_one_s8(const edgernn_mul_params *p, int32_t a,
 static inline int32_t edgernn_rdbp(int32_t v, int e)
 {
     return e == 0 ? v : (v + ((int32_t)1 << (e - 1)) + (v >> 31)) >> e;
+}
+
+/* MultiplyByQuantizedMultiplier(a b, m, -e) of the int16 MUL (e >= 0, 2^30 <= m < 2^31):
+ * SaturatingRoundingDoublingHighMul(p, m) = (p m + 2^30) >> 31 = (p 2m + 2^31) >> 32, and with
+ * m2 = 2m - 2^32 (2m as int32) that is SMMULR(p, m2) + p = SMMLAR(p, m2, p): one instruction,
+ * no overflow for any int32 p; then TFLM's rounding divide by 2^e. */
+static inline int32_t edgernn_mul_s16(int32_t a, int32_t b, int32_t m2, int e)
+{
+    const int32_t p = a * b;
+#if defined(__ARM_ARCH_6M__)
+    /* Armv6-M has no SMMLAR: the reference formula's one 64-bit product costs less there */
+    return edgernn_mbqm(p, (int32_t)((uint32_t)m2 >> 1), -e);
+#else
+    return edgernn_rdbp(edgernn_smmlar(p, m2, p), e);
+#endif
 }
 
 /* clamp(v, lo, hi), one SSAT when the range is the whole int16 range. */

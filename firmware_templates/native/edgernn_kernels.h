@@ -354,10 +354,17 @@ static inline int16_t edgernn_sigmoid_s16(int16_t x)
 
 /* TFLM Tanh int16: v = (x * multiplier + round) >> left_shift brings the input to the table's
  * scale, tanh(v) = 2 sigmoid(2 v) - 1 read from the same table with 8 bits of interpolation. */
+static inline int16_t edgernn_tanh_scaled_s16(int32_t v);
+
 static inline int16_t edgernn_tanh_s16(int16_t x, int32_t multiplier, int left_shift)
 {
     const int32_t round = left_shift > 0 ? ((int32_t)1 << (left_shift - 1)) : 0;
-    const int32_t v = ((int32_t)x * multiplier + round) >> left_shift;
+    return edgernn_tanh_scaled_s16(((int32_t)x * multiplier + round) >> left_shift);
+}
+
+/* TFLM Tanh int16 on an input already scaled to the table: the body of edgernn_tanh_s16. */
+static inline int16_t edgernn_tanh_scaled_s16(int32_t v)
+{
     const uint32_t abs_v = (uint32_t)(v < 0 ? -v : v);
     const uint32_t index = abs_v >> 8;
     const uint32_t i0 = index < 254u ? index : 254u;

@@ -42,6 +42,7 @@ from ... import fixedpoint as fp
 from .fastlstm import NotFast
 from .fastgate import find_gate
 from .fasttensor import fc8_stream, fc16_stream
+from . import tables
 from .plan import ConstArray
 
 #: the FULLY_CONNECTED layout each kernel choice gives the loop layers: row pairs everywhere (the
@@ -385,9 +386,16 @@ def _elementwise16(s, ins: list[str]) -> tuple[str, str]:
     if s.kind == "mul16":
         if p.input1_offset or p.input2_offset:
             return f"edgernn_mul_one_s16(&$$l_op, {ins[0]}, {ins[1]})", "reference"
-        return (f"edgernn_clamp_range_s16(edgernn_mbqm(({ins[0]}) * ({ins[1]}), {p.multiplier[0]}, {p.multiplier[1]}) + "
+        m, sh = p.multiplier
+        if (1 << 30) <= m < (1 << 31) and sh <= 0:  # SRDHM as one SMMLAR (edgernn_mul_s16)
+            return (f"edgernn_clamp_range_s16(edgernn_mul_s16({ins[0]}, {ins[1]}, {2 * m - (1 << 32)}, {-sh}) + "
+                    f"{p.output_offset}, {p.activation_min}, {p.activation_max})", "exact")
+        return (f"edgernn_clamp_range_s16(edgernn_mbqm(({ins[0]}) * ({ins[1]}), {m}, {sh}) + "
                 f"{p.output_offset}, {p.activation_min}, {p.activation_max})", "exact")
     if s.kind == "act16":
+        form = tables.act16_form(p.function, p.multiplier, p.left_shift)
+        if form is not None:
+            return form.format(x=ins[0]), "table"
         if p.function == "tanh":
             return f"edgernn_tanh_s16((int16_t){ins[0]}, {p.multiplier}, {p.left_shift})", "reference"
         return f"edgernn_logistic_one_s16({ins[0]}, {p.multiplier}, {p.left_shift})", "reference"

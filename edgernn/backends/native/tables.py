@@ -32,6 +32,8 @@ checks them against these arrays, and these arrays against :mod:`edgernn.fixedpo
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ... import fixedpoint
@@ -110,9 +112,107 @@ def tanh(v) -> np.ndarray:
     return (a[i] + v * d[i]) >> 8
 
 
+#: the shared int16 LOGISTIC / TANH table of the WHILE-loop steps: 256 segments of |v|, 1 KB
+ACT16_SEGMENTS = 256
+#: sigmoid's constant (2^24 + 512): the line's sign symmetry folds it out of the table
+ACT16_SIGMOID_BIAS = (1 << 24) + 512
+
+
+@functools.lru_cache(maxsize=1)
+def _act16_fit() -> tuple[np.ndarray, np.ndarray]:
+    """(G uint16, D uint16): one table for TFLM's int16 Logistic *and* Tanh at any input scale.
+
+    Both of TFLM's formulas interpolate ``sigmoid_table_uint16`` on ``|v|``: the sigmoid on
+    segments of 512 (``r = 512 a[k] + f D[k]``), the tanh on segments of 256 with the same
+    ``a`` and ``D = a[k+1] - a[k]`` (``r = 256 a[k] + f D[k]``), so the sigmoid's line at 2w is
+    twice the tanh's at w. Segment k's sigmoid line is ``A + |v| D`` with
+    ``A = 512 (a[k] - k D + 1)`` (the ``+ 1`` is TFLM's rounding 2^9), and TFLM returns
+    ``32768 - r(|v|)`` for v < 0, i.e. ``(2^25 + 1023 - A + v D) >> 10``. With
+    ``E = A - (2^24 + 512)`` both signs are one expression, ``s = v >> 31``:
+
+        sigmoid(v) = ((E ^ s) + v D + 2^24 + 512) >> 10
+
+    and the tanh (``r_tanh(w) = r_sigmoid(2w) / 2``, odd: ``tanh(-w) = -tanh(w)``) is, E even,
+
+        tanh(w)    = (((E / 2) ^ s) + w D + 128) >> 8
+
+    E is a multiple of 512 (so ``G = E / 256`` is 0..65533, ``E = G << 8``, ``E / 2 = G << 7``).
+    Segment index: ``min((v ^ s) >> 9, 255)`` / ``min((w ^ s) >> 8, 255)`` (``v ^ s`` is
+    ``|v| - 1`` for v < 0: a negative v on a segment boundary lands on the segment below, whose
+    line passes through the same point). Segment 255 is flat (D = 0): G = 65533 gives both
+    saturations (32767 / 1 and +-32767). The one input this misses is the sigmoid's
+    v = -130560 (|v| = 255 x 512: TFLM saturates there, the line of segment 254 ends one step
+    higher); :func:`sigmoid16` with ``true_abs`` indexes with ``|v|`` and holds there too.
+    :func:`act16_form` checks every op's form on all 65,536 int16 inputs, tests/test_native_fast.py
+    the table on every v."""
+    a = _table()
+    d = np.diff(a)
+    g = np.empty(ACT16_SEGMENTS, np.int64)
+    dd = np.zeros(ACT16_SEGMENTS, np.int64)
+    for k in range(ACT16_SEGMENTS - 1):
+        e = 512 * (int(a[k]) - k * int(d[k]) + 1) - ACT16_SIGMOID_BIAS
+        assert e % 512 == 0 and 0 <= e >> 8 < 1 << 16
+        g[k], dd[k] = e >> 8, d[k]
+    g[-1] = 65533  # flat: (65533 << 8) + 2^24 + 512 >> 10 = 32767, (65533 << 7) + 128 >> 8 = 32767
+    return g, dd
+
+
+def act16_table() -> tuple[np.ndarray, np.ndarray]:
+    """(G, D) of the shared table (a copy of :func:`_act16_fit`'s)."""
+    g, d = _act16_fit()
+    return g.copy(), d.copy()
+
+
+def sigmoid16(v, true_abs: bool = False) -> np.ndarray:
+    """TFLM's int16 Logistic of ``v`` (already at the table's scale) as ``edgernn_sigmoid16``
+    (``edgernn_sigmoid16_abs`` with ``true_abs``) computes it."""
+    g, d = _act16_fit()
+    v = np.asarray(v, np.int64)
+    s = v >> 31
+    i = np.minimum((((v ^ s) - s) if true_abs else (v ^ s)) >> 9, ACT16_SEGMENTS - 1)
+    return ((s ^ (g[i] << 8)) + v * d[i] + ACT16_SIGMOID_BIAS) >> 10
+
+
+def tanh16(v) -> np.ndarray:
+    """TFLM's int16 Tanh of ``v`` (already at the table's scale) as ``edgernn_tanh16`` computes it."""
+    g, d = _act16_fit()
+    v = np.asarray(v, np.int64)
+    s = v >> 31
+    i = np.minimum((v ^ s) >> 8, ACT16_SEGMENTS - 1)
+    return ((s ^ (g[i] << 7)) + v * d[i] + 128) >> 8
+
+
+def act16_form(function: str, multiplier: int, left_shift: int) -> str | None:
+    """C expression (``{x}`` the input) of TFLM's int16 LOGISTIC / TANH (Prepare's input
+    ``multiplier`` and ``left_shift``) on the shared 1 KB table (``edgernn_sigmoid16`` /
+    ``edgernn_sigmoid16_abs`` / ``edgernn_tanh16``; TFLM's formula on Armv6-M) of the input at
+    the table's scale, ``v = (x m + 2^(l-1)) >> l``; checked here equal to TFLM's formula on all
+    65,536 int16 inputs (None otherwise)."""
+    m, sh = multiplier, left_shift
+    if m == 0:  # Prepare's power-of-two case: times 3 << shift
+        m, sh = 3 << sh, 0
+    x = np.arange(-32768, 32768, dtype=np.int64)
+    v = (x * m + ((1 << (sh - 1)) if sh > 0 else 0)) >> sh
+    if np.abs(x * m).max() >= 1 << 31 or sh > 30:
+        return None
+    if function == "tanh":
+        ref = fixedpoint.tanh_int16(x, multiplier, left_shift)
+        forms = (("edgernn_tanh16", tanh16(v)),)
+    else:
+        ref = fixedpoint.logistic_int16(x, multiplier, left_shift)
+        forms = (("edgernn_sigmoid16", sigmoid16(v)), ("edgernn_sigmoid16_abs", sigmoid16(v, True)))
+    for fn, got in forms:
+        if np.array_equal(ref, got):
+            rnd = f" + {1 << (sh - 1)}" if sh > 0 else ""
+            return f"{fn}((({{x}}) * {m}{rnd}) >> {sh})"
+    return None
+
+
 def activation_tables() -> dict:
-    """The four C arrays of ``edgernn_tables.c``: name -> (C type, values)."""
+    """The six C arrays of ``edgernn_tables.c``: name -> (C type, values)."""
     sa, sd = sigmoid_folded()
+    ag, ad = act16_table()
     ta, td = tanh_folded()
     return {"edgernn_sigmoid_intercepts": ("int32_t", sa), "edgernn_sigmoid_slopes": ("uint16_t", sd),
+            "edgernn_act16_g": ("uint16_t", ag), "edgernn_act16_d": ("uint16_t", ad),
             "edgernn_tanh_intercepts": ("int32_t", ta), "edgernn_tanh_slopes": ("uint16_t", td)}
