@@ -20,7 +20,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from edgernn.backends.native import fastloop, tables
+from edgernn.backends.native import fastloop, fastloop16, tables
 from edgernn.backends.native.emit import TEMPLATE_DIR, emit_native, load_plan
 from edgernn.backends.native.host import C_FLAGS, NativeBuild, compile_c
 from edgernn.backends.codegen import render
@@ -158,7 +158,7 @@ def test_int16_forms_equal_tflm(models, tmp_path):
     lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
     assert len(lines) == len(ops)
     for p, line in zip(ops, lines):
-        want = fastloop.add16_exact(p, a, b) if p.kind == "add" else fastloop.mul16_exact(p, a, b)
+        want = fastloop16.add16_exact(p, a, b) if p.kind == "add" else fastloop16.mul16_exact(p, a, b)
         assert np.array_equal(np.array(line.split(), np.int64), want), p
 
 

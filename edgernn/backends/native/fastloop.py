@@ -41,8 +41,8 @@ import numpy as np
 from ... import fixedpoint as fp
 from .fastlstm import NotFast
 from .fastgate import find_gate
+from .fastloop16 import INT16_KINDS, smmlar, elementwise16
 from .fasttensor import fc8_stream, fc16_stream
-from . import tables
 from .plan import ConstArray
 
 #: the FULLY_CONNECTED layout each kernel choice gives the loop layers: row pairs everywhere (the
@@ -68,10 +68,6 @@ def mul_exact(p, a, b) -> np.ndarray:
     """TFLM's int8 MUL (reference_integer_ops::MulElementwise), vectorized."""
     y = fp.multiply_by_quantized_multiplier((p.input1_offset + a) * (p.input2_offset + b), *p.multiplier)
     return np.clip(y + p.output_offset, p.activation_min, p.activation_max)
-
-
-def _smmlar(a, b, c) -> np.ndarray:
-    return np.asarray(c, np.int64) + ((np.asarray(a, np.int64) * b + (1 << 31)) >> 32)
 
 
 def _clamp(v, lo: int, hi: int) -> np.ndarray:
@@ -147,7 +143,7 @@ def mul_prescaled(p) -> tuple[int, int, int, int] | None:
         return None
     rounding = p.output_offset * (1 << rs) + ((1 << (rs - 1)) if rs else 0)
     sign = (prod >> 31) if rs else 0
-    got = _clamp(_smmlar(prod << k, m, rounding + sign) >> rs, p.activation_min, p.activation_max)
+    got = _clamp(smmlar(prod << k, m, rounding + sign) >> rs, p.activation_min, p.activation_max)
     if not np.array_equal(got, mul_exact(p, _A, _B)):
         return None
     return m, k, rs, rounding
@@ -315,100 +311,10 @@ def _fc16_pairs(layer, s, bound: int) -> FastFc16:
                     input=s.inputs[0], output=s.output)
 
 
-def add16_exact(p, a, b) -> np.ndarray:
-    """TFLM's int16 ADD / SUB (left shift 15), vectorized."""
-    sa = fp.multiply_by_quantized_multiplier((p.input1_offset + np.asarray(a, np.int64)) * (1 << 15), *p.input1)
-    sb = fp.multiply_by_quantized_multiplier((p.input2_offset + np.asarray(b, np.int64)) * (1 << 15), *p.input2)
-    raw = sa - sb if p.subtract else sa + sb
-    y = fp.multiply_by_quantized_multiplier(raw, *p.output) + p.output_offset
-    return np.clip(y, p.activation_min, p.activation_max)
-
-
-def mul16_exact(p, a, b) -> np.ndarray:
-    """TFLM's int16 MUL, vectorized."""
-    q = (p.input1_offset + np.asarray(a, np.int64)) * (p.input2_offset + np.asarray(b, np.int64))
-    return np.clip(fp.multiply_by_quantized_multiplier(q, *p.multiplier) + p.output_offset,
-                   p.activation_min, p.activation_max)
-
-
-_I16 = np.arange(-32768, 32768, dtype=np.int64)
-
-
-def _rdbp(v, e: int):
-    return v if e == 0 else (v + (1 << (e - 1)) + (v >> 63)) >> e
-
-
-def _add16_term(a, m: int, shift: int):
-    """MBQM(a 2^15, m, shift) for shift <= 0 as the C form computes it: 2^14 a for (2^30, 0), else
-    RDBP(SMMULR(a 2^16, m), -shift)."""
-    if (m, shift) == (1 << 30, 0):
-        return a * (1 << 14)
-    return _rdbp(_smmlar(a * (1 << 16), m, 0), -shift)
-
-
-def add16_form(p) -> tuple[str, str, str] | None:
-    """C expressions (input term 1, input term 2, output with ``RAW`` for the sum) of TFLM's
-    int16 ADD / SUB decomposed exactly: each input term ``MBQM(a 2^15, m, s)`` equals the form
-    of :func:`_add16_term` for all 65,536 inputs (checked here); the output
-    ``MBQM(raw, m, s) = RDBP(SMMULR(2 raw, m), -s)`` is exact algebra while
-    ``-2^30 <= raw < 2^30`` (checked from the terms' ranges); or None."""
-    if p.input1_offset or p.input2_offset or max(p.input1[1], p.input2[1], p.output[1]) > 0:
-        return None
-    terms, ranges = [], []
-    for (m, sh) in (p.input1, p.input2):
-        got = _add16_term(_I16, m, sh)
-        if not np.array_equal(got, fp.multiply_by_quantized_multiplier(_I16 * (1 << 15), m, sh)):
-            return None
-        ranges.append((int(got.min()), int(got.max())))
-        terms.append("(({x}) * 16384)" if (m, sh) == (1 << 30, 0) else
-                     f"edgernn_rdbp(edgernn_smmulr(({{x}}) * 65536, {m}), {-sh})")
-    (lo1, hi1), (lo2, hi2) = ranges
-    raw_lo, raw_hi = (lo1 - hi2, hi1 - lo2) if p.subtract else (lo1 + lo2, hi1 + hi2)
-    if raw_lo < -(1 << 30) or raw_hi >= 1 << 30:
-        return None
-    m, sh = p.output
-    out = (f"edgernn_clamp_range_s16(edgernn_rdbp(edgernn_smmulr(2 * (RAW), {m}), {-sh}) + {p.output_offset}, "
-           f"{p.activation_min}, {p.activation_max})")
-    return terms[0], terms[1], out
-
-
-def _elementwise16(s, ins: list[str]) -> tuple[str, str]:
-    """(C expression, form) of one op of the int16 layout: ADD / SUB decomposed exactly
-    (:func:`add16_form`), MUL with its literal multiplier, the rest TFLM's formulas (one element)."""
-    p = s.params
-    if s.kind == "add16":
-        form = add16_form(p)
-        if form is None:
-            return f"edgernn_add_one_s16(&$$l_op, {ins[0]}, {ins[1]})", "reference"
-        t1, t2, out = form
-        raw = f"{t1.format(x=ins[0])} {'-' if p.subtract else '+'} {t2.format(x=ins[1])}"
-        return out.replace("RAW", raw), "exact"
-    if s.kind == "mul16":
-        if p.input1_offset or p.input2_offset:
-            return f"edgernn_mul_one_s16(&$$l_op, {ins[0]}, {ins[1]})", "reference"
-        m, sh = p.multiplier
-        if (1 << 30) <= m < (1 << 31) and sh <= 0:  # SRDHM as one SMMLAR (edgernn_mul_s16)
-            return (f"edgernn_clamp_range_s16(edgernn_mul_s16({ins[0]}, {ins[1]}, {2 * m - (1 << 32)}, {-sh}) + "
-                    f"{p.output_offset}, {p.activation_min}, {p.activation_max})", "exact")
-        return (f"edgernn_clamp_range_s16(edgernn_mbqm(({ins[0]}) * ({ins[1]}), {m}, {sh}) + "
-                f"{p.output_offset}, {p.activation_min}, {p.activation_max})", "exact")
-    if s.kind == "act16":
-        form = tables.act16_form(p.function, p.multiplier, p.left_shift)
-        if form is not None:
-            return form.format(x=ins[0]), "table"
-        if p.function == "tanh":
-            return f"edgernn_tanh_s16((int16_t){ins[0]}, {p.multiplier}, {p.left_shift})", "reference"
-        return f"edgernn_logistic_one_s16({ins[0]}, {p.multiplier}, {p.left_shift})", "reference"
-    if s.kind == "requant":
-        return (f"edgernn_requant_one_s16_s8({ins[0]}, {p.multiplier}, {p.shift}, {p.input_zero_point}, "
-                f"{p.output_zero_point})", "reference")
-    return f"(int32_t)({ins[0]})", "widen"  # CAST int8 -> int16
-
-
 def _elementwise(s, ins: list[str]) -> tuple[str, str]:
     """(C expression, form) of one elementwise op on C expressions ``ins``."""
     if s.kind in INT16_KINDS:
-        return _elementwise16(s, ins)
+        return elementwise16(s, ins)
     p = s.params
     if s.kind == "lut":
         return f"(${p.name} + 128)[{ins[0]}]", "table"
@@ -432,8 +338,6 @@ def _elementwise(s, ins: list[str]) -> tuple[str, str]:
     return f"edgernn_mul_one_s8(&$$l_op, {ins[0]}, {ins[1]})", "reference"
 
 
-#: the step op kinds (:mod:`.loop`) of the int16 layout's elementwise ops
-INT16_KINDS = ("add16", "mul16", "act16", "requant", "widen")
 #: the step op kinds the fast form compiles: all of them
 FAST_KINDS = ("fc", "fc16", "add", "mul", "lut") + INT16_KINDS
 _BINARY = ("add", "mul", "add16", "mul16")
