@@ -258,7 +258,7 @@ def test_fc16_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
 
     rng = np.random.default_rng(3)
     cases, progs = [], []
-    for k, (n_out, n_in, lo_s, hi_s) in enumerate([(96, 32, 16, 33), (7, 5, 1, 33), (6, 38, 12, 20), (3, 1, 8, 30)]):
+    for n_out, n_in, lo_s, hi_s in [(96, 32, 16, 33), (7, 5, 1, 33), (6, 38, 12, 20), (3, 1, 8, 30)]:
         w = rng.integers(-127, 128, (n_out, n_in))
         w[0] = np.where(w[0] < 0, -127, 127)  # a row at the bound
         b = rng.integers(-2 ** 20, 2 ** 20, n_out)
@@ -270,16 +270,30 @@ def test_fc16_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
         except NotFast:
             s = np.maximum(s, 16)
             st = fc16_stream(w, b, m, s, "test")
+        cases.append((w, b, m, s, st))
+    # one left shift for all rows (a literal: 0, 1..8 folded into the high row's 64-bit shift,
+    # > 8, with odd and even inputs) or none (each row's own in the stream)
+    for n_out, n_in, s_lo, s_hi, w_max in [(6, 4, 10, 13, 127), (5, 5, 10, 13, 127), (3, 2, 4, 7, 7)]:
+        w = rng.integers(-w_max, w_max + 1, (n_out, n_in))
+        b = rng.integers(-64, 64, n_out)
+        m, s = rng.integers(1, 1 << 15, n_out), rng.integers(s_lo, s_hi, n_out)
+        cases.append((w, b, m, s, fc16_stream(w, b, m, s, "test")))
+    w, b, m, s = np.array([[1, -1], [1, 1], [0, 1], [-1, 0]]), np.array([3, -2, 0, 1]), rng.integers(1, 1 << 15, 4), \
+        np.array([2, 30, 10, 20])
+    cases.append((w, b, m, s, fc16_stream(w, b, m, s, "test")))
+    assert [st.ls for *_, st in cases][4:] == [6, 6, 12, -1], [st.ls for *_, st in cases]
+    for k, (w, b, m, s, st) in enumerate(cases):
+        n_in = w.shape[1]
         x = rng.integers(-32768, 32768, (400, n_in))
         x[:4] = [np.full(n_in, 32767), np.full(n_in, -32768), np.where(w[0] > 0, 32767, -32768),
                  np.where(w[0] > 0, -32768, 32767)]
         want = fc16_reference(w, b, m, s, x)
         assert np.array_equal(fc16_emulate(st, x), want)
-        cases.append((st, x, want))
+        cases[k] = (st, x, want)
         words = ", ".join(f"{int(v)}u" for v in st.words)
         xs = ", ".join(str(int(v)) for v in x.ravel())
         progs.append(f"static const uint32_t s{k}[] = {{{words}}};\nstatic const int16_t x{k}[] = {{{xs}}};\n"
-                     f"EDGERNN_FC16_KERNEL(fc{k}, {st.pairs}, {st.n_input}, {st.n_output})\n")
+                     f"EDGERNN_FC16_KERNEL(fc{k}, {st.pairs}, {st.n_input}, {st.n_output}, {st.ls})\n")
     body = "".join(
         f"    for (r = 0; r < {len(x)}; ++r) {{ const edgernn_fc16 f = {{ s{k}, x{k} + r * {st.n_input}, y }}; fc{k}(&f);"
         f" for (c = 0; c < {st.n_output}; ++c) printf(\"%d \", y[c]); }} printf(\"\\n\");\n"

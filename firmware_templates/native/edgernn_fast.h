@@ -438,6 +438,29 @@ static inline int32_t edgernn_mul_s16(int32_t a, int32_t b, int32_t m2, int e)
 #endif
 }
 
+/* An int16 ADD's input term RDBP(SMMULR(x 2^16, m), e) (e >= 0, m >= 2^30, so the product has x's
+ * sign): the rounding constant in SMMLAR's accumulator, the sign from x. fastloop16.add16_form
+ * checks it against TFLM on all 65,536 int16 x. */
+static inline int32_t edgernn_add16_term(int32_t x, int32_t m, int e)
+{
+    if (e == 0) {
+        return edgernn_smmulr(x * 65536, m);
+    }
+    return (edgernn_smmlar(x * 65536, m, (int32_t)1 << (e - 1)) + (x >> 31)) >> e;
+}
+
+/* An int16 ADD's output MultiplyByQuantizedMultiplier(raw, m, -e) for 2^30 <= m < 2^31 and
+ * |raw| < 2^30: SaturatingRoundingDoublingHighMul(raw, m) = SMMULR(2 raw, m) = SMMLAR(raw,
+ * m2, raw) with m2 = 2m - 2^32 (as edgernn_mul_s16), then TFLM's rounding divide by 2^e. */
+static inline int32_t edgernn_add16_out(int32_t raw, int32_t m2, int e)
+{
+#if defined(__ARM_ARCH_6M__)
+    return edgernn_rdbp(edgernn_smmulr(2 * raw, (int32_t)((uint32_t)m2 >> 1)), e);
+#else
+    return edgernn_rdbp(edgernn_smmlar(raw, m2, raw), e);
+#endif
+}
+
 /* clamp(v, lo, hi), one SSAT when the range is the whole int16 range. */
 static inline int32_t edgernn_clamp_range_s16(int32_t v, int32_t lo, int32_t hi)
 {

@@ -269,9 +269,10 @@ static inline int64_t edgernn_fc16_smlald(uint32_t w, uint32_t x, int64_t acc)
 #define EDGERNN_FC16_WIDE 0
 #endif
 
-/* One pass of np (1 or 2, a literal) row pairs; stores the first `rows` of its 2 np rows. */
+/* One pass of np (1 or 2, a literal) row pairs; stores the first `rows` of its 2 np rows. ls: every
+ * row's left shift (a literal; -1: each row's from the stream, after its multiplier). */
 static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16_pass(const uint32_t *w, const int16_t *x, int16_t *out,
-                                                                      int np, int n_input, int rows)
+                                                                      int np, int n_input, int rows, int ls)
 {
     int32_t b0 = (int32_t)w[0];
     int32_t b1 = np == 2 ? (int32_t)w[3] : 0;
@@ -287,31 +288,50 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16_pass(const uint
     int c;
     int r;
     w += 3 * np;
+#if EDGERNN_USE_SMLAD && defined(__GNUC__) && defined(__thumb2__)
+    const int16_t *xp = x;
+#endif
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC unroll 64
 #endif
     for (c = 0; c + 1 < n_input; c += 2) {
 #if EDGERNN_USE_SMLAD && defined(__GNUC__) && defined(__thumb2__)
-        /* one asm block per column pair keeps the six accumulators in registers (gcc spills
-         * the 64-bit ones otherwise); the same operations as the C below */
-        const int16_t *xp = x + c;
+        /* one asm block per column pair (two, with one LDRD of the input, while two remain)
+         * keeps the six accumulators in registers (gcc spills the 64-bit ones otherwise); the
+         * same operations as the C below */
         uint32_t xv;
+        uint32_t xv2;
         uint32_t w0;
         uint32_t w1;
-        if (np == 2) {
-            __asm__("ldr %[xv], [%[xp]]\n ldrd %[w0], %[w1], [%[w]], #8\n"
+        if (np == 2 && c + 3 < n_input) {
+            __asm__("ldrd %[xv], %[xv2], [%[xp]], #8\n ldrd %[w0], %[w1], [%[w]], #8\n"
                     " smlald %Q[a0], %R[a0], %[w0], %[xv]\n sxtb16 %[w0], %[w0]\n smlad %[b0], %[w0], %[xv], %[b0]\n"
                     " smlald %Q[a1], %R[a1], %[w1], %[xv]\n sxtb16 %[w1], %[w1]\n smlad %[b1], %[w1], %[xv], %[b1]\n"
-                    : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [w] "+r"(w), [xv] "=&r"(xv),
-                      [w0] "=&r"(w0), [w1] "=&r"(w1)
-                    : [xp] "r"(xp)
+                    " ldrd %[w0], %[w1], [%[w]], #8\n"
+                    " smlald %Q[a0], %R[a0], %[w0], %[xv2]\n sxtb16 %[w0], %[w0]\n smlad %[b0], %[w0], %[xv2], %[b0]\n"
+                    " smlald %Q[a1], %R[a1], %[w1], %[xv2]\n sxtb16 %[w1], %[w1]\n smlad %[b1], %[w1], %[xv2], %[b1]\n"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [w] "+r"(w), [xp] "+r"(xp),
+                      [xv] "=&r"(xv), [xv2] "=&r"(xv2), [w0] "=&r"(w0), [w1] "=&r"(w1)
+                    :
                     : "memory");
-        } else {
-            __asm__("ldr %[xv], [%[xp]]\n ldr %[w0], [%[w]], #4\n"
+            c += 2;
+        } else if (np == 2) {
+            __asm__("ldr %[xv], [%[xp]], #4\n ldrd %[w0], %[w1], [%[w]], #8\n"
                     " smlald %Q[a0], %R[a0], %[w0], %[xv]\n sxtb16 %[w0], %[w0]\n smlad %[b0], %[w0], %[xv], %[b0]\n"
-                    : [a0] "+r"(a0), [b0] "+r"(b0), [w] "+r"(w), [xv] "=&r"(xv), [w0] "=&r"(w0)
-                    : [xp] "r"(xp)
+                    " smlald %Q[a1], %R[a1], %[w1], %[xv]\n sxtb16 %[w1], %[w1]\n smlad %[b1], %[w1], %[xv], %[b1]\n"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [b0] "+r"(b0), [b1] "+r"(b1), [w] "+r"(w), [xp] "+r"(xp),
+                      [xv] "=&r"(xv), [w0] "=&r"(w0), [w1] "=&r"(w1)
+                    :
                     : "memory");
+            (void)xv2;
+        } else {
+            __asm__("ldr %[xv], [%[xp]], #4\n ldr %[w0], [%[w]], #4\n"
+                    " smlald %Q[a0], %R[a0], %[w0], %[xv]\n sxtb16 %[w0], %[w0]\n smlad %[b0], %[w0], %[xv], %[b0]\n"
+                    : [a0] "+r"(a0), [b0] "+r"(b0), [w] "+r"(w), [xp] "+r"(xp), [xv] "=&r"(xv), [w0] "=&r"(w0)
+                    :
+                    : "memory");
+            (void)xv2;
+            (void)w1;
         }
 #elif EDGERNN_FC16_WIDE
         uint32_t xv;
@@ -346,6 +366,25 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16_pass(const uint
         w += np;
 #endif
     }
+#if EDGERNN_FC16_WIDE
+    if (ls >= 0 && ls <= 8 && n_input % 2 == 0) {
+        /* the high row's sum already shifted: (A - B) >> (8 - ls), one 64-bit shift */
+        acc[0] = (int32_t)((uint32_t)b0 << ls);
+        acc[2] = (int32_t)((uint32_t)b1 << ls);
+        acc[1] = (int32_t)((a0 - b0) >> (8 - ls));
+        acc[3] = (int32_t)((a1 - b1) >> (8 - ls));
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+        for (r = 0; r < 2 * np; ++r) {
+            if (r < rows) {
+                out[r] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(acc[r], (int32_t)w[0]));
+            }
+            w += 1;
+        }
+        return w;
+    }
+#endif
     acc[0] = b0;
     acc[2] = b1;
 #if EDGERNN_FC16_WIDE
@@ -368,35 +407,39 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16_pass(const uint
 #endif
     for (r = 0; r < 2 * np; ++r) {
         if (r < rows) {
-            out[r] = (int16_t)edgernn_clamp_s16(edgernn_smmulr((int32_t)((uint32_t)acc[r] << w[1]), (int32_t)w[0]));
+            const uint32_t shift = ls >= 0 ? (uint32_t)ls : w[1];
+            out[r] = (int16_t)edgernn_clamp_s16(edgernn_smmulr((int32_t)((uint32_t)acc[r] << shift), (int32_t)w[0]));
         }
-        w += 2;
+        w += ls >= 0 ? 1 : 2;
     }
     return w;
 }
 
 /* The FC: passes of two pairs, the last one peeled (it may hold the padding row), then one pair. */
-static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, int pairs, int n_input, int n_output)
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, int pairs, int n_input, int n_output,
+                                                       int ls)
 {
     const uint32_t *w = f->stream;
     const int full = pairs / 2;
     int k;
     for (k = 0; k + 1 < full; ++k) {
-        w = edgernn_fc16_pass(w, f->input, f->out + 4 * k, 2, n_input, 4);
+        w = edgernn_fc16_pass(w, f->input, f->out + 4 * k, 2, n_input, 4, ls);
     }
     if (full > 0) {
-        w = edgernn_fc16_pass(w, f->input, f->out + 4 * (full - 1), 2, n_input, n_output - 4 * (full - 1) < 4 ? 3 : 4);
+        w = edgernn_fc16_pass(w, f->input, f->out + 4 * (full - 1), 2, n_input, n_output - 4 * (full - 1) < 4 ? 3 : 4,
+                              ls);
     }
     if (pairs % 2) {
-        (void)edgernn_fc16_pass(w, f->input, f->out + 4 * full, 1, n_input, n_output - 4 * full);
+        (void)edgernn_fc16_pass(w, f->input, f->out + 4 * full, 1, n_input, n_output - 4 * full, ls);
     }
 }
 
-/* EDGERNN_FC16_KERNEL(name, pairs, n_input, n_output): `static void name(const edgernn_fc16 *fc)`. */
-#define EDGERNN_FC16_KERNEL(name, pairs, n_input, n_output) \
-    static void name(const edgernn_fc16 *fc)                \
-    {                                                       \
-        edgernn_fc16_c(fc, pairs, n_input, n_output);       \
+/* EDGERNN_FC16_KERNEL(name, pairs, n_input, n_output, ls): `static void name(const edgernn_fc16 *fc)`;
+ * ls is every row's left shift, or -1 when the stream holds one per row. */
+#define EDGERNN_FC16_KERNEL(name, pairs, n_input, n_output, ls) \
+    static void name(const edgernn_fc16 *fc)                    \
+    {                                                           \
+        edgernn_fc16_c(fc, pairs, n_input, n_output, ls);       \
     }
 
 #if EDGERNN_USE_SMLAD && defined(__GNUC__) && defined(__thumb2__)

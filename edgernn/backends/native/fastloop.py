@@ -198,6 +198,7 @@ class FastFc16:
     n_output: int
     input: str  # C expression of the int16 input
     output: str
+    ls: int = -1  # every row's left shift, or -1 (each row's in the stream)
 
     @property
     def output_c(self) -> str:
@@ -209,7 +210,7 @@ class FastFc16:
 
     @property
     def kernel(self) -> str:
-        return f"fc16_p{self.pairs}_i{self.n_input}_o{self.n_output}"
+        return f"fc16_p{self.pairs}_i{self.n_input}_o{self.n_output}" + (f"_l{self.ls}" if self.ls >= 0 else "")
 
 
 @dataclass
@@ -306,9 +307,9 @@ def _fc16_pairs(layer, s, bound: int) -> FastFc16:
     stream = ConstArray(
         f"{name}_fc16w", "uint32_t", st.words,
         f"{s.comment}: row-pair words of {fc.weights.comment.split(':')[0]}, accumulator start words from the "
-        f"int64 bias, then each row's multiplier x 2^(32 - s - ls) and ls (edgernn_pairs.h edgernn_fc16_c)")
+        f"int64 bias, then each row's multiplier x 2^(32 - s - ls){' and ls' if st.ls < 0 else ''} (edgernn_fc16_c)")
     return FastFc16(name=name, stream=stream, pairs=st.pairs, n_input=st.n_input, n_output=st.n_output,
-                    input=s.inputs[0], output=s.output)
+                    input=s.inputs[0], output=s.output, ls=st.ls)
 
 
 def _elementwise(s, ins: list[str]) -> tuple[str, str]:

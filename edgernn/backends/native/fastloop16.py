@@ -42,18 +42,22 @@ def _rdbp(v, e: int):
 
 def _add16_term(a, m: int, shift: int):
     """MBQM(a 2^15, m, shift) for shift <= 0 as the C form computes it: 2^14 a for (2^30, 0), else
-    RDBP(SMMULR(a 2^16, m), -shift)."""
+    RDBP(SMMULR(a 2^16, m), -shift) with the rounding constant in SMMLAR's accumulator and the
+    sign taken from a (``edgernn_add16_term``)."""
     if (m, shift) == (1 << 30, 0):
         return a * (1 << 14)
-    return _rdbp(smmlar(a * (1 << 16), m, 0), -shift)
+    if shift == 0:
+        return smmlar(a * (1 << 16), m, 0)
+    return (smmlar(a * (1 << 16), m, 1 << (-shift - 1)) + (a >> 63)) >> -shift
 
 
 def add16_form(p) -> tuple[str, str, str] | None:
     """C expressions (input term 1, input term 2, output with ``RAW`` for the sum) of TFLM's
     int16 ADD / SUB decomposed exactly: each input term ``MBQM(a 2^15, m, s)`` equals the form
     of :func:`_add16_term` for all 65,536 inputs (checked here); the output
-    ``MBQM(raw, m, s) = RDBP(SMMULR(2 raw, m), -s)`` is exact algebra while
-    ``-2^30 <= raw < 2^30`` (checked from the terms' ranges); or None."""
+    ``MBQM(raw, m, s) = RDBP(SMMULR(2 raw, m), -s) = RDBP(SMMLAR(raw, 2m - 2^32, raw), -s)`` is
+    exact algebra for 2^30 <= m < 2^31 while ``-2^30 <= raw < 2^30`` (checked from the terms'
+    ranges; ``edgernn_add16_out``, SMMULR(2 raw, m) on Armv6-M); or None."""
     if p.input1_offset or p.input2_offset or max(p.input1[1], p.input2[1], p.output[1]) > 0:
         return None
     terms, ranges = [], []
@@ -62,14 +66,15 @@ def add16_form(p) -> tuple[str, str, str] | None:
         if not np.array_equal(got, fp.multiply_by_quantized_multiplier(_I16 * (1 << 15), m, sh)):
             return None
         ranges.append((int(got.min()), int(got.max())))
-        terms.append("(({x}) * 16384)" if (m, sh) == (1 << 30, 0) else
-                     f"edgernn_rdbp(edgernn_smmulr(({{x}}) * 65536, {m}), {-sh})")
+        terms.append("(({x}) * 16384)" if (m, sh) == (1 << 30, 0) else f"edgernn_add16_term({{x}}, {m}, {-sh})")
     (lo1, hi1), (lo2, hi2) = ranges
     raw_lo, raw_hi = (lo1 - hi2, hi1 - lo2) if p.subtract else (lo1 + lo2, hi1 + hi2)
     if raw_lo < -(1 << 30) or raw_hi >= 1 << 30:
         return None
     m, sh = p.output
-    out = (f"edgernn_clamp_range_s16(edgernn_rdbp(edgernn_smmulr(2 * (RAW), {m}), {-sh}) + {p.output_offset}, "
+    if not (1 << 30) <= m < (1 << 31):
+        return None
+    out = (f"edgernn_clamp_range_s16(edgernn_add16_out(RAW, {2 * m - (1 << 32)}, {-sh}) + {p.output_offset}, "
            f"{p.activation_min}, {p.activation_max})")
     return terms[0], terms[1], out
 

@@ -174,10 +174,11 @@ class Fc16Stream:
     pairs: int
     n_input: int
     n_output: int
+    ls: int = -1  # every row's left shift, a literal of the kernel (-1: per row in the stream)
 
     @property
     def kernel(self) -> str:
-        return f"fc16_p{self.pairs}_i{self.n_input}_o{self.n_output}"
+        return f"fc16_p{self.pairs}_i{self.n_input}_o{self.n_output}" + (f"_l{self.ls}" if self.ls >= 0 else "")
 
 
 FC16_PASS_PAIRS = 2
@@ -199,9 +200,19 @@ def fc16_stream(w: np.ndarray, bias, multipliers, shifts, where: str, input_boun
     big = mult << (32 - s - ls)
     if big.max() >= 1 << 31:
         raise NotFast(f"{where}: a multiplier does not fit SMMULR")
-    bound = (np.abs(w).sum(axis=1) * input_bound + np.abs(bias)) << ls
+    row_bound = np.abs(w).sum(axis=1) * input_bound + np.abs(bias)
+    bound = row_bound << ls
     if bound.max() >= 1 << 31:
         raise NotFast(f"{where}: a row's sum may reach 2^{np.log2(bound.max()):.1f} (the kernel keeps 32 bits)")
+    # one left shift for every row when one fits them all (the kernel then shifts by a literal
+    # and the stream holds one word per row): any ls with 16 - s <= ls <= 32 - s keeps the
+    # multiplier exact and below 2^31, and the bound holds while row_bound 2^ls < 2^31
+    common = int(ls.max())
+    if common <= int((32 - s).min()) and int(row_bound.max()) << common < 1 << 31:
+        ls = np.full(n_out, common, np.int64)
+        big = mult << (32 - s - ls)
+    else:
+        common = -1
     rows = n_out + n_out % 2
     wp = np.zeros((rows, n_in), np.int64)
     wp[:n_out] = w
@@ -224,8 +235,9 @@ def fc16_stream(w: np.ndarray, bias, multipliers, shifts, where: str, input_boun
             words += [(int(wp[2 * p, -1]) & 0xFFFF) | ((int(wp[2 * p + 1, -1]) & 0xFFFF) << 16) for p in ps]
         for p in ps:
             for r in (2 * p, 2 * p + 1):
-                words += [int(big[r]), int(ls[r])]
-    return Fc16Stream(words=np.asarray(words, np.int64) & 0xFFFFFFFF, pairs=rows // 2, n_input=n_in, n_output=n_out)
+                words += [int(big[r])] + ([int(ls[r])] if common < 0 else [])
+    return Fc16Stream(words=np.asarray(words, np.int64) & 0xFFFFFFFF, pairs=rows // 2, n_input=n_in, n_output=n_out,
+                      ls=common)
 
 
 def fc16_reference(w, bias, multipliers, shifts, x) -> np.ndarray:
@@ -279,8 +291,8 @@ def fc16_emulate(st: Fc16Stream, x) -> np.ndarray:
                 acc[2 * p + 1] = acc[2 * p + 1] + s16(wd >> 16) * x[:, -1]
         for p in ps:
             for r in (2 * p, 2 * p + 1):
-                m, ls = int(words[k]), int(words[k + 1])
-                k += 2
+                m, ls = int(words[k]), (st.ls if st.ls >= 0 else int(words[k + 1]))
+                k += 1 if st.ls >= 0 else 2
                 v = acc[r] << ls
                 assert np.abs(v).max(initial=0) < 1 << 31
                 if r < st.n_output:
