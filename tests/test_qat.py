@@ -36,6 +36,42 @@ def test_snap_weight_per_gate_block_uses_one_scale_per_block():
     np.testing.assert_allclose(snapped / s, np.round(snapped / s), atol=1e-4)
 
 
+def test_stacked_layers_share_weight_scales_as_convert_writes_them(bm_data):
+    """The int16 layout's SHARED_SCALES: the second GRU of a stack (reading the first one's Q15
+    h) has one scale per column over its kernel and recurrent kernel. snap_model puts both on
+    that grid (convert stores them exactly), the first GRU on its own two grids, and the QAT
+    model's fake quantization of the pair is snap_pair."""
+    from test_cells import keras3_model
+
+    from edgernn.backends.tflm.convert import convert_ir
+    from edgernn.frontend import from_keras
+    from edgernn.qat.quantizers import _fake_quant_shared
+    from edgernn.qat.snap import shared_scale_layers, snap_pair
+    from test_cells import _metadata
+    from edgernn import tflite_model
+
+    m = from_keras(keras3_model("gru_x2", timesteps=20))
+    assert shared_scale_layers(m) == {1} and shared_scale_layers(m, "int8") == set()
+    snapped = qat.snap_model(m)
+    data = convert_ir(snapped, load_npz(bm_data[0])[0][:8, :20])
+    tm, meta = tflite_model.parse(data), _metadata(data)
+    for k, (layer, info) in enumerate(zip(snapped.layers[:2], meta["layers"])):
+        body = tm.subgraphs[info["subgraph"]]
+        for side, want in (("kernel", layer.kernel), ("recurrent_kernel", layer.recurrent_kernel)):
+            ts = [body.tensors[i] for i in info["tensors"][side]]
+            got = np.concatenate([t.data.astype(np.float32) * t.scale[:, None].astype(np.float32) for t in ts])
+            np.testing.assert_array_equal(got.T, want, err_msg=f"layer {k} {side}")
+        own = [qat.snap_weight(m.layers[k].kernel, None), qat.snap_weight(m.layers[k].recurrent_kernel, None)]
+        assert np.array_equal(own[0], layer.kernel) == (k == 0)
+    qm = qat.build_qat_model(m, 20)  # the second GRU's weights fake-quantized as one pair
+    assert [l.quantize_config.shared_scales for l in qm.layers
+            if type(getattr(l, "quantize_config", None)).__name__ == "RecurrentQuantizeConfig"] == [False, True]
+    rng = np.random.default_rng(2)
+    kk, rk = rng.normal(size=(32, 96)).astype(np.float32), rng.normal(size=(32, 96)).astype(np.float32) * 0.3
+    for fake, snap in zip(_fake_quant_shared(kk, rk), snap_pair(kk, rk)):
+        np.testing.assert_allclose(np.asarray(fake), snap, rtol=0, atol=1e-6)
+
+
 def _int8_acc(tflite: bytes, x, y) -> float:
     return float(np.mean(np.argmax(tflm_outputs(tflite, x), -1) == y))
 

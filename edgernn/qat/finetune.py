@@ -200,7 +200,7 @@ def qat_finetune(model_path_or_keras, data, *, epochs: int = 10, output=None, se
 
     def candidate(epoch: int) -> tuple[float, ir.Model]:
         """The model saving now would write, and its selection score."""
-        m = model if epoch == 0 else snap_model(float_ir(qmodel, model))
+        m = model if epoch == 0 else snap_model(float_ir(qmodel, model), state)
         if epoch > 0 and not _finite(m):
             log.warning("QAT epoch %d: the weights are no longer finite (learning rate %g too high?)", epoch,
                         learning_rate)

@@ -19,7 +19,7 @@ from .cell import InputQuant, QATCell
 from ..backends.tflm.keras_build import _feedforward_layer
 from .quantizers import (CUSTOM_OBJECTS, MODES, ROUND, ConvQuantizeConfig, DenseQuantizeConfig, OutputQuantizeConfig,
                          RecurrentQuantizeConfig, Scheme)
-from .snap import recurrent_blocks, uses_fused_lstm
+from .snap import recurrent_blocks, shared_scale_layers, uses_fused_lstm
 
 
 def _feedforward(l, h, mode: str, annotate):
@@ -58,6 +58,7 @@ def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = 
         raise ValueError(f"mode={mode!r}: use one of {', '.join(MODES)}")
     annotate = tfmot.quantization.keras.quantize_annotate_layer
     fused = uses_fused_lstm(model)
+    shared = shared_scale_layers(model, state)
 
     def rnn(l: ir.Recurrent, name=None, go_backwards=None, stacked=False):
         # int8 output sequence (QUANTIZE of h) unless the next layer of the stack reads h itself
@@ -78,7 +79,8 @@ def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = 
             final = None
             if state == "int16" and not fused and not l.return_sequences:  # QUANTIZE of the final h
                 final = "range" if (l.cell == "rnn" and l.activation == "relu") else "tanh"
-            h = annotate(k, RecurrentQuantizeConfig(mode, recurrent_blocks(fused), final_output=final))(h)
+            h = annotate(k, RecurrentQuantizeConfig(mode, recurrent_blocks(fused), final_output=final,
+                                                    shared_scales=j in shared))(h)
             pending.append((k, [l.kernel, l.recurrent_kernel, l.bias]))
         elif l.kind == "bidirectional":
             f, b = l.forward, l.backward

@@ -185,13 +185,16 @@ class RecurrentQuantizeConfig(QuantizeConfig):
     """Weights of a QAT RNN (or Bidirectional of two); states are quantized by the QAT cell."""
 
     def __init__(self, mode: str, blocks: int | None = None, merged_output: bool = False,
-                 final_output: str | None = None):
+                 final_output: str | None = None, shared_scales: bool = False):
         # final_output: the int8 QUANTIZE of an int16 layer's final state ("tanh": TANH's
-        # fixed grid, "range": calibrated), quantized on the layer's output (its last step)
+        # fixed grid, "range": calibrated), quantized on the layer's output (its last step).
+        # shared_scales: one scale per column over both kernels (the converter's SHARED_SCALES,
+        # edgernn.backends.tflm.cells.shares_row_scales), applied in set_quantize_weights
         self.mode, self.blocks, self.merged_output, self.final_output = mode, blocks, merged_output, final_output
+        self.shared_scales = bool(shared_scales)
 
     def get_weights_and_quantizers(self, layer):
-        wq = SymmetricWeightQuantizer(self.mode, self.blocks)
+        wq = PassThroughQuantizer() if self.shared_scales else SymmetricWeightQuantizer(self.mode, self.blocks)
         out = []
         for cell in _cells_of(layer):
             out += [(cell.kernel, wq), (cell.recurrent_kernel, wq)]
@@ -202,7 +205,10 @@ class RecurrentQuantizeConfig(QuantizeConfig):
 
     def set_quantize_weights(self, layer, quantize_weights):
         for i, cell in enumerate(_cells_of(layer)):
-            cell.kernel, cell.recurrent_kernel = quantize_weights[2 * i], quantize_weights[2 * i + 1]
+            k, rk = quantize_weights[2 * i], quantize_weights[2 * i + 1]
+            if self.shared_scales and self.mode != OBSERVE_FLOAT:
+                k, rk = _fake_quant_shared(k, rk)
+            cell.kernel, cell.recurrent_kernel = k, rk
 
     def set_quantize_activations(self, layer, quantize_activations):
         pass
@@ -216,7 +222,29 @@ class RecurrentQuantizeConfig(QuantizeConfig):
 
     def get_config(self):
         return {"mode": self.mode, "blocks": self.blocks, "merged_output": self.merged_output,
-                "final_output": self.final_output}
+                "final_output": self.final_output, "shared_scales": self.shared_scales}
+
+
+class PassThroughQuantizer(Quantizer):
+    """Leaves a weight as it is (quantized later, with its partner: ``shared_scales``)."""
+
+    def build(self, tensor_shape, name, layer):
+        return {}
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        return tf.identity(inputs)
+
+    def get_config(self):
+        return {}
+
+
+def _fake_quant_shared(k, rk):
+    """Kernel (in, G) and recurrent kernel (U, G) fake-quantized (symmetric int8, narrow range)
+    with one scale per column over both, as :func:`edgernn.qat.snap.snap_pair`."""
+    m = tf.maximum(tf.reduce_max(tf.abs(k), axis=0), tf.reduce_max(tf.abs(rk), axis=0))
+    m = tf.stop_gradient(tf.maximum(m, 1e-12))
+    return tuple(tf.quantization.fake_quant_with_min_max_vars_per_channel(w, -m, m, num_bits=8, narrow_range=True)
+                 for w in (k, rk))
 
 
 class DenseQuantizeConfig(QuantizeConfig):
@@ -312,5 +340,5 @@ class Scheme(tfmot.quantization.keras.QuantizeScheme):
 #: What ``tfmot``'s ``quantize_scope`` must know to clone the annotated model.
 CUSTOM_OBJECTS = {c.__name__: c for c in (
     RangeQuantizer, SaturatingRangeQuantizer, SymmetricRangeQuantizer, PowerOfTwoQuantizer, FixedRangeQuantizer,
-    SymmetricWeightQuantizer,
+    SymmetricWeightQuantizer, PassThroughQuantizer,
     RecurrentQuantizeConfig, DenseQuantizeConfig, ConvQuantizeConfig, OutputQuantizeConfig)}

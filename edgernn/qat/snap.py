@@ -3,7 +3,8 @@
 Symmetric int8 with ``narrow_range`` (scale ``max|w| / 127``, zero point 0): one scale per gate
 matrix for the fused LSTM (whose ``UNIDIRECTIONAL_SEQUENCE_LSTM`` keeps its eight weight
 matrices per-tensor), one per output channel everywhere else (``FULLY_CONNECTED``, ``CONV_2D``,
-``DEPTHWISE_CONV_2D``).
+``DEPTHWISE_CONV_2D``); in the int16 WHILE layout a stacked layer's kernel and recurrent kernel
+share theirs (:func:`snap_pair`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from .. import ir
+from ..backends.tflm.cells import shares_row_scales
 from ..backends.tflm.convert import conversion_strategy
 
 
@@ -38,6 +40,22 @@ def snap_weight(w: np.ndarray, blocks: int | None, depthwise: bool = False) -> n
     return (np.clip(np.round(w / s), -127, 127) * s).astype(np.float32)
 
 
+def snap_pair(k: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A layer's kernel and recurrent kernel rounded with one scale per column over both (the
+    converter's SHARED_SCALES, :func:`edgernn.backends.tflm.cells.shares_row_scales`)."""
+    k, r = np.asarray(k, np.float32), np.asarray(r, np.float32)
+    s = weight_scales(np.concatenate([k, r], axis=0), None)
+    return tuple((np.clip(np.round(w / s), -127, 127) * s).astype(np.float32) for w in (k, r))
+
+
+def shared_scale_layers(model: ir.Model, state: str = "int16") -> set[int]:
+    """Indices of the recurrent layers whose two kernels share per-column scales once converted
+    with ``--state state`` (the int16 WHILE layout, a layer reading the Q15 h below it)."""
+    if state != "int16" or uses_fused_lstm(model):
+        return set()
+    return {j for j in range(1, len(model.layers)) if shares_row_scales(model.layers[j], model.layers[j - 1])}
+
+
 def uses_fused_lstm(model: ir.Model) -> bool:
     """True when ``edgernn convert`` gives ``model`` the TFLite converter's fused int8 LSTM."""
     return conversion_strategy(model) == "fused-lstm"
@@ -48,22 +66,26 @@ def recurrent_blocks(fused: bool) -> int | None:
     return 4 if fused else None
 
 
-def snap_model(model: ir.Model) -> ir.Model:
-    """A copy of ``model`` with every kernel snapped to its int8 grid (biases stay float)."""
+def snap_model(model: ir.Model, state: str = "int16") -> ir.Model:
+    """A copy of ``model`` with every kernel snapped to its int8 grid (biases stay float), as
+    ``edgernn convert --state state`` quantizes it."""
     fused = uses_fused_lstm(model)
+    shared = shared_scale_layers(model, state)
 
-    def rec(l: ir.Recurrent) -> ir.Recurrent:
+    def rec(l: ir.Recurrent, pair: bool = False) -> ir.Recurrent:
         b = recurrent_blocks(fused)
+        k, r = snap_pair(l.kernel, l.recurrent_kernel) if pair else (snap_weight(l.kernel, b),
+                                                                        snap_weight(l.recurrent_kernel, b))
         return ir.Recurrent(name=l.name, cell=l.cell, units=l.units, input_dim=l.input_dim,
-                            kernel=snap_weight(l.kernel, b), recurrent_kernel=snap_weight(l.recurrent_kernel, b),
+                            kernel=k, recurrent_kernel=r,
                             bias=l.bias.copy(), activation=l.activation, recurrent_activation=l.recurrent_activation,
                             return_sequences=l.return_sequences, go_backwards=l.go_backwards,
                             reset_after=l.reset_after)
 
     layers: list[ir.Layer] = []
-    for l in model.layers:
+    for j, l in enumerate(model.layers):
         if l.kind == "recurrent":
-            layers.append(rec(l))
+            layers.append(rec(l, j in shared))
         elif l.kind == "bidirectional":
             layers.append(ir.Bidirectional(name=l.name, forward=rec(l.forward), backward=rec(l.backward),
                                            merge_mode=l.merge_mode))

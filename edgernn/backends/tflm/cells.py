@@ -23,6 +23,12 @@ main graph of a streaming model). Two layouts, chosen by ``convert --state``:
     sequence the next layer reads, the final state the head reads) is a QUANTIZE of h; within
     a stack of layers (one WHILE loop, or consecutive layers of a streaming model) the next
     layer reads the int16 h itself.
+
+    Such a layer (SHARED_SCALES, :func:`shares_row_scales`), reading a Q15 h below and keeping
+    its own h on Q15, quantizes its input-side and recurrent-side matrices with one scale per
+    gate row (the larger of the two rows' ``max|w| / 127``, as if [W | U] were one matrix): both
+    sides multiply values on the same grid, and the file holds one per-channel table for the
+    two FCs (4 x GRU(32): -1.2 KB). The first layer (int8 x at the input's scale) keeps its own.
 ``int8``: every tensor int8, one FULLY_CONNECTED per gate and side (the layout before issue
     15). A merged FULLY_CONNECTED would give all gates one int8 output scale, which costs a bit
     of the narrower gates; in int16 it costs nothing measurable.
@@ -48,10 +54,13 @@ LSTM_ROWS = "ifoc"  # the int16 layout's gate order in the merged LSTM weights
 # --- building blocks --------------------------------------------------------------------------
 
 def fc(g: Graph, name: str, x: str, w_in_out: np.ndarray, b: np.ndarray | None, out_shape, *,
-       fused: str | None = None, keep_num_dims: bool = False, dtype: str = "int8") -> tuple[str, str, str | None]:
+       fused: str | None = None, keep_num_dims: bool = False, dtype: str = "int8",
+       scale_with: str | None = None) -> tuple[str, str, str | None]:
     """``out = x @ w_in_out + b``: int8 weights (per output channel); int32 bias (int64 and an
-    int16 output when ``dtype`` is int16)."""
-    w = g.add(f"{name}/w", w_in_out.T.shape, data=np.ascontiguousarray(w_in_out.T), role="weight")
+    int16 output when ``dtype`` is int16). ``scale_with``: a weight tensor whose per-channel
+    scales these rows share (:func:`.graph.quantized_weights`)."""
+    w = g.add(f"{name}/w", w_in_out.T.shape, data=np.ascontiguousarray(w_in_out.T), role="weight",
+              scale_with=scale_with)
     bn = None
     if b is not None:
         bn = g.add(f"{name}/b", np.shape(b), "int64" if dtype == "int16" else "int32",
@@ -208,6 +217,18 @@ def step_int8(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: s
 
 # --- the int16 layout: one FULLY_CONNECTED per input side ------------------------------------
 
+def q15_state(layer: ir.Recurrent) -> bool:
+    """The int16 layout keeps the layer's h on the Q15 grid (|h| < 1: not a relu SimpleRNN)."""
+    return layer.cell in ("gru", "lstm") or layer.activation == "tanh"
+
+
+def shares_row_scales(layer: ir.Recurrent, below: ir.Layer | None) -> bool:
+    """SHARED_SCALES: in the int16 layout, ``layer`` reads the Q15 h of the recurrent layer
+    ``below`` it in a stack (no int8 between them), and its own h is Q15 too."""
+    return (isinstance(below, ir.Recurrent) and isinstance(layer, ir.Recurrent)
+            and q15_state(below) and q15_state(layer))
+
+
 def _lstm_rows(a: np.ndarray) -> np.ndarray:
     """Keras' LSTM gate blocks i f c o (last axis) reordered to i f o c."""
     u = a.shape[-1] // 4
@@ -229,6 +250,11 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
     t = info.setdefault("tensors", {})
     # an int8 x_t is CAST; the int16 h of the layer below in the same loop is read as it is
     x16 = x if g.tensors[x].dtype == "int16" else cast16(prog, g, x, f"{p}x16")
+    # both sides read Q15 states: the recurrent rows take the input rows' scales (SHARED_SCALES)
+    shared = prog.fixed.get(x16) == Q15 and q15_state(layer)
+
+    def rec_fc(name, h_in, w_in_out, bias, shape, x_weight):
+        return fc(g, name, h_in, w_in_out, bias, shape, dtype=a16, scale_with=x_weight if shared else None)
     if layer.cell == "gru":
         ra = layer.reset_after
         # reset_after: the recurrent bias of z and r moves to the input side (the same sum);
@@ -241,10 +267,10 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
         x_h, xw2, _ = fc(g, f"{p}X_h", x16, k[:, 2 * u:], bx[2 * u:], s, dtype=a16)
         prog.tie(x_zr, x_h)
         kern = [xw, xw2]
-        h_zr, hw, _ = fc(g, f"{p}H_zr", h, r[:, :2 * u], None, (1, 1, 2 * u), dtype=a16)
+        h_zr, hw, _ = rec_fc(f"{p}H_zr", h, r[:, :2 * u], None, (1, 1, 2 * u), xw)
         rec = [hw]
         if ra:
-            h_h, hw2, _ = fc(g, f"{p}H_h", h, r[:, 2 * u:], b[1][2 * u:], s, dtype=a16)
+            h_h, hw2, _ = rec_fc(f"{p}H_h", h, r[:, 2 * u:], b[1][2 * u:], s, xw2)
             rec.append(hw2)
         zr_pre = binary(g, "ADD", x_zr, h_zr, f"{p}zr_pre", (1, 1, 2 * u), dtype=a16)
         zr = unary(prog, g, "LOGISTIC", zr_pre, f"{p}zr", (1, 1, 2 * u), x_only_here=True, dtype=a16)
@@ -253,7 +279,7 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
             rhh = binary(g, "MUL", rg, h_h, f"{p}r_hh", s, dtype=a16)
         else:  # hh = tanh(W_h x + b_h + U_h (r * h))
             rh = binary(g, "MUL", rg, h, f"{p}rh", s, dtype=a16)
-            rhh, hw2, _ = fc(g, f"{p}hh", rh, r[:, 2 * u:], None, s, dtype=a16)
+            rhh, hw2, _ = rec_fc(f"{p}hh", rh, r[:, 2 * u:], None, s, xw2)
             rec.append(hw2)
         hc_pre = binary(g, "ADD", x_h, rhh, f"{p}hc_pre", s, dtype=a16)
         hc = unary(prog, g, "TANH", hc_pre, f"{p}hc", s, x_only_here=True, dtype=a16)
@@ -263,7 +289,7 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
         binary(g, "ADD", hc, zd, h_out, s, dtype=a16)  # h' = z*h + (1-z)*hh = hh + z*(h - hh)
     elif layer.cell == "rnn":
         X, xw, _ = fc(g, f"{p}X", x16, k, b, s, dtype=a16)
-        H, hw, _ = fc(g, f"{p}H", h, r, None, s, dtype=a16)
+        H, hw, _ = rec_fc(f"{p}H", h, r, None, s, xw)
         rec = [hw]
         if layer.activation == "relu":
             binary(g, "ADD", X, H, h_out, s, fused="RELU", dtype=a16)
@@ -272,7 +298,7 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
             unary(prog, g, "TANH", pre, h_out, s, x_only_here=True, dtype=a16)
     elif layer.cell == "lstm":
         X, xw, _ = fc(g, f"{p}X", x16, _lstm_rows(k), _lstm_rows(b), (1, 1, 4 * u), dtype=a16)
-        H, hw, _ = fc(g, f"{p}H", h, _lstm_rows(r), None, (1, 1, 4 * u), dtype=a16)
+        H, hw, _ = rec_fc(f"{p}H", h, _lstm_rows(r), None, (1, 1, 4 * u), xw)
         rec = [hw]
         pre = binary(g, "ADD", X, H, f"{p}pre", (1, 1, 4 * u), dtype=a16)
         ifo_pre, c_pre = split(prog, g, pre, [3 * u, u], [f"{p}ifo_pre", f"{p}c_pre"], a16)
@@ -294,7 +320,7 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
         binary(g, "MUL", o_, tc, h_out, s, dtype=a16)  # h' = o * tanh(c')
     else:  # pragma: no cover - the IR checks cells
         raise AssertionError(layer.cell)
-    if layer.cell in ("gru", "lstm") or layer.activation == "tanh":
+    if q15_state(layer):
         prog.fixed[h_out] = Q15  # |h| < 1
     if layer.cell != "gru":
         kern = [xw]

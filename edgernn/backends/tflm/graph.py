@@ -40,6 +40,7 @@ class Tensor:
     variable: bool = False  # a TFLM variable tensor: persists between invokes until reset()
     bias_of: tuple[str, str] | None = None  # (input tensor, weight tensor) deciding a bias' scale
     channel_axis: int = 0  # a weight's per-channel axis (3 for DEPTHWISE_CONV_2D)
+    scale_with: str | None = None  # a weight whose rows share this one's per-channel scales
 
 
 @dataclass
@@ -281,10 +282,8 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
         return codes[code]
 
     # weights first: biases need their weight's scales
-    for g in program.graphs:
-        for t in g.tensors.values():
-            if t.role == "weight":
-                weight_scales[t.name] = quantize_weights(t.data, t.channel_axis)[1]
+    weights = quantized_weights(program)
+    weight_scales.update({n: sc for n, (_, sc) in weights.items()})
 
     model.subgraphs = []
     for g in program.graphs:
@@ -300,7 +299,7 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
             tt.buffer = 0
             tt.isVariable = bool(t.variable)
             if t.role == "weight":
-                q, sc = quantize_weights(t.data, t.channel_axis)
+                q, sc = weights[t.name]
                 # one zero point (0) per channel: TFLM would expand a single one to every channel
                 # (micro_allocator.cc), but desktop TF Lite / LiteRT refuses a tensor whose zero
                 # points and scales differ in number, so the same file runs on both (8 B a channel).
@@ -313,7 +312,7 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
                     tt.quantization = _qparams_t(s, sc, np.zeros(1, np.int64), 0)
                 # per-channel: no parameters stored (12 bytes a channel); TFLM's kernel never
                 # reads them, the bias scale is input_scale * weight_scale[c] by construction
-                tt.buffer = add_buffer(_bias(program, t, quant, weight_scales, g))
+                tt.buffer = add_buffer(_bias(program, t, quant, weights))
             elif t.role == "pad":
                 pass  # an unused zero-size tensor (.memory_plan): never allocated
             elif t.dtype in ("int8", "int16"):
@@ -353,14 +352,51 @@ def write_flatbuffer(program: Program, quant: dict[str, QParams], description: s
     return pack(model)
 
 
-def _bias(program: Program, t: Tensor, quant: dict[str, QParams], weight_scales: dict, g: Graph) -> np.ndarray:
+def quantized_weights(program: Program) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every weight's (int8 values, per-channel scales). Weights joined by ``scale_with`` share
+    one scale per channel (the largest of theirs: as if quantized as one matrix side by side),
+    so their quantization tables are one in the file."""
+    ws = {t.name: t for g in program.graphs for t in g.tensors.values() if t.role == "weight"}
+    parent = {n: n for n in ws}
+
+    def find(n):
+        while parent[n] != n:
+            n = parent[n]
+        return n
+
+    for n, t in ws.items():
+        if t.scale_with is not None:
+            parent[find(n)] = find(t.scale_with)
+    groups: dict[str, list[str]] = {}
+    for n in ws:
+        groups.setdefault(find(n), []).append(n)
+    out = {}
+    for names in groups.values():
+        if len(names) == 1:
+            t = ws[names[0]]
+            out[t.name] = quantize_weights(t.data, t.channel_axis)
+            continue
+        if len({ws[n].channel_axis for n in names}) > 1:
+            raise EdgeRNNError(f"internal: weights {sorted(names)} share scales on different axes")
+        side = [np.moveaxis(np.asarray(ws[n].data), ws[n].channel_axis, 0) for n in names]
+        joined = np.concatenate([w.reshape(len(w), -1) for w in side], axis=1)
+        _, sc = quantize_weights(joined)
+        for n, w in zip(names, side):
+            t = ws[n]
+            q = np.clip(np.round(w.astype(np.float64) / sc.astype(np.float64).reshape((-1,) + (1,) * (w.ndim - 1))),
+                        -127, 127).astype(np.int8)
+            out[n] = (np.moveaxis(q, 0, t.channel_axis), sc)
+    return out
+
+
+def _bias(program: Program, t: Tensor, quant: dict[str, QParams], weights: dict) -> np.ndarray:
     """The integer bias of a FULLY_CONNECTED: scale input * weight[c]; int64 for int16 inputs;
     an int8 zero point carried through CAST folded in (``- zero_point * row sums``)."""
     inp, w = t.bias_of
-    qb, _ = quantize_bias(t.data, quant[inp].per_tensor[0], weight_scales[w], t.dtype)
+    qb, _ = quantize_bias(t.data, quant[inp].per_tensor[0], weights[w][1], t.dtype)
     src = program.cast_source.get(inp)
     if src is not None:
-        wq = quantize_weights(g.tensors[w].data)[0].astype(np.int64)
+        wq = weights[w][0].astype(np.int64)
         qb = (qb.astype(np.int64) - quant[src].per_tensor[1] * wq.sum(axis=1)).astype(t.dtype)
     return qb
 
