@@ -110,6 +110,14 @@ static inline int32_t edgernn_sigmoid_fast(int32_t x)
     return (int32_t)((uint32_t)(EDGERNN_SIGMOID_A[i] + v * (int32_t)EDGERNN_SIGMOID_D[i]) >> 10);
 }
 
+/* Keeps a constant in a register (hoisted out of the loop by the compiler) rather than
+ * rebuilt from immediates at every use: an accumulate operand of MLA / SMMLAR. */
+#if defined(__GNUC__)
+#define EDGERNN_IN_REGISTER(v) __asm__("" : "+r"(v))
+#else
+#define EDGERNN_IN_REGISTER(v) ((void)0)
+#endif
+
 /* The WHILE-loop cells' int16 LOGISTIC / TANH at any input scale, on one 1 KB table of |v|'s
  * segments (edgernn_act16_g / _d, derived in edgernn/backends/native/tables.py): v is the input
  * at the table's scale (v = (x m + 2^(l-1)) >> l, Prepare's multiplier and shift), s = v >> 31,
@@ -132,7 +140,9 @@ static inline int32_t edgernn_sigmoid16(int32_t v)
 #else
     const int32_t s = v >> 31;
     const uint32_t i = edgernn_act16_segment(v ^ s, 9);
-    return ((s ^ ((int32_t)edgernn_act16_g[i] << 8)) + v * (int32_t)edgernn_act16_d[i] + (1 << 24) + 512) >> 10;
+    int32_t c = (1 << 24) + 512;
+    EDGERNN_IN_REGISTER(c);
+    return ((s ^ ((int32_t)edgernn_act16_g[i] << 8)) + v * (int32_t)edgernn_act16_d[i] + c) >> 10;
 #endif
 }
 
@@ -207,14 +217,6 @@ static inline int32_t edgernn_hidden_value(int32_t p, int32_t m, int32_t shift, 
     }
     return edgernn_clamp_s8(zero_point + edgernn_mbqm(p, m, (int)shift));
 }
-
-/* Keeps a constant in a register (hoisted out of the loop by the compiler) rather than
- * rebuilt from immediates at every use: an accumulate operand of MLA / SMMLAR. */
-#if defined(__GNUC__)
-#define EDGERNN_IN_REGISTER(v) __asm__("" : "+r"(v))
-#else
-#define EDGERNN_IN_REGISTER(v) ((void)0)
-#endif
 
 /* Unit u: the four gates' Q3.12 pre-activations in, the new cell state (in place) and the new
  * int8 hidden value out (returned), the tables passed in registers (sa, sd: sigmoid; ta, td:
@@ -446,7 +448,9 @@ static inline int32_t edgernn_add16_term(int32_t x, int32_t m, int e)
     if (e == 0) {
         return edgernn_smmulr(x * 65536, m);
     }
-    return (edgernn_smmlar(x * 65536, m, (int32_t)1 << (e - 1)) + (x >> 31)) >> e;
+    int32_t k = (int32_t)1 << (e - 1);
+    EDGERNN_IN_REGISTER(k);
+    return (edgernn_smmlar(x * 65536, m, k) + (x >> 31)) >> e;
 }
 
 /* An int16 ADD's output MultiplyByQuantizedMultiplier(raw, m, -e) for 2^30 <= m < 2^31 and

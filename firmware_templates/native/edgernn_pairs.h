@@ -277,8 +277,12 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16_pass(const uint
     int32_t b0 = (int32_t)w[0];
     int32_t b1 = np == 2 ? (int32_t)w[3] : 0;
 #if EDGERNN_FC16_WIDE
-    int64_t a0 = (int64_t)(((uint64_t)w[2] << 32) | w[1]);
-    int64_t a1 = np == 2 ? (int64_t)(((uint64_t)w[5] << 32) | w[4]) : 0;
+    int64_t a0; /* (w[2] << 32) | w[1]: the little-endian words, one LDRD */
+    int64_t a1 = 0;
+    memcpy(&a0, w + 1, 8);
+    if (np == 2) {
+        memcpy(&a1, w + 4, 8);
+    }
 #else
     /* the high row's start: (A - B) / 256 of the start words (the bias) */
     int32_t d0 = (int32_t)(((int64_t)(((uint64_t)w[2] << 32) | w[1]) - b0) / 256);
