@@ -63,6 +63,43 @@ def test_int8_state_simulator_and_native_c_equal_tflm(kind, bm, tmp_path):
     np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg="native C")
 
 
+@pytest.mark.parametrize("kind", ["gru", "bi_lstm", "bi_gru_sum", "rnn_relu"])
+def test_int16_head_reads_the_final_int16_state(kind, bm, tmp_path):
+    """``--state int16``: the head's Dense is a 16x8 FULLY_CONNECTED on the last layer's final
+    int16 h (a Bidirectional layer's int16 CONCATENATION of two Q15 halves, or int16 sum), with
+    an int64 bias and int16 logits, then QUANTIZE to int8 and the int8 SOFTMAX: h is never
+    rounded to int8 on its way to the logits. TFLM, the simulator's numpy and numba engines and
+    the generated C give the same int8 outputs; ``--state int8`` keeps its int8 head."""
+    from edgernn.backends.native.host import NativeBuild
+
+    xtr, xte = bm
+    model = from_keras(keras3_model(kind, timesteps=T))
+    data = convert_ir(model, xtr)
+    main = tflite_model.parse(data).main
+    ops = [op.opcode for op in main.operators]
+    i = ops.index("FULLY_CONNECTED")
+    fc_op = main.operators[i]
+    x, b, y = (main.tensors[t] for t in (fc_op.inputs[0], fc_op.inputs[2], fc_op.outputs[0]))
+    assert (x.dtype, b.dtype, y.dtype) == ("int16", "int64", "int16")
+    assert ops[i - 1] == {"gru": "WHILE", "rnn_relu": "WHILE", "bi_lstm": "CONCATENATION", "bi_gru_sum": "ADD"}[kind]
+    assert ops[i + 1:] == ["QUANTIZE", "SOFTMAX"] and "QUANTIZE" not in ops[:i]
+    if kind == "bi_lstm":
+        assert x.scale[0] == 2.0 ** -15  # both halves on Q15: the concatenation is a copy
+    runner = TFLMRunner(data, arena_size=300_000)
+    xq = runner.quantize_input(xte)
+    want = runner.run(xq)
+    for engine in ("numpy", "numba"):
+        got = Simulator.from_bytes(data, engine=engine).run(xq)
+        np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=engine)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(data)
+    got = NativeBuild.create(path, tmp_path / "native", name="model").run(xq)
+    np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg="native C")
+    int8 = tflite_model.parse(convert_ir(model, xtr, state="int8")).main
+    fc8 = next(op for op in int8.operators if op.opcode == "FULLY_CONNECTED")
+    assert int8.tensors[fc8.inputs[0]].dtype == "int8" and int8.tensors[fc8.outputs[0]].dtype == "int8"
+
+
 def _metadata_of(data: bytes) -> dict:
     from test_cells import _metadata
 
@@ -290,14 +327,18 @@ def test_int16_state_error_at_most_the_fused_lstm_s(zoo, spec):
     route on the same model (_fused_same_model: same float function, same int8 input).
 
     Bidirectional LSTM(16): there the int8 input's rounding (scale 0.104, shared by every
-    route) alone moves one near-boundary recording's output by 0.61 (p99 0.384 of 40), and the
-    rest is the int8 head's rounding (h on 1/128, int8 logits, softmax on 1/256) in both routes:
-    the int16 state itself adds p99 0.005 (its h read by a float head). Measured over 4 training
-    seeds, total p99 int16 / fused: 0.385 / 0.380, 0.010 / 0.009, 0.659 / 0.652, 0.007 / 0.008;
-    beyond the input's rounding: 0.007 / 0.009, 0.008 / 0.007, 0.004 / 0.013, 0.003 / 0.006. So
-    the totals are compared within 3 LSB of the int8 output and the error beyond the input's
-    rounding within 1 LSB. (The 2-layer LSTM(16) once used here is another model: 0.255 on its
-    own near-boundary recording.)"""
+    route) alone moves one near-boundary recording's output by 0.61 (p99 0.384 of 40: the float
+    model on the rounded input). The int16-state graph's head reads the int16 h (FULLY_CONNECTED
+    16x8, int16 logits, QUANTIZE, int8 SOFTMAX); the fused route's rounds h to 1/128 first. Beyond
+    the input's rounding (against the float model on the int8 input) the int16 graph is strictly
+    closer on all 4 training seeds measured, p99 int16 / fused: 0.0050 / 0.0090, 0.0051 / 0.0071,
+    0.0047 / 0.0134, 0.0051 / 0.0058 (with the int8 head before: 0.0068, 0.0077, 0.0041, 0.0032).
+    The totals against float: 0.3851 / 0.3796, 0.0074 / 0.0091, 0.6578 / 0.6517, 0.0088 / 0.0080
+    (int8 head: 0.3851, 0.0103, 0.6593, 0.0073): where the input's rounding dominates, which side
+    of it each route's own rounding lands on decides (an exact softmax of the int16 logits,
+    rounded to 1/256, still gives 0.3812 and 0.6578 on seeds 0 and 2), so the totals are compared
+    within 2 LSB of the int8 output (measured at most 1.6), the rest strictly. (The
+    2-layer LSTM(16) once used here is another model: 0.255 on its own near-boundary recording.)"""
     import keras
 
     import edgernn
@@ -328,5 +369,5 @@ def test_int16_state_error_at_most_the_fused_lstm_s(zoo, spec):
     yfu = r.dequantize_output(r.run(r.quantize_input(x2)))
     s, zp = runner.input_quant
     y_in = np.asarray(model.predict(((xq.astype(np.float32) - zp) * s).reshape(x.shape), verbose=0))
-    assert p99(y16, yf) <= p99(yfu, yf) + 3 / 256, (p99(y16, yf), p99(yfu, yf))
-    assert p99(y16, y_in) <= p99(yfu, y_in) + 1 / 256, (p99(y16, y_in), p99(yfu, y_in))
+    assert p99(y16, yf) <= p99(yfu, yf) + 2 / 256, (p99(y16, yf), p99(yfu, yf))
+    assert p99(y16, y_in) <= p99(yfu, y_in), (p99(y16, y_in), p99(yfu, y_in))

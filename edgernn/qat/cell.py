@@ -7,7 +7,9 @@ layout and gate order) with a quantizer at each tensor the integer kernels store
 layouts, after :func:`edgernn.backends.tflm.convert.conversion_strategy` and ``convert
 --state``: the fused int8 LSTM (int16 gates and cell state), and the WHILE graphs of
 :mod:`edgernn.backends.tflm.cells`: int16 (one FULLY_CONNECTED per input side, int16 state
-and step arithmetic, the layer's int8 output a QUANTIZE of h) or int8 (one FULLY_CONNECTED
+and step arithmetic, the layer's int8 output a QUANTIZE of h, except a final h read by a
+Dense: that reads the int16 h, its int16 logits then QUANTIZEd, which the Dense's int8
+output quantizer stands for) or int8 (one FULLY_CONNECTED
 per gate, every sum and product int8).
 """
 

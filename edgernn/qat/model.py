@@ -72,12 +72,14 @@ def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = 
     h = annotate(InputQuant(name="input_quant"), OutputQuantizeConfig(mode))(inp)
     pending = []
     for j, l in enumerate(model.layers):
+        int16 = state == "int16" and not fused
+        # a Dense after a final int16 state reads it as it is (convert: FULLY_CONNECTED 16x8)
+        dense_next = int16 and j + 1 < len(model.layers) and model.layers[j + 1].kind == "dense"
         if l.kind == "recurrent":
-            stacked = state == "int16" and not fused and j + 1 < len(model.layers) \
-                and model.layers[j + 1].kind == "recurrent"
+            stacked = int16 and j + 1 < len(model.layers) and model.layers[j + 1].kind == "recurrent"
             k = rnn(l, stacked=stacked)
             final = None
-            if state == "int16" and not fused and not l.return_sequences:  # QUANTIZE of the final h
+            if int16 and not l.return_sequences and not dense_next:  # QUANTIZE of the final h
                 final = "range" if (l.cell == "rnn" and l.activation == "relu") else "tanh"
             h = annotate(k, RecurrentQuantizeConfig(mode, recurrent_blocks(fused), final_output=final,
                                                     shared_scales=j in shared))(h)
@@ -86,7 +88,11 @@ def build_qat_model(model: ir.Model, timesteps: int | None, *, stateful: bool = 
             f, b = l.forward, l.backward
             k = tfk.layers.Bidirectional(rnn(f, f"{l.name}_fwd", False), backward_layer=rnn(b, f"{l.name}_bwd", True),
                                          merge_mode=l.merge_mode, name=l.name)
-            h = annotate(k, RecurrentQuantizeConfig(mode, recurrent_blocks(fused), merged_output=True))(h)
+            # int16 final states read by a Dense: their int16 sum, or their concatenation on Q15
+            # (a relu SimpleRNN's halves have two scales: QUANTIZEd and concatenated in int8)
+            relu = f.cell == "rnn" and f.activation == "relu"
+            merged16 = dense_next and not l.return_sequences and (l.merge_mode == "sum" or not relu)
+            h = annotate(k, RecurrentQuantizeConfig(mode, recurrent_blocks(fused), merged_output=not merged16))(h)
             pending.append((k, [f.kernel, f.recurrent_kernel, f.bias, b.kernel, b.recurrent_kernel, b.bias]))
         elif l.kind == "dense":
             k = tfk.layers.Dense(l.units, activation=l.activation, name=l.name)

@@ -6,7 +6,9 @@ Bidirectional layers anywhere in the chain (two loops over the same sequence, fo
 backward, merged by CONCATENATION or ADD of their sequences or of their final states; with a
 Bidirectional layer the model runs whole windows only, ``NAME_run``, layer by layer). Then a
 head: with ``--state int16`` a QUANTIZE of the last state to int8, then FULLY_CONNECTED /
-SOFTMAX, on the last step's output or on every step's (the loop's output sequence).
+SOFTMAX, on the last step's output or on every step's (the loop's output sequence); with
+``--state int16`` and a Dense first, that FULLY_CONNECTED reads the final int16 state itself
+(16x8, int16 logits) and a QUANTIZE brings its output to int8.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...tflite_model import Operator, Subgraph, TFLiteModel
-from .loop import AddPlan, LoopPlan, RequantPlan, add_plan, build_loop_layer, model_metadata, requant_plan
+from .loop import (AddPlan, FullyConnected16Plan, LoopPlan, RequantPlan, _fully_connected16, add_plan, build_loop_layer,
+                   model_metadata, requant_plan)
 from .plan import NativePlan, _check_sequence_io, _fail, _fully_connected, _scale, _softmax, _zp
 
 
@@ -43,6 +46,28 @@ class QuantizePlan:
 
 
 @dataclass
+class FullyConnected16HeadPlan:
+    """A head step: FULLY_CONNECTED 16x8 on a final int16 state (int16 logits, in the static
+    ``NAME_head16`` buffer, which the QUANTIZE after it reads)."""
+
+    index: int
+    op_index: int
+    params: FullyConnected16Plan
+
+    @property
+    def kind(self) -> str:
+        return "fc16"
+
+    @property
+    def arrays(self) -> list:
+        return self.params.arrays
+
+    @property
+    def n_out(self) -> int:
+        return self.params.n_output
+
+
+@dataclass
 class Stage:
     """One recurrent loop of a whole-window model, run over every time step before the next:
     a forward loop (one or more stacked layers), or a Bidirectional pair (forward t = 0..T-1,
@@ -61,9 +86,10 @@ class Stage:
 
 @dataclass
 class MergePlan:
-    """How a Bidirectional layer's two final states become one int8 vector: CONCATENATION or
-    ADD; with int16 states each is QUANTIZEd into its half (concat), or the int16 sum is
-    (``add16``)."""
+    """How a Bidirectional layer's two final states become one vector: CONCATENATION or ADD;
+    with int16 states each is QUANTIZEd into its half (concat), or the int16 sum is
+    (``add16``); or, read by a 16x8 FULLY_CONNECTED, they stay int16 (``concat16``, ``add16``
+    without ``quantize``: the vector is ``NAME_merged16``)."""
 
     op_index: int
     kind: str  # "concat" | "add" | "add16"
@@ -76,7 +102,12 @@ class MergePlan:
 
     @property
     def n(self) -> int:
-        return self.n_forward + self.n_backward if self.kind == "concat" else self.n_forward
+        return self.n_forward + self.n_backward if self.kind in ("concat", "concat16") else self.n_forward
+
+    @property
+    def int16_out(self) -> bool:
+        """The merged vector is int16 (``NAME_merged16``), not int8 (``NAME_merged``)."""
+        return self.kind == "concat16" or (self.kind == "add16" and not self.quantize)
 
 
 def _while_chain(m: TFLiteModel, sg: Subgraph, layer_meta: dict):
@@ -133,6 +164,13 @@ def _while_chain(m: TFLiteModel, sg: Subgraph, layer_meta: dict):
         if len(last.layers) == 2 and last.merge is None and final_merge is None:
             fwd, bwd = last.layers
             got = [where.get(t) for t in op.inputs[:2]]
+            if op.opcode == "FULLY_CONNECTED" and got[0] is not None and got[0][0] == "sum16":
+                # the int16 sum of the final states read by the head's 16x8 FULLY_CONNECTED
+                final_merge = MergePlan(kind="add16", add=got[0][1], op_index=got[0][2], forward=fwd.output_state,
+                                        backward=bwd.output_state, n_forward=fwd.n_cell, n_backward=bwd.n_cell)
+                cur = op.inputs[0]
+                head_ops.append((i, op))
+                continue
             if got == [("seq", len(stages) - 1), ("half", len(plans) - 1)]:
                 last.merge = _merge_sequences(m, sg, op, i, fwd, bwd)
                 where[op.outputs[0]] = ("seq", len(stages) - 1)
@@ -174,11 +212,15 @@ def build_loop_model(m: TFLiteModel) -> NativePlan:
             else:
                 raise _fail(m, f"op {i} ({op.opcode}) does not read the previous op's output; the native "
                                "backend compiles a single chain of layers")
-        if op.opcode == "FULLY_CONNECTED":
+        if op.opcode == "FULLY_CONNECTED" and sg.tensors[op.inputs[0]].dtype == "int16" and not head:
+            params = _fully_connected16(m, sg, op, i, f"fc{len(head)}")
+            head.append(FullyConnected16HeadPlan(index=len(head), op_index=i, params=params))
+        elif op.opcode == "FULLY_CONNECTED":
             head.append(_fully_connected(m, sg, op, i, len(head)))
         elif op.opcode == "SOFTMAX":
             head.append(_softmax(m, sg, op, i, len(head)))
-        elif op.opcode == "QUANTIZE" and not head and sg.tensors[op.inputs[0]].dtype == "int16":
+        elif op.opcode == "QUANTIZE" and (not head or head[-1].kind == "fc16") and \
+                sg.tensors[op.inputs[0]].dtype == "int16":
             x16, y8 = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
             head.append(QuantizePlan(index=len(head), op_index=i, n=int(x16.shape[-1]), requant=requant_plan(x16, y8)))
         else:
@@ -242,10 +284,10 @@ def _merge_states(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, where: dic
         if got != states[:2] or any(_scale(t) != _scale(y) or _zp(t) != _zp(y) for t in (a, b)):
             raise _fail(m, f"op {i} (CONCATENATION) does not merge the forward and backward halves of the "
                            "Bidirectional layer")
-        return MergePlan(kind="concat", **args)
+        return MergePlan(kind="concat16" if y.dtype == "int16" else "concat", **args)
     if op.opcode == "ADD" and got == states[:2]:
         if y.dtype == "int16":
-            where[op.outputs[0]] = ("sum16", add_plan(m, sg, op, f"op {i} (ADD)"))
+            where[op.outputs[0]] = ("sum16", add_plan(m, sg, op, f"op {i} (ADD)"), i)
             return None
         return MergePlan(kind="add", add=add_plan(m, sg, op, f"op {i} (ADD)"), **args)
     raise _fail(m, f"op {i} ({op.opcode}) does not merge the forward and backward halves of the "

@@ -106,7 +106,7 @@ class NativePlan:
     output_zero_point: int
     recurrent: list  # lstm.LstmPlan | loop.LoopPlan, in execution order
     last_step_only: bool  # True: the head runs on the last step; False: on every step
-    head: list = field(default_factory=list)  # FullyConnectedPlan | SoftmaxPlan
+    head: list = field(default_factory=list)  # FullyConnectedPlan | SoftmaxPlan (| loop_model's fc16 / quantize)
     ops: list[str] = field(default_factory=list)
     bidirectional: bool = False  # a Bidirectional layer: whole windows only (NAME_run), layer by layer
     merge: object = None  # loop_model.MergePlan of the last Bidirectional pair's final states
@@ -126,7 +126,9 @@ class NativePlan:
     @property
     def head_source(self) -> str:
         """C expression (``$`` = model prefix) of the vector the head reads."""
-        return "$merged" if self.merge is not None else self.recurrent[-1].output_state
+        if self.merge is not None:
+            return "$merged16" if self.merge.int16_out else "$merged"
+        return self.recurrent[-1].output_state
 
     @property
     def step_outputs(self) -> int:
@@ -156,6 +158,11 @@ class NativePlan:
     @property
     def head_buffers(self) -> int:
         return min(2, max(0, len(self.head) - 1))
+
+    @property
+    def head16(self) -> int:
+        """int16 values of a 16x8 head FULLY_CONNECTED's output (``NAME_head16``; 0: none)."""
+        return max([layer.n_out for layer in self.head if layer.kind == "fc16"], default=0)
 
     def _lstm_layers(self, fast: bool) -> list:
         return [layer for layer in self.recurrent if layer.kind == "lstm" and (layer.fast is not None) == fast]
@@ -203,11 +210,15 @@ class NativePlan:
 
     @property
     def scratch_bytes(self) -> int:
-        merged = 0 if self.merge is None else self.merge.n + (2 * self.merge.n if self.merge.kind == "add16" else 0)
+        merged = 0
+        if self.merge is not None:
+            merged = (0 if self.merge.int16_out else self.merge.n) + \
+                (2 * self.merge.n if self.merge.kind in ("add16", "concat16") else 0)
         lstm = 2 * self.vector_buffer + 4 * 2 * self.lstm_units + 2 * 4 * self.gate_units + self.fast_vectors
         sequences = sum(n for _, n in self.sequence_buffers)
         graph = self.graph.arena_bytes + self.graph.f32_bytes if self.graph is not None else 0
-        return lstm + self.loop_scratch + self.head_buffers * self.head_buffer + merged + sequences + graph
+        return (lstm + self.loop_scratch + self.head_buffers * self.head_buffer + 2 * self.head16 + merged + sequences
+                + graph)
 
     @property
     def weight_bytes(self) -> int:

@@ -211,10 +211,11 @@ def op_allocations(abi: ABI, kernels: str, core: str, sg: Subgraph, op: Operator
     if c in ("PAD", "PADV2"):
         return OpAlloc(None, [abi.size("PadOpData")], [], [], temps)  # cmsis_nn/pad.cc reuses PadInit/PadPrepare
     if c == "CONCATENATION":
-        # concatenation.cc Prepare: int8 keeps every input's zero point and scale (2 x n int32);
-        # reads (input 0, output), then each input, the output, and for int8 each input again.
+        # concatenation.cc Prepare: int8 and int16 keep every input's zero point and scale (2 x n
+        # int32; the runtime's TFLM does for int16 too: measured); reads (input 0, output), then
+        # each input, the output, and for those types each input again.
         n, out = len(op.inputs), T[op.outputs[0]]
-        pers = [4 * n, 4 * n] if out.dtype == "int8" else []
+        pers = [4 * n, 4 * n] if out.dtype in ("int8", "int16") else []
         t = [op.inputs[0], op.outputs[0], *op.inputs, op.outputs[0], *(op.inputs if pers else [])]
         return OpAlloc(abi.struct("ConcatenationParams(builtin)"), [abi.size("ConcatenationOpData")], pers, [], t)
     if c in ("CONV_2D", "DEPTHWISE_CONV_2D"):

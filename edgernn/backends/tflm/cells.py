@@ -20,9 +20,10 @@ main graph of a streaming model). Two layouts, chosen by ``convert --state``:
     Every int16 tensor is symmetric (zero point 0); LOGISTIC / TANH outputs, the bounded
     hidden states and the LSTM's i * g are Q15 (2^-15); the LSTM's f * c shares c's scale,
     which covers twice the calibrated range (``CELL_HEADROOM``). The layer's int8 output (the
-    sequence the next layer reads, the final state the head reads) is a QUANTIZE of h; within
-    a stack of layers (one WHILE loop, or consecutive layers of a streaming model) the next
-    layer reads the int16 h itself.
+    sequence the next layer reads, a final state read by anything but a Dense) is a QUANTIZE
+    of h; within a stack of layers (one WHILE loop, or consecutive layers of a streaming model)
+    the next layer reads the int16 h itself, and so does a Dense head on the final state
+    (FULLY_CONNECTED 16x8, :mod:`.recurrent`).
 
     Such a layer (SHARED_SCALES, :func:`shares_row_scales`), reading a Q15 h below and keeping
     its own h on Q15, quantizes its input-side and recurrent-side matrices with one scale per

@@ -7,7 +7,11 @@ TFLM builtins only; the flatbuffer size does not depend on T. The time step itse
 :mod:`.cells`: by default the state and the step arithmetic are int16 with one
 FULLY_CONNECTED per input side (``convert --state int16``), or everything int8 with one
 FULLY_CONNECTED per gate (``--state int8``). Inputs, outputs and the sequences between layers
-are int8 either way.
+are int8 either way. With ``--state int16`` a Dense head right after the last layer's final
+state reads the int16 h itself (FULLY_CONNECTED 16x8: int64 bias, int16 logits, then QUANTIZE
+to int8 before SOFTMAX / the output), as does a Bidirectional layer's final merge (int16
+CONCATENATION of two Q15 halves, or int16 ADD): h is not rounded to int8 on its way to the
+logits (see :class:`_Final`).
 
 Two forms, from one description of the time step and one table of quantization parameters
 (so they compute exactly the same numbers):
@@ -47,6 +51,9 @@ The model's flatbuffer metadata ``"edgernn"`` (JSON) maps the graph back to cell
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -219,13 +226,46 @@ def _int8_state(prog: Program, main: Graph, layer: ir.Recurrent, h: str, p: str,
     return quantize(prog, main, h, f"{p}h8", (1, 1, layer.units), int8_output_grid(layer))
 
 
+@dataclass
+class _Final:
+    """The last recurrent layer's final int16 state (``--state int16``), written only once the
+    next layer is known: a Dense reads the int16 vector itself (``as_int16``: FULLY_CONNECTED
+    16x8 in :func:`_head`, so h is never rounded to int8 on its way to the logits), anything
+    else, or the model output, its int8 QUANTIZE (``as_int8``). ``as_int16`` None: no int16
+    form (a Bidirectional concat of states on different scales)."""
+
+    as_int8: Callable[[], str]
+    as_int16: Callable[[], str] | None = None
+
+
+def _resolve(cur, nxt) -> str:
+    """``cur`` as the tensor the layer ``nxt`` (None: the model output) reads."""
+    if not isinstance(cur, _Final):
+        return cur
+    if nxt is not None and nxt.kind == "dense" and cur.as_int16 is not None:
+        return cur.as_int16()
+    return cur.as_int8()
+
+
+def _final(prog: Program, main: Graph, layer: ir.Recurrent, h: str, p: str, state: str):
+    """A layer's final state as the head reads it (see :class:`_Final`)."""
+    if state == "int8":
+        return h
+    return _Final(as_int8=lambda: _int8_state(prog, main, layer, h, p, state), as_int16=lambda: h)
+
+
 def _head(prog: Program, g: Graph, layer, cur: str, shape: tuple, per_step: bool, info: list) -> tuple[str, tuple]:
     if layer.kind == "dense":
         n = layer.units
         out_shape = shape[:-1] + (n,) if per_step else (1, n)
         fused = "RELU" if layer.activation == "relu" else None
-        out, w, b = fc(g, f"{layer.name}/dense", cur, layer.kernel, layer.bias, out_shape, fused=fused,
-                       keep_num_dims=per_step)
+        if g.tensors[cur].dtype == "int16":  # a final int16 state (see _Final): FC 16x8, then QUANTIZE
+            out16, w, b = fc(g, f"{layer.name}/dense16", cur, layer.kernel, layer.bias, out_shape, fused=fused,
+                             dtype="int16")
+            out = quantize(prog, g, out16, f"{layer.name}/dense", out_shape)
+        else:
+            out, w, b = fc(g, f"{layer.name}/dense", cur, layer.kernel, layer.bias, out_shape, fused=fused,
+                           keep_num_dims=per_step)
         entry = {"name": layer.name, "kind": "dense", "kernel": w, "bias": b, "activation": layer.activation}
         info.append(entry)
         cur, shape = out, out_shape
@@ -259,21 +299,57 @@ def _bidirectional(prog: Program, main: Graph, layer: ir.Bidirectional, k: int, 
     u = layer.forward.units
     seqs = layer.return_sequences
     mshape = (1, t_steps, u) if seqs else (1, 1, u)
-    if not seqs and state == "int16" and layer.merge_mode == "sum":  # add in int16, then one QUANTIZE
-        total = binary(main, "ADD", outs[0][0], outs[1][0], f"L{k}/sum16", mshape, dtype="int16")
-        return quantize(prog, main, total, f"L{k}/sum", mshape), u
+    if not seqs and state == "int16":
+        return _final_merge(prog, main, layer, k, [h for h, _ in outs]), (2 * u if layer.merge_mode == "concat" else u)
     if seqs:
         a, b = outs[0][1], outs[1][1]
     else:
         a, b = (_int8_state(prog, main, sub, h, f"L{k}{d}/", state)
                 for (h, _), sub, d in zip(outs, (layer.forward, layer.backward), "fb"))
+    return _merge(prog, main, layer, k, a, b, mshape), (2 * u if layer.merge_mode == "concat" else u)
+
+
+def _merge(prog: Program, main: Graph, layer: ir.Bidirectional, k: int, a: str, b: str, mshape: tuple) -> str:
+    """The int8 merge of a Bidirectional layer's two halves (sequences or final states)."""
+    u = layer.forward.units
     if layer.merge_mode == "concat":
         mshape = mshape[:-1] + (2 * u,)
         merged = main.add(f"L{k}/concat", mshape)
         main.op("CONCATENATION", [a, b], [merged], axis=2)
         prog.tie(a, b, merged)
-        return merged, 2 * u
-    return binary(main, "ADD", a, b, f"L{k}/sum", mshape), u
+        return merged
+    return binary(main, "ADD", a, b, f"L{k}/sum", mshape)
+
+
+def _final_merge(prog: Program, main: Graph, layer: ir.Bidirectional, k: int, hs: list[str]) -> _Final:
+    """The merge of a Bidirectional layer's two final int16 states (see :class:`_Final`): sum,
+    one int16 ADD (then one QUANTIZE for int8); concat, an int16 CONCATENATION (a copy: both
+    halves on Q15; else no int16 form), or each QUANTIZEd and the int8 halves concatenated."""
+    u = layer.forward.units
+    s = (1, 1, u)
+    subs = (layer.forward, layer.backward)
+    if layer.merge_mode == "sum":
+        total = []
+
+        def sum16() -> str:
+            if not total:
+                total.append(binary(main, "ADD", hs[0], hs[1], f"L{k}/sum16", s, dtype="int16"))
+            return total[0]
+
+        return _Final(as_int8=lambda: quantize(prog, main, sum16(), f"L{k}/sum", s), as_int16=sum16)
+
+    def concat8() -> str:
+        a, b = (_int8_state(prog, main, sub, h, f"L{k}{d}/", "int16") for h, sub, d in zip(hs, subs, "fb"))
+        return _merge(prog, main, layer, k, a, b, s)
+
+    def concat16() -> str:
+        merged = main.add(f"L{k}/concat16", (1, 1, 2 * u), "int16")
+        main.op("CONCATENATION", list(hs), [merged], axis=2)
+        prog.tie(*hs, merged)
+        return merged
+
+    q15 = all(int8_output_grid(sub) is not None for sub in subs)  # h on the fixed Q15 grid
+    return _Final(as_int8=concat8, as_int16=concat16 if q15 else None)
 
 
 def build_sequence_program(model: ir.Model, t_steps: int, state: str = "int16") -> Program:
@@ -296,7 +372,7 @@ def build_sequence_program(model: ir.Model, t_steps: int, state: str = "int16") 
             if last.return_sequences:
                 cur, shape = sq, (1, t_in, last.units)
             else:
-                cur, shape, is_seq = _int8_state(prog, main, last, h, stack[-1][1], state), (1, 1, last.units), False
+                cur, shape, is_seq = _final(prog, main, last, h, stack[-1][1], state), (1, 1, last.units), False
             stack = []
 
     for k, layer in enumerate(model.layers):
@@ -311,6 +387,7 @@ def build_sequence_program(model: ir.Model, t_steps: int, state: str = "int16") 
             stack.append((layer, f"L{k}/", info))
             continue
         flush()
+        cur = _resolve(cur, layer)
         if layer.kind in LAYER_KINDS:  # conv front-ends, pooling, reshapes (.layers)
             cur, shape = write_layer(prog, main, layer, cur, shape)
             is_seq = len(shape) > 2
@@ -324,6 +401,7 @@ def build_sequence_program(model: ir.Model, t_steps: int, state: str = "int16") 
         else:
             cur, shape = _head(prog, main, layer, cur, shape, is_seq, head_info)
     flush()
+    cur = _resolve(cur, None)
     main.outputs = [cur]
     prog.metadata = {"version": METADATA_VERSION, "form": "sequence", "timesteps": t_steps, "state": state,
                      "features": model.input.features, "input": x, "output": cur,
@@ -352,6 +430,8 @@ def build_streaming_program(model: ir.Model, state: str = "int16") -> Program:
     cur, shape, is_seq = x, (1, 1, model.input.features), True
     layers_info, head_info = [], []
     for k, layer in enumerate(model.layers):
+        if layer.kind not in ("recurrent", "bidirectional"):
+            cur = _resolve(cur, layer)
         if layer.kind in LAYER_KINDS:
             cur, shape = write_layer(prog, main, layer, cur, shape, streaming=True)
             is_seq = len(shape) > 2
@@ -368,11 +448,19 @@ def build_streaming_program(model: ir.Model, state: str = "int16") -> Program:
             cells.step(prog, main, layer, p, cur, h, c, h, c, info, state)
             layers_info.append(info)
             stacked = k + 1 < len(model.layers) and model.layers[k + 1].kind == "recurrent"
-            # the next layer of the stack reads the int16 h itself, as in the sequence form's loop
-            cur, shape = (h if stacked else _int8_state(prog, main, layer, h, p, state)), (1, 1, u)
+            # the next layer of the stack reads the int16 h itself, as in the sequence form's loop;
+            # a per-step head the int8 h (the sequence form's output sequence), a last-step head h
+            if stacked:
+                cur = h
+            elif layer.return_sequences:
+                cur = _int8_state(prog, main, layer, h, p, state)
+            else:
+                cur = _final(prog, main, layer, h, p, state)
+            shape = (1, 1, u)
             is_seq = layer.return_sequences
         else:
             cur, shape = _head(prog, main, layer, cur, shape, is_seq, head_info)
+    cur = _resolve(cur, None)
     main.outputs = [cur]
     prog.metadata = {"version": METADATA_VERSION, "form": "streaming", "timesteps": 1, "state": state,
                      "features": model.input.features, "input": x, "output": cur,
