@@ -124,6 +124,22 @@ static inline int32_t edgernn_sigmoid_fast(int32_t x)
  * the segment min((v ^ s) >> 9, 255) (>> 8 for the tanh), E = G << 8, then
  *     sigmoid(v) = ((E ^ s) + v D + 2^24 + 512) >> 10,  tanh(v) = (((E >> 1) ^ s) + v D + 128) >> 8.
  * Armv6-M keeps TFLM's formula (no USAT; the table was no faster there). */
+/* The same on cores with the DSP extension only (on the Cortex-M0+/M3 the held registers cost
+ * more than the immediates they save). */
+#if EDGERNN_USE_SMLAD
+#define EDGERNN_IN_REGISTER_DSP(v) EDGERNN_IN_REGISTER(v)
+#else
+#define EDGERNN_IN_REGISTER_DSP(v) ((void)0)
+#endif
+
+/* (x m + r) >> s, an activation's input at the table's scale: m and r in registers, one MLA. */
+static inline int32_t edgernn_act16_scale(int32_t x, int32_t m, int32_t r, int s)
+{
+    EDGERNN_IN_REGISTER_DSP(m);
+    EDGERNN_IN_REGISTER_DSP(r);
+    return (x * m + r) >> s;
+}
+
 static inline uint32_t edgernn_act16_segment(int32_t a, int bits) /* a >= 0 */
 {
 #if EDGERNN_USE_SSAT
@@ -141,7 +157,7 @@ static inline int32_t edgernn_sigmoid16(int32_t v)
     const int32_t s = v >> 31;
     const uint32_t i = edgernn_act16_segment(v ^ s, 9);
     int32_t c = (1 << 24) + 512;
-    EDGERNN_IN_REGISTER(c);
+    EDGERNN_IN_REGISTER_DSP(c);
     return ((s ^ ((int32_t)edgernn_act16_g[i] << 8)) + v * (int32_t)edgernn_act16_d[i] + c) >> 10;
 #endif
 }
@@ -449,7 +465,7 @@ static inline int32_t edgernn_add16_term(int32_t x, int32_t m, int e)
         return edgernn_smmulr(x * 65536, m);
     }
     int32_t k = (int32_t)1 << (e - 1);
-    EDGERNN_IN_REGISTER(k);
+    EDGERNN_IN_REGISTER_DSP(k);
     return (edgernn_smmlar(x * 65536, m, k) + (x >> 31)) >> e;
 }
 

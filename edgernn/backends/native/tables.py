@@ -186,8 +186,8 @@ def act16_form(function: str, multiplier: int, left_shift: int) -> str | None:
     """C expression (``{x}`` the input) of TFLM's int16 LOGISTIC / TANH (Prepare's input
     ``multiplier`` and ``left_shift``) on the shared 1 KB table (``edgernn_sigmoid16`` /
     ``edgernn_sigmoid16_abs`` / ``edgernn_tanh16``; TFLM's formula on Armv6-M) of the input at
-    the table's scale, ``v = (x m + 2^(l-1)) >> l``; checked here equal to TFLM's formula on all
-    65,536 int16 inputs (None otherwise)."""
+    the table's scale, ``v = (x m + 2^(l-1)) >> l`` (``edgernn_act16_scale``: one MLA); checked
+    here equal to TFLM's formula on all 65,536 int16 inputs (None otherwise)."""
     m, sh = multiplier, left_shift
     if m == 0:  # Prepare's power-of-two case: times 3 << shift
         m, sh = 3 << sh, 0
@@ -203,8 +203,9 @@ def act16_form(function: str, multiplier: int, left_shift: int) -> str | None:
         forms = (("edgernn_sigmoid16", sigmoid16(v)), ("edgernn_sigmoid16_abs", sigmoid16(v, True)))
     for fn, got in forms:
         if np.array_equal(ref, got):
-            rnd = f" + {1 << (sh - 1)}" if sh > 0 else ""
-            return f"{fn}((({{x}}) * {m}{rnd}) >> {sh})"
+            if sh == 0:
+                return f"{fn}(({{x}}) * {m})"
+            return f"{fn}(edgernn_act16_scale({{x}}, {m}, {1 << (sh - 1)}, {sh}))"
     return None
 
 
