@@ -93,9 +93,9 @@ def metadata_doc() -> str:
     Weights are int8 per output channel, (rows, inputs). ``state`` "int16": one matrix per
     side with every gate's rows, gate order i f o c (LSTM), h (RNN); a GRU has two per side,
     (2U, inputs) for z r, then (U, inputs) for h (the recurrent h matrix applied to h, or to
-    r * h when ``reset_after`` is false); a layer reading the Q15 h of the layer below (and
-    keeping its own on Q15) gives each recurrent matrix the per-channel scales of the input
-    matrix with the same rows (:func:`.cells.shares_row_scales`). ``state`` "int8": one
+    r * h when ``reset_after`` is false); a GRU or LSTM reading the Q15 h of the layer below
+    gives each recurrent matrix the per-channel scales of the input matrix with the same rows
+    (:func:`.cells.shares_row_scales`). ``state`` "int8": one
     (U, inputs) matrix per gate, Keras' gate order (GRU z r h, LSTM i f c o).
 
     All tensor indices in LAYER ``tensors`` are in ``subgraph``. HEAD entries are
