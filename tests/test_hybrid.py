@@ -237,6 +237,32 @@ def _causal(L, inp, rnn):
     return L.Dense(4, name="per_step")(h)
 
 
+@pytest.mark.parametrize("cell,merge", [("GRU", "concat"), ("GRU", "sum"), ("LSTM", "concat")])
+def test_int16_state_head_after_a_conv_front_end(cell, merge, tmp_path):
+    """A Bidirectional layer's last step under a conv front-end: with the int16 state (the
+    default) the merge (int16 CONCATENATION or ADD) and the 16x8 Dense head run in the native
+    C's tensor-op program too, bit for bit with TFLM."""
+    import keras
+
+    def body(L, inp):
+        h = L.Conv1D(8, 3, padding="same", activation="relu", name="c")(inp)
+        h = L.Bidirectional(getattr(L, cell)(8), merge_mode=merge, name="bi")(h)
+        return L.Dense(4, activation="softmax", name="head")(h)
+
+    k = _build(keras, body)
+    x = _x(140)
+    res = edgernn.convert(k, x[:100], tmp_path / "m.tflite")
+    m = tflite_model.parse(res.tflite)
+    int16_ops = {op.opcode for sg in m.subgraphs[:1] for op in sg.operators
+                 if sg.tensors[op.outputs[0]].dtype == "int16"}
+    assert {"FULLY_CONNECTED", "CONCATENATION" if merge == "concat" else "ADD"} <= int16_ops
+    runner = TFLMRunner(res.tflite, arena_size=ARENA)
+    xq = runner.quantize_input(x[100:])
+    out = runner.run(xq)
+    assert np.abs(runner.dequantize_output(out) - np.asarray(k(x[100:]))).max() < 0.05
+    _engines_equal_tflm(res.tflite, xq, out, tmp_path, streams=False)
+
+
 @pytest.mark.parametrize("rnn", ["LSTM", "GRU"])
 def test_causal_conv_streaming_equals_sequence_bit_for_bit(rnn, tmp_path):
     import keras

@@ -345,7 +345,7 @@ def sequence_program(b: Builder) -> tuple[list, dict]:
             raise _fail(m, f"operator {oc} (op {i}) is not supported by the native backend")
         steps.append(st)
         for o in op.outputs:
-            locs[o] = ("arena", T.numel(sg.tensors[o].shape))
+            locs[o] = ("arena", T.nbytes(sg.tensors[o]))
     return steps, locs
 
 

@@ -65,7 +65,7 @@ def step_program(b: Builder):
 
     def new(k, axis, length):
         ti[k] = (axis, length)
-        locs[k] = ("arena", T.numel(_row(shape(k), axis)))
+        locs[k] = ("arena", T.numel(_row(shape(k), axis)) * (2 if sg.tensors[k].dtype == "int16" else 1))
 
     for i in b.live:
         op = sg.operators[i]

@@ -18,7 +18,7 @@ import numpy as np
 from ... import fixedpoint as fp
 from ...tflite_model import Operator, Subgraph, TFLiteModel, strided_slice_index
 from . import prepare
-from .loop import _add_plan, _mul_plan, int8_activation_table, requant_plan
+from .loop import _add_plan, _fully_connected16, _mul_plan, int8_activation_table, requant_plan
 from .fastlstm import NotFast
 from .fasttensor import conv_pairs, depthwise_pairs, pairs_layout
 from .plan import ConstArray, _fail, _fully_connected, _scale, _softmax, _zp
@@ -62,6 +62,11 @@ def short(name: str, n: int = 60) -> str:
 
 def numel(shape) -> int:
     return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
+
+
+def nbytes(tensor) -> int:
+    """Bytes of an int8 or int16 activation tensor's buffer."""
+    return numel(tensor.shape) * (2 if tensor.dtype == "int16" else 1)
 
 
 def strides(shape) -> list[int]:
@@ -325,7 +330,8 @@ def plan_lut(m, sg, op: Operator, i: int, n: int) -> Step:
         rq = requant_plan(x, sg.tensors[op.outputs[0]])
         return Step(i, op.opcode, f"QUANTIZE (op {i}): int16 tensor {x.index} to int8",
                     [f"edgernn_requantize_run_s16_s8({rq.multiplier}, {rq.shift}, {rq.input_zero_point}, "
-                     f"{rq.output_zero_point}, {t(op.inputs[0])}, {t(op.outputs[0])}, {n});"])
+                     f"{rq.output_zero_point}, (const int16_t *)(const void *){t(op.inputs[0])}, "
+                     f"{t(op.outputs[0])}, {n});"])
     table = ConstArray(f"op{i}_table", "int8_t", lut_table(m, sg, op, i),
                        f"{op.opcode} (op {i}) of tensor {x.index} '{short(x.name)}' for inputs -128..127, tabulated")
     return Step(i, op.opcode, table.comment,
@@ -346,10 +352,14 @@ def broadcast_shapes(a, b, out):
 def plan_binary(m, sg, op: Operator, i: int, a_shape=None, b_shape=None, out_shape=None) -> Step:
     a, b, y = (sg.tensors[k] for k in (*op.inputs[:2], op.outputs[0]))
     where = f"{op.opcode} (op {i})"
-    if a.dtype != "int8" or b.dtype != "int8" or y.dtype != "int8":
-        raise _fail(m, f"{where} is {a.dtype}, {b.dtype} -> {y.dtype}; int8 expected")
     a_shape, b_shape = tuple(a.shape if a_shape is None else a_shape), tuple(b.shape if b_shape is None else b_shape)
     out_shape = tuple(y.shape if out_shape is None else out_shape)
+    wide = a.dtype == b.dtype == y.dtype == "int16"
+    if wide and numel(a_shape) == numel(b_shape) == numel(out_shape):
+        pass  # an int16-state Bidirectional merge (sum / ave / mul) before a 16x8 head
+    elif a.dtype != "int8" or b.dtype != "int8" or y.dtype != "int8":
+        raise _fail(m, f"{where} is {a.dtype}, {b.dtype} -> {y.dtype}; int8 (or int16 without broadcasting) "
+                       "expected")
     params = _mul_plan(m, sg, op, where) if op.opcode == "MUL" else _add_plan(m, sg, op, where)
     if op.opcode == "MUL":
         fields = [(str(params.input1_offset), "-input1 zero point"), (str(params.input2_offset), "-input2 zero point"),
@@ -368,6 +378,11 @@ def plan_binary(m, sg, op: Operator, i: int, a_shape=None, b_shape=None, out_sha
         ctype, fn = "edgernn_add_params", "add"
     st = CStruct(f"op{i}", ctype, fields, f"{op.opcode} (op {i}): {list(a_shape)}, {list(b_shape)} -> {list(out_shape)}")
     ia, ib, iy = t(op.inputs[0]), t(op.inputs[1]), t(op.outputs[0])
+    if wide:
+        st.fields = [(v, c.replace("2^20", "2^15")) for v, c in st.fields]
+        return Step(i, op.opcode, st.comment,
+                    [f"edgernn_{fn}_run_s16(&$op{i}, (const int16_t *)(const void *){ia}, "
+                     f"(const int16_t *)(const void *){ib}, (int16_t *)(void *){iy}, {numel(out_shape)});"], [st])
     if a_shape == b_shape == out_shape or numel(a_shape) == numel(b_shape) == numel(out_shape):
         return Step(i, op.opcode, st.comment, [f"edgernn_{fn}_run_s8(&$op{i}, {ia}, {ib}, {iy}, {numel(out_shape)});"],
                     [st])
@@ -386,6 +401,8 @@ def plan_binary(m, sg, op: Operator, i: int, a_shape=None, b_shape=None, out_sha
 def plan_fc(m, sg, op: Operator, i: int, rows: int, index: int, kernel: str = "reference") -> Step:
     """FULLY_CONNECTED on ``rows`` rows; on the row-pair kernel (a 1 x 1 convolution over the
     rows, :mod:`.fasttensor`) when ``kernel`` uses that layout and the op allows it."""
+    if sg.tensors[op.inputs[0]].dtype == "int16":
+        return plan_fc16(m, sg, op, i, rows)
     fc = _fully_connected(m, sg, op, i, index)
     if pairs_layout(kernel):
         g = [(1, "batches"), (1, "input height"), (rows, "rows"), (fc.n_input, "inputs"), (1, "output height"),
@@ -418,6 +435,30 @@ def plan_fc(m, sg, op: Operator, i: int, rows: int, index: int, kernel: str = "r
     x, y = t(op.inputs[0]), t(op.outputs[0])
     call = f"edgernn_fc_run_s8(&$op{i}, {x}, {y});" if rows == 1 else \
         f"for (r = 0; r < {rows}; ++r) {{ edgernn_fc_run_s8(&$op{i}, {x} + r * {fc.n_input}, {y} + r * {fc.n_output}); }}"
+    return Step(i, op.opcode, st.comment, [call], [st], fc.arrays)
+
+
+def plan_fc16(m, sg, op: Operator, i: int, rows: int) -> Step:
+    """FULLY_CONNECTED 16x8 (int16 in, int8 weights, int16 out): the Dense head of an int16
+    recurrent state (``convert --state int16``) in a hybrid model, on TFLM's reference kernel
+    (one small matrix per inference)."""
+    fc = _fully_connected16(m, sg, op, i, f"op{i}")
+    if sg.tensors[op.outputs[0]].dtype != "int16":
+        raise _fail(m, f"FULLY_CONNECTED (op {i}) is int16 x int8 -> {sg.tensors[op.outputs[0]].dtype}; "
+                       "int16 out expected")
+    b = fc.bias
+    fields = [(str(fc.n_input), "inputs"), (str(fc.n_output), "outputs"), (f"${fc.weights.name}", "weights"),
+              ("1" if fc.acc64 else "0", "1: int64 sums"),
+              (f"${b.name}" if b is not None and fc.acc64 else "NULL", "int64 bias"),
+              (f"${b.name}" if b is not None and not fc.acc64 else "NULL", "int32 bias"),
+              (f"${fc.multipliers.name}", "multipliers"), (f"${fc.shifts.name}", "shifts"),
+              (str(fc.activation_min), "activation min"), (str(fc.activation_max), "activation max")]
+    st = CStruct(f"op{i}", "edgernn_fc16_params", fields,
+                 f"FULLY_CONNECTED 16x8 (op {i}): {fc.n_input} -> {fc.n_output}, "
+                 f"{'int64' if fc.acc64 else 'int32'} sums" + (f", on {rows} rows" if rows > 1 else ""))
+    x, y = f"(const int16_t *)(const void *){t(op.inputs[0])}", f"(int16_t *)(void *){t(op.outputs[0])}"
+    call = f"edgernn_fc_run_s16(&$op{i}, {x}, {y});" if rows == 1 else \
+        f"for (r = 0; r < {rows}; ++r) {{ edgernn_fc_run_s16(&$op{i}, {x} + r * {fc.n_input}, {y} + r * {fc.n_output}); }}"
     return Step(i, op.opcode, st.comment, [call], [st], fc.arrays)
 
 
@@ -481,7 +522,7 @@ def plan_copy(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shapes=None
         y = outs[0]
         pos = 0
         for k, (x, shp) in enumerate(zip(ins, in_shapes)):
-            if x.dtype == "int8" and (_scale(x) != _scale(y) or _zp(x) != _zp(y)):
+            if x.dtype in ("int8", "int16") and (_scale(x) != _scale(y) or _zp(x) != _zp(y)):
                 raise _fail(m, f"{op.opcode} (op {i}): input {k} is quantized unlike the output (TFLM refuses it)")
             shp = shp if op.opcode == "CONCATENATION" else shp[:axis] + (1,) + shp[axis:]
             boxes.append((shp, strides(shp), sy, 0, pos * sy[axis], op.inputs[k], dst))
@@ -498,14 +539,26 @@ def plan_copy(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shapes=None
     else:  # pragma: no cover - the callers only pass COPY_OPS
         raise _fail(m, f"{op.opcode} (op {i}) is not a copy")
     if fill is not None:
+        if outs[0].dtype != "int8":
+            raise _fail(m, f"{op.opcode} (op {i}) fills an {outs[0].dtype} tensor; int8 expected")
         step.lines.append(f"memset({t(dst)}, {fill}, {numel(ys)}); /* fill: {fill} */")
+    wide = outs[0].dtype == "int16"  # an int16 state moved as bytes: each element a box row of 2
+    if any(x.dtype != outs[0].dtype for x in ins[:1] + outs) or outs[0].dtype not in ("int8", "int16"):
+        raise _fail(m, f"{op.opcode} (op {i}) moves {ins[0].dtype} to {outs[0].dtype}; int8 (or int16) expected")
     for k, (dims, s_src, s_dst, o_src, o_dst, a, b) in enumerate(boxes):
         if numel(dims) == 0:
             continue
+        if wide:
+            dims, s_src, s_dst = [*dims, 2], [2 * v for v in s_src] + [1], [2 * v for v in s_dst] + [1]
+            o_src, o_dst = 2 * o_src, 2 * o_dst
         name = f"op{i}_box{k}" if len(boxes) > 1 else f"op{i}"
-        step.structs.append(box_struct(name, dims, s_src, s_dst, ""))
-        src_expr = t(a) + (f" + {o_src}" if o_src else "")
-        dst_expr = t(b) + (f" + {o_dst}" if o_dst else "")
+        try:
+            step.structs.append(box_struct(name, dims, s_src, s_dst, ""))
+        except ValueError:
+            raise _fail(m, f"{op.opcode} (op {i}): a box over more than {MAX_DIMS} dimensions") from None
+        cast = "(int8_t *)(void *)" if wide else ""
+        src_expr = cast + t(a) + (f" + {o_src}" if o_src else "")
+        dst_expr = cast + t(b) + (f" + {o_dst}" if o_dst else "")
         step.lines.append(f"edgernn_copy_box_s8(&${name}, {src_expr}, {dst_expr});")
     return step
 
