@@ -7,7 +7,8 @@ headline model is LSTM(32) on BasicMotions (100 steps x 6 features, 4 classes), 
 and keep it in a cache directory, so ``bench_native.py``, ``bench_firmware.py`` and
 ``bench_simulator.py`` run one after another train the headline model once. The cache is
 ``$EDGERNN_BENCH_CACHE`` (default ``~/.cache/edgernn/bench``); a model's file name holds
-everything it was trained with, and the edgernn version. Delete the directory to retrain.
+everything it was trained with, and the edgernn version; a converted model's also a hash of
+edgernn's sources (a converter change converts again). Delete the directory to retrain.
 """
 
 from __future__ import annotations
@@ -68,6 +69,21 @@ def keras_model(*, cache: Path | None = None, **spec) -> Path:
     return path
 
 
+def _converter_fingerprint() -> str:
+    """8 hex digits of a hash over edgernn's Python sources: a converted model is cached per
+    converter, so a change to the converter (same version number) converts again; the trained
+    Keras models stay cached."""
+    import hashlib
+
+    import edgernn
+
+    h = hashlib.sha256()
+    root = Path(edgernn.__file__).parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:8]
+
+
 def tflite(*, cache: Path | None = None, state: str | None = None, **spec) -> Path:
     """The int8 flatbuffer ``edgernn convert`` makes of :func:`keras_model` (``spec``); ``state``:
     ``convert --state`` of the WHILE-loop cells (GRU, SimpleRNN; None: convert's default), in the
@@ -80,7 +96,7 @@ def tflite(*, cache: Path | None = None, state: str | None = None, **spec) -> Pa
     if state is None:
         state = inspect.signature(edgernn.convert).parameters["state"].default
     tag = "" if s["cell"] == "lstm" else f"-state{state}"
-    path = cache_dir(cache) / f"{_stem(**s)}{tag}.tflite"
+    path = cache_dir(cache) / f"{_stem(**s)}{tag}-c{_converter_fingerprint()}.tflite"
     if not path.exists():
         train, _ = data(s["dataset"], cache)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tflite")
