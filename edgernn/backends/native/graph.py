@@ -25,6 +25,7 @@ import numpy as np
 
 from ...tflite_model import Operator, Subgraph, TFLiteModel
 from . import tensorops as T
+from .copyops import COPY_OPS, plan_copy
 from .fastlstm import fast_lstm
 from .loop import _metadata, build_loop_layer
 from .lstm import _lstm
@@ -32,7 +33,7 @@ from .plan import ConstArray, _fail
 
 ALIAS_OPS = ("RESHAPE", "EXPAND_DIMS", "SQUEEZE")
 SUPPORTED = sorted({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX",
-                    "UNIDIRECTIONAL_SEQUENCE_LSTM", "WHILE", *ALIAS_OPS, *T.LUT_OPS, *T.BINARY_OPS, *T.COPY_OPS,
+                    "UNIDIRECTIONAL_SEQUENCE_LSTM", "WHILE", *ALIAS_OPS, *T.LUT_OPS, *T.BINARY_OPS, *COPY_OPS,
                     *T.REDUCE_OPS})
 
 
@@ -339,8 +340,8 @@ def sequence_program(b: Builder) -> tuple[list, dict]:
             n_fc += 1
         elif oc == "SOFTMAX":
             st = T.plan_softmax(m, sg, op, i, T.numel(y.shape) // int(y.shape[-1]), n_fc)
-        elif oc in T.COPY_OPS:
-            st = T.plan_copy(m, sg, op, i)
+        elif oc in COPY_OPS:
+            st = plan_copy(m, sg, op, i)
         else:  # pragma: no cover - Builder refuses the others
             raise _fail(m, f"operator {oc} (op {i}) is not supported by the native backend")
         steps.append(st)

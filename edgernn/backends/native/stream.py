@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import tensorops as T
+from .copyops import plan_copy
 from .graph import ALIAS_OPS, Builder, StreamRefusal, _data_inputs, _recurrent_step_call, Ring
 
 LAST = -1  # "time axis" of a tensor that is the current step's value only
@@ -140,7 +141,7 @@ def step_program(b: Builder):
             if np.any(pads[a + 1:]):
                 row_pads = pads.copy()
                 row_pads[a] = 0
-                steps.append(T.plan_copy(m, sg, op, i, [_row(shape(ins[0]), a)], [_row(shape(out), a)],
+                steps.append(plan_copy(m, sg, op, i, [_row(shape(ins[0]), a)], [_row(shape(out), a)],
                                          pads=row_pads))
                 new(out, a, length + before)
             else:
@@ -256,7 +257,7 @@ def step_program(b: Builder):
                 if picked != list(range(length)):
                     raise StreamRefusal(f"{where} selects time steps {picked[:4]}...: it needs the whole window")
                 b_ax = a - sum(1 for ax in range(a) if isinstance(idx[ax], int))
-                steps.append(T.plan_copy(m, sg, op, i, [_row(xs, a)], [_row(shape(out), b_ax)]))
+                steps.append(plan_copy(m, sg, op, i, [_row(xs, a)], [_row(shape(out), b_ax)]))
                 new(out, b_ax, length)
                 continue
             if oc == "TRANSPOSE":
@@ -264,13 +265,13 @@ def step_program(b: Builder):
                 b_ax = a if a == LAST else perm.index(a)
                 if a != LAST and T.numel(shape(out)[:b_ax]) != 1:
                     raise StreamRefusal(f"{where} moves the time axis inside the features")
-                steps.append(T.plan_copy(m, sg, op, i, [_row(xs, a)], [_row(shape(out), b_ax)]))
+                steps.append(plan_copy(m, sg, op, i, [_row(xs, a)], [_row(shape(out), b_ax)]))
                 new(out, b_ax, length)
                 continue
             axis = int(op.options.axis) % len(shape(out))
             if axis == a or any(k not in ti for k in op.inputs):
                 raise StreamRefusal(f"{where} concatenates along time or with constants")
-            steps.append(T.plan_copy(m, sg, op, i, [_row(shape(k), a) for k in op.inputs], [_row(shape(out), a)]))
+            steps.append(plan_copy(m, sg, op, i, [_row(shape(k), a) for k in op.inputs], [_row(shape(out), a)]))
             new(out, a, length)
             continue
 
