@@ -83,14 +83,20 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _inputs() -> tuple[np.ndarray, np.ndarray]:
+    """(calibration, test) inputs, seeded."""
+    rng = np.random.default_rng(12)
+    calib = (rng.standard_normal((N_CALIB, T, F)) * 1.5).astype(np.float32)
+    test = (rng.standard_normal((N_TEST, T, F)) * 1.5).astype(np.float32)
+    return calib, test
+
+
 def build_hashes(tmp: Path) -> dict[str, dict[str, str]]:
     """{case: {"model.tflite": sha256, "<backend>-<target>/<file>": sha256, ...}}."""
     import edgernn
     from edgernn.backends.tflm.arena import min_arena_bytes
 
-    rng = np.random.default_rng(12)
-    calib = (rng.standard_normal((N_CALIB, T, F)) * 1.5).astype(np.float32)
-    test = (rng.standard_normal((N_TEST, T, F)) * 1.5).astype(np.float32)
+    calib, test = _inputs()
     test_npz = tmp / "test.npz"
     np.savez(test_npz, x=test, y=np.arange(N_TEST) % 2)
     out: dict[str, dict[str, str]] = {}
@@ -127,3 +133,34 @@ def test_outputs_equal_the_recording(hashes, request):
     changed = [f"{case}/{f}" for case in want for f in sorted(set(want[case]) | set(hashes[case]))
                if want[case].get(f) != hashes[case].get(f)]
     assert not changed, f"{len(changed)} output files differ from the recording: {changed[:12]}"
+
+
+#: converts one golden case in a child process and prints the .tflite's sha256
+_CONVERT_ONE = """
+import hashlib, sys, tempfile, pathlib
+sys.path.insert(0, sys.argv[1])
+import edgernn, test_golden as g
+out = pathlib.Path(tempfile.mkdtemp()) / "m.tflite"
+edgernn.convert(g._model(sys.argv[2]), calib=g._inputs()[0], output=out)
+print(hashlib.sha256(out.read_bytes()).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("case", ["gru_reset_after", "bidi_sum"])
+def test_bytes_do_not_depend_on_the_cpu(hashes, case, tmp_path):
+    """The same model converts to the same bytes on any x86 machine: here with numpy's SIMD
+    loops above SSE3 switched off and OpenBLAS on its Nehalem kernels (calibration's float32
+    matmul and exp/tanh round differently per CPU; edgernn sums in float64)."""
+    import os
+    import subprocess
+    import sys
+
+    from numpy._core import _multiarray_umath as umath
+
+    extra = [f for f, on in umath.__cpu_features__.items() if on and f not in umath.__cpu_baseline__]
+    env = dict(os.environ, NPY_DISABLE_CPU_FEATURES=" ".join(extra), OPENBLAS_CORETYPE="Nehalem",
+               TF_CPP_MIN_LOG_LEVEL="3")
+    r = subprocess.run([sys.executable, "-c", _CONVERT_ONE, str(Path(__file__).parent), case], env=env,
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == hashes[case]["model.tflite"], f"{case}: other bytes with SIMD code {extra} off"

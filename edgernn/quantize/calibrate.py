@@ -3,6 +3,11 @@
 The program is the exact op graph the TFLM backend writes; running it in float (numpy, the
 whole calibration batch at once, the ``1`` batch dimension of every activation replaced by N)
 gives the min/max of every tensor, including those inside WHILE bodies at every time step.
+
+Activations are float32, but every op that sums or calls exp/tanh computes in float64 and rounds
+once: numpy's float32 matmul (OpenBLAS kernels per CPU) and its float32 exp/tanh (SIMD code per
+CPU) differ in the last bit between machines, and one bit of a range changes a scale, so the
+same model would convert to different bytes on an AVX-512 and an AVX2 machine.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ from ..errors import EdgeRNNError
 MAX_CALIB_SAMPLES = 500
 
 
+def _f64(x) -> np.ndarray:
+    return np.asarray(x, np.float64)
+
+
 def _sigmoid(x):
     with np.errstate(over="ignore"):  # exp(-x) = inf for very negative x gives the exact limit 0
-        return 1.0 / (1.0 + np.exp(-x))
+        return 1.0 / (1.0 + np.exp(-_f64(x)))
 
 
 class Ranges(dict):
@@ -80,10 +89,10 @@ def _eval(program, op, ins, ranges, batch):
     c = op.code
     if c == "FULLY_CONNECTED":
         x, w, b = ins
-        y = x.reshape(x.shape[0], -1, w.shape[1]) @ w.T.astype(np.float32)
+        y = _f64(x).reshape(x.shape[0], -1, w.shape[1]) @ _f64(w).T
         if b is not None:
             y = y + b
-        y = _act(y, op.opts.get("fused"))
+        y = _act(y, op.opts.get("fused")).astype(np.float32)
         out_shape = op.opts["out_shape"]
         return [y.reshape((x.shape[0],) + tuple(out_shape[1:]))]
     if c in ("ADD", "SUB", "MUL"):
@@ -95,11 +104,11 @@ def _eval(program, op, ins, ranges, batch):
     if c == "LOGISTIC":
         return [_sigmoid(ins[0]).astype(np.float32)]
     if c == "TANH":
-        return [np.tanh(ins[0]).astype(np.float32)]
+        return [np.tanh(_f64(ins[0])).astype(np.float32)]
     if c == "RELU":
         return [np.maximum(ins[0], 0).astype(np.float32)]
     if c == "SOFTMAX":
-        e = np.exp(ins[0] - ins[0].max(axis=-1, keepdims=True))
+        e = np.exp(_f64(ins[0]) - ins[0].max(axis=-1, keepdims=True))
         return [(e / e.sum(axis=-1, keepdims=True)).astype(np.float32)]
     if c == "CONCATENATION":
         return [np.concatenate(ins, axis=op.opts["axis"])]
@@ -204,7 +213,7 @@ _LAYER_OPS = {
     "DEPTHWISE_CONV_2D": _conv2d,
     "MAX_POOL_2D": lambda opts, x: _pool(opts, x, "max"),
     "AVERAGE_POOL_2D": lambda opts, x: _pool(opts, x, "avg"),
-    "MEAN": lambda opts, x, axes: np.mean(x, axis=tuple(int(a) for a in np.atleast_1d(axes))),
+    "MEAN": lambda opts, x, axes: np.mean(_f64(x), axis=tuple(int(a) for a in np.atleast_1d(axes))),
     "REDUCE_MAX": lambda opts, x, axes: np.max(x, axis=tuple(int(a) for a in np.atleast_1d(axes))),
     "PAD": lambda opts, x, pads: np.pad(x, [(0, 0)] + [tuple(int(v) for v in r) for r in np.asarray(pads)[1:]]),
     "RESHAPE": lambda opts, x, shape=None: x.reshape((x.shape[0],) + tuple(opts["shape"][1:])),
