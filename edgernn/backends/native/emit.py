@@ -26,7 +26,8 @@ from .plan import NativePlan
 from .tables import activation_tables
 
 TEMPLATE_DIR = TEMPLATES_DIR / "native"
-KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c", "edgernn_fast.h", "edgernn_pairs.h", "edgernn_rows.h")
+KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c", "edgernn_fast.h", "edgernn_pairs.h", "edgernn_rows.h",
+                "edgernn_fc16w.h")
 TENSOR_KERNEL_FILES = ("edgernn_tensor.h", "edgernn_tensor.c")  # models with tensor ops only
 
 

@@ -42,7 +42,7 @@ from ... import fixedpoint as fp
 from .fastlstm import NotFast
 from .fastgate import find_gate
 from .fastloop16 import INT16_KINDS, smmlar, elementwise16
-from .fasttensor import fc8_stream, fc16_stream
+from .fasttensor import fc8_stream, fc16_stream, fc16w_stream
 from .plan import ConstArray
 
 #: the FULLY_CONNECTED layout each kernel choice gives the loop layers: row pairs everywhere (the
@@ -199,6 +199,8 @@ class FastFc16:
     input: str  # C expression of the int16 input
     output: str
     ls: int = -1  # every row's left shift, or -1 (each row's in the stream)
+    wide: bool = False  # int16 weight pairs (edgernn_fc16w.h EDGERNN_FC16W_KERNEL), 32-bit sums
+    bias: bool = False  # (wide) the passes start from bias words
 
     @property
     def output_c(self) -> str:
@@ -210,6 +212,8 @@ class FastFc16:
 
     @property
     def kernel(self) -> str:
+        if self.wide:
+            return f"fc16w_i{self.n_input}_o{self.n_output}" + ("_b" if self.bias else "")
         return f"fc16_p{self.pairs}_i{self.n_input}_o{self.n_output}" + (f"_l{self.ls}" if self.ls >= 0 else "")
 
 
@@ -301,9 +305,20 @@ def _fc16_pairs(layer, s, bound: int) -> FastFc16:
     if not fc.acc64 or (fc.activation_min, fc.activation_max) != (-32768, 32767):
         raise NotFast(f"{where}: int32 bias or a fused activation")
     w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)
-    st = fc16_stream(w, None if fc.bias is None else fc.bias.values, fc.multipliers.values, fc.shifts.values,
-                     where, bound)
+    bias = None if fc.bias is None else fc.bias.values
     name = f"l{layer.index}_op{s.op_index}"
+    try:  # int16 weight pairs, 32-bit sums (edgernn_fc16w.h)
+        wst = fc16w_stream(w, bias, fc.multipliers.values, fc.shifts.values, where, bound)
+        stream = ConstArray(
+            f"{name}_w16", "uint32_t", wst.words,
+            f"{s.comment}: per pass of four rows{' their int64 bias' if wst.bias else ''}, int16 weight pairs of "
+            f"{fc.weights.comment.split(':')[0]} (a word per row and column pair), multipliers; weights and bias "
+            "x 2^ls (edgernn_fc16w.h)")
+        return FastFc16(name=name, stream=stream, pairs=0, n_input=wst.n_input, n_output=wst.n_output,
+                        input=s.inputs[0], output=s.output, wide=True, bias=wst.bias)
+    except NotFast:
+        pass
+    st = fc16_stream(w, bias, fc.multipliers.values, fc.shifts.values, where, bound)
     stream = ConstArray(
         f"{name}_fc16w", "uint32_t", st.words,
         f"{s.comment}: row-pair words of {fc.weights.comment.split(':')[0]}, accumulator start words from the "

@@ -299,3 +299,90 @@ def fc16_emulate(st: Fc16Stream, x) -> np.ndarray:
                     out[:, r] = np.clip((v * m + (1 << 31)) >> 32, -32768, 32767)
     assert k == len(words)
     return out
+
+
+# --------------------------------------------------------------------------- FC 16x8 on int16 weight pairs
+@dataclass
+class Fc16wStream:
+    """One 16x8 FC's EDGERNN_FC16W_KERNEL stream (``edgernn_fc16w.h``)."""
+
+    words: np.ndarray  # uint32 values
+    n_input: int
+    n_output: int
+    bias: bool  # the passes start from the bias words (else from 0)
+
+    @property
+    def kernel(self) -> str:
+        return f"fc16w_i{self.n_input}_o{self.n_output}" + ("_b" if self.bias else "")
+
+
+FC16W_ROWS = 4  # rows per pass (one LDM of four words)
+FC16W_MAX_LS = 8  # w 2^ls still fits 16 bits for every int8 w
+
+
+def fc16w_stream(w: np.ndarray, bias, multipliers, shifts, where: str, input_bound: int = 32768) -> Fc16wStream:
+    """The stream of TFLM's 16x8 FULLY_CONNECTED (as :func:`fc16_stream`) on int16 weight pairs:
+    each row's weights and bias multiplied by 2^ls_r, the smallest left shift that keeps its
+    multiplier m 2^(32 - s - ls) below 2^31; raises :class:`NotFast` unless ls_r <= 8 and every
+    row's ``(sum |w| input_bound + |bias|) 2^ls < 2^31`` (the 32-bit sums are then exact, and so is
+    ``SMMULR(acc 2^ls, m 2^(32 - s - ls))``)."""
+    w = np.asarray(w, np.int64)
+    n_out, n_in = w.shape
+    b = np.zeros(n_out, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
+    mult = np.broadcast_to(np.asarray(multipliers, np.int64).reshape(-1), (n_out,))
+    s = np.broadcast_to(np.asarray(shifts, np.int64).reshape(-1), (n_out,))
+    if s.min() < 1 or s.max() > 32 or mult.min() < 0 or mult.max() >= 1 << 15:
+        raise NotFast(f"{where}: right shifts {sorted(set(s.tolist()))} or multipliers outside the exact form")
+    if np.abs(w).max(initial=0) > 128:
+        raise NotFast(f"{where}: weights beyond int8")
+    ls = np.maximum(16 - s, 0)
+    if ls.max() > FC16W_MAX_LS:
+        raise NotFast(f"{where}: a left shift of {int(ls.max())} (w 2^ls would pass 16 bits)")
+    big = mult << (32 - s - ls)
+    bound = (np.abs(w).sum(axis=1) * input_bound + np.abs(b)) << ls
+    if big.max() >= 1 << 31 or bound.max() >= 1 << 31:
+        raise NotFast(f"{where}: a row's sum may reach 2^{np.log2(max(bound.max(), 1)):.1f} (32-bit sums)")
+    rows = -(-n_out // FC16W_ROWS) * FC16W_ROWS
+    cols = n_in + n_in % 2
+    wp = np.zeros((rows, cols), np.int64)
+    wp[:n_out, :n_in] = w << ls[:, None]
+    bp, mp = np.zeros(rows, np.int64), np.zeros(rows, np.int64)
+    bp[:n_out], mp[:n_out] = b << ls, big
+    has_bias = bool(np.any(b))
+    pairs = (wp[:, 0::2] & 0xFFFF) | ((wp[:, 1::2] & 0xFFFF) << 16)  # [rows][column pairs]
+    words: list[int] = []
+    for r0 in range(0, rows, FC16W_ROWS):
+        block = slice(r0, r0 + FC16W_ROWS)
+        if has_bias:
+            words += [int(v) for v in bp[block]]
+        words += [int(v) for v in pairs[block].T.ravel()]
+        words += [int(v) for v in mp[block]]
+    return Fc16wStream(words=np.asarray(words, np.int64) & 0xFFFFFFFF, n_input=n_in, n_output=n_out, bias=has_bias)
+
+
+def fc16w_emulate(st: Fc16wStream, x) -> np.ndarray:
+    """What ``edgernn_fc16w_c`` computes from the stream, for int16 inputs ``x`` [k][n_in] (numpy)."""
+    x = np.asarray(x, np.int64)
+    words = np.asarray(st.words, np.int64)
+    xs = np.concatenate([x, np.zeros((len(x), st.n_input % 2), np.int64)], axis=1)
+    half = lambda v: ((v & 0xFFFF) ^ 0x8000) - 0x8000  # noqa: E731
+    signed = lambda v: ((v & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000  # noqa: E731
+    out = np.zeros((len(x), st.n_output), np.int64)
+    k, n_pairs = 0, xs.shape[1] // 2
+    for r0 in range(0, st.n_output, FC16W_ROWS):
+        acc = np.zeros((len(x), FC16W_ROWS), np.int64)
+        if st.bias:
+            acc += signed(words[k:k + FC16W_ROWS])
+            k += FC16W_ROWS
+        for c in range(n_pairs):
+            wd = words[k:k + FC16W_ROWS]
+            k += FC16W_ROWS
+            acc += xs[:, 2 * c, None] * half(wd) + xs[:, 2 * c + 1, None] * half(wd >> 16)
+        assert np.abs(acc).max(initial=0) < 1 << 31
+        m = signed(words[k:k + FC16W_ROWS])
+        k += FC16W_ROWS
+        y = np.clip((acc * m + (1 << 31)) >> 32, -32768, 32767)
+        n = min(FC16W_ROWS, st.n_output - r0)
+        out[:, r0:r0 + n] = y[:, :n]
+    assert k == len(words)
+    return out
