@@ -24,6 +24,7 @@
 #define EDGERNN_FC16W_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "edgernn_fast.h"
 
@@ -146,31 +147,37 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass(const uin
     }
     return w;
 #else
-    /* the C twin: the same sums, each weight read from its half of the word */
-    int32_t acc[4];
+    /* the C twin: the same sums, the weights read as the int16 halves they are (little-endian
+     * words: a row's column-pair word is its two weights, low column first) */
+    int32_t a0 = bias ? (int32_t)w[0] : 0;
+    int32_t a1 = bias ? (int32_t)w[1] : 0;
+    int32_t a2 = bias ? (int32_t)w[2] : 0;
+    int32_t a3 = bias ? (int32_t)w[3] : 0;
     int c;
-    int r;
-    for (r = 0; r < 4; ++r) {
-        acc[r] = bias ? (int32_t)w[r] : 0;
-    }
     w += bias ? 4 : 0;
-    for (c = 0; c + 1 < n_input; c += 2) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (c = 0; c < n_input; c += 2) {
         const int32_t x0 = x[c];
-        const int32_t x1 = x[c + 1];
-        for (r = 0; r < 4; ++r) {
-            acc[r] += (int32_t)(int16_t)(w[r] & 0xFFFFu) * x0 + (int32_t)(int16_t)(w[r] >> 16) * x1;
-        }
+        const int32_t x1 = c + 1 < n_input ? x[c + 1] : 0; /* an odd input's last column: high halves 0 */
+        int16_t h[8];
+        memcpy(h, w, sizeof h);
+        a0 += h[0] * x0 + h[1] * x1;
+        a1 += h[2] * x0 + h[3] * x1;
+        a2 += h[4] * x0 + h[5] * x1;
+        a3 += h[6] * x0 + h[7] * x1;
         w += 4;
     }
-    if (n_input % 2) {
-        const int32_t xl = x[n_input - 1];
-        for (r = 0; r < 4; ++r) {
-            acc[r] += (int32_t)(int16_t)(w[r] & 0xFFFFu) * xl;
-        }
-        w += 4;
+    out[0] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a0, (int32_t)w[0]));
+    if (rows > 1) {
+        out[1] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a1, (int32_t)w[1]));
     }
-    for (r = 0; r < rows; ++r) {
-        out[r] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(acc[r], (int32_t)w[r]));
+    if (rows > 2) {
+        out[2] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a2, (int32_t)w[2]));
+    }
+    if (rows > 3) {
+        out[3] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a3, (int32_t)w[3]));
     }
     return w + 4;
 #endif
