@@ -44,10 +44,12 @@ typedef struct {
 #define EDGERNN_FC16W_ASM 0
 #endif
 
-/* One pass of four rows over the input; stores the first `rows`. */
-static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass(const uint32_t *w, const int16_t *x, int16_t *out,
-                                                                       int n_input, int rows, int bias)
+/* One pass of four rows over the input *px; stores the first `rows`. The assembly advances
+ * *px through the input and steps it back after the pass (one SUB; no register holds x). */
+static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass(const uint32_t *w, const int16_t **px,
+                                                                       int16_t *out, int n_input, int rows, int bias)
 {
+    const int16_t *const x = *px;
 #if EDGERNN_FC16W_ASM
     register int32_t a0 __asm__("r0");
     register int32_t a1 __asm__("r1");
@@ -122,7 +124,7 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass(const uin
     }
     if (n_input % 2) {
         /* the last column: the low halves of its words against one input */
-        const int32_t xl = x[n_input - 1];
+        const int32_t xl = *xp;
         __asm__("ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
                 " smlabb %[a0], %[w0], %[xl], %[a0]\n smlabb %[a1], %[w1], %[xl], %[a1]\n"
                 " smlabb %[a2], %[w2], %[xl], %[a2]\n smlabb %[a3], %[w3], %[xl], %[a3]\n"
@@ -145,6 +147,7 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass(const uin
     if (rows > 3) {
         out[3] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a3, (int32_t)w3));
     }
+    *px = xp - 2 * (n_input / 2);
     return w;
 #else
     /* the C twin: the same sums, the weights read as the int16 halves they are (little-endian
@@ -187,14 +190,15 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass(const uin
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16w_c(const edgernn_fc16w *f, int n_input, int n_output, int bias)
 {
     const uint32_t *w = f->stream;
+    const int16_t *x = f->input;
     int16_t *out = f->out;
     int k;
     for (k = 0; k < n_output / 4; ++k) {
-        w = edgernn_fc16w_pass(w, f->input, out, n_input, 4, bias);
+        w = edgernn_fc16w_pass(w, &x, out, n_input, 4, bias);
         out += 4;
     }
     if (n_output % 4) {
-        (void)edgernn_fc16w_pass(w, f->input, out, n_input, n_output % 4, bias);
+        (void)edgernn_fc16w_pass(w, &x, out, n_input, n_output % 4, bias);
     }
 }
 
