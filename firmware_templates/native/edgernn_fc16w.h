@@ -186,6 +186,68 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass(const uin
 #endif
 }
 
+#if EDGERNN_FC16W_ASM
+/* A pass over a short input (at most six columns, even) held in registers xw[] for the whole FC:
+ * no input load, no pointer step. */
+static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass_held(const uint32_t *w, const uint32_t *xw,
+                                                                            int16_t *out, int n_input, int rows,
+                                                                            int bias)
+{
+    register int32_t a0 __asm__("r0");
+    register int32_t a1 __asm__("r1");
+    register int32_t a2 __asm__("r2");
+    register int32_t a3 __asm__("r3");
+    register uint32_t w0 __asm__("r8");
+    register uint32_t w1 __asm__("r9");
+    register uint32_t w2 __asm__("r10");
+    register uint32_t w3 __asm__("r11");
+    int c;
+    if (bias) {
+        __asm__("ldmia %[w]!, {%[a0], %[a1], %[a2], %[a3]}"
+                : [w] "+r"(w), [a0] "=r"(a0), [a1] "=r"(a1), [a2] "=r"(a2), [a3] "=r"(a3)
+                :
+                : "memory");
+    }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (c = 0; c < n_input / 2; ++c) {
+        if (c == 0 && !bias) {
+            __asm__("ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
+                    " smuad %[a0], %[w0], %[xv]\n smuad %[a1], %[w1], %[xv]\n"
+                    " smuad %[a2], %[w2], %[xv]\n smuad %[a3], %[w3], %[xv]\n"
+                    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w),
+                      [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
+                    : [xv] "r"(xw[c])
+                    : "memory");
+        } else {
+            __asm__("ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
+                    " smlad %[a0], %[w0], %[xv], %[a0]\n smlad %[a1], %[w1], %[xv], %[a1]\n"
+                    " smlad %[a2], %[w2], %[xv], %[a2]\n smlad %[a3], %[w3], %[xv], %[a3]\n"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w),
+                      [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
+                    : [xv] "r"(xw[c])
+                    : "memory");
+        }
+    }
+    __asm__("ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}"
+            : [w] "+r"(w), [w0] "=r"(w0), [w1] "=r"(w1), [w2] "=r"(w2), [w3] "=r"(w3)
+            :
+            : "memory");
+    out[0] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a0, (int32_t)w0));
+    if (rows > 1) {
+        out[1] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a1, (int32_t)w1));
+    }
+    if (rows > 2) {
+        out[2] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a2, (int32_t)w2));
+    }
+    if (rows > 3) {
+        out[3] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a3, (int32_t)w3));
+    }
+    return w;
+}
+#endif
+
 /* The FC: passes of four rows, the last one peeled when it holds padding rows. */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16w_c(const edgernn_fc16w *f, int n_input, int n_output, int bias)
 {
@@ -193,6 +255,26 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16w_c(const edgernn_fc16w *f,
     const int16_t *x = f->input;
     int16_t *out = f->out;
     int k;
+#if EDGERNN_FC16W_ASM
+    if (n_input % 2 == 0 && n_input >= 2 && n_input <= 6) {
+        uint32_t xw[3] = {0, 0, 0};
+        memcpy(xw, x, 2 * (size_t)n_input);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 2 /* one loop test per eight rows */
+#endif
+        for (k = 0; k < n_output / 4; ++k) {
+            w = edgernn_fc16w_pass_held(w, xw, out, n_input, 4, bias);
+            out += 4;
+        }
+        if (n_output % 4) {
+            (void)edgernn_fc16w_pass_held(w, xw, out, n_input, n_output % 4, bias);
+        }
+        return;
+    }
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 2
+#endif
     for (k = 0; k < n_output / 4; ++k) {
         w = edgernn_fc16w_pass(w, &x, out, n_input, 4, bias);
         out += 4;
