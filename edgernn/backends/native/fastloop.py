@@ -512,9 +512,32 @@ def _direct_states(layer, steps, readers, last_writer) -> set[str]:
     return direct
 
 
+def fast_head16(h) -> FastFc16 | None:
+    """A head's 16x8 FULLY_CONNECTED on the final int16 state (|h| <= 2^15) on int16 weight pairs, or None."""
+    fc = h.params
+    if not fc.acc64 or (fc.activation_min, fc.activation_max) != (-32768, 32767):
+        return None
+    w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)
+    try:
+        st = fc16w_stream(w, None if fc.bias is None else fc.bias.values, fc.multipliers.values, fc.shifts.values,
+                          f"head {h.index} (FULLY_CONNECTED 16x8)")
+    except NotFast:
+        return None
+    stream = ConstArray(f"fc{h.index}_w16", "uint32_t", st.words,
+                        f"head {h.index}: per pass of four rows{' their int64 bias' if st.bias else ''}, int16 weight "
+                        f"pairs of {fc.weights.comment.split(':')[0]}, multipliers; weights and bias x 2^ls "
+                        "(edgernn_fc16w.h)")
+    return FastFc16(name=f"fc{h.index}", stream=stream, pairs=0, n_input=st.n_input, n_output=st.n_output,
+                    input="", output="", wide=True, bias=st.bias)
+
+
 def apply_fast_loops(plan, kernel: str) -> None:
     """Gives every loop layer of ``plan`` its fast form (``layer.fast``) and swaps the arrays of
-    the FCs moved to the pairs layout for their streams."""
+    the FCs moved to the pairs layout for their streams; a head's 16x8 FC on int16 weight pairs."""
+    if kernel != "reference":
+        for h in plan.head:
+            if h.kind == "fc16":
+                h.fast = fast_head16(h)
     for layer in plan.recurrent:
         if layer.kind != "loop":
             continue

@@ -53,6 +53,7 @@ class FullyConnected16HeadPlan:
     index: int
     op_index: int
     params: FullyConnected16Plan
+    fast: object = None  # fastloop.FastFc16 on int16 weight pairs (edgernn_fc16w.h), or None: the reference
 
     @property
     def kind(self) -> str:
@@ -60,7 +61,7 @@ class FullyConnected16HeadPlan:
 
     @property
     def arrays(self) -> list:
-        return self.params.arrays
+        return [self.fast.stream] if self.fast is not None else self.params.arrays
 
     @property
     def n_out(self) -> int:
