@@ -242,7 +242,9 @@ def test_the_int16_state_runs_the_fast_step(models):
     # two 16x8 FCs per side of a GRU, z r and h (reset_after=False: the second h-side FC reads
     # r * h), one per side otherwise, all on the row pairs
     assert [len(layer.fast.fcs) for layer in layers] == [4, 4, 6]
-    assert all(f.kernel.startswith("fc16_") for layer in layers for f in layer.fast.fcs)
+    # int16 weight pairs with 32-bit sums (edgernn_fc16w.h) wherever the bound proves them exact
+    assert all(f.kernel.startswith("fc16w_") for layer in layers for f in layer.fast.fcs)
+    assert [h.fast is not None for h in plan.head if h.kind == "fc16"] == [True]  # the Dense head's 16x8 FC
     assert not any(s.kind == "fc16" for layer in layers for s in layer.ops if s.op_index in layer.fast.reference_ops)
     # the new h is written in place, no copy at the end of the step
     assert all(layer.fast.direct_states for layer in layers)
@@ -311,6 +313,58 @@ def test_fc16_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
             assert np.array_equal(np.array(line.split(), np.int64).reshape(want.shape), want)
 
 
+def test_fc16w_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
+    """The 16x8 FC on int16 weight pairs (fasttensor.fc16w_stream: 32-bit sums, each row's left
+    shift folded into its weights) in the C twin and in numpy equals TFLM's reference 16x8 path on
+    random and extreme int16 inputs: odd and even shapes, bias or none, left shifts 0..8, inputs
+    bounded by 2^15 and by 128 (the int8 input's CAST); shapes past the bounds raise NotFast."""
+    from edgernn.backends.native.fastlstm import NotFast
+    from edgernn.backends.native.fasttensor import fc16_reference, fc16w_emulate, fc16w_stream
+
+    rng = np.random.default_rng(7)
+    cases, progs = [], []
+    for n_out, n_in, s_lo, s_hi, w_max, bound, bias in [
+            (96, 32, 16, 33, 127, 32768, False), (7, 5, 9, 33, 127, 32768, True), (6, 6, 8, 14, 127, 128, True),
+            (3, 1, 10, 20, 127, 32768, True), (10, 3, 12, 14, 20, 32768, False), (5, 4, 8, 9, 128, 64, True)]:
+        w = rng.integers(-w_max, min(w_max, 127) + 1, (n_out, n_in))
+        w[0] = np.where(w[0] < 0, -w_max, min(w_max, 127))  # a row at the bound (-128: -2^15 after 2^8)
+        b = rng.integers(-2 ** 12, 2 ** 12, n_out) if bias else None
+        m = rng.integers(1, 1 << 15, n_out)
+        m[0] = 0x7FFF
+        s = rng.integers(s_lo, s_hi, n_out)
+        st = fc16w_stream(w, b, m, s, "test", bound)
+        assert st.bias == bias
+        x = rng.integers(-bound, bound, (300, n_in))
+        x[:4] = [np.full(n_in, bound - 1), np.full(n_in, -bound), np.where(w[0] > 0, bound - 1, -bound),
+                 np.where(w[0] > 0, -bound, bound - 1)]
+        want = fc16_reference(w, b, m, s, x)
+        assert np.array_equal(fc16w_emulate(st, x), want)
+        k = len(cases)
+        cases.append((st, x, want))
+        words = ", ".join(f"{int(v)}u" for v in st.words)
+        xs = ", ".join(str(int(v)) for v in x.ravel())
+        progs.append(f"static const uint32_t s{k}[] = {{{words}}};\nstatic const int16_t x{k}[] = {{{xs}}};\n"
+                     f"EDGERNN_FC16W_KERNEL(fc{k}, {st.n_input}, {st.n_output}, {int(st.bias)})\n")
+    w = np.full((4, 520), 127)
+    with pytest.raises(NotFast):  # 520 x 127 x 2^15 >= 2^31: the sums need 64 bits
+        fc16w_stream(w, None, np.full(4, 1000), np.full(4, 20), "test")
+    with pytest.raises(NotFast):  # s = 4: a left shift of 12 would pass 16 bits
+        fc16w_stream(w[:, :2], None, np.full(4, 1000), np.full(4, 4), "test")
+    body = "".join(
+        f"    for (r = 0; r < {len(x)}; ++r) {{ const edgernn_fc16w f = {{ s{k}, x{k} + r * {st.n_input}, y }}; fc{k}(&f);"
+        f" for (c = 0; c < {st.n_output}; ++c) printf(\"%d \", y[c]); }} printf(\"\\n\");\n"
+        for k, (st, x, _) in enumerate(cases))
+    src = tmp_path / "fc16w.c"
+    src.write_text('#include <stdio.h>\n#include "edgernn_fc16w.h"\n' + "".join(progs) +
+                   f"int main(void)\n{{\n    int16_t y[96];\n    int r, c;\n{body}    return 0;\n}}\n")
+    exe = tmp_path / "fc16w"
+    compile_c("gcc", [src], exe, (*C_FLAGS, f"-I{TEMPLATE_DIR}"))
+    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(lines) == len(cases)
+    for (st, x, want), line in zip(cases, lines):
+        assert np.array_equal(np.array(line.split(), np.int64).reshape(want.shape), want)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["pairs", "reference"])
 @pytest.mark.parametrize("case", ["stack", "sequence", "stack16", "sequence16"])
@@ -329,7 +383,7 @@ def test_fast_loops_equal_tflm_in_qemu_on_the_cortex_m4(models, tmp_path, case):
     path = models[case]
     x = _inputs(path, 4)
     sources = emit_native(path, tmp_path / "src", "motion", target="cortex-m4")
-    kernels = {"stack16": ["EDGERNN_FC16_KERNEL(motion_l0_fc16_"],
+    kernels = {"stack16": ["EDGERNN_FC16W_KERNEL(motion_l0_fc16w_", "EDGERNN_FC16W_KERNEL(motion_fc"],
                "stack": ["EDGERNN_FC8_KERNEL(motion_l", "EDGERNN_FC8_GATE_KERNEL(motion_l0_gate_",
                          "EDGERNN_FC8_GATE_MUL_KERNEL(motion_l0_gate_"],
                "sequence": ["EDGERNN_FC8_GATE_KERNEL(motion_l0_gate_", "EDGERNN_FC8_GATE_MUL_KERNEL(motion_l0_gate_"]}[case]
@@ -340,5 +394,5 @@ def test_fast_loops_equal_tflm_in_qemu_on_the_cortex_m4(models, tmp_path, case):
     assert r.passed, "\n".join(r.summary_lines())
     code = subprocess.run(["arm-none-eabi-objdump", "-d", str(r.sizes.elf)], capture_output=True, text=True,
                           check=True).stdout
-    # the assembly (int8) or the DSP intrinsics (int16) ran, not the C twin
-    assert ("smlald" in code and "smmulr" in code) if case == "stack16" else ("smmlar" in code and "smlad" in code)
+    # the assembly ran, not the C twin
+    assert ("smuad" in code and "smmulr" in code) if case == "stack16" else ("smmlar" in code and "smlad" in code)

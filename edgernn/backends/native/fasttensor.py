@@ -333,7 +333,7 @@ def fc16w_stream(w: np.ndarray, bias, multipliers, shifts, where: str, input_bou
     s = np.broadcast_to(np.asarray(shifts, np.int64).reshape(-1), (n_out,))
     if s.min() < 1 or s.max() > 32 or mult.min() < 0 or mult.max() >= 1 << 15:
         raise NotFast(f"{where}: right shifts {sorted(set(s.tolist()))} or multipliers outside the exact form")
-    if np.abs(w).max(initial=0) > 128:
+    if w.size and (w.min() < -128 or w.max() > 127):
         raise NotFast(f"{where}: weights beyond int8")
     ls = np.maximum(16 - s, 0)
     if ls.max() > FC16W_MAX_LS:
