@@ -72,6 +72,18 @@ def add16_form(p) -> tuple[str, str, str] | None:
     if raw_lo < -(1 << 30) or raw_hi >= 1 << 30:
         return None
     m, sh = p.output
+    if p.input1 == p.input2 == (1 << 30, 0) and m == 1 << 30 and -sh >= 13:
+        # both terms D 2^14 exactly (D = a +- b), and SRDHM(D 2^14, 2^30) = D 2^13 exactly, so the
+        # output is RDBP(D, -sh - 13): (D + 2^(e-1) + (D < 0)) >> e, no multiply (checked below)
+        e = -sh - 13
+        d = np.arange(-65535, 65536, dtype=np.int64)
+        a, b = np.clip(d, -32768, 32767), d - np.clip(d, -32768, 32767)
+        want = add16_exact(p, a, -b if p.subtract else b)
+        got = np.clip(_rdbp(d, e) + p.output_offset, p.activation_min, p.activation_max)
+        if np.array_equal(got, want):
+            return ("({x})", "({x})", f"edgernn_clamp_range_s16(edgernn_rdbp(RAW, {e}) + {p.output_offset}, "
+                    f"{p.activation_min}, {p.activation_max})")
+
     if not (1 << 30) <= m < (1 << 31):
         return None
     out = (f"edgernn_clamp_range_s16(edgernn_add16_out(RAW, {2 * m - (1 << 32)}, {-sh}) + {p.output_offset}, "
