@@ -20,9 +20,11 @@ layout (merged FCs, other cells) reaches the fast kernels without touching them.
 Both state layouts (``convert --state``, :mod:`edgernn.backends.tflm.cells`) are fast:
 
 * ``int8``: one FULLY_CONNECTED per gate and side on the int8 row-pair kernel above, or :mod:`.fastgate`;
-* ``int16`` (the default): one 16x8 FULLY_CONNECTED per side on ``EDGERNN_FC16_KERNEL``
-  (``edgernn_pairs.h``: the same row-pair words, the high row's sum in 64 bits with SMLALD,
-  TFLM's int64-bias requantization as one SMMULR, proved exact by
+* ``int16`` (the default): one 16x8 FULLY_CONNECTED per side on ``EDGERNN_FC16W_KERNEL``
+  (``edgernn_fc16w.h``: int16 weight pairs, 32-bit SMLAD sums, four rows a pass, each row's
+  left shift folded into its weights and TFLM's int64-bias requantization as one SMMULR, proved
+  exact by :func:`.fasttensor.fc16w_stream`; where that bound fails, ``EDGERNN_FC16_KERNEL`` of
+  ``edgernn_pairs.h``: the row-pair words with the high row's sum in 64 bits, proved exact by
   :func:`.fasttensor.fc16_stream`), SPLIT parts read in place, the int16 ADD / SUB / MUL /
   LOGISTIC / TANH / QUANTIZE / CAST fused into the loops over the units (TFLM's formulas, one
   element at a time), and h written in place.
