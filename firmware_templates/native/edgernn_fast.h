@@ -387,6 +387,18 @@ static inline int32_t edgernn_add_fit_s8(int32_t a, int32_t b, int32_t p1, int32
     return edgernn_clamp_range_s8(v >> s, lo, hi);
 }
 
+/* The same fit when P2 = -P1 (a SUB, or an ADD of opposite gains): (a - b) P1 + K is the same
+ * integer, one SUB and one MLA with P1 and K in registers (gcc builds x (2^20 + 1) from shifts). */
+static inline int32_t edgernn_sub_fit_s8(int32_t a, int32_t b, int32_t p1, int32_t k, int s, int32_t lo, int32_t hi)
+{
+    int32_t v = k;
+    int32_t p = p1;
+    EDGERNN_IN_REGISTER(v);
+    EDGERNN_IN_REGISTER(p);
+    v += (a - b) * p;
+    return edgernn_clamp_range_s8(v >> s, lo, hi);
+}
+
 /* MUL as clamp((q P + K + (q < 0 ? -1 : 0)) >> S), q = (a + o1)(b + o2): equal to TFLM's
  * MulElementwise for every int8 a, b with the P, K, S the generator found. */
 static inline int32_t edgernn_mul_fit_s8(int32_t a, int32_t b, int32_t o1, int32_t o2, int32_t p, int32_t k, int s,
@@ -407,7 +419,17 @@ static inline int32_t edgernn_mul_fit_s8(int32_t a, int32_t b, int32_t o1, int32
 static inline int32_t edgernn_mul_prescaled_s8(int32_t a, int32_t b, int32_t o1, int32_t o2, int32_t m, int k,
                                                int rs, int32_t rounding, int32_t lo, int32_t hi)
 {
-    const int32_t p = (a + o1) * ((b << k) + (o2 << k)); /* the product times 2^k */
+    int32_t p; /* the product times 2^k */
+    if (o2 == 0 || o1 == 0) {
+        /* ((a << k) + (o1 << k)) b: one ADD with a shifted operand, o1 2^k in a register */
+        const int32_t u = o2 == 0 ? a : b;
+        const int32_t v = o2 == 0 ? b : a;
+        int32_t ok = (o2 == 0 ? o1 : o2) * ((int32_t)1 << k);
+        EDGERNN_IN_REGISTER_DSP(ok);
+        p = (ok + (int32_t)((uint32_t)u << k)) * v;
+    } else {
+        p = (a + o1) * ((b << k) + (o2 << k));
+    }
     EDGERNN_IN_REGISTER(rounding);
     if (rs == 0) {
         return edgernn_clamp_range_s8(edgernn_smmlar(p, m, rounding), lo, hi);
@@ -553,6 +575,53 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_widen_scaled_s8(const int8_t *s
             memcpy(dst + i, &lo, 4);
             memcpy(dst + i + 2, &hi, 4);
         }
+    }
+#endif
+    for (i = whole; i < n; ++i) {
+        dst[i] = (int16_t)(src[i] * scale);
+    }
+    if (n % 2) {
+        dst[n] = 0;
+    }
+}
+
+/* The same in the loop steps' pairs order (edgernn/backends/native/fastloop.py pairs_order):
+ * each whole four elements (0, 1, 2, 3) stored as (0, 2, 1, 3), the tail in order, so that the
+ * even and odd bytes' SXTB16 are the stored words as they come (LDR, two SXTB16, the doubling,
+ * STRD); the FCs reading it have their weight columns in the same order. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_widen_pairs_s8(const int8_t *src, int16_t *dst, int n, int32_t scale)
+{
+    const int whole = n - n % 4;
+    int i;
+#if EDGERNN_USE_SMLAD
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+    for (i = 0; i < whole; i += 4) {
+        uint32_t word;
+        uint32_t even;
+        uint32_t odd;
+        int k;
+        memcpy(&word, src + i, 4);
+        even = (uint32_t)__sxtb16(word);
+#if defined(__GNUC__)
+        __asm__("sxtb16 %0, %1, ror #8" : "=r"(odd) : "r"(word));
+#else
+        odd = (uint32_t)__sxtb16(word >> 8);
+#endif
+        for (k = 0; k < 8 && (2 << k) <= scale; ++k) { /* scale = 2^(1 + left shift) */
+            even = (uint32_t)__sadd16(even, even);
+            odd = (uint32_t)__sadd16(odd, odd);
+        }
+        memcpy(dst + i, &even, 4);
+        memcpy(dst + i + 2, &odd, 4);
+    }
+#else
+    for (i = 0; i < whole; i += 4) {
+        dst[i] = (int16_t)(src[i] * scale);
+        dst[i + 1] = (int16_t)(src[i + 2] * scale);
+        dst[i + 2] = (int16_t)(src[i + 1] * scale);
+        dst[i + 3] = (int16_t)(src[i + 3] * scale);
     }
 #endif
     for (i = whole; i < n; ++i) {

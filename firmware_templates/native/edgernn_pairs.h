@@ -154,7 +154,9 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc8_c(const edgernn_fc8 *f, int
  * row, b the h row) and a 256-entry int8 table (LOGISTIC / TANH): out = table[that]. The
  * stream, per pass of up to three pairs: the x FC's pass (start words, weight words, per row
  * m, R and rs when its rows' shifts differ), then the h FC's pass. The two FC outputs and the
- * ADD's never reach memory.
+ * ADD's never reach memory. xr = 1 (an input of at most 6 values): the x FC's pass holds its
+ * rows one by one instead of in pairs, each a start word and (n_x + 1) / 2 words of two int16
+ * weights (SMLAD on the input pairs held in registers: no pair decoding, 4 instructions a row).
  * ------------------------------------------------------------------------------------- */
 typedef struct {
     const uint32_t *stream;     /*  0 */
@@ -190,7 +192,7 @@ static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_fc8_row(int32_t acc, const u
 }
 
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc8_gate_c(const edgernn_fc8_gate *g, int pairs, int n_x, int n_h,
-                                                            int rs_x, int rs_h, int s, int mk, int mrs)
+                                                            int rs_x, int rs_h, int s, int mk, int mrs, int xr)
 {
     const uint32_t *w = g->stream;
     const int8_t *gv = g->g;
@@ -201,7 +203,24 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc8_gate_c(const edgernn_fc8_ga
         int32_t xa[6];
         int32_t ha[6];
         int r;
-        edgernn_pairs_product(&w, npairs, g->x16, n_x, xa);
+        if (xr) { /* the x rows one by one: a start word, then (n_x + 1) / 2 words of two int16 weights */
+            for (r = 0; r < 2 * npairs; ++r) {
+                uint32_t acc = w[0];
+                int c;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 4
+#endif
+                for (c = 0; c < (n_x + 1) / 2; ++c) {
+                    const uint32_t word = w[1 + c];
+                    acc += (uint32_t)((int16_t)(word & 0xFFFFu) * (int32_t)g->x16[2 * c]) +
+                           (uint32_t)(((int32_t)word >> 16) * (int32_t)g->x16[2 * c + 1]);
+                }
+                xa[r] = (int32_t)acc;
+                w += 1 + (n_x + 1) / 2;
+            }
+        } else {
+            edgernn_pairs_product(&w, npairs, g->x16, n_x, xa);
+        }
         for (r = 0; r < 2 * npairs; ++r) {
             xa[r] = edgernn_fc8_row(xa[r], &w, rs_x);
         }
@@ -466,12 +485,19 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     ".if \\P >= 2\n smlad r6, r10, \\x, r6\n sxtb16 r10, r10\n smlad r5, r10, \\x, r5\n.endif\n" \
     ".if \\P == 3\n smlad r8, r11, \\x, r8\n sxtb16 r11, r11\n smlad r7, r11, \\x, r7\n.endif\n" \
     ".endm\n"                                                                                   \
+    /* two column pairs (x in \x1, \x2); one row pair: both weight words in one LDRD */       \
+    ".macro edgernn_pairs_colpair2 P, x1, x2\n"                                                 \
+    ".if \\P == 1\n ldrd r9, r10, [r0], #8\n"                                                   \
+    " smlad r4, r9, \\x1, r4\n sxtb16 r9, r9\n smlad r3, r9, \\x1, r3\n"                        \
+    " smlad r4, r10, \\x2, r4\n sxtb16 r10, r10\n smlad r3, r10, \\x2, r3\n"                    \
+    ".else\n edgernn_pairs_colpair \\P, \\x1\n edgernn_pairs_colpair \\P, \\x2\n.endif\n"       \
+    ".endm\n"                                                                                   \
     /* all columns of the vector at \base, fully unrolled: one LDRD per four columns */        \
     ".macro edgernn_pairs_columns P, cols, base\n"                                              \
     ".set edgernn_pairs_q, 0\n"                                                                 \
     ".rept (\\cols + 1) / 4\n"                                                                  \
     " ldrd r12, lr, [\\base, #edgernn_pairs_q * 4]\n"                                           \
-    " edgernn_pairs_colpair \\P, r12\n edgernn_pairs_colpair \\P, lr\n"                         \
+    " edgernn_pairs_colpair2 \\P, r12, lr\n"                                                   \
     ".set edgernn_pairs_q, edgernn_pairs_q + 2\n"                                               \
     ".endr\n"                                                                                   \
     ".if ((\\cols + 1) / 2) % 2\n"                                                              \
@@ -608,27 +634,50 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     ".endif\n"                                                                                  \
     " add sp, sp, #8\n pop {r4-r11, pc}\n"                                                      \
     ".endm\n"                                                                                   \
-    /* gate (edgernn_fc8_gate_c): requantize row \r to int8 in place */                        \
-    ".macro edgernn_gate_rq r, rs\n"                                                            \
-    ".if \\rs < 0\n ldmia r0!, {r9-r11}\n add r12, r10, \\r, asr #31\n"                        \
-    " smmlar \\r, \\r, r9, r12\n asr \\r, \\r, r11\n ssat \\r, #8, \\r\n"                         \
-    ".elseif \\rs == 0\n ldmia r0!, {r9, r10}\n smmlar \\r, \\r, r9, r10\n ssat \\r, #8, \\r\n"   \
-    ".else\n ldmia r0!, {r9, r10}\n add r12, r10, \\r, asr #31\n"                               \
-    " smmlar \\r, \\r, r9, r12\n ssat \\r, #8, \\r, asr #\\rs\n.endif\n"                        \
+    /* gate (edgernn_fc8_gate_c): a pair (B in b, A in a) decoded and both rows requantized to \
+     * int8 in place, the pair's words in one LDM (r1, r2, r9-r12 are free: the pass reloads r1, r2) */ \
+    ".macro edgernn_gate_rq_pair b, a, rs, dec\n"                                               \
+    ".if \\dec\n sub \\a, \\a, \\b\n asr \\a, \\a, #8\n.endif\n"                                  \
+    ".if \\rs < 0\n ldmia r0!, {r1, r2, r9-r12}\n"                                              \
+    " add r2, r2, \\b, asr #31\n smmlar \\b, \\b, r1, r2\n asr \\b, \\b, r9\n ssat \\b, #8, \\b\n"        \
+    " add r11, r11, \\a, asr #31\n smmlar \\a, \\a, r10, r11\n asr \\a, \\a, r12\n ssat \\a, #8, \\a\n"  \
+    ".elseif \\rs == 0\n ldmia r0!, {r9-r12}\n"                                                \
+    " smmlar \\b, \\b, r9, r10\n ssat \\b, #8, \\b\n smmlar \\a, \\a, r11, r12\n ssat \\a, #8, \\a\n"     \
+    ".else\n ldmia r0!, {r9-r12}\n"                                                              \
+    " add r10, r10, \\b, asr #31\n smmlar \\b, \\b, r9, r10\n ssat \\b, #8, \\b, asr #\\rs\n"          \
+    " add r12, r12, \\a, asr #31\n smmlar \\a, \\a, r11, r12\n ssat \\a, #8, \\a, asr #\\rs\n.endif\n"  \
     ".endm\n"                                                                                   \
-    ".macro edgernn_gate_rq_pair b, a, rs\n"                                                    \
-    " sub \\a, \\a, \\b\n asr \\a, \\a, #8\n edgernn_gate_rq \\b, \\rs\n edgernn_gate_rq \\a, \\rs\n" \
+    ".macro edgernn_gate_rq_pass P, rs, dec=1\n"                                                \
+    " edgernn_gate_rq_pair r3, r4, \\rs, \\dec\n"                                              \
+    ".if \\P >= 2\n edgernn_gate_rq_pair r5, r6, \\rs, \\dec\n.endif\n"                       \
+    ".if \\P == 3\n edgernn_gate_rq_pair r7, r8, \\rs, \\dec\n.endif\n"                       \
     ".endm\n"                                                                                   \
-    ".macro edgernn_gate_rq_pass P, rs\n"                                                       \
-    " edgernn_gate_rq_pair r3, r4, \\rs\n"                                                      \
-    ".if \\P >= 2\n edgernn_gate_rq_pair r5, r6, \\rs\n.endif\n"                               \
-    ".if \\P == 3\n edgernn_gate_rq_pair r7, r8, \\rs\n.endif\n"                               \
+    /* the x rows one by one (XR: the x FC in rows, edgernn_fc8_gate_c): row \\r from its start \
+     * word and the input's W words, SMLAD over the input pairs held in r1, r2, lr */            \
+    ".macro edgernn_gate_xrow r, W\n"                                                           \
+    ".if \\W == 1\n ldmia r0!, {r9, r10}\n smlad \\r, r10, r1, r9\n"                              \
+    ".elseif \\W == 2\n ldmia r0!, {r9-r11}\n smlad \\r, r10, r1, r9\n smlad \\r, r11, r2, \\r\n"      \
+    ".else\n ldmia r0!, {r9-r12}\n smlad \\r, r10, r1, r9\n smlad \\r, r11, r2, \\r\n"                \
+    " smlad \\r, r12, lr, \\r\n.endif\n"                                                          \
     ".endm\n"                                                                                   \
-    /* row \r of h (register) with x at [sp, #\o]: ADD fit, table, store (r1 the output) */     \
-    ".macro edgernn_gate_out r, o, S\n"                                                         \
-    " ldr lr, [sp, #\\o]\n mla lr, lr, r9, r11\n mla lr, \\r, r10, lr\n"                        \
-    ".if \\S\n ssat lr, #8, lr, asr #\\S\n.else\n ssat lr, #8, lr\n.endif\n"                    \
-    " ldrsb lr, [r12, lr]\n strb lr, [r1], #1\n"                                                \
+    ".macro edgernn_gate_xrows P, nx\n"                                                         \
+    " ldr r2, [sp, #24]\n"                                                                     \
+    ".if (\\nx + 1) / 2 == 1\n ldr r1, [r2]\n"                                                   \
+    ".elseif (\\nx + 1) / 2 == 2\n ldrd r1, r2, [r2]\n"                                          \
+    ".else\n ldmia r2, {r1, r2, lr}\n.endif\n"                                                  \
+    " edgernn_gate_xrow r3, (\\nx + 1) / 2\n edgernn_gate_xrow r4, (\\nx + 1) / 2\n"               \
+    ".if \\P >= 2\n edgernn_gate_xrow r5, (\\nx + 1) / 2\n edgernn_gate_xrow r6, (\\nx + 1) / 2\n.endif\n" \
+    ".if \\P == 3\n edgernn_gate_xrow r7, (\\nx + 1) / 2\n edgernn_gate_xrow r8, (\\nx + 1) / 2\n.endif\n" \
+    ".endm\n"                                                                                   \
+    /* row r of h (register) with its x row in register x: ADD fit, table, store (r1 the output) */ \
+    ".macro edgernn_gate_out1 r, x, S\n"                                                        \
+    " mla \\x, \\x, r9, r11\n mla \\x, \\r, r10, \\x\n"                                           \
+    ".if \\S\n ssat \\x, #8, \\x, asr #\\S\n.else\n ssat \\x, #8, \\x\n.endif\n"                  \
+    " ldrsb \\x, [r12, \\x]\n strb \\x, [r1], #1\n"                                              \
+    ".endm\n"                                                                                   \
+    /* a row pair (b, a) with its x rows at [sp, #o], one LDRD */                                \
+    ".macro edgernn_gate_out b, a, o, S\n"                                                      \
+    " ldrd r2, lr, [sp, #\\o]\n edgernn_gate_out1 \\b, r2, \\S\n edgernn_gate_out1 \\a, lr, \\S\n"      \
     ".endm\n"                                                                                   \
     /* MUL(g, row \r) pre-scaled: r1 g, r9 og, r10 ohk, r11 R, r12 m; r2 scratch */              \
     ".macro edgernn_gate_mul r, MK, MRS\n"                                                      \
@@ -639,9 +688,10 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     /* one pass of P pairs. Frame: [sp, #0..24) the x rows, #24 x16, #28 h16, #32 out,         \
      * #36 end of the three-pair passes, #40 P1, #44 P2, #48 K, #52 the table, #56 g, #60 og,  \
      * #64 ohk, #68 R, #72 m (MK = 0: no MUL) */                                              \
-    ".macro edgernn_gate_pass P, nx, nh, rsx, rsh, S, MK, MRS\n"                                \
-    " ldr r2, [sp, #24]\n edgernn_pairs_start \\P\n edgernn_pairs_columns \\P, \\nx, r2\n"      \
-    " edgernn_gate_rq_pass \\P, \\rsx\n"                                                        \
+    ".macro edgernn_gate_pass P, nx, nh, rsx, rsh, S, MK, MRS, XR\n"                            \
+    ".if \\XR\n edgernn_gate_xrows \\P, \\nx\n edgernn_gate_rq_pass \\P, \\rsx, 0\n"               \
+    ".else\n ldr r2, [sp, #24]\n edgernn_pairs_start \\P\n edgernn_pairs_columns \\P, \\nx, r2\n"  \
+    " edgernn_gate_rq_pass \\P, \\rsx\n.endif\n"                                                  \
     ".if \\P == 3\n stmia sp, {r3-r8}\n"                                                        \
     ".elseif \\P == 2\n stmia sp, {r3-r6}\n"                                                    \
     ".else\n strd r3, r4, [sp]\n.endif\n"                                                       \
@@ -653,23 +703,23 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
     ".if \\P == 3\n edgernn_gate_mul r7, \\MK, \\MRS\n edgernn_gate_mul r8, \\MK, \\MRS\n.endif\n"  \
     " str r1, [sp, #56]\n.endif\n"                                                             \
     " ldr r1, [sp, #32]\n ldrd r9, r10, [sp, #40]\n ldrd r11, r12, [sp, #48]\n"                 \
-    " edgernn_gate_out r3, 0, \\S\n edgernn_gate_out r4, 4, \\S\n"                              \
-    ".if \\P >= 2\n edgernn_gate_out r5, 8, \\S\n edgernn_gate_out r6, 12, \\S\n.endif\n"       \
-    ".if \\P == 3\n edgernn_gate_out r7, 16, \\S\n edgernn_gate_out r8, 20, \\S\n.endif\n"      \
+    " edgernn_gate_out r3, r4, 0, \\S\n"                                                        \
+    ".if \\P >= 2\n edgernn_gate_out r5, r6, 8, \\S\n.endif\n"                                  \
+    ".if \\P == 3\n edgernn_gate_out r7, r8, 16, \\S\n.endif\n"                                 \
     " str r1, [sp, #32]\n"                                                                      \
     ".endm\n"                                                                                   \
-    ".macro edgernn_gate pairs, nx, nh, rsx, rsh, S, MK=0, MRS=0\n"                            \
+    ".macro edgernn_gate pairs, nx, nh, rsx, rsh, S, MK=0, MRS=0, XR=0\n"                      \
     " push {r4-r11, lr}\n sub sp, sp, #80\n"                                                    \
     " add r12, r0, #4\n ldmia r12!, {r1-r8}\n add lr, sp, #24\n stmia lr!, {r1-r8}\n"          \
     ".if \\MK\n ldmia r12, {r1-r5}\n stmia lr, {r1-r5}\n.endif\n"                               \
     " ldr r0, [r0]\n"                                                                           \
     ".if \\pairs >= 3\n"                                                                        \
-    "1:\n edgernn_gate_pass 3, \\nx, \\nh, \\rsx, \\rsh, \\S, \\MK, \\MRS\n"                   \
+    "1:\n edgernn_gate_pass 3, \\nx, \\nh, \\rsx, \\rsh, \\S, \\MK, \\MRS, \\XR\n"             \
     " ldr r9, [sp, #36]\n cmp r0, r9\n bne 1b\n"                                                \
     ".endif\n"                                                                                  \
     ".if \\pairs % 3\n"                                                                         \
     ".set edgernn_gate_rest, \\pairs % 3\n"                                                     \
-    " edgernn_gate_pass edgernn_gate_rest, \\nx, \\nh, \\rsx, \\rsh, \\S, \\MK, \\MRS\n"       \
+    " edgernn_gate_pass edgernn_gate_rest, \\nx, \\nh, \\rsx, \\rsh, \\S, \\MK, \\MRS, \\XR\n" \
     ".endif\n"                                                                                  \
     " add sp, sp, #80\n pop {r4-r11, pc}\n"                                                     \
     ".endm\n"                                                                                   \
@@ -766,17 +816,17 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
 /* EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s): `static void name(const
  * edgernn_fc8_gate *g)` (edgernn_fc8_gate_c; literals); the _MUL form (mk >= 1) multiplies each
  * h row by g first (TFLM's MUL, pre-scaled by 2^mk, right shift mrs). */
-#define EDGERNN_FC8_GATE_MUL_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s, mk, mrs)                          \
+#define EDGERNN_FC8_GATE_MUL_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s, mk, mrs, xr)                      \
     __attribute__((naked, noinline)) static void name(const edgernn_fc8_gate *g __attribute__((unused))) \
     {                                                                                                   \
         __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_gate " #pairs ", " #n_x ", " #n_h ", " #rs_x     \
-                         ", " #rs_h ", " #s ", " #mk ", " #mrs "\n");                                   \
+                         ", " #rs_h ", " #s ", " #mk ", " #mrs ", " #xr "\n");                         \
     }
-#define EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s)                                       \
+#define EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s, xr)                                   \
     __attribute__((naked, noinline)) static void name(const edgernn_fc8_gate *g __attribute__((unused))) \
     {                                                                                                   \
         __asm__ volatile(EDGERNN_PAIRS_ASM_MACROS "edgernn_gate " #pairs ", " #n_x ", " #n_h ", " #rs_x     \
-                         ", " #rs_h ", " #s "\n");                                                       \
+                         ", " #rs_h ", " #s ", 0, 0, " #xr "\n");                                       \
     }
 #define EDGERNN_FC8_ROLLED_KERNEL(name, pairs, n_input, rs)                                           \
     __attribute__((naked, noinline)) static void name(const edgernn_fc8 *fc __attribute__((unused))) \
@@ -796,15 +846,15 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16_c(const edgernn_fc16 *f, i
         edgernn_fc8_c(fc, pairs, n_input, rs);      \
     }
 #define EDGERNN_FC8_ROLLED_KERNEL(name, pairs, n_input, rs) EDGERNN_FC8_KERNEL(name, pairs, n_input, rs)
-#define EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s) \
-    static void name(const edgernn_fc8_gate *g)                       \
-    {                                                                 \
-        edgernn_fc8_gate_c(g, pairs, n_x, n_h, rs_x, rs_h, s, 0, 0);  \
+#define EDGERNN_FC8_GATE_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s, xr) \
+    static void name(const edgernn_fc8_gate *g)                           \
+    {                                                                     \
+        edgernn_fc8_gate_c(g, pairs, n_x, n_h, rs_x, rs_h, s, 0, 0, xr);  \
     }
-#define EDGERNN_FC8_GATE_MUL_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s, mk, mrs) \
-    static void name(const edgernn_fc8_gate *g)                                    \
-    {                                                                              \
-        edgernn_fc8_gate_c(g, pairs, n_x, n_h, rs_x, rs_h, s, mk, mrs);            \
+#define EDGERNN_FC8_GATE_MUL_KERNEL(name, pairs, n_x, n_h, rs_x, rs_h, s, mk, mrs, xr) \
+    static void name(const edgernn_fc8_gate *g)                                        \
+    {                                                                                  \
+        edgernn_fc8_gate_c(g, pairs, n_x, n_h, rs_x, rs_h, s, mk, mrs, xr);            \
     }
 #define EDGERNN_PAIRS_GATE_KERNEL(name, pairs, n_input, n_cell, rs_input, rs_recurrent)  \
     static void name(const edgernn_pairs_gate *gate)                                    \

@@ -11,6 +11,9 @@ so the kernel's MUL form applies TFLM's MUL of the h row by a vector computed be
 the pre-scaled SMMLAR form (:func:`.fastloop.mul_prescaled`) first. Against two FC8 calls and a
 fused loop this saves per unit the int8 stores and loads, the loop's control and the calls
 (Cortex-M4 100 x 6: SimpleRNN(32) 205,512 -> 190,412 instructions, GRU(32) 677,195 -> 631,895).
+An x FC of at most :data:`X_ROWS` inputs (sensor features) holds its rows one by one instead
+of in pairs (:func:`_x_rows`): the input's int16 pairs stay in registers and a row is one LDM
+and three SMLADs, with no pair to decode (GRU(32) 601,495 -> 578,395).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .fastlstm import NotFast
-from .fasttensor import fc8_stream
+from .fastlstm import PASS_PAIRS, NotFast
+from .fasttensor import fc8_stream, requant_rows
 from .plan import ConstArray
 
 
@@ -47,6 +50,7 @@ class FastGate:
     # of g, og, ohk, rounding, m, mk, mrs) of the pre-scaled form (fastloop.mul_prescaled)
     mul: tuple | None = None
     direct: set = field(default_factory=set)  # the state it writes in place (no copy at the end)
+    xr: int = 0  # 1: the x FC's rows one by one (an input of at most X_ROWS values, _x_rows)
 
     @property
     def output_c(self) -> str:
@@ -56,7 +60,7 @@ class FastGate:
     def kernel(self) -> str:
         rs = "_".join("r" + str(r) if r >= 0 else "rows" for r in (self.rs_x, self.rs_h))
         mul = f"_m{self.mul[5]}_{self.mul[6]}" if self.mul else ""
-        return f"gate_p{self.pairs}_x{self.n_x}_h{self.n_h}_{rs}_s{self.fit[3]}{mul}"
+        return f"gate_p{self.pairs}_x{self.n_x}_h{self.n_h}_{rs}_s{self.fit[3]}{mul}" + ("_xr" if self.xr else "")
 
     @property
     def g_c(self) -> str:
@@ -87,7 +91,8 @@ def _mul(ops, k, mul, mul_prescaled):
     return (mul.inputs[gi], og, oh * (1 << mk), rounding, m, mk, mrs)
 
 
-def find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add, mul_prescaled) -> FastGate | None:
+def find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add, mul_prescaled,
+              pairs_order) -> FastGate | None:
     """The gate kernel of ops k..k+3 (FC, FC, their ADD, a table, nothing else reading the FC
     outputs or the sum) or k..k+4 (FC, FC, a MUL of the second FC's output, the ADD of the first
     and the product, a table), or None."""
@@ -135,24 +140,26 @@ def find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add, mul_pr
             where = f"loop {layer.index} op {f.op_index} (FULLY_CONNECTED)"
             if (fc.activation_min, fc.activation_max) != (-128, 127):
                 raise NotFast(f"{where}: fused activation {fc.activation}")
-            w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)
-            streams.append(fc8_stream(w, fc.bias.values, fc.multipliers.values, fc.shifts.values,
-                                      fc.output_zero_point, where))
+            w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)[:, pairs_order(fc.n_input)]
+            args = (w, fc.bias.values, fc.multipliers.values, fc.shifts.values, fc.output_zero_point, where)
+            streams.append(_x_rows(*args) if f is fa and fc.n_input <= X_ROWS else fc8_stream(*args))
     except NotFast:
         return None
     sa, sb = streams
     words, end = _interleave(sa, sb)
+    xr = int(isinstance(sa, XRows))
     name = f"l{layer.index}_op{fa.op_index}"
     stream = ConstArray(
         f"{name}_gatew", "uint32_t", words,
         f"{fa.comment}, {fb.comment}, their {add.comment.split(' -> ')[0]} and {lut.comment.split(' -> ')[0]}: "
-        f"per pass of three row pairs the first FC's row-pair words (input pre-scaled by {sa.scale}), "
+        f"per pass of three row pairs the first FC's "
+        f"{'rows (start word, int16 weight pairs)' if xr else 'row-pair words'} (input pre-scaled by {sa.scale}), "
         f"start words and each row's multiplier, zero point x 2^rs + rounding"
         f"{'' if sa.rs >= 0 else ', right shift'}, then the second FC's (pre-scale {sb.scale}) (edgernn_pairs.h)")
     gate = FastGate(name=name, stream=stream, passes_end=end, pairs=sa.pairs, n_x=sa.n_input, n_h=sb.n_input,
                     rs_x=sa.rs, rs_h=sb.rs, fit=(p1, p2, kk, sh), table=lut.params.name,
                     x=vector_for(fa.inputs[0], sa.n_input, sa.scale), h=vector_for(fb.inputs[0], sb.n_input, sb.scale),
-                    output=lut.output, ops=ops[k:k + (5 if mul else 4)], mul=mul)
+                    output=lut.output, ops=ops[k:k + (5 if mul else 4)], mul=mul, xr=xr)
     st = gate_state(layer, ops, k + len(gate.ops) - 1, readers)
     if st is not None:  # the kernel writes the new state in place
         gate.output = st.name
@@ -173,9 +180,50 @@ def gate_state(layer, ops, j, readers):
     return st
 
 
+#: an x FC of at most this many inputs holds its rows one by one (three input pairs in registers)
+X_ROWS = 6
+
+
+@dataclass
+class XRows:
+    """The x FC's passes with its rows one by one (EDGERNN_FC8_GATE_KERNEL's xr = 1)."""
+
+    passes: list  # per pass of up to three row pairs: each row's start word and weight words, then its requantization
+    pairs: int
+    n_input: int
+    rs: int
+    scale: int
+
+
+def _x_rows(w, bias, multipliers, shifts, zero_point: int, where: str) -> XRows:
+    """An x FC's passes, rows one by one: per row the pre-scaled bias and (n + 1) / 2 words of two
+    int16 weights (input order: the loop vector's), then per row m, R and, when the rows' right
+    shifts differ, rs (as fc8_stream); raises NotFast."""
+    n, k = w.shape
+    if n % 2:
+        raise NotFast(f"{where}: {n} outputs (the kernel writes row pairs)")
+    mult, rounding, rs, scale = requant_rows(multipliers, shifts, zero_point, n, where)
+    wp = np.zeros((n, k + k % 2), np.int64)
+    wp[:, :k] = w
+    bias = np.asarray(bias, np.int64).reshape(-1)
+    if ((np.abs(wp).sum(axis=1) * 128 + np.abs(bias)) * scale).max() >= 1 << 31:
+        raise NotFast(f"{where}: |accumulator| x pre-scale may reach 2^31")
+    words = (wp[:, 0::2] & 0xFFFF) | ((wp[:, 1::2] & 0xFFFF) << 16)
+    uniform = rs.min() == rs.max()
+    passes = []
+    for p0 in range(0, n // 2, PASS_PAIRS):
+        rows = range(2 * p0, min(2 * (p0 + PASS_PAIRS), n))
+        block = [v for r in rows for v in [int(bias[r]) * scale, *words[r].tolist()]]
+        block += [v for r in rows for v in [int(mult[r]), int(rounding[r])] + ([] if uniform else [int(rs[r])])]
+        passes.append([v & 0xFFFFFFFF for v in block])
+    return XRows(passes=passes, pairs=n // 2, n_input=k, rs=int(rs[0]) if uniform else -1, scale=scale)
+
+
 def _interleave(sa, sb) -> tuple[np.ndarray, int]:
     """The two FC8 streams pass by pass (x pass, then h pass), and the end of the three-pair passes."""
     def passes(st):
+        if isinstance(st, XRows):
+            return st.passes
         pairs, out, pos = st.pairs, [], 0
         per_row = 2 if st.rs >= 0 else 3
         cols = (st.n_input + 1) // 2

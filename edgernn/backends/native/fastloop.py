@@ -151,10 +151,20 @@ def mul_prescaled(p) -> tuple[int, int, int, int] | None:
     return m, k, rs, rounding
 
 
+def pairs_order(n: int) -> np.ndarray:
+    """The order of a loop vector's elements in its int16 copy (edgernn_widen_pairs_s8): per whole
+    four (0, 2, 1, 3), the tail in order; an FC reading the copy takes its weight columns so."""
+    order = np.arange(n)
+    whole = n - n % 4
+    order[:whole] = order[:whole].reshape(-1, 4)[:, [0, 2, 1, 3]].ravel()
+    return order
+
+
 # --------------------------------------------------------------------------- the plan
 @dataclass
 class Vector:
-    """An int16 copy of an int8 vector, pre-scaled for the FCs that read it (even length, zero tail)."""
+    """An int16 copy of an int8 vector, pre-scaled for the FCs that read it (even length, zero tail),
+    its elements in :func:`pairs_order`."""
 
     name: str  # C suffix
     source: str  # C expression of the int8 vector
@@ -289,7 +299,7 @@ def _fc_pairs(layer, s, vector_for) -> FastFc:
     where = f"loop {layer.index} op {s.op_index} (FULLY_CONNECTED)"
     if (fc.activation_min, fc.activation_max) != (-128, 127):
         raise NotFast(f"{where}: fused activation {fc.activation}")
-    w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)
+    w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)[:, pairs_order(fc.n_input)]
     st = fc8_stream(w, fc.bias.values, fc.multipliers.values, fc.shifts.values, fc.output_zero_point, where)
     name = f"l{layer.index}_op{s.op_index}"
     stream = ConstArray(
@@ -340,6 +350,9 @@ def _elementwise(s, ins: list[str]) -> tuple[str, str]:
         fit = fit_add(p)
         if fit is not None:
             p1, p2, k, sh = fit
+            if p2 == -p1:  # (a - b) P1 + K: the same integer, one SUB and one MLA
+                return (f"edgernn_sub_fit_s8({ins[0]}, {ins[1]}, {p1}, {k}, {sh}, {p.activation_min}, "
+                        f"{p.activation_max})", "fit")
             return (f"edgernn_add_fit_s8({ins[0]}, {ins[1]}, {p1}, {p2}, {k}, {sh}, {p.activation_min}, "
                     f"{p.activation_max})", "fit")
         return f"edgernn_add_one_s8(&$$l_op, {ins[0]}, {ins[1]})", "reference"
@@ -416,7 +429,8 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
     k = 0
     while k < len(ops):
         s = ops[k]
-        gate = fc_layout == "pairs" and find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add, mul_prescaled)
+        gate = fc_layout == "pairs" and find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add,
+                                                  mul_prescaled, pairs_order)
         if gate:
             fcs.append(gate)
             steps.append(("gate", gate))
