@@ -38,118 +38,16 @@ typedef struct {
     int16_t *out;
 } edgernn_fc16w;
 
-#if EDGERNN_USE_SMLAD && defined(__GNUC__) && defined(__thumb2__)
+#if EDGERNN_USE_SMLAD && defined(__GNUC__) && !defined(__clang__) && defined(__thumb2__)
 #define EDGERNN_FC16W_ASM 1
 #else
 #define EDGERNN_FC16W_ASM 0
 #endif
 
-/* One pass of four rows over the input *px; stores the first `rows`. The assembly advances
- * *px through the input and steps it back after the pass (one SUB; no register holds x). */
-static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass(const uint32_t *w, const int16_t **px,
-                                                                       int16_t *out, int n_input, int rows, int bias)
+/* One pass of four rows over x (the C twin); stores the first `rows`. */
+static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass(const uint32_t *w, const int16_t *x, int16_t *out,
+                                                                       int n_input, int rows, int bias)
 {
-    const int16_t *const x = *px;
-#if EDGERNN_FC16W_ASM
-    register int32_t a0 __asm__("r0");
-    register int32_t a1 __asm__("r1");
-    register int32_t a2 __asm__("r2");
-    register int32_t a3 __asm__("r3");
-    register uint32_t w0 __asm__("r8");
-    register uint32_t w1 __asm__("r9");
-    register uint32_t w2 __asm__("r10");
-    register uint32_t w3 __asm__("r11");
-    const int16_t *xp = x;
-    int c;
-    if (bias) {
-        __asm__("ldmia %[w]!, {%[a0], %[a1], %[a2], %[a3]}"
-                : [w] "+r"(w), [a0] "=r"(a0), [a1] "=r"(a1), [a2] "=r"(a2), [a3] "=r"(a3)
-                :
-                : "memory");
-    } else if (n_input < 2) {
-        a0 = a1 = a2 = a3 = 0; /* a single column: the sums start at 0 */
-    }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 64
-#endif
-    for (c = 0; c + 1 < n_input; c += 2) {
-        uint32_t xv;
-        uint32_t xv2;
-        if (c + 3 < n_input) {
-            if (c == 0 && !bias) {
-                __asm__("ldrd %[xv], %[xv2], [%[xp]], #8\n ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
-                        " smuad %[a0], %[w0], %[xv]\n smuad %[a1], %[w1], %[xv]\n"
-                        " smuad %[a2], %[w2], %[xv]\n smuad %[a3], %[w3], %[xv]\n"
-                        " ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
-                        " smlad %[a0], %[w0], %[xv2], %[a0]\n smlad %[a1], %[w1], %[xv2], %[a1]\n"
-                        " smlad %[a2], %[w2], %[xv2], %[a2]\n smlad %[a3], %[w3], %[xv2], %[a3]\n"
-                        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w), [xp] "+r"(xp),
-                          [xv] "=&r"(xv), [xv2] "=&r"(xv2), [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2),
-                          [w3] "=&r"(w3)
-                        :
-                        : "memory");
-            } else {
-                __asm__("ldrd %[xv], %[xv2], [%[xp]], #8\n ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
-                        " smlad %[a0], %[w0], %[xv], %[a0]\n smlad %[a1], %[w1], %[xv], %[a1]\n"
-                        " smlad %[a2], %[w2], %[xv], %[a2]\n smlad %[a3], %[w3], %[xv], %[a3]\n"
-                        " ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
-                        " smlad %[a0], %[w0], %[xv2], %[a0]\n smlad %[a1], %[w1], %[xv2], %[a1]\n"
-                        " smlad %[a2], %[w2], %[xv2], %[a2]\n smlad %[a3], %[w3], %[xv2], %[a3]\n"
-                        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [xp] "+r"(xp),
-                          [xv] "=&r"(xv), [xv2] "=&r"(xv2), [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2),
-                          [w3] "=&r"(w3)
-                        :
-                        : "memory");
-            }
-            c += 2;
-        } else if (c == 0 && !bias) {
-            __asm__("ldr %[xv], [%[xp]], #4\n ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
-                    " smuad %[a0], %[w0], %[xv]\n smuad %[a1], %[w1], %[xv]\n"
-                    " smuad %[a2], %[w2], %[xv]\n smuad %[a3], %[w3], %[xv]\n"
-                    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w), [xp] "+r"(xp),
-                      [xv] "=&r"(xv), [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
-                    :
-                    : "memory");
-            (void)xv2;
-        } else {
-            __asm__("ldr %[xv], [%[xp]], #4\n ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
-                    " smlad %[a0], %[w0], %[xv], %[a0]\n smlad %[a1], %[w1], %[xv], %[a1]\n"
-                    " smlad %[a2], %[w2], %[xv], %[a2]\n smlad %[a3], %[w3], %[xv], %[a3]\n"
-                    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [xp] "+r"(xp),
-                      [xv] "=&r"(xv), [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
-                    :
-                    : "memory");
-            (void)xv2;
-        }
-    }
-    if (n_input % 2) {
-        /* the last column: the low halves of its words against one input */
-        const int32_t xl = *xp;
-        __asm__("ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
-                " smlabb %[a0], %[w0], %[xl], %[a0]\n smlabb %[a1], %[w1], %[xl], %[a1]\n"
-                " smlabb %[a2], %[w2], %[xl], %[a2]\n smlabb %[a3], %[w3], %[xl], %[a3]\n"
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [w0] "=&r"(w0),
-                  [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
-                : [xl] "r"(xl)
-                : "memory");
-    }
-    __asm__("ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}"
-            : [w] "+r"(w), [w0] "=r"(w0), [w1] "=r"(w1), [w2] "=r"(w2), [w3] "=r"(w3)
-            :
-            : "memory");
-    out[0] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a0, (int32_t)w0));
-    if (rows > 1) {
-        out[1] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a1, (int32_t)w1));
-    }
-    if (rows > 2) {
-        out[2] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a2, (int32_t)w2));
-    }
-    if (rows > 3) {
-        out[3] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a3, (int32_t)w3));
-    }
-    *px = xp - 2 * (n_input / 2);
-    return w;
-#else
     /* the C twin: the same sums, the weights read as the int16 halves they are (little-endian
      * words: a row's column-pair word is its two weights, low column first) */
     int32_t a0 = bias ? (int32_t)w[0] : 0;
@@ -183,112 +81,150 @@ static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass(const uin
         out[3] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a3, (int32_t)w[3]));
     }
     return w + 4;
-#endif
 }
 
-#if EDGERNN_FC16W_ASM
-/* A pass over a short input (at most six columns, even) held in registers xw[] for the whole FC:
- * no input load, no pointer step. */
-static inline EDGERNN_ALWAYS_INLINE const uint32_t *edgernn_fc16w_pass_held(const uint32_t *w, const uint32_t *xw,
-                                                                            int16_t *out, int n_input, int rows,
-                                                                            int bias)
-{
-    register int32_t a0 __asm__("r0");
-    register int32_t a1 __asm__("r1");
-    register int32_t a2 __asm__("r2");
-    register int32_t a3 __asm__("r3");
-    register uint32_t w0 __asm__("r8");
-    register uint32_t w1 __asm__("r9");
-    register uint32_t w2 __asm__("r10");
-    register uint32_t w3 __asm__("r11");
-    int c;
-    if (bias) {
-        __asm__("ldmia %[w]!, {%[a0], %[a1], %[a2], %[a3]}"
-                : [w] "+r"(w), [a0] "=r"(a0), [a1] "=r"(a1), [a2] "=r"(a2), [a3] "=r"(a3)
-                :
-                : "memory");
-    }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 4
-#endif
-    for (c = 0; c < n_input / 2; ++c) {
-        if (c == 0 && !bias) {
-            __asm__("ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
-                    " smuad %[a0], %[w0], %[xv]\n smuad %[a1], %[w1], %[xv]\n"
-                    " smuad %[a2], %[w2], %[xv]\n smuad %[a3], %[w3], %[xv]\n"
-                    : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w),
-                      [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
-                    : [xv] "r"(xw[c])
-                    : "memory");
-        } else {
-            __asm__("ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}\n"
-                    " smlad %[a0], %[w0], %[xv], %[a0]\n smlad %[a1], %[w1], %[xv], %[a1]\n"
-                    " smlad %[a2], %[w2], %[xv], %[a2]\n smlad %[a3], %[w3], %[xv], %[a3]\n"
-                    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w),
-                      [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2), [w3] "=&r"(w3)
-                    : [xv] "r"(xw[c])
-                    : "memory");
-        }
-    }
-    __asm__("ldmia %[w]!, {%[w0], %[w1], %[w2], %[w3]}"
-            : [w] "+r"(w), [w0] "=r"(w0), [w1] "=r"(w1), [w2] "=r"(w2), [w3] "=r"(w3)
-            :
-            : "memory");
-    out[0] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a0, (int32_t)w0));
-    if (rows > 1) {
-        out[1] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a1, (int32_t)w1));
-    }
-    if (rows > 2) {
-        out[2] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a2, (int32_t)w2));
-    }
-    if (rows > 3) {
-        out[3] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a3, (int32_t)w3));
-    }
-    return w;
-}
-#endif
-
-/* The FC: passes of four rows, the last one peeled when it holds padding rows. */
+/* The FC: passes of four rows, the last one peeled when it holds padding rows (the C twin). */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16w_c(const edgernn_fc16w *f, int n_input, int n_output, int bias)
 {
     const uint32_t *w = f->stream;
-    const int16_t *x = f->input;
     int16_t *out = f->out;
     int k;
-#if EDGERNN_FC16W_ASM
-    if (n_input % 2 == 0 && n_input >= 2 && n_input <= 6) {
-        uint32_t xw[3] = {0, 0, 0};
-        memcpy(xw, x, 2 * (size_t)n_input);
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 2 /* one loop test per eight rows */
-#endif
-        for (k = 0; k < n_output / 4; ++k) {
-            w = edgernn_fc16w_pass_held(w, xw, out, n_input, 4, bias);
-            out += 4;
-        }
-        if (n_output % 4) {
-            (void)edgernn_fc16w_pass_held(w, xw, out, n_input, n_output % 4, bias);
-        }
-        return;
-    }
-#endif
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 2
-#endif
     for (k = 0; k < n_output / 4; ++k) {
-        w = edgernn_fc16w_pass(w, &x, out, n_input, 4, bias);
+        w = edgernn_fc16w_pass(w, f->input, out, n_input, 4, bias);
         out += 4;
     }
     if (n_output % 4) {
-        (void)edgernn_fc16w_pass(w, &x, out, n_input, n_output % 4, bias);
+        (void)edgernn_fc16w_pass(w, f->input, out, n_input, n_output % 4, bias);
     }
 }
 
+#if EDGERNN_FC16W_ASM
+/* The Cortex-M DSP form: one asm statement per pass (sums, requantization), its shape written
+ * into the assembly from the kernel's literal arguments (B: bias 0 / 1, N: n_input), the
+ * assembler's .if / .rept unrolling the column pairs. The sums live in r0-r3 (the bias LDM
+ * needs ascending registers; register variables bind only at an asm's operands, so nothing
+ * is kept in them between statements), each LDM's four words in r8-r11. */
+#define EDGERNN_FC16W_S_(v) #v
+#define EDGERNN_FC16W_S(v) EDGERNN_FC16W_S_(v)
+#define EDGERNN_FC16W_MLA4(x)                                                                                \
+    " smlad %[a0], r8, %[" x "], %[a0]\n smlad %[a1], r9, %[" x "], %[a1]\n"                                 \
+    " smlad %[a2], r10, %[" x "], %[a2]\n smlad %[a3], r11, %[" x "], %[a3]\n"
+#define EDGERNN_FC16W_MUL4(x)                                                                                \
+    " smuad %[a0], r8, %[" x "]\n smuad %[a1], r9, %[" x "]\n smuad %[a2], r10, %[" x "]\n smuad %[a3], r11, %[" x "]\n"
+#define EDGERNN_FC16W_LDM " ldmia %[w]!, {r8, r9, r10, r11}\n"
+#define EDGERNN_FC16W_BIAS(B) ".if " EDGERNN_FC16W_S(B) "\n ldmia %[w]!, {%[a0], %[a1], %[a2], %[a3]}\n.endif\n"
+/* the first column pair against x: SMLAD onto the bias, or SMUAD */
+#define EDGERNN_FC16W_FIRST(B, x)                                                                            \
+    EDGERNN_FC16W_LDM ".if " EDGERNN_FC16W_S(B) "\n" EDGERNN_FC16W_MLA4(x) ".else\n" EDGERNN_FC16W_MUL4(x) ".endif\n"
+#define EDGERNN_FC16W_REQUANT                                                                                \
+    EDGERNN_FC16W_LDM                                                                                        \
+    " smmulr %[a0], %[a0], r8\n ssat %[a0], #16, %[a0]\n smmulr %[a1], %[a1], r9\n ssat %[a1], #16, %[a1]\n" \
+    " smmulr %[a2], %[a2], r10\n ssat %[a2], #16, %[a2]\n smmulr %[a3], %[a3], r11\n ssat %[a3], #16, %[a3]\n"
+/* a pass reading the input through xp (post-incremented): column pairs two at a time (LDRD),
+ * then one more pair, then an odd last column (the low halves, SMLABB) */
+#define EDGERNN_FC16W_STREAM_ASM(B, N)                                                                       \
+    EDGERNN_FC16W_BIAS(B)                                                                                    \
+    ".if (" EDGERNN_FC16W_S(N) ") / 4\n"                                                                     \
+    " ldrd %[xv], %[xv2], [%[xp]], #8\n" EDGERNN_FC16W_FIRST(B, "xv") EDGERNN_FC16W_LDM EDGERNN_FC16W_MLA4("xv2") \
+    " .rept (" EDGERNN_FC16W_S(N) ") / 4 - 1\n"                                                              \
+    " ldrd %[xv], %[xv2], [%[xp]], #8\n" EDGERNN_FC16W_LDM EDGERNN_FC16W_MLA4("xv") EDGERNN_FC16W_LDM          \
+    EDGERNN_FC16W_MLA4("xv2")                                                                                \
+    " .endr\n"                                                                                               \
+    ".endif\n"                                                                                               \
+    ".if ((" EDGERNN_FC16W_S(N) ") / 2) %% 2\n"                                                              \
+    " ldr %[xv], [%[xp]], #4\n"                                                                              \
+    " .if ((" EDGERNN_FC16W_S(N) ") / 4) + " EDGERNN_FC16W_S(B) "\n" EDGERNN_FC16W_LDM EDGERNN_FC16W_MLA4("xv") \
+    " .else\n" EDGERNN_FC16W_LDM EDGERNN_FC16W_MUL4("xv") " .endif\n"                                         \
+    ".endif\n"                                                                                               \
+    ".if (" EDGERNN_FC16W_S(N) ") %% 2\n"                                                                    \
+    " ldrsh %[xv], [%[xp]]\n" EDGERNN_FC16W_LDM                                                              \
+    " .if ((" EDGERNN_FC16W_S(N) ") / 2) + " EDGERNN_FC16W_S(B) "\n"                                         \
+    " smlabb %[a0], r8, %[xv], %[a0]\n smlabb %[a1], r9, %[xv], %[a1]\n"                                     \
+    " smlabb %[a2], r10, %[xv], %[a2]\n smlabb %[a3], r11, %[xv], %[a3]\n"                                   \
+    " .else\n"                                                                                               \
+    " smulbb %[a0], r8, %[xv]\n smulbb %[a1], r9, %[xv]\n smulbb %[a2], r10, %[xv]\n smulbb %[a3], r11, %[xv]\n" \
+    " .endif\n"                                                                                              \
+    ".endif\n" EDGERNN_FC16W_REQUANT
+/* a pass over a short input (2, 4 or 6 columns) held in registers x0..x2 for the whole FC */
+#define EDGERNN_FC16W_HELD_ASM(B, N)                                                                         \
+    EDGERNN_FC16W_BIAS(B) EDGERNN_FC16W_FIRST(B, "x0")                                                       \
+    ".if (" EDGERNN_FC16W_S(N) ") > 2\n" EDGERNN_FC16W_LDM EDGERNN_FC16W_MLA4("x1") ".endif\n"               \
+    ".if (" EDGERNN_FC16W_S(N) ") > 4\n" EDGERNN_FC16W_LDM EDGERNN_FC16W_MLA4("x2") ".endif\n"               \
+    EDGERNN_FC16W_REQUANT
+#define EDGERNN_FC16W_STORE(rows)                                                                            \
+    do {                                                                                                     \
+        out[0] = (int16_t)a0;                                                                                \
+        if ((rows) > 1) {                                                                                    \
+            out[1] = (int16_t)a1;                                                                            \
+        }                                                                                                    \
+        if ((rows) > 2) {                                                                                    \
+            out[2] = (int16_t)a2;                                                                            \
+        }                                                                                                    \
+        if ((rows) > 3) {                                                                                    \
+            out[3] = (int16_t)a3;                                                                            \
+        }                                                                                                    \
+    } while (0)
+#define EDGERNN_FC16W_OUTS [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w] "+r"(w)
+/* the four rows' stores in the asm (ST 1: a full pass; in C, gcc would merge them into words) */
+#define EDGERNN_FC16W_ST4(ST)                                                                                \
+    ".if " EDGERNN_FC16W_S(ST) "\n strh %[a0], [%[out]]\n strh %[a1], [%[out], #2]\n"                        \
+    " strh %[a2], [%[out], #4]\n strh %[a3], [%[out], #6]\n.endif\n"
+#define EDGERNN_FC16W_PASS(B, N, ST, rows)                                                                   \
+    do {                                                                                                     \
+        register int32_t a0 __asm__("r0");                                                                   \
+        register int32_t a1 __asm__("r1");                                                                   \
+        register int32_t a2 __asm__("r2");                                                                   \
+        register int32_t a3 __asm__("r3");                                                                   \
+        if (held) {                                                                                          \
+            __asm__ volatile(EDGERNN_FC16W_HELD_ASM(B, N) EDGERNN_FC16W_ST4(ST)                                       \
+                    : EDGERNN_FC16W_OUTS                                                                     \
+                    : [x0] "r"(xw[0]), [x1] "r"(xw[1]), [x2] "r"(xw[2]), [out] "r"(out)                      \
+                    : "r8", "r9", "r10", "r11", "memory");                                                   \
+        } else {                                                                                             \
+            uint32_t xv;                                                                                     \
+            uint32_t xv2;                                                                                    \
+            __asm__ volatile(EDGERNN_FC16W_STREAM_ASM(B, N) EDGERNN_FC16W_ST4(ST)                                     \
+                    : EDGERNN_FC16W_OUTS, [xp] "+r"(xp), [xv] "=&r"(xv), [xv2] "=&r"(xv2)                    \
+                    : [out] "r"(out)                                                                         \
+                    : "r8", "r9", "r10", "r11", "memory");                                                   \
+            xp -= 2 * ((N) / 2); /* back to the input's start: one SUB, no register holds x */               \
+        }                                                                                                    \
+        if (!(ST)) {                                                                                         \
+            EDGERNN_FC16W_STORE(rows);                                                                       \
+        }                                                                                                    \
+    } while (0)
+
+/* EDGERNN_FC16W_KERNEL(name, n_input, n_output, bias): `static void name(const edgernn_fc16w *fc)`.
+ * A short input (at most six columns, even) is held in registers for the whole FC; the pass
+ * loop runs two passes per iteration. */
+#define EDGERNN_FC16W_KERNEL(name, n_input, n_output, bias)                                                  \
+    static void name(const edgernn_fc16w *fc)                                                                \
+    {                                                                                                        \
+        const uint32_t *w = fc->stream;                                                                      \
+        const int16_t *xp = fc->input;                                                                       \
+        int16_t *out = fc->out;                                                                              \
+        const int held = (n_input) % 2 == 0 && (n_input) <= 6;                                               \
+        uint32_t xw[3] = {0, 0, 0};                                                                          \
+        int k;                                                                                               \
+        if (held) {                                                                                          \
+            memcpy(xw, xp, (n_input) <= 6 ? 2 * (size_t)(n_input) : sizeof xw);                              \
+        }                                                                                                    \
+        _Pragma("GCC unroll 2") for (k = 0; k < (n_output) / 4; ++k)                                         \
+        {                                                                                                    \
+            EDGERNN_FC16W_PASS(bias, n_input, 1, 4);                                                            \
+            out += 4;                                                                                        \
+        }                                                                                                    \
+        if ((n_output) % 4) {                                                                                \
+            EDGERNN_FC16W_PASS(bias, n_input, 0, (n_output) % 4);                                               \
+        }                                                                                                    \
+    }
+#else
 #define EDGERNN_FC16W_KERNEL(name, n_input, n_output, bias) \
     static void name(const edgernn_fc16w *fc)               \
     {                                                       \
         edgernn_fc16w_c(fc, n_input, n_output, bias);       \
     }
+#endif
 
 #ifdef __cplusplus
 }
