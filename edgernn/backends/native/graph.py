@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...tflite_model import Operator, Subgraph, TFLiteModel
+from ...tflite_model import Operator, Subgraph, TFLiteModel, strided_slice_index
 from . import tensorops as T
 from .copyops import COPY_OPS, plan_copy
 from .fastlstm import fast_lstm
@@ -359,7 +359,7 @@ def _is_last_step_slice(sg: Subgraph, op: Operator, seq) -> bool:
     if int(o.ellipsisMask) or int(o.newAxisMask):
         return False
     begin, end, st = (np.asarray(sg.tensors[i].data).reshape(-1) for i in op.inputs[1:4])
-    idx = T.strided_slice_index(seq.shape, begin, end, st, o)
+    idx = strided_slice_index(seq.shape, begin, end, st, o)
     steps = range(seq.shape[1])[idx[1]] if isinstance(idx[1], slice) else [idx[1] % seq.shape[1]]
     full = all(isinstance(ix, slice) and len(range(d)[ix]) == d and (ix.step or 1) == 1
                for ax, (ix, d) in enumerate(zip(idx, seq.shape)) if ax != 1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...tflite_model import strided_slice_index
 from . import tensorops as T
 from .copyops import plan_copy
 from .graph import ALIAS_OPS, Builder, StreamRefusal, _data_inputs, _recurrent_step_call, Ring
@@ -244,7 +245,7 @@ def step_program(b: Builder):
         if oc in ("CONCATENATION", "TRANSPOSE", "STRIDED_SLICE"):
             xs = shape(ins[0])
             if oc == "STRIDED_SLICE" and a != LAST:
-                idx = T.strided_slice_index(xs, *(T._const(m, sg, op, k, "bound").reshape(-1) for k in (1, 2, 3)),
+                idx = strided_slice_index(xs, *(T._const(m, sg, op, k, "bound").reshape(-1) for k in (1, 2, 3)),
                                             op.options)
                 sel = idx[a]
                 picked = [sel % length] if isinstance(sel, int) else list(range(length)[sel])
