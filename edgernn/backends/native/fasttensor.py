@@ -184,18 +184,26 @@ class Fc16Stream:
 FC16_PASS_PAIRS = 2
 
 
+def _fc16_rows(w, bias, multipliers, shifts, where: str):
+    """A 16x8 FC's weights, bias (zeros when none), multipliers and right shifts as int64 per
+    output row; raises :class:`NotFast` unless every shift is 1..32 and every multiplier a 16-bit one."""
+    w = np.asarray(w, np.int64)
+    n_out = w.shape[0]
+    b = np.zeros(n_out, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
+    mult = np.broadcast_to(np.asarray(multipliers, np.int64).reshape(-1), (n_out,))
+    s = np.broadcast_to(np.asarray(shifts, np.int64).reshape(-1), (n_out,))
+    if s.min() < 1 or s.max() > 32 or mult.min() < 0 or mult.max() >= 1 << 15:
+        raise NotFast(f"{where}: right shifts {sorted(set(s.tolist()))} or multipliers outside the exact form")
+    return w, b, mult, s
+
+
 def fc16_stream(w: np.ndarray, bias, multipliers, shifts, where: str, input_bound: int = 32768) -> Fc16Stream:
     """The stream of TFLM's 16x8 FULLY_CONNECTED (int64 bias or none, 16-bit multipliers ``m``,
     total right shifts ``s``: ``clamp16((acc m + 2^(s-1)) >> s)``) for ``w`` [n_out][n_in];
     raises :class:`NotFast` unless every row's ``|acc| 2^ls < 2^31`` (``|x| <= input_bound``)
     and ``1 <= s <= 32``, which make ``SMMULR(acc 2^ls, m 2^(32 - s - ls))`` exact."""
-    w = np.asarray(w, np.int64)
+    w, bias, mult, s = _fc16_rows(w, bias, multipliers, shifts, where)
     n_out, n_in = w.shape
-    bias = np.zeros(n_out, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
-    mult = np.broadcast_to(np.asarray(multipliers, np.int64).reshape(-1), (n_out,))
-    s = np.broadcast_to(np.asarray(shifts, np.int64).reshape(-1), (n_out,))
-    if s.min() < 1 or s.max() > 32 or mult.min() < 0 or mult.max() >= 1 << 15:
-        raise NotFast(f"{where}: right shifts {sorted(set(s.tolist()))} or multipliers outside the exact form")
     ls = np.maximum(16 - s, 0)
     big = mult << (32 - s - ls)
     if big.max() >= 1 << 31:
@@ -326,13 +334,8 @@ def fc16w_stream(w: np.ndarray, bias, multipliers, shifts, where: str, input_bou
     multiplier m 2^(32 - s - ls) below 2^31; raises :class:`NotFast` unless ls_r <= 8 and every
     row's ``(sum |w| input_bound + |bias|) 2^ls < 2^31`` (the 32-bit sums are then exact, and so is
     ``SMMULR(acc 2^ls, m 2^(32 - s - ls))``)."""
-    w = np.asarray(w, np.int64)
+    w, b, mult, s = _fc16_rows(w, bias, multipliers, shifts, where)
     n_out, n_in = w.shape
-    b = np.zeros(n_out, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
-    mult = np.broadcast_to(np.asarray(multipliers, np.int64).reshape(-1), (n_out,))
-    s = np.broadcast_to(np.asarray(shifts, np.int64).reshape(-1), (n_out,))
-    if s.min() < 1 or s.max() > 32 or mult.min() < 0 or mult.max() >= 1 << 15:
-        raise NotFast(f"{where}: right shifts {sorted(set(s.tolist()))} or multipliers outside the exact form")
     if w.size and (w.min() < -128 or w.max() > 127):
         raise NotFast(f"{where}: weights beyond int8")
     ls = np.maximum(16 - s, 0)
