@@ -194,8 +194,10 @@ def test_int16_lstm_cell_state_range_is_the_one_convert_writes(bm_data):
 @pytest.mark.slow
 def test_qat_recovers_the_accuracy_ptq_loses(relu_rnn_digits64, digits64, tmp_path):
     """A relu SimpleRNN over 64 steps with an int8 state (``--state int8``): PTQ loses more than
-    2 points of test accuracy, 10 QAT epochs bring the int8 loss under 1 point (TFLM runtime, 450
-    test digits). (With the default int16 state PTQ already loses only ~0.2 points here.)"""
+    2 points of test accuracy, 20 QAT epochs at 3e-4 bring the int8 loss under 1 point (TFLM
+    runtime, 450 test digits). (With the default int16 state PTQ already loses only ~0.2 points
+    here.) The fixture's training differs per CPU: on an AVX2 machine its float model reaches 0.684
+    and 10 epochs at the default 1e-4 kept an epoch no better on the test digits than PTQ."""
     import edgernn
     import keras
 
@@ -203,7 +205,8 @@ def test_qat_recovers_the_accuracy_ptq_loses(relu_rnn_digits64, digits64, tmp_pa
     x, y = load_npz(test)
     float_acc = float(np.mean(np.argmax(keras.saving.load_model(relu_rnn_digits64)(x), -1) == y))
     ptq = _int8_acc(edgernn.convert(relu_rnn_digits64, calib=train, state="int8").tflite, x, y)
-    res = qat.qat_finetune(relu_rnn_digits64, train, epochs=10, seed=0, output=tmp_path / "qat.keras", state="int8")
+    res = qat.qat_finetune(relu_rnn_digits64, train, epochs=20, seed=0, output=tmp_path / "qat.keras",
+                           state="int8", learning_rate=3e-4)
     q = _int8_acc(edgernn.convert(res.path, calib=train, state="int8").tflite, x, y)
     assert float_acc - ptq > 0.02, (float_acc, ptq)
     assert float_acc - q < 0.01, (float_acc, ptq, q)
