@@ -259,7 +259,7 @@ def test_fc16_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
     from edgernn.backends.native.fasttensor import fc16_emulate, fc16_reference, fc16_stream
 
     rng = np.random.default_rng(3)
-    cases, progs = [], []
+    cases = []
     for n_out, n_in, lo_s, hi_s in [(96, 32, 16, 33), (7, 5, 1, 33), (6, 38, 12, 20), (3, 1, 8, 30)]:
         w = rng.integers(-127, 128, (n_out, n_in))
         w[0] = np.where(w[0] < 0, -127, 127)  # a row at the bound
@@ -292,25 +292,32 @@ def test_fc16_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
         want = fc16_reference(w, b, m, s, x)
         assert np.array_equal(fc16_emulate(st, x), want)
         cases[k] = (st, x, want)
-        words = ", ".join(f"{int(v)}u" for v in st.words)
-        xs = ", ".join(str(int(v)) for v in x.ravel())
-        progs.append(f"static const uint32_t s{k}[] = {{{words}}};\nstatic const int16_t x{k}[] = {{{xs}}};\n"
-                     f"EDGERNN_FC16_KERNEL(fc{k}, {st.pairs}, {st.n_input}, {st.n_output}, {st.ls})\n")
+    macros = [f"EDGERNN_FC16_KERNEL(fc{k}, {st.pairs}, {st.n_input}, {st.n_output}, {st.ls})"
+              for k, (st, *_) in enumerate(cases)]
+    # both C twins: the 32-bit one (Armv6-M, hosts) and the 64-bit A - B one (Armv7-M)
+    for extra in ((), ("-D__ARM_ARCH_7M__=1",)):
+        _run_fc16_kernels(tmp_path, "edgernn_pairs.h", "edgernn_fc16", cases, macros, extra)
+
+
+def _run_fc16_kernels(tmp_path, header: str, struct: str, cases, macros, extra=()) -> None:
+    """Compile one host program declaring each case's kernel (``macros``, named fc<k>) over its
+    stream words and int16 inputs, run every input row through it, and compare with ``want``."""
+    progs = [f"static const uint32_t s{k}[] = {{{', '.join(f'{int(v)}u' for v in st.words)}}};\n"
+             f"static const int16_t x{k}[] = {{{', '.join(str(int(v)) for v in x.ravel())}}};\n{macro}\n"
+             for k, ((st, x, _), macro) in enumerate(zip(cases, macros))]
     body = "".join(
-        f"    for (r = 0; r < {len(x)}; ++r) {{ const edgernn_fc16 f = {{ s{k}, x{k} + r * {st.n_input}, y }}; fc{k}(&f);"
+        f"    for (r = 0; r < {len(x)}; ++r) {{ const {struct} f = {{ s{k}, x{k} + r * {st.n_input}, y }}; fc{k}(&f);"
         f" for (c = 0; c < {st.n_output}; ++c) printf(\"%d \", y[c]); }} printf(\"\\n\");\n"
         for k, (st, x, _) in enumerate(cases))
-    src = tmp_path / "fc16.c"
-    src.write_text('#include <stdio.h>\n#include "edgernn_pairs.h"\n' + "".join(progs) +
+    src = tmp_path / f"{struct}.c"
+    src.write_text(f'#include <stdio.h>\n#include "{header}"\n' + "".join(progs) +
                    f"int main(void)\n{{\n    int16_t y[96];\n    int r, c;\n{body}    return 0;\n}}\n")
-    # both C twins: the 32-bit one (Armv6-M, hosts) and the 64-bit A - B one (Armv7-M)
-    for k, extra in enumerate(((), ("-D__ARM_ARCH_7M__=1",))):
-        exe = tmp_path / f"fc16_{k}"
-        compile_c("gcc", [src], exe, (*C_FLAGS, f"-I{TEMPLATE_DIR}", *extra))
-        lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
-        assert len(lines) == len(cases)
-        for (st, x, want), line in zip(cases, lines):
-            assert np.array_equal(np.array(line.split(), np.int64).reshape(want.shape), want)
+    exe = tmp_path / f"{struct}{len(extra)}"
+    compile_c("gcc", [src], exe, (*C_FLAGS, f"-I{TEMPLATE_DIR}", *extra))
+    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(lines) == len(cases)
+    for (st, x, want), line in zip(cases, lines):
+        assert np.array_equal(np.array(line.split(), np.int64).reshape(want.shape), want)
 
 
 def test_fc16w_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
@@ -322,7 +329,7 @@ def test_fc16w_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
     from edgernn.backends.native.fasttensor import fc16_reference, fc16w_emulate, fc16w_stream
 
     rng = np.random.default_rng(7)
-    cases, progs = [], []
+    cases, macros = [], []
     for n_out, n_in, s_lo, s_hi, w_max, bound, bias in [
             (96, 32, 16, 33, 127, 32768, False), (7, 5, 9, 33, 127, 32768, True), (6, 6, 8, 14, 127, 128, True),
             (3, 1, 10, 20, 127, 32768, True), (10, 3, 12, 14, 20, 32768, False), (5, 4, 8, 9, 128, 64, True)]:
@@ -341,28 +348,13 @@ def test_fc16w_kernel_equals_tflm_16x8_on_extreme_inputs(tmp_path):
         assert np.array_equal(fc16w_emulate(st, x), want)
         k = len(cases)
         cases.append((st, x, want))
-        words = ", ".join(f"{int(v)}u" for v in st.words)
-        xs = ", ".join(str(int(v)) for v in x.ravel())
-        progs.append(f"static const uint32_t s{k}[] = {{{words}}};\nstatic const int16_t x{k}[] = {{{xs}}};\n"
-                     f"EDGERNN_FC16W_KERNEL(fc{k}, {st.n_input}, {st.n_output}, {int(st.bias)})\n")
+        macros.append(f"EDGERNN_FC16W_KERNEL(fc{k}, {st.n_input}, {st.n_output}, {int(st.bias)})")
     w = np.full((4, 520), 127)
     with pytest.raises(NotFast):  # 520 x 127 x 2^15 >= 2^31: the sums need 64 bits
         fc16w_stream(w, None, np.full(4, 1000), np.full(4, 20), "test")
     with pytest.raises(NotFast):  # s = 4: a left shift of 12 would pass 16 bits
         fc16w_stream(w[:, :2], None, np.full(4, 1000), np.full(4, 4), "test")
-    body = "".join(
-        f"    for (r = 0; r < {len(x)}; ++r) {{ const edgernn_fc16w f = {{ s{k}, x{k} + r * {st.n_input}, y }}; fc{k}(&f);"
-        f" for (c = 0; c < {st.n_output}; ++c) printf(\"%d \", y[c]); }} printf(\"\\n\");\n"
-        for k, (st, x, _) in enumerate(cases))
-    src = tmp_path / "fc16w.c"
-    src.write_text('#include <stdio.h>\n#include "edgernn_fc16w.h"\n' + "".join(progs) +
-                   f"int main(void)\n{{\n    int16_t y[96];\n    int r, c;\n{body}    return 0;\n}}\n")
-    exe = tmp_path / "fc16w"
-    compile_c("gcc", [src], exe, (*C_FLAGS, f"-I{TEMPLATE_DIR}"))
-    lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert len(lines) == len(cases)
-    for (st, x, want), line in zip(cases, lines):
-        assert np.array_equal(np.array(line.split(), np.int64).reshape(want.shape), want)
+    _run_fc16_kernels(tmp_path, "edgernn_fc16w.h", "edgernn_fc16w", cases, macros)
 
 
 @pytest.mark.slow
