@@ -399,7 +399,6 @@ def test_unsupported_option_is_one_line_naming_layer(layer, option):
 
 def test_tf_keras_h5_and_keras3_gru_both_convert(tmp_path, bm_data):
     """A tf_keras .h5 GRU (reset_after=False) and a Keras 3 .keras GRU go through `convert`."""
-    import keras
     import tf_keras
 
     tf_keras.utils.set_random_seed(1)
