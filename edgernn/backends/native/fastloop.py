@@ -36,6 +36,7 @@ a run ends. Anything else keeps the reference kernel of that op (``layer.fast_re
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,12 +46,15 @@ from .fastlstm import NotFast
 from .fastgate import find_gate
 from .fastloop16 import INT16_KINDS, smmlar, elementwise16
 from .fasttensor import fc8_stream, fc16_stream, fc16w_stream
+from .fcrows import fc16r_array, fc16r_stream
 from .plan import ConstArray
 
 #: the FULLY_CONNECTED layout each kernel choice gives the loop layers: row pairs everywhere (the
 #: assembly on cores with the DSP extension, M4/M7/M33/M55; the C twin elsewhere, still fewer
 #: instructions than the reference kernel on the Cortex-M3)
 FC_LAYOUT = {"pairs": "pairs", "rows": "pairs", "reference": "reference"}
+#: the kernel choices whose 16x8 FCs run on weight rows (fcrows.py: Helium on the M55, C twin elsewhere)
+FC16_ROWS = {"rows"}
 
 _A, _B = (g.ravel() for g in np.meshgrid(np.arange(-128, 128, dtype=np.int64),
                                          np.arange(-128, 128, dtype=np.int64), indexing="ij"))
@@ -213,6 +217,7 @@ class FastFc16:
     ls: int = -1  # every row's left shift, or -1 (each row's in the stream)
     wide: bool = False  # int16 weight pairs (edgernn_fc16w.h EDGERNN_FC16W_KERNEL), 32-bit sums
     bias: bool = False  # (wide) the passes start from bias words
+    wbytes: int = 0  # (wide) on weight rows (edgernn_mve_fc.h EDGERNN_FC16R_KERNEL): bytes per weight
 
     @property
     def output_c(self) -> str:
@@ -224,6 +229,8 @@ class FastFc16:
 
     @property
     def kernel(self) -> str:
+        if self.wbytes:
+            return f"fc16r_i{self.n_input}_o{self.n_output}" + ("_b" if self.bias else "") + f"_w{self.wbytes}"
         if self.wide:
             return f"fc16w_i{self.n_input}_o{self.n_output}" + ("_b" if self.bias else "")
         return f"fc16_p{self.pairs}_i{self.n_input}_o{self.n_output}" + (f"_l{self.ls}" if self.ls >= 0 else "")
@@ -311,7 +318,7 @@ def _fc_pairs(layer, s, vector_for) -> FastFc:
                   rs=st.rs, vector=vector_for(s.inputs[0], fc.n_input, st.scale), output=s.output)
 
 
-def _fc16_pairs(layer, s, bound: int) -> FastFc16:
+def _fc16_pairs(layer, s, bound: int, rows: bool = False) -> FastFc16:
     fc = s.params
     where = f"loop {layer.index} op {s.op_index} (FULLY_CONNECTED 16x8)"
     if not fc.acc64 or (fc.activation_min, fc.activation_max) != (-32768, 32767):
@@ -319,6 +326,10 @@ def _fc16_pairs(layer, s, bound: int) -> FastFc16:
     w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)
     bias = None if fc.bias is None else fc.bias.values
     name = f"l{layer.index}_op{s.op_index}"
+    if rows:  # weight rows, 32-bit sums (edgernn_mve_fc.h)
+        with contextlib.suppress(NotFast):
+            return _fc16_rows(name, fc, s.comment, fc16r_stream(w, bias, fc.multipliers.values, fc.shifts.values,
+                                                                 where, bound), s.inputs[0], s.output)
     try:  # int16 weight pairs, 32-bit sums (edgernn_fc16w.h)
         wst = fc16w_stream(w, bias, fc.multipliers.values, fc.shifts.values, where, bound)
         stream = ConstArray(
@@ -337,6 +348,11 @@ def _fc16_pairs(layer, s, bound: int) -> FastFc16:
         f"int64 bias, then each row's multiplier x 2^(32 - s - ls){' and ls' if st.ls < 0 else ''} (edgernn_fc16_c)")
     return FastFc16(name=name, stream=stream, pairs=st.pairs, n_input=st.n_input, n_output=st.n_output,
                     input=s.inputs[0], output=s.output, ls=st.ls)
+
+
+def _fc16_rows(name: str, fc, comment: str, st, input: str, output: str) -> FastFc16:
+    return FastFc16(name=name, stream=fc16r_array(name, fc, comment, st), pairs=0, n_input=st.n_input,
+                    n_output=st.n_output, input=input, output=output, wide=True, bias=st.bias, wbytes=st.wbytes)
 
 
 def _elementwise(s, ins: list[str]) -> tuple[str, str]:
@@ -446,7 +462,7 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
                     else:
                         src = [j for j in range(k) if _overlap(ops[j].regions[-1], s.regions[0])]
                         narrow = bool(src) and ops[src[-1]].kind == "widen" and ops[src[-1]].regions[-1] == s.regions[0]
-                        fast = _fc16_pairs(layer, s, 128 if narrow else 32768)
+                        fast = _fc16_pairs(layer, s, 128 if narrow else 32768, kernel in FC16_ROWS)
                     fcs.append(fast)
                 except NotFast:
                     fast = None
@@ -528,15 +544,19 @@ def _direct_states(layer, steps, readers, last_writer) -> set[str]:
     return direct
 
 
-def fast_head16(h) -> FastFc16 | None:
+def fast_head16(h, kernel: str = "pairs") -> FastFc16 | None:
     """A head's 16x8 FULLY_CONNECTED on the final int16 state (|h| <= 2^15) on int16 weight pairs, or None."""
     fc = h.params
     if not fc.acc64 or (fc.activation_min, fc.activation_max) != (-32768, 32767):
         return None
     w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)
+    bias = None if fc.bias is None else fc.bias.values
+    if kernel in FC16_ROWS:
+        with contextlib.suppress(NotFast):
+            st = fc16r_stream(w, bias, fc.multipliers.values, fc.shifts.values, f"head {h.index} (FULLY_CONNECTED 16x8)")
+            return _fc16_rows(f"fc{h.index}", fc, f"head {h.index}", st, "", "")
     try:
-        st = fc16w_stream(w, None if fc.bias is None else fc.bias.values, fc.multipliers.values, fc.shifts.values,
-                          f"head {h.index} (FULLY_CONNECTED 16x8)")
+        st = fc16w_stream(w, bias, fc.multipliers.values, fc.shifts.values, f"head {h.index} (FULLY_CONNECTED 16x8)")
     except NotFast:
         return None
     stream = ConstArray(f"fc{h.index}_w16", "uint32_t", st.words,
@@ -553,7 +573,7 @@ def apply_fast_loops(plan, kernel: str) -> None:
     if kernel != "reference":
         for h in plan.head:
             if h.kind == "fc16":
-                h.fast = fast_head16(h)
+                h.fast = fast_head16(h, kernel)
     for layer in plan.recurrent:
         if layer.kind != "loop":
             continue

@@ -1,0 +1,115 @@
+"""The 16x8 FULLY_CONNECTED of an int16 loop step on weight rows (``edgernn_mve_fc.h``).
+
+The layout of the ``rows`` kernel choice (Cortex-M55 Helium; its C twin on the Cortex-M0+ /
+M3 / host): per pass of four rows, each row's weights of a chunk of eight columns contiguous,
+so that one widening load and one VMLADAVA.S16 take eight multiply-accumulates of a row (the
+``pairs`` layout of ``edgernn_fc16w.h`` interleaves the rows for SMLAD, which suits no vector
+instruction). The sums are the 32-bit ones :func:`.fasttensor.fc16w_stream` proves exact; the
+weights are int8 when every row's left shift is 0 (half the flash), else int16 times 2^ls.
+:func:`fc16r_emulate` computes what the C reads from the stream (tests compare it with TFLM
+and with the C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fastlstm import NotFast
+from .fasttensor import FC16W_MAX_LS, _fc16_rows
+from .plan import ConstArray
+
+FC16R_ROWS = 4  # rows per pass (one int32x4 of sums)
+FC16R_CHUNK = 8  # columns per chunk (one int16x8 of the input)
+
+
+@dataclass
+class Fc16rStream:
+    """One 16x8 FC's EDGERNN_FC16R_KERNEL stream and the kernel's literal arguments."""
+
+    words: np.ndarray  # uint32 values
+    n_input: int
+    n_output: int
+    bias: bool  # each pass starts with its rows' bias words
+    wbytes: int  # 1: int8 weights (every ls 0); 2: int16 weights x 2^ls
+
+    @property
+    def kernel(self) -> str:
+        return f"fc16r_i{self.n_input}_o{self.n_output}" + ("_b" if self.bias else "") + f"_w{self.wbytes}"
+
+
+def fc16r_stream(w: np.ndarray, bias, multipliers, shifts, where: str, input_bound: int = 32768) -> Fc16rStream:
+    """The stream of TFLM's 16x8 FULLY_CONNECTED (int64 bias or none, 16-bit multipliers m, right
+    shifts s: ``clamp16((acc m + 2^(s-1)) >> s)``) for ``w`` [n_out][n_in] on weight rows; raises
+    :class:`NotFast` unless, with ls_r = max(16 - s_r, 0) <= 8, every row's
+    ``(sum |w| input_bound + |bias|) 2^ls < 2^31`` (32-bit sums, SMMULR by m 2^(32 - s - ls) exact)."""
+    w, b, mult, s = _fc16_rows(w, bias, multipliers, shifts, where)
+    n_out, n_in = w.shape
+    if w.size and (w.min() < -128 or w.max() > 127):
+        raise NotFast(f"{where}: weights beyond int8")
+    ls = np.maximum(16 - s, 0)
+    if ls.max() > FC16W_MAX_LS:
+        raise NotFast(f"{where}: a left shift of {int(ls.max())} (w 2^ls would pass 16 bits)")
+    big = mult << (32 - s - ls)
+    bound = (np.abs(w).sum(axis=1) * input_bound + np.abs(b)) << ls
+    if big.max() >= 1 << 31 or bound.max() >= 1 << 31:
+        raise NotFast(f"{where}: a row's sum may reach 2^{np.log2(max(bound.max(), 1)):.1f} (32-bit sums)")
+    wbytes = 1 if ls.max() == 0 else 2
+    rows = -(-n_out // FC16R_ROWS) * FC16R_ROWS
+    wp = np.zeros((rows, n_in), np.int64)
+    wp[:n_out] = w << ls[:, None]
+    bp, mp = np.zeros(rows, np.int64), np.zeros(rows, np.int64)
+    bp[:n_out], mp[:n_out] = b << ls, big
+    has_bias = bool(np.any(b))
+    words: list[int] = []
+    for r0 in range(0, rows, FC16R_ROWS):
+        if has_bias:
+            words += [int(v) for v in bp[r0:r0 + FC16R_ROWS]]
+        elems = np.concatenate([wp[r0:r0 + FC16R_ROWS, c0:c0 + FC16R_CHUNK].ravel()
+                                for c0 in range(0, n_in, FC16R_CHUNK)]) if n_in else np.zeros(0, np.int64)
+        raw = elems.astype("<i1" if wbytes == 1 else "<i2").tobytes()  # little-endian, as the cores read them
+        words += np.frombuffer(raw, "<u4").astype(np.int64).tolist()
+        words += [int(v) for v in mp[r0:r0 + FC16R_ROWS]]
+    return Fc16rStream(words=np.asarray(words, np.int64) & 0xFFFFFFFF, n_input=n_in, n_output=n_out, bias=has_bias,
+                       wbytes=wbytes)
+
+
+def fc16r_emulate(st: Fc16rStream, x) -> np.ndarray:
+    """What ``edgernn_fc16r_c`` computes from the stream, for int16 inputs ``x`` [k][n_in] (numpy)."""
+    x = np.asarray(x, np.int64)
+    words = np.asarray(st.words, np.int64)
+    signed = lambda v: ((v & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000  # noqa: E731
+    out = np.zeros((len(x), st.n_output), np.int64)
+    k, n_in = 0, st.n_input
+    for r0 in range(0, st.n_output, FC16R_ROWS):
+        acc = np.zeros((len(x), FC16R_ROWS), np.int64)
+        if st.bias:
+            acc += signed(words[k:k + FC16R_ROWS])
+            k += FC16R_ROWS
+        raw = (words[k:k + n_in * st.wbytes] & 0xFFFFFFFF).astype("<u4").tobytes()
+        elems = np.frombuffer(raw, "<i1" if st.wbytes == 1 else "<i2").astype(np.int64)
+        k += n_in * st.wbytes
+        e = 0
+        for c0 in range(0, n_in, FC16R_CHUNK):
+            width = min(FC16R_CHUNK, n_in - c0)
+            block = elems[e:e + FC16R_ROWS * width].reshape(FC16R_ROWS, width)
+            e += FC16R_ROWS * width
+            acc += x[:, c0:c0 + width] @ block.T
+        assert np.abs(acc).max(initial=0) < 1 << 31
+        m = signed(words[k:k + FC16R_ROWS])
+        k += FC16R_ROWS
+        y = np.clip((acc * m + (1 << 31)) >> 32, -32768, 32767)
+        n = min(FC16R_ROWS, st.n_output - r0)
+        out[:, r0:r0 + n] = y[:, :n]
+    assert k == len(words)
+    return out
+
+
+def fc16r_array(name: str, fc, comment: str, st: Fc16rStream) -> ConstArray:
+    """The stream of FC ``fc`` (a loop step's or a head's 16x8 FULLY_CONNECTED) as a C array."""
+    return ConstArray(
+        f"{name}_r16", "uint32_t", st.words,
+        f"{comment}: per pass of four rows{' their int64 bias' if st.bias else ''}, the rows of "
+        f"{fc.weights.comment.split(':')[0]} in chunks of eight columns "
+        f"({'int8' if st.wbytes == 1 else 'int16, x 2^ls'}), multipliers (edgernn_mve_fc.h)")

@@ -1,0 +1,259 @@
+/*
+ * edgernn_mve_fc.h - FULLY_CONNECTED 16x8 of an int16 loop step on weight rows: Helium
+ * (Cortex-M55) and its plain-C twin (C99; every other "rows" target, and -O0).
+ *
+ * TFLM's reference 16x8 path, y = clamp16((acc m + 2^(s-1)) >> s) with an int64 accumulator,
+ * computed in 32 bits as edgernn_fc16w.h does: the generator (edgernn/backends/native/fcrows.py,
+ * fc16r_stream) checks that every row's |acc| 2^ls < 2^31 for any input within its bound and
+ * stores each row's multiplier as m 2^(32 - s - ls), so y = clamp16(SMMULR(acc 2^ls, m')), and
+ * SMMULR is Helium's VRMULH.S32 ((a b + 2^31) >> 32, no doubling, no saturation).
+ *
+ * The stream (uint32 words), per pass of four rows (zero rows pad the last pass, computed and
+ * not stored): the four rows' bias x 2^ls when the FC has one; the weights in chunks of eight
+ * columns (the last chunk n_input % 8 wide): per chunk, row 0's columns of the chunk, then row
+ * 1's, 2's, 3's, each weight one byte (wbytes 1: int8, every row's ls 0) or one int16 halfword
+ * (wbytes 2: w 2^ls); then the four rows' multipliers m'. A pass's weights fill n_input x
+ * wbytes words, so the words after them stay aligned.
+ *
+ * On Helium a chunk is one widening load (VLDRB.S16 / VLDRH.S16, post-incremented) and one
+ * VMLADAVA.S16 (eight multiply-accumulates into a scalar) per row; a short last chunk's loads
+ * read the next row's first weights (or the multipliers) too, but meet the zero lanes of the
+ * input chunk, loaded predicated. The input, when it fits four vectors, is loaded once for the
+ * whole FC. Per pass: the four sums packed into one vector (two VMOVs), the bias added (VLDRW,
+ * VADD), VRMULH by the multipliers (VLDRW), VQMOVNB (saturation to int16), VSTRH.
+ *
+ * EDGERNN_FC16R_KERNEL(name, n_input, n_output, bias, wbytes) defines `static void name(const
+ * edgernn_fc16w *fc)` (the struct of edgernn_fc16w.h: stream, input, out); the numbers must be
+ * literals.
+ */
+#ifndef EDGERNN_MVE_FC_H
+#define EDGERNN_MVE_FC_H
+
+#include <stdint.h>
+
+#include "edgernn_fast.h"
+#include "edgernn_fc16w.h"
+#include "edgernn_rows.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EDGERNN_FC16R_ROWS 4  /* rows per pass: one int32x4 of sums */
+#define EDGERNN_FC16R_CHUNK 8 /* columns per chunk: one int16x8 of the input */
+
+/* One pass of four rows (the C twin): the stream at *s (advanced); stores the first `rows`. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_pass_c(const uint32_t **s, const int16_t *x, int16_t *out,
+                                                              int n_input, int rows, int bias, int wbytes)
+{
+    const uint32_t *p = *s;
+    int32_t a0 = bias ? (int32_t)p[0] : 0;
+    int32_t a1 = bias ? (int32_t)p[1] : 0;
+    int32_t a2 = bias ? (int32_t)p[2] : 0;
+    int32_t a3 = bias ? (int32_t)p[3] : 0;
+    const int8_t *w8 = (const int8_t *)(p + (bias ? 4 : 0));
+    const int16_t *w16 = (const int16_t *)(const void *)(p + (bias ? 4 : 0));
+    int c0;
+    for (c0 = 0; c0 < n_input; c0 += EDGERNN_FC16R_CHUNK) {
+        const int width = n_input - c0 < EDGERNN_FC16R_CHUNK ? n_input - c0 : EDGERNN_FC16R_CHUNK;
+        int j;
+        EDGERNN_UNROLL(8)
+        for (j = 0; j < width; ++j) {
+            const int32_t xj = x[c0 + j];
+            if (wbytes == 1) {
+                a0 += w8[j] * xj;
+                a1 += w8[width + j] * xj;
+                a2 += w8[2 * width + j] * xj;
+                a3 += w8[3 * width + j] * xj;
+            } else {
+                a0 += w16[j] * xj;
+                a1 += w16[width + j] * xj;
+                a2 += w16[2 * width + j] * xj;
+                a3 += w16[3 * width + j] * xj;
+            }
+        }
+        w8 += EDGERNN_FC16R_ROWS * width;
+        w16 += EDGERNN_FC16R_ROWS * width;
+    }
+    p += (bias ? 4 : 0) + n_input * wbytes;
+    out[0] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a0, (int32_t)p[0]));
+    if (rows > 1) {
+        out[1] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a1, (int32_t)p[1]));
+    }
+    if (rows > 2) {
+        out[2] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a2, (int32_t)p[2]));
+    }
+    if (rows > 3) {
+        out[3] = (int16_t)edgernn_clamp_s16(edgernn_smmulr(a3, (int32_t)p[3]));
+    }
+    *s = p + EDGERNN_FC16R_ROWS;
+}
+
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_c(const edgernn_fc16w *f, int n_input, int n_output, int bias,
+                                                         int wbytes)
+{
+    const uint32_t *s = f->stream;
+    int16_t *out = f->out;
+    int k;
+    for (k = 0; k < n_output / EDGERNN_FC16R_ROWS; ++k) {
+        edgernn_fc16r_pass_c(&s, f->input, out, n_input, EDGERNN_FC16R_ROWS, bias, wbytes);
+        out += EDGERNN_FC16R_ROWS;
+    }
+    if (n_output % EDGERNN_FC16R_ROWS) {
+        edgernn_fc16r_pass_c(&s, f->input, out, n_input, n_output % EDGERNN_FC16R_ROWS, bias, wbytes);
+    }
+}
+
+#if EDGERNN_USE_MVE
+/* The input vectors held for the whole FC: at most this many chunks (eight Q registers: the
+ * held chunks, a weight vector, the packed sums and the multipliers) */
+#define EDGERNN_FC16R_HELD 4
+
+/* Eight weights of one row at *w as int16 lanes, then *w += step bytes: one widening VLDRB.S16
+ * (int8 weights) or VLDRH.16 (int16), post-incremented (the step is an assembler immediate). */
+static inline EDGERNN_ALWAYS_INLINE int16x8_t edgernn_fc16r_load(const int8_t **w, int step, int wbytes)
+{
+    int16x8_t v;
+    if (wbytes == 1) {
+        __asm__("vldrb.s16 %q0, [%1], %2" : "=w"(v), "+l"(*w) : "i"(step)); /* const weights: no memory clobber */
+    } else {
+        __asm__("vldrh.16 %q0, [%1], %2" : "=w"(v), "+r"(*w) : "i"(step));
+    }
+    return v;
+}
+
+/* Four words at *w, then *w += 16 (the bias, the multipliers). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_fc16r_words(const int8_t **w)
+{
+    int32x4_t v;
+    __asm__("vldrw.32 %q0, [%1], #16" : "=w"(v), "+r"(*w));
+    return v;
+}
+
+/* Chunk c of the input: eight lanes, or the last chunk's n_input % 8 with zeros after them. */
+static inline EDGERNN_ALWAYS_INLINE int16x8_t edgernn_fc16r_x(const int16_t *x, int c, int n_input)
+{
+    const int width = n_input - EDGERNN_FC16R_CHUNK * c;
+    if (width >= EDGERNN_FC16R_CHUNK) {
+        return vldrhq_s16(x + EDGERNN_FC16R_CHUNK * c);
+    }
+    return vldrhq_z_s16(x + EDGERNN_FC16R_CHUNK * c, vctp16q((uint32_t)width));
+}
+
+/* One chunk of four rows against the input chunk xc: VMLADAV starts the sums (first), VMLADAVA
+ * adds to them. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_chunk(const int8_t **w, int16x8_t xc, int step, int wbytes,
+                                                             int first, int32_t *a0, int32_t *a1, int32_t *a2,
+                                                             int32_t *a3)
+{
+    if (first) {
+        *a0 = vmladavq_s16(edgernn_fc16r_load(w, step, wbytes), xc);
+        *a1 = vmladavq_s16(edgernn_fc16r_load(w, step, wbytes), xc);
+        *a2 = vmladavq_s16(edgernn_fc16r_load(w, step, wbytes), xc);
+        *a3 = vmladavq_s16(edgernn_fc16r_load(w, step, wbytes), xc);
+    } else {
+        *a0 = vmladavaq_s16(*a0, edgernn_fc16r_load(w, step, wbytes), xc);
+        *a1 = vmladavaq_s16(*a1, edgernn_fc16r_load(w, step, wbytes), xc);
+        *a2 = vmladavaq_s16(*a2, edgernn_fc16r_load(w, step, wbytes), xc);
+        *a3 = vmladavaq_s16(*a3, edgernn_fc16r_load(w, step, wbytes), xc);
+    }
+}
+
+/* The bytes of a row's weights in chunk c. */
+#define EDGERNN_FC16R_STEP(c, n_input, wbytes)                                                                    \
+    ((n_input) - EDGERNN_FC16R_CHUNK * (c) < EDGERNN_FC16R_CHUNK ? (n_input) - EDGERNN_FC16R_CHUNK * (c)          \
+                                                                  : EDGERNN_FC16R_CHUNK) * (wbytes)
+
+/* One pass (Helium): the four sums over the input chunks (x0..x3 held in registers when the
+ * input has at most four chunks, else read from x), the bias, VRMULH, saturation, the stores. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_pass_mve(const int8_t **w, int16x8_t x0, int16x8_t x1,
+                                                                int16x8_t x2, int16x8_t x3, const int16_t *x,
+                                                                int16_t *out, int n_input, int rows, int bias,
+                                                                int wbytes)
+{
+    const int chunks = (n_input + EDGERNN_FC16R_CHUNK - 1) / EDGERNN_FC16R_CHUNK;
+    const int held = chunks <= EDGERNN_FC16R_HELD;
+    int32x4_t b = vdupq_n_s32(0);
+    int32_t a0;
+    int32_t a1;
+    int32_t a2;
+    int32_t a3;
+    int32x4_t v;
+    int32x4_t m;
+    int c;
+    if (bias) {
+        b = edgernn_fc16r_words(w);
+    }
+    edgernn_fc16r_chunk(w, held ? x0 : edgernn_fc16r_x(x, 0, n_input), EDGERNN_FC16R_STEP(0, n_input, wbytes), wbytes,
+                        1, &a0, &a1, &a2, &a3);
+    if (held) {
+        if (chunks > 1) {
+            edgernn_fc16r_chunk(w, x1, EDGERNN_FC16R_STEP(1, n_input, wbytes), wbytes, 0, &a0, &a1, &a2, &a3);
+        }
+        if (chunks > 2) {
+            edgernn_fc16r_chunk(w, x2, EDGERNN_FC16R_STEP(2, n_input, wbytes), wbytes, 0, &a0, &a1, &a2, &a3);
+        }
+        if (chunks > 3) {
+            edgernn_fc16r_chunk(w, x3, EDGERNN_FC16R_STEP(3, n_input, wbytes), wbytes, 0, &a0, &a1, &a2, &a3);
+        }
+    } else {
+        for (c = 1; c < chunks - 1; ++c) { /* whole chunks */
+            edgernn_fc16r_chunk(w, vldrhq_s16(x + EDGERNN_FC16R_CHUNK * c), EDGERNN_FC16R_CHUNK * wbytes, wbytes, 0,
+                                &a0, &a1, &a2, &a3);
+        }
+        edgernn_fc16r_chunk(w, edgernn_fc16r_x(x, chunks - 1, n_input), EDGERNN_FC16R_STEP(chunks - 1, n_input, wbytes),
+                            wbytes, 0, &a0, &a1, &a2, &a3);
+    }
+    v = edgernn_mve_pack4(a0, a1, a2, a3);
+    if (bias) {
+        v = vaddq_s32(v, b);
+    }
+    m = edgernn_fc16r_words(w);
+    v = vrmulhq_s32(v, m);
+    /* saturated to int16 into the even halves of the multipliers' register (VQMOVNB: the odd
+     * halves keep the multipliers', never stored), stored from the low half of each word */
+    v = vreinterpretq_s32_s16(vqmovnbq_s32(vreinterpretq_s16_s32(m), v));
+    if (rows == EDGERNN_FC16R_ROWS) {
+        vstrhq_s32(out, v);
+    } else {
+        vstrhq_p_s32(out, v, vctp32q((uint32_t)rows));
+    }
+}
+
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_mve(const edgernn_fc16w *f, int n_input, int n_output, int bias,
+                                                           int wbytes)
+{
+    const int chunks = (n_input + EDGERNN_FC16R_CHUNK - 1) / EDGERNN_FC16R_CHUNK;
+    const int held = chunks <= EDGERNN_FC16R_HELD;
+    const int8_t *w = (const int8_t *)f->stream;
+    const int16_t *x = f->input;
+    int16_t *out = f->out;
+    const int16x8_t x0 = held ? edgernn_fc16r_x(x, 0, n_input) : vdupq_n_s16(0);
+    const int16x8_t x1 = held && chunks > 1 ? edgernn_fc16r_x(x, 1, n_input) : vdupq_n_s16(0);
+    const int16x8_t x2 = held && chunks > 2 ? edgernn_fc16r_x(x, 2, n_input) : vdupq_n_s16(0);
+    const int16x8_t x3 = held && chunks > 3 ? edgernn_fc16r_x(x, 3, n_input) : vdupq_n_s16(0);
+    int k;
+    for (k = 0; k < n_output / EDGERNN_FC16R_ROWS; ++k) {
+        edgernn_fc16r_pass_mve(&w, x0, x1, x2, x3, x, out, n_input, EDGERNN_FC16R_ROWS, bias, wbytes);
+        out += EDGERNN_FC16R_ROWS;
+    }
+    if (n_output % EDGERNN_FC16R_ROWS) {
+        edgernn_fc16r_pass_mve(&w, x0, x1, x2, x3, x, out, n_input, n_output % EDGERNN_FC16R_ROWS, bias, wbytes);
+    }
+}
+#define edgernn_fc16r edgernn_fc16r_mve
+#else
+#define edgernn_fc16r edgernn_fc16r_c
+#endif
+
+#define EDGERNN_FC16R_KERNEL(name, n_input, n_output, bias, wbytes) \
+    static void name(const edgernn_fc16w *fc)                       \
+    {                                                               \
+        edgernn_fc16r(fc, n_input, n_output, bias, wbytes);         \
+    }
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGERNN_MVE_FC_H */
