@@ -54,6 +54,7 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_pass_c(const uint32_t **s
     const int8_t *w8 = (const int8_t *)(p + (bias ? 4 : 0));
     const int16_t *w16 = (const int16_t *)(const void *)(p + (bias ? 4 : 0));
     int c0;
+    EDGERNN_UNROLL(8) /* up to 64 columns: constant chunk widths, one straight run of loads and multiplies */
     for (c0 = 0; c0 < n_input; c0 += EDGERNN_FC16R_CHUNK) {
         const int width = n_input - c0 < EDGERNN_FC16R_CHUNK ? n_input - c0 : EDGERNN_FC16R_CHUNK;
         int j;

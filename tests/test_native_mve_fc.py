@@ -1,0 +1,137 @@
+"""The int16 loop steps' 16x8 FULLY_CONNECTED on weight rows (``edgernn_mve_fc.h``,
+``edgernn/backends/native/fcrows.py``): the ``rows`` kernel choice's layout, Helium on the
+Cortex-M55 and its C twin elsewhere.
+
+* the stream's numpy twin (``fc16r_emulate``) and the C twin equal TFLM's reference 16x8
+  arithmetic (int64 sums, one rounding) on random and extreme int16 inputs: int8 and int16
+  weights, bias or none, inputs of 1 to 40 columns (held in vectors or read per pass, short
+  last chunks), outputs not a multiple of four; shapes past the 32-bit bound raise NotFast;
+* the Helium form, in QEMU on the Cortex-M55 (mps3-an547), gives the same bits on the same cases;
+* whole int16 GRU and SimpleRNN models on the M55 equal TFLM bit for bit, their FCs on the rows
+  kernel, and the M4's emission keeps the int16 weight pairs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from edgernn.backends.native.emit import TEMPLATE_DIR, emit_native, load_plan
+from edgernn.backends.native.fastlstm import NotFast
+from edgernn.backends.native.fasttensor import fc16_reference
+from edgernn.backends.native.fcrows import fc16r_emulate, fc16r_stream
+from edgernn.backends.native.host import C_FLAGS, compile_c
+
+# (n_out, n_in, right shifts lo..hi, |w| max, input bound, bias): s >= 16 gives int8 weights,
+# s < 16 int16 weights x 2^(16 - s); 40 columns = five chunks (read per pass, not held)
+SHAPES = [(96, 32, 16, 33, 127, 32768, False), (7, 5, 9, 33, 127, 32768, True), (6, 6, 8, 14, 127, 128, True),
+          (3, 1, 10, 20, 127, 32768, True), (10, 3, 12, 14, 20, 32768, False), (5, 4, 8, 9, 128, 64, True),
+          (9, 40, 16, 30, 127, 16384, True), (4, 17, 20, 25, 127, 32768, False), (13, 8, 16, 17, 127, 32768, True),
+          (8, 33, 14, 15, 100, 8192, False)]
+
+
+def _cases():
+    """(stream, inputs, TFLM's outputs) per shape; checks the numpy twin on the way."""
+    rng = np.random.default_rng(16)
+    cases = []
+    for n_out, n_in, s_lo, s_hi, w_max, bound, bias in SHAPES:
+        w = rng.integers(-w_max, min(w_max, 127) + 1, (n_out, n_in))
+        w[0] = np.where(w[0] < 0, -w_max, min(w_max, 127))  # a row at the bound
+        b = rng.integers(-2 ** 12, 2 ** 12, n_out) if bias else None
+        m = rng.integers(1, 1 << 15, n_out)
+        m[0] = 0x7FFF
+        s = rng.integers(s_lo, s_hi, n_out)
+        st = fc16r_stream(w, b, m, s, "test", bound)
+        assert st.bias == bias and st.wbytes == (1 if s.min() >= 16 else 2)
+        x = rng.integers(-bound, bound, (200, n_in))
+        x[:4] = [np.full(n_in, bound - 1), np.full(n_in, -bound), np.where(w[0] > 0, bound - 1, -bound),
+                 np.where(w[0] > 0, -bound, bound - 1)]
+        want = fc16_reference(w, b, m, s, x)
+        assert np.array_equal(fc16r_emulate(st, x), want)
+        cases.append((st, x, want))
+    # saturation: some outputs clamp at both ends of int16
+    assert any((want == 32767).any() and (want == -32768).any() for _, _, want in cases)
+    return cases
+
+
+def _program(cases, print_fn: str) -> str:
+    """C declaring each case's kernel over its stream and inputs, printing every output row."""
+    out = ['#include "edgernn_mve_fc.h"\n']
+    for k, (st, x, _) in enumerate(cases):
+        out.append(f"static const uint32_t s{k}[] = {{{', '.join(f'{int(v)}u' for v in st.words)}}};\n"
+                   f"static const int16_t x{k}[] = {{{', '.join(str(int(v)) for v in x.ravel())}}};\n"
+                   f"EDGERNN_FC16R_KERNEL(fc{k}, {st.n_input}, {st.n_output}, {int(st.bias)}, {st.wbytes})\n")
+    out.append("static void run_all(void)\n{\n    static int16_t y[96];\n    int r, c;\n")
+    for k, (st, x, _) in enumerate(cases):
+        out.append(f"    for (r = 0; r < {len(x)}; ++r) {{ const edgernn_fc16w f = {{ s{k}, x{k} + r * {st.n_input}, y }};"
+                   f" fc{k}(&f); for (c = 0; c < {st.n_output}; ++c) {print_fn}(y[c]); }} {print_fn}(99999);\n")
+    out.append("}\n")
+    return "".join(out)
+
+
+def _check(lines, cases) -> None:
+    values = np.array(" ".join(lines).split(), np.int64)
+    rows = np.split(values, np.flatnonzero(values == 99999) + 1)[:len(cases)]
+    assert len(rows) == len(cases)
+    for (st, x, want), got in zip(cases, rows):
+        assert np.array_equal(got[:-1].reshape(want.shape), want)
+
+
+def test_fc16r_stream_and_c_twin_equal_tflm_16x8(tmp_path):
+    cases = _cases()
+    src = tmp_path / "fc16r.c"
+    src.write_text("#include <stdio.h>\n" + _program(cases, "PRINT").replace(
+        '#include "edgernn_mve_fc.h"\n', '#include "edgernn_mve_fc.h"\n#define PRINT(v) printf("%d ", (int)(v))\n')
+        + "int main(void)\n{\n    run_all();\n    return 0;\n}\n")
+    for opt in ("-O0", "-O2"):
+        exe = tmp_path / f"fc16r{opt}"
+        compile_c("gcc", [src], exe, (*C_FLAGS, opt, f"-I{TEMPLATE_DIR}"))
+        _check(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines(), cases)
+
+
+def test_fc16r_refuses_what_32_bits_cannot_hold():
+    w = np.full((4, 520), 127)
+    with pytest.raises(NotFast):  # 520 x 127 x 2^15 >= 2^31: the sums need 64 bits
+        fc16r_stream(w, None, np.full(4, 1000), np.full(4, 20), "test")
+    with pytest.raises(NotFast):  # s = 4: a left shift of 12 would pass 16 bits
+        fc16r_stream(w[:, :2], None, np.full(4, 1000), np.full(4, 4), "test")
+    with pytest.raises(NotFast):  # s = 14 (ls 2) on a wide row: (sum |w| 2^15) 2^2 >= 2^31
+        fc16r_stream(w[:, :130], None, np.full(4, 1000), np.full(4, 14), "test")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+def test_fc16r_helium_equals_tflm_16x8_in_qemu_on_the_cortex_m55(tmp_path):
+    """The same cases through the Helium kernels, bare metal on QEMU's mps3-an547 (the firmware
+    projects' start-up code and linker script; semihosting prints)."""
+    from edgernn import __version__
+    from edgernn.backends.codegen import render
+    from edgernn.firmware.boards import BOARDS
+
+    cases = _cases()
+    board = BOARDS["cortex-m55"]
+    ctx = dict(version=__version__, target="cortex-m55", board=board, stack_bytes=board.stack_bytes,
+               heap_bytes=board.heap_bytes)
+    startup, ld = tmp_path / "startup.c", tmp_path / "board.ld"
+    startup.write_text(render("cortex-m/startup.c.j2", **ctx))
+    ld.write_text(render("cortex-m/board.ld.j2", **ctx))
+    src = tmp_path / "main.c"
+    src.write_text("#include <stdio.h>\n" + _program(cases, "PRINT").replace(
+        '#include "edgernn_mve_fc.h"\n', '#include "edgernn_mve_fc.h"\n#define PRINT(v) printf("%d ", (int)(v))\n')
+        + "int main(void);\nint main(void)\n{\n    run_all();\n    printf(\"\\n\");\n    return 0;\n}\n")
+    elf = tmp_path / "fc16r.elf"
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard", "-std=c99", "-O2",
+                    "-Wall", "-Wextra", "-Werror", f"-I{TEMPLATE_DIR}", "--specs=rdimon.specs", "-nostartfiles",
+                    "-T", str(ld), str(src), str(startup), "-o", str(elf), "-lm"], check=True, capture_output=True,
+                   text=True)
+    code = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(elf)], capture_output=True,
+                          text=True, check=True).stdout
+    assert "vmlava.s16" in code and "vrmulh.s32" in code and "vldrb.s16" in code  # Helium ran, not the C twin
+    out = subprocess.run(["qemu-system-arm", "-M", BOARDS["cortex-m55"].machine, "-nographic", "-monitor", "none",
+                          "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    _check(out.splitlines(), cases)
