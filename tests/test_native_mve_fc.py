@@ -64,10 +64,11 @@ def _program(cases, print_fn: str) -> str:
         out.append(f"static const uint32_t s{k}[] = {{{', '.join(f'{int(v)}u' for v in st.words)}}};\n"
                    f"static const int16_t x{k}[] = {{{', '.join(str(int(v)) for v in x.ravel())}}};\n"
                    f"EDGERNN_FC16R_KERNEL(fc{k}, {st.n_input}, {st.n_output}, {int(st.bias)}, {st.wbytes})\n")
-    out.append("static void run_all(void)\n{\n    static int16_t y[96];\n    int r, c;\n")
+    out.append("static void run_all(void)\n{\n    static int16_t y[100];\n    int r, c;\n")
     for k, (st, x, _) in enumerate(cases):
         out.append(f"    for (r = 0; r < {len(x)}; ++r) {{ const edgernn_fc16w f = {{ s{k}, x{k} + r * {st.n_input}, y }};"
-                   f" fc{k}(&f); for (c = 0; c < {st.n_output}; ++c) {print_fn}(y[c]); }} {print_fn}(99999);\n")
+                   f" for (c = 0; c < 100; ++c) y[c] = 12345; fc{k}(&f);"
+                   f" for (c = 0; c < {st.n_output + 4}; ++c) {print_fn}(y[c]); }} {print_fn}(99999);\n")
     out.append("}\n")
     return "".join(out)
 
@@ -77,7 +78,9 @@ def _check(lines, cases) -> None:
     rows = np.split(values, np.flatnonzero(values == 99999) + 1)[:len(cases)]
     assert len(rows) == len(cases)
     for (st, x, want), got in zip(cases, rows):
-        assert np.array_equal(got[:-1].reshape(want.shape), want)
+        got = got[:-1].reshape(len(want), -1)
+        assert np.array_equal(got[:, :want.shape[1]], want)
+        assert (got[:, want.shape[1]:] == 12345).all()  # nothing written past the outputs
 
 
 def test_fc16r_stream_and_c_twin_equal_tflm_16x8(tmp_path):
@@ -135,3 +138,62 @@ def test_fc16r_helium_equals_tflm_16x8_in_qemu_on_the_cortex_m55(tmp_path):
                           "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
                          capture_output=True, text=True, timeout=300, check=True).stdout
     _check(out.splitlines(), cases)
+
+
+@pytest.fixture(scope="module")
+def models16(tmp_path_factory):
+    """test_native_fastloop's two models (a Bidirectional GRU, a GRU with reset_after=False and a
+    5-unit ReLU SimpleRNN; a sequence-to-sequence GRU(10) + SimpleRNN(10)), int16 state."""
+    import edgernn
+    from test_native_fastloop import F, T, _keras_model
+
+    tmp = tmp_path_factory.mktemp("mve_fc")
+    calib = (np.random.default_rng(5).standard_normal((64, T, F)) * 1.5).astype(np.float32)
+    out = {}
+    for name in ("stack", "sequence"):
+        out[name] = tmp / f"{name}16.tflite"
+        edgernn.convert(_keras_model(name), calib=calib, output=out[name], state="int16")
+    return out
+
+
+def test_the_rows_kernel_puts_the_16x8_fcs_on_weight_rows(models16):
+    for case in ("stack", "sequence"):
+        rows, pairs = load_plan(models16[case], "rows"), load_plan(models16[case], "pairs")
+        fcs = [f.kernel for layer in rows.recurrent for f in layer.fast.fcs]
+        assert fcs and all(k.startswith("fc16r_") for k in fcs), fcs
+        assert all(f.kernel.startswith("fc16w_") for layer in pairs.recurrent for f in layer.fast.fcs)
+        if case == "stack":  # the Dense head's 16x8 FC too; the 5-unit SimpleRNN: a partial pass
+            assert [h.fast.kernel.startswith("fc16r_") for h in rows.head if h.kind == "fc16"] == [True]
+            assert any(f.n_output % 4 for layer in rows.recurrent for f in layer.fast.fcs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["stack", "sequence"])
+def test_rows_fc16_models_equal_tflm_on_the_host(models16, tmp_path, case):
+    from edgernn.backends.native.host import NativeBuild
+    from test_native_fastloop import _inputs, _tflm
+
+    path = models16[case]
+    build = NativeBuild.create(path, tmp_path, kernel="rows", flags=(*C_FLAGS, "-Wshadow", "-Wundef"))
+    x = _inputs(path)
+    assert np.array_equal(build.run(x).reshape(len(x), -1), _tflm(path, x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["stack", "sequence"])
+def test_int16_gru_and_simplernn_equal_tflm_in_qemu_on_the_cortex_m55(models16, tmp_path, case):
+    """Whole int16 GRU / SimpleRNN models on the M55 (Helium FCs), self-test bit-exact with TFLM."""
+    from edgernn.firmware import run_project, write_project
+    from test_native_fastloop import _inputs, _tflm
+
+    path = models16[case]
+    x = _inputs(path, 4)
+    sources = emit_native(path, tmp_path / "src", "motion", target="cortex-m55")
+    assert "EDGERNN_FC16R_KERNEL(motion_l0_fc16r_" in (tmp_path / "src" / "motion.c").read_text()
+    project = write_project(tmp_path / "fw", target="cortex-m55", name="motion", vectors_x_int8=x,
+                            vectors_y_int8=_tflm(path, x), model_sources=sources)
+    r = run_project(project.dir, timeout=300)
+    assert r.passed, "\n".join(r.summary_lines())
+    code = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(r.sizes.elf)],
+                          capture_output=True, text=True, check=True).stdout
+    assert "vmlava.s16" in code and "vrmulh.s32" in code  # the Helium FCs ran, not the C twin

@@ -109,6 +109,7 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_c(const edgernn_fc16w *f,
 /* The input vectors held for the whole FC: at most this many chunks (eight Q registers: the
  * held chunks, a weight vector, the packed sums and the multipliers) */
 #define EDGERNN_FC16R_HELD 4
+#define EDGERNN_FC16R_FENCE() __asm__ volatile("" ::: "memory")
 
 /* Eight weights of one row at *w as int16 lanes, then *w += step bytes: one widening VLDRB.S16
  * (int8 weights) or VLDRH.16 (int16), post-incremented (the step is an assembler immediate). */
@@ -202,8 +203,10 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_pass_mve(const int8_t **w
             edgernn_fc16r_chunk(w, vldrhq_s16(x + EDGERNN_FC16R_CHUNK * c), EDGERNN_FC16R_CHUNK * wbytes, wbytes, 0,
                                 &a0, &a1, &a2, &a3);
         }
-        edgernn_fc16r_chunk(w, edgernn_fc16r_x(x, chunks - 1, n_input), EDGERNN_FC16R_STEP(chunks - 1, n_input, wbytes),
-                            wbytes, 0, &a0, &a1, &a2, &a3);
+        if (chunks > 1) {
+            edgernn_fc16r_chunk(w, edgernn_fc16r_x(x, chunks - 1, n_input),
+                                EDGERNN_FC16R_STEP(chunks - 1, n_input, wbytes), wbytes, 0, &a0, &a1, &a2, &a3);
+        }
     }
     v = edgernn_mve_pack4(a0, a1, a2, a3);
     if (bias) {
@@ -229,11 +232,19 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_mve(const edgernn_fc16w *
     const int8_t *w = (const int8_t *)f->stream;
     const int16_t *x = f->input;
     int16_t *out = f->out;
-    const int16x8_t x0 = held ? edgernn_fc16r_x(x, 0, n_input) : vdupq_n_s16(0);
-    const int16x8_t x1 = held && chunks > 1 ? edgernn_fc16r_x(x, 1, n_input) : vdupq_n_s16(0);
-    const int16x8_t x2 = held && chunks > 2 ? edgernn_fc16r_x(x, 2, n_input) : vdupq_n_s16(0);
-    const int16x8_t x3 = held && chunks > 3 ? edgernn_fc16r_x(x, 3, n_input) : vdupq_n_s16(0);
+    int16x8_t x0;
+    int16x8_t x1;
+    int16x8_t x2;
+    int16x8_t x3;
     int k;
+    /* A compiler barrier on either side: gcc 12 let the step's int16 loads of this FC's output
+     * pass the VSTRH.32 of vstrhq_s32 (a SimpleRNN read its FC outputs before they were stored,
+     * its M55 self-test failed); the barriers cost no instruction. */
+    EDGERNN_FC16R_FENCE();
+    x0 = held ? edgernn_fc16r_x(x, 0, n_input) : vdupq_n_s16(0);
+    x1 = held && chunks > 1 ? edgernn_fc16r_x(x, 1, n_input) : vdupq_n_s16(0);
+    x2 = held && chunks > 2 ? edgernn_fc16r_x(x, 2, n_input) : vdupq_n_s16(0);
+    x3 = held && chunks > 3 ? edgernn_fc16r_x(x, 3, n_input) : vdupq_n_s16(0);
     for (k = 0; k < n_output / EDGERNN_FC16R_ROWS; ++k) {
         edgernn_fc16r_pass_mve(&w, x0, x1, x2, x3, x, out, n_input, EDGERNN_FC16R_ROWS, bias, wbytes);
         out += EDGERNN_FC16R_ROWS;
@@ -241,6 +252,7 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_mve(const edgernn_fc16w *
     if (n_output % EDGERNN_FC16R_ROWS) {
         edgernn_fc16r_pass_mve(&w, x0, x1, x2, x3, x, out, n_input, n_output % EDGERNN_FC16R_ROWS, bias, wbytes);
     }
+    EDGERNN_FC16R_FENCE();
 }
 #define edgernn_fc16r edgernn_fc16r_mve
 #else
