@@ -25,7 +25,8 @@ Both state layouts (``convert --state``, :mod:`edgernn.backends.tflm.cells`) are
   left shift folded into its weights and TFLM's int64-bias requantization as one SMMULR, proved
   exact by :func:`.fasttensor.fc16w_stream`; where that bound fails, ``EDGERNN_FC16_KERNEL`` of
   ``edgernn_pairs.h``: the row-pair words with the high row's sum in 64 bits, proved exact by
-  :func:`.fasttensor.fc16_stream`), SPLIT parts read in place, the int16 ADD / SUB / MUL /
+  :func:`.fasttensor.fc16_stream`; on the ``rows`` kernel choice weight rows, :mod:`.fcrows`:
+  Helium on the M55), SPLIT parts read in place, the int16 ADD / SUB / MUL /
   LOGISTIC / TANH / QUANTIZE / CAST fused into the loops over the units (TFLM's formulas, one
   element at a time), and h written in place.
 
