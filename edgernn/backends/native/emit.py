@@ -27,7 +27,7 @@ from .tables import activation_tables
 
 TEMPLATE_DIR = TEMPLATES_DIR / "native"
 KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c", "edgernn_fast.h", "edgernn_pairs.h", "edgernn_rows.h",
-                "edgernn_fc16w.h", "edgernn_mve_fc.h")
+                "edgernn_fc16w.h", "edgernn_mve_fc.h", "edgernn_mve_ew.h")
 TENSOR_KERNEL_FILES = ("edgernn_tensor.h", "edgernn_tensor.c")  # models with tensor ops only
 
 

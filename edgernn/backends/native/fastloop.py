@@ -46,6 +46,7 @@ from ... import fixedpoint as fp
 from .fastlstm import NotFast
 from .fastgate import find_gate
 from .fastloop16 import INT16_KINDS, smmlar, elementwise16
+from .fastloop_mve import MVE_KERNELS, vector_forms
 from .fasttensor import fc8_stream, fc16_stream, fc16w_stream
 from .fcrows import fc16r_array, fc16r_stream
 from .plan import ConstArray
@@ -247,6 +248,9 @@ class Elementwise:
     store: str | None  # C expression of the buffer it is also written to (None: registers only)
     form: str  # "fit", "prescaled", "table", "exact" (int16: TFLM's steps, literal constants) or "reference"
     ctype: str = "int8_t"  # the stored element type
+    ins: list = field(default_factory=list)  # the C expressions of its inputs (locals or ``(buf)[i]``)
+    vector: tuple | None = None  # Helium (fastloop_mve): (expression over four lanes, store or None)
+    vector_tail: tuple | None = None  # ... of the last n % 4 elements (predicated loads and store)
 
 
 @dataclass
@@ -257,6 +261,7 @@ class FastLoop:
     fc_layout: str = "reference"
     scratch_in_step: bool = True  # the step function reads or writes the loop scratch itself
     direct_states: set = field(default_factory=set)  # states the step writes in place (no copy)
+    mve: bool = False  # some runs have a Helium form (fastloop_mve, under EDGERNN_USE_MVE)
 
     @property
     def arrays(self) -> list[ConstArray]:
@@ -493,7 +498,8 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
                 break
             expr, form = _elementwise(op, ins)
             expr = expr.replace("$$l_op", f"$l{layer.index}_op{op.op_index}")
-            run.append(Elementwise(op=op, expr=expr, local=f"v{k}", store=None, form=form, ctype=_ctype_of(op)))
+            run.append(Elementwise(op=op, expr=expr, local=f"v{k}", store=None, form=form, ctype=_ctype_of(op),
+                                   ins=ins))
             touched += [r for r, e in zip(op.regions[:n_in], ins) if e.endswith("[i]")]
             for key in [key for key in cache if key[0] == op.output]:
                 del cache[key]
@@ -514,7 +520,8 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
         elif st[0] == "run":
             texts += [t for e in st[2] for t in (e.expr, e.store or "")]
     return FastLoop(steps=steps, vectors=vectors, fcs=fcs, fc_layout=fc_layout, direct_states=direct,
-                    scratch_in_step=any("scratch" in t.replace("$scratch", "") for t in texts))
+                    scratch_in_step=any("scratch" in t.replace("$scratch", "") for t in texts),
+                    mve=kernel in MVE_KERNELS and vector_forms(steps, _elementwise))
 
 
 def _direct_states(layer, steps, readers, last_writer) -> set[str]:

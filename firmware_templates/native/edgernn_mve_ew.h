@@ -1,0 +1,214 @@
+/*
+ * edgernn_mve_ew.h - Helium (Cortex-M55) twins of the elementwise helpers of a fused loop step.
+ *
+ * A WHILE-loop step (GRU, SimpleRNN) fuses its elementwise ops into loops over the units whose
+ * per-element C expressions call the helpers of edgernn_fast.h (edgernn/backends/native/
+ * fastloop.py, fastloop16.py). On Helium the generator writes the same expressions over four
+ * int32 lanes (edgernn/backends/native/fastloop_mve.py): each helper `edgernn_NAME` becomes
+ * `edgernn_mve_NAME` below with the same arguments, the operators + - * act lane by lane (GCC's
+ * vector extension: a literal operand is broadcast), element i's loads become VLDRH / VLDRB of
+ * four lanes. Each twin computes the bits of its scalar helper for every input the scalar form
+ * is used on (tests/test_native_mve_ew.py runs both on QEMU's Cortex-M55 on random and extreme
+ * inputs):
+ *
+ *   SMMULR(x 2^16, m)            = VQRDMULH(x 2^15, m)       (2 x 2^15 m + 2^31) >> 32
+ *   SMMLAR(p, 2m - 2^32, p)      = VQRDMULH(p, m)            gemmlowp's SaturatingRoundingDoublingHighMul
+ *   (v + 2^(e-1) + (v >> 31)) >> e = VRSHR(v + (v >> 31), e)  TFLM's RoundingDivideByPOT
+ *   (x m + 2^(s-1)) >> s          = VRSHR(x m, s)
+ *   USAT(a >> b, 8), a >= 0      = (sat32(a << (23 - b))) >> 23
+ *   table[i]                     = VLDRH / VLDRB gathers (a negative int8 index wraps the
+ *                                   32-bit address to below the table's middle)
+ *
+ * Only with EDGERNN_USE_MVE (edgernn_rows.h: Helium and an optimizing compiler, the shifts
+ * being immediates once inlined); the generated step keeps the scalar loop for every other
+ * build.
+ */
+#ifndef EDGERNN_MVE_EW_H
+#define EDGERNN_MVE_EW_H
+
+#include <stdint.h>
+
+#include "edgernn_fast.h"
+#include "edgernn_rows.h" /* EDGERNN_USE_MVE, edgernn_mve_mbqm */
+
+#if EDGERNN_USE_MVE
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Lanes per vector of the fused loops: int32 (the scalar forms' arithmetic is 32-bit). */
+#define EDGERNN_MVE_EW_LANES 4
+
+/* Element i .. i+3 of an int16 / int8 buffer, sign-extended (VLDRH.S32 / VLDRB.S32); the
+ * predicated forms read the lanes of `p` only (zeros elsewhere) for a run's last n % 4. */
+#define edgernn_mve_ld_s16(ptr) vldrhq_s32(ptr)
+#define edgernn_mve_ld_s8(ptr) vldrbq_s32(ptr)
+#define edgernn_mve_ld_s16_z(ptr, p) vldrhq_z_s32((ptr), (p))
+#define edgernn_mve_ld_s8_z(ptr, p) vldrbq_z_s32((ptr), (p))
+/* The low 16 / 8 bits of each lane to four elements (the value is already clamped). */
+#define edgernn_mve_st_s16(ptr, v) vstrhq_s32((ptr), (v))
+#define edgernn_mve_st_s8(ptr, v) vstrbq_s32((ptr), (v))
+#define edgernn_mve_st_s16_p(ptr, v, p) vstrhq_p_s32((ptr), (v), (p))
+#define edgernn_mve_st_s8_p(ptr, v, p) vstrbq_p_s32((ptr), (v), (p))
+
+/* ---------------------------------------------------------------------------------------
+ * Clamps and rounding.
+ * ------------------------------------------------------------------------------------- */
+
+/* clamp(v, lo, hi): the whole int16 / int8 range as a saturating left shift and back (VQSHL,
+ * VSHR), else VMAX / VMIN. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_clamp_range_s16(int32x4_t v, int32_t lo, int32_t hi)
+{
+    if (lo == -32768 && hi == 32767) {
+        return vshrq_n_s32(vqshlq_n_s32(v, 16), 16);
+    }
+    return vminq_s32(vmaxq_s32(v, vdupq_n_s32(lo)), vdupq_n_s32(hi));
+}
+
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_clamp_range_s8(int32x4_t v, int32_t lo, int32_t hi)
+{
+    if (lo == -128 && hi == 127) {
+        return vshrq_n_s32(vqshlq_n_s32(v, 24), 24);
+    }
+    return vminq_s32(vmaxq_s32(v, vdupq_n_s32(lo)), vdupq_n_s32(hi));
+}
+
+/* edgernn_rdbp: (v + 2^(e-1) + (v >> 31)) >> e as VRSHR #e of v + (v >> 31) (VRSHR adds its
+ * 2^(e-1) without overflow). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_rdbp(int32x4_t v, int e)
+{
+    return e == 0 ? v : vrshrq_n_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), e);
+}
+
+/* m of m2 = 2m - 2^32 (edgernn_mul_s16 / edgernn_add16_out's operand, 2^30 <= m < 2^31). */
+#define EDGERNN_MVE_HALF_M2(m2) ((int32_t)((uint32_t)(m2) >> 1))
+
+/* ---------------------------------------------------------------------------------------
+ * int16 ADD / SUB / MUL (fastloop16.add16_form, elementwise16).
+ * ------------------------------------------------------------------------------------- */
+
+/* edgernn_mul_s16: RDBP(SMMLAR(a b, m2, a b), e) = RDBP(VQRDMULH(a b, m), e). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_mul_s16(int32x4_t a, int32x4_t b, int32_t m2, int e)
+{
+    return edgernn_mve_rdbp(vqrdmulhq_n_s32(vmulq_s32(a, b), EDGERNN_MVE_HALF_M2(m2)), e);
+}
+
+/* edgernn_add16_term: RDBP-like (SMMULR(x 2^16, m) + 2^(e-1) + (x >> 31)) >> e, with
+ * SMMULR(x 2^16, m) = VQRDMULH(x 2^15, m) (no saturation: m < 2^31). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add16_term(int32x4_t x, int32_t m, int e)
+{
+    const int32x4_t t = vqrdmulhq_n_s32(vshlq_n_s32(x, 15), m);
+    return e == 0 ? t : vrshrq_n_s32(vaddq_s32(t, vshrq_n_s32(x, 31)), e);
+}
+
+/* edgernn_add16_out: RDBP(SMMLAR(raw, m2, raw), e) = RDBP(VQRDMULH(raw, m), e). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add16_out(int32x4_t raw, int32_t m2, int e)
+{
+    return edgernn_mve_rdbp(vqrdmulhq_n_s32(raw, EDGERNN_MVE_HALF_M2(m2)), e);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * int16 LOGISTIC / TANH on the shared 1 KB table (tables.act16_form).
+ * ------------------------------------------------------------------------------------- */
+
+/* edgernn_act16_scale: (x m + r) >> s, one VRSHR when r = 2^(s-1) (act16_form's rounding). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_act16_scale(int32x4_t x, int32_t m, int32_t r, int s)
+{
+    if (s > 0 && r == (int32_t)1 << (s - 1)) {
+        return vrshrq_n_s32(vmulq_n_s32(x, m), s);
+    }
+    return vshlq_r_s32(vaddq_n_s32(vmulq_n_s32(x, m), r), -s);
+}
+
+/* edgernn_act16_segment(a, bits) = min(a >> bits, 255) for a >= 0: a << (23 - bits) saturates
+ * at 2^31 - 1 exactly when a >> bits > 255 (bits = 8 or 9). */
+#define EDGERNN_MVE_ACT16_SEGMENT(a, bits) \
+    vreinterpretq_u32_s32(vshrq_n_s32(vqshlq_n_s32((a), 23 - (bits)), 23))
+
+/* The two table columns of segments i (VLDRH gathers, zero-extended). */
+#define EDGERNN_MVE_ACT16_G(i) vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(edgernn_act16_g, (i)))
+#define EDGERNN_MVE_ACT16_D(i) vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(edgernn_act16_d, (i)))
+
+/* edgernn_sigmoid16: ((s ^ (G[i] << 8)) + v D[i] + 2^24 + 512) >> 10, i = min((v ^ s) >> 9, 255). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sigmoid16(int32x4_t v)
+{
+    const int32x4_t s = vshrq_n_s32(v, 31);
+    const uint32x4_t i = EDGERNN_MVE_ACT16_SEGMENT(veorq_s32(v, s), 9);
+    const int32x4_t e = veorq_s32(vshlq_n_s32(EDGERNN_MVE_ACT16_G(i), 8), s);
+    return vshrq_n_s32(vaddq_n_s32(vaddq_s32(e, vmulq_s32(v, EDGERNN_MVE_ACT16_D(i))), (1 << 24) + 512), 10);
+}
+
+/* edgernn_sigmoid16_abs: the segment of |v| = (v ^ s) - s. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sigmoid16_abs(int32x4_t v)
+{
+    const int32x4_t s = vshrq_n_s32(v, 31);
+    const uint32x4_t i = EDGERNN_MVE_ACT16_SEGMENT(vsubq_s32(veorq_s32(v, s), s), 9);
+    const int32x4_t e = veorq_s32(vshlq_n_s32(EDGERNN_MVE_ACT16_G(i), 8), s);
+    return vshrq_n_s32(vaddq_n_s32(vaddq_s32(e, vmulq_s32(v, EDGERNN_MVE_ACT16_D(i))), (1 << 24) + 512), 10);
+}
+
+/* edgernn_tanh16: ((s ^ (G[i] << 7)) + v D[i] + 128) >> 8 = VRSHR #8, i = min((v ^ s) >> 8, 255). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_tanh16(int32x4_t v)
+{
+    const int32x4_t s = vshrq_n_s32(v, 31);
+    const uint32x4_t i = EDGERNN_MVE_ACT16_SEGMENT(veorq_s32(v, s), 8);
+    const int32x4_t e = veorq_s32(vshlq_n_s32(EDGERNN_MVE_ACT16_G(i), 7), s);
+    return vrshrq_n_s32(vaddq_s32(e, vmulq_s32(v, EDGERNN_MVE_ACT16_D(i))), 8);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * int8 ADD / SUB / MUL fits and tables (fastloop.fit_add, fit_mul, mul_prescaled).
+ * ------------------------------------------------------------------------------------- */
+
+/* edgernn_add_fit_s8: clamp((a P1 + b P2 + K) >> S). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add_fit_s8(int32x4_t a, int32x4_t b, int32_t p1, int32_t p2,
+                                                                     int32_t k, int s, int32_t lo, int32_t hi)
+{
+    const int32x4_t v = vaddq_n_s32(vmlaq_n_s32(vmulq_n_s32(a, p1), b, p2), k);
+    return edgernn_mve_clamp_range_s8(vshrq_n_s32(v, s), lo, hi);
+}
+
+/* edgernn_sub_fit_s8: clamp(((a - b) P1 + K) >> S). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sub_fit_s8(int32x4_t a, int32x4_t b, int32_t p1, int32_t k,
+                                                                     int s, int32_t lo, int32_t hi)
+{
+    const int32x4_t v = vaddq_n_s32(vmulq_n_s32(vsubq_s32(a, b), p1), k);
+    return edgernn_mve_clamp_range_s8(vshrq_n_s32(v, s), lo, hi);
+}
+
+/* edgernn_mul_fit_s8: clamp((K + (q >> 31) + q P) >> S), q = (a + o1)(b + o2). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_mul_fit_s8(int32x4_t a, int32x4_t b, int32_t o1, int32_t o2,
+                                                                     int32_t p, int32_t k, int s, int32_t lo,
+                                                                     int32_t hi)
+{
+    const int32x4_t q = vmulq_s32(vaddq_n_s32(a, o1), vaddq_n_s32(b, o2));
+    const int32x4_t v = vaddq_n_s32(vaddq_s32(vmulq_n_s32(q, p), vshrq_n_s32(q, 31)), k);
+    return edgernn_mve_clamp_range_s8(vshrq_n_s32(v, s), lo, hi);
+}
+
+/* edgernn_mul_prescaled_s8: p = (a + o1)(b + o2) 2^k, clamp(SMMLAR(p, m, rounding [+ (p >> 31)])
+ * >> rs); SMMULR(p, m) is VRMULH (exactly (p m + 2^31) >> 32). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_mul_prescaled_s8(int32x4_t a, int32x4_t b, int32_t o1,
+                                                                           int32_t o2, int32_t m, int k, int rs,
+                                                                           int32_t rounding, int32_t lo, int32_t hi)
+{
+    const int32x4_t p = vshlq_n_s32(vmulq_s32(vaddq_n_s32(a, o1), vaddq_n_s32(b, o2)), k);
+    int32x4_t v = vaddq_n_s32(vrmulhq_s32(p, vdupq_n_s32(m)), rounding);
+    if (rs == 0) {
+        return edgernn_mve_clamp_range_s8(v, lo, hi);
+    }
+    v = vaddq_s32(v, vshrq_n_s32(p, 31));
+    return edgernn_mve_clamp_range_s8(vshrq_n_s32(v, rs), lo, hi);
+}
+
+/* (table + 128)[x] of an int8 x: a VLDRB gather (the lanes' offsets wrap below the middle). */
+#define edgernn_mve_lut_s8(middle, x) vldrbq_gather_offset_s32((middle), vreinterpretq_u32_s32(x))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGERNN_USE_MVE */
+
+#endif /* EDGERNN_MVE_EW_H */
