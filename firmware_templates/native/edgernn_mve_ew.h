@@ -81,6 +81,16 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_rdbp(int32x4_t v, int 
     return e == 0 ? v : vrshrq_n_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), e);
 }
 
+/* clamp16(edgernn_rdbp(v, e)) for 1 <= e <= 16: VQRSHRNB (its rounding, then saturation to
+ * int16, into the bottom halves) and VMOVLB (the bottom halves sign-extended): one instruction
+ * fewer than VRSHR and the clamp. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_rdbp_sat16(int32x4_t v, int e)
+{
+    const int32x4_t sign = vshrq_n_s32(v, 31);
+    /* the narrow's top halves come from `sign`, dead by then: no register copy */
+    return vmovlbq_s16(vqrshrnbq_n_s32(vreinterpretq_s16_s32(sign), vaddq_s32(v, sign), e));
+}
+
 /* m of m2 = 2m - 2^32 (edgernn_mul_s16 / edgernn_add16_out's operand, 2^30 <= m < 2^31). */
 #define EDGERNN_MVE_HALF_M2(m2) ((int32_t)((uint32_t)(m2) >> 1))
 
@@ -108,6 +118,18 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add16_out(int32x4_t ra
     return edgernn_mve_rdbp(vqrdmulhq_n_s32(raw, EDGERNN_MVE_HALF_M2(m2)), e);
 }
 
+/* clamp16(edgernn_mul_s16(a, b, m2, e)) and clamp16(edgernn_add16_out(raw, m2, e)), 1 <= e <= 16
+ * (fastloop_mve.py writes them for clamp_range_s16(... + 0, -32768, 32767)). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_mul_s16_sat16(int32x4_t a, int32x4_t b, int32_t m2, int e)
+{
+    return edgernn_mve_rdbp_sat16(vqrdmulhq_n_s32(vmulq_s32(a, b), EDGERNN_MVE_HALF_M2(m2)), e);
+}
+
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add16_out_sat16(int32x4_t raw, int32_t m2, int e)
+{
+    return edgernn_mve_rdbp_sat16(vqrdmulhq_n_s32(raw, EDGERNN_MVE_HALF_M2(m2)), e);
+}
+
 /* ---------------------------------------------------------------------------------------
  * int16 LOGISTIC / TANH on the shared 1 KB table (tables.act16_form).
  * ------------------------------------------------------------------------------------- */
@@ -130,13 +152,14 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_act16_scale(int32x4_t 
 #define EDGERNN_MVE_ACT16_G(i) vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(edgernn_act16_g, (i)))
 #define EDGERNN_MVE_ACT16_D(i) vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(edgernn_act16_d, (i)))
 
-/* edgernn_sigmoid16: ((s ^ (G[i] << 8)) + v D[i] + 2^24 + 512) >> 10, i = min((v ^ s) >> 9, 255). */
+/* edgernn_sigmoid16: ((s ^ (G[i] << 8)) + v D[i] + 2^24 + 512) >> 10, i = min((v ^ s) >> 9, 255)
+ * (2^24 + 512: the table's offset and rounding, edgernn_fast.h). */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sigmoid16(int32x4_t v)
 {
     const int32x4_t s = vshrq_n_s32(v, 31);
     const uint32x4_t i = EDGERNN_MVE_ACT16_SEGMENT(veorq_s32(v, s), 9);
     const int32x4_t e = veorq_s32(vshlq_n_s32(EDGERNN_MVE_ACT16_G(i), 8), s);
-    return vshrq_n_s32(vaddq_n_s32(vaddq_s32(e, vmulq_s32(v, EDGERNN_MVE_ACT16_D(i))), (1 << 24) + 512), 10);
+    return vshrq_n_s32(vaddq_s32(e, vmlasq_n_s32(v, EDGERNN_MVE_ACT16_D(i), (1 << 24) + 512)), 10); /* VMLAS: v D + c */
 }
 
 /* edgernn_sigmoid16_abs: the segment of |v| = (v ^ s) - s. */
@@ -145,7 +168,7 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sigmoid16_abs(int32x4_
     const int32x4_t s = vshrq_n_s32(v, 31);
     const uint32x4_t i = EDGERNN_MVE_ACT16_SEGMENT(vsubq_s32(veorq_s32(v, s), s), 9);
     const int32x4_t e = veorq_s32(vshlq_n_s32(EDGERNN_MVE_ACT16_G(i), 8), s);
-    return vshrq_n_s32(vaddq_n_s32(vaddq_s32(e, vmulq_s32(v, EDGERNN_MVE_ACT16_D(i))), (1 << 24) + 512), 10);
+    return vshrq_n_s32(vaddq_s32(e, vmlasq_n_s32(v, EDGERNN_MVE_ACT16_D(i), (1 << 24) + 512)), 10); /* VMLAS: v D + c */
 }
 
 /* edgernn_tanh16: ((s ^ (G[i] << 7)) + v D[i] + 128) >> 8 = VRSHR #8, i = min((v ^ s) >> 8, 255). */

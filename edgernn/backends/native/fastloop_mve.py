@@ -33,6 +33,9 @@ MVE_KERNELS = ("rows",)
 _CALL = re.compile(r"\bedgernn_(\w+)\(")
 _LUT = re.compile(r"^\((\$\w+) \+ 128\)\[(.*)\]$", re.S)
 _SUFFIX = {2: "s16", 1: "s8"}
+#: an int16 op's output RDBP(., e) clamped to the whole int16 range with no zero point
+_SAT16 = re.compile(r"^edgernn_mve_clamp_range_s16\(edgernn_mve_(add16_out|mul_s16|rdbp)\((.*), (\d+)\) \+ 0, "
+                    r"-32768, 32767\)$", re.S)
 
 
 def _load(src: str, size: int, tail: bool) -> str:
@@ -71,9 +74,13 @@ def _vector(e, elementwise, tail: bool) -> str | None:
         raise KeyError(m.group(1))
 
     try:
-        return _CALL.sub(twin, expr)
+        vec = _CALL.sub(twin, expr)
     except KeyError:
         return None
+    sat = _SAT16.match(vec)  # clamp16(RDBP(..., e)) as one saturating rounding narrow
+    if sat and 1 <= int(sat.group(3)) <= 16:
+        return f"edgernn_mve_{sat.group(1)}_sat16({sat.group(2)}, {sat.group(3)})"
+    return vec
 
 
 def store(e, tail: bool) -> str | None:
