@@ -27,8 +27,9 @@ from .tables import activation_tables
 
 TEMPLATE_DIR = TEMPLATES_DIR / "native"
 KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c", "edgernn_fast.h", "edgernn_pairs.h", "edgernn_rows.h",
-                "edgernn_fc16w.h", "edgernn_mve_fc.h", "edgernn_mve_ew.h")
+                "edgernn_fc16w.h", "edgernn_mve_fc.h")
 TENSOR_KERNEL_FILES = ("edgernn_tensor.h", "edgernn_tensor.c")  # models with tensor ops only
+MVE_LOOP_FILES = ("edgernn_mve_ew.h",)  # loop steps with Helium elementwise runs (fastloop_mve.py) only
 
 
 def _context(plan: NativePlan, name: str) -> dict:
@@ -101,7 +102,8 @@ def emit_native(tflite_path, out_dir, name: str = "model", *, harness: bool = Fa
         path = out / filename
         path.write_text(render(f"native/{template}", filters=filters, **ctx), encoding="utf-8")
         written.append(path)
-    for filename in KERNEL_FILES + (TENSOR_KERNEL_FILES if plan.graph is not None else ()):
+    mve = any(layer.fast.mve for layer in plan.fast_loops)
+    for filename in KERNEL_FILES + (TENSOR_KERNEL_FILES if plan.graph is not None else ()) + (MVE_LOOP_FILES if mve else ()):
         shutil.copyfile(TEMPLATE_DIR / filename, out / filename)
         written.append(out / filename)
     tables = out / "edgernn_tables.c"
