@@ -40,6 +40,11 @@ extern "C" {
 /* Lanes per vector of the fused loops: int32 (the scalar forms' arithmetic is 32-bit). */
 #define EDGERNN_MVE_EW_LANES 4
 
+/* A compiler barrier before a Helium run and after each vector's stores: gcc 12 does not always
+ * see that the VSTRH.32 / VLDRH.S32 of vstrhq_s32 / vldrhq_s32 touch the int16 elements other
+ * code reads and writes (edgernn_mve_fc.h's FC met it); no instruction. */
+#define EDGERNN_MVE_EW_FENCE() __asm__ volatile("" ::: "memory")
+
 /* Element i .. i+3 of an int16 / int8 buffer, sign-extended (VLDRH.S32 / VLDRB.S32); the
  * predicated forms read the lanes of `p` only (zeros elsewhere) for a run's last n % 4. */
 #define edgernn_mve_ld_s16(ptr) vldrhq_s32(ptr)
