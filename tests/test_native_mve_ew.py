@@ -61,6 +61,8 @@ def _steps(models):
     steps += [("act16", SimpleNamespace(function=f, multiplier=m, left_shift=sh))
               for f in ("logistic", "tanh") for scale in (2.0 ** -12, 3e-4, 0.05)
               for m, sh in [fp.int16_activation_params(scale, f == "tanh")]]
+    # a multiplier of 2^15 or more: the scale stays VMUL + VRSHR on int32 lanes (edgernn_mve_act16_scale)
+    steps += [("act16", SimpleNamespace(function=f, multiplier=40000, left_shift=14)) for f in ("logistic", "tanh")]
     steps.append(("lut", SimpleNamespace(name="table")))
     for path in models.values():
         for layer in load_plan(path, "rows").recurrent:
@@ -69,7 +71,10 @@ def _steps(models):
 
 
 def _exprs(kind, params):
-    """(scalar, vector, vector tail) C expressions of one op reading a[i] (and b[i])."""
+    """(scalar, vector, vector tail, vector on junk-topped inputs) C expressions of one op reading
+    a[i] (and b[i]); each vector one sign-extended to int32 lanes if it is in bottom form. The
+    last reads the locals xa, xb as bottom-form values (random high halves): the generator must
+    read them with VSHLLB / VMULLB or widen them first."""
     step = SimpleNamespace(kind=kind, params=params, n=4)
     size = 2 if kind in INT16_KINDS else 1
     n_in = 1 if kind in UNARY else 2
@@ -77,12 +82,19 @@ def _exprs(kind, params):
     expr, form = fastloop._elementwise(step, ins)
     step.regions = [(name, 0, 4 * size) for name in "ab"[:n_in]] + [("y", 0, 4 * size)]
     e = fastloop.Elementwise(op=step, expr=expr, local="v", store=None, form=form, ins=ins)
-    vec = fastloop_mve._vector(e, fastloop._elementwise, False)
-    tail = fastloop_mve._vector(e, fastloop._elementwise, True)
-    return [x if x is None else re.sub(r"\$\w+", "lut_table", x) for x in (expr, vec, tail)]
+    out = [expr]
+    for tail, bottom in ((False, False), (True, False), (False, True)):
+        if bottom:
+            if size == 1:
+                out.append(out[1])
+                continue
+            e.ins = ["xa", "xb"][:n_in]
+        v = fastloop_mve._vector(e, fastloop._elementwise, tail, {"xa", "xb"} if bottom else set())
+        out.append(None if v is None else f"edgernn_mve_widen16({v[0]})" if v[1] else v[0])
+    return [x if x is None else re.sub(r"\$\w+", "lut_table", x) for x in out]
 
 
-def _check_function(k: int, kind: str, scalar: str, vector: str, tail: str) -> str:
+def _check_function(k: int, kind: str, scalar: str, vector: str, tail: str, junk: str) -> str:
     """C: the number of lanes where the Helium form differs from the scalar one."""
     t = "int16_t" if kind in INT16_KINDS else "int8_t"
     if kind in UNARY:  # every input
@@ -91,6 +103,7 @@ def _check_function(k: int, kind: str, scalar: str, vector: str, tail: str) -> s
         fill = "a[i] = (int8_t)(((k + i) >> 8) - 128); b[i] = (int8_t)(((k + i) & 255) - 128);"
     else:  # every a, against extremes and random b
         fill = "a[i] = (int16_t)(k + i - 32768); b[i] = (int16_t)((k & 64) ? edge[(k + i) & 15] : (int32_t)next());"
+    ld = "vldrhq_s32" if t == "int16_t" else "vldrbq_s32"
     return f"""
 static int check{k}(void)
 {{
@@ -104,6 +117,16 @@ static int check{k}(void)
         i = 0;
         vstrwq_s32(yv, {vector});
         for (i = 0; i < 4; ++i) bad += ys[i] != yv[i];
+        {{
+            /* bottom-form inputs: random high halves over the int16 values */
+            const int32x4_t xa = junk({ld}(a));
+            const int32x4_t xb = junk({ld}((const {t} *)b));
+            (void)xa;
+            (void)xb;
+            i = 0;
+            vstrwq_s32(yv, {junk});
+            for (i = 0; i < 4; ++i) bad += ys[i] != yv[i];
+        }}
         {{
             const int r = 1 + (k >> 2) % 3; /* the tail: r lanes of four */
             const mve_pred16_t lanes = vctp32q((uint32_t)r);
@@ -134,12 +157,14 @@ def test_helium_forms_equal_the_scalar_forms_on_the_cortex_m55(models, tmp_path)
 
     steps = _steps(models)
     exprs = [_exprs(kind, p) for kind, p in steps]
-    kinds = {kind for (kind, _), (_, v, _) in zip(steps, exprs) if v is not None}
+    kinds = {kind for (kind, _), x in zip(steps, exprs) if x[1] is not None}
     assert kinds == {"add16", "mul16", "act16", "add", "mul", "lut"}, kinds
-    checked = [(kind, s, v, t) for (kind, _), (s, v, t) in zip(steps, exprs) if v is not None]
+    checked = [(kind, *x) for (kind, _), x in zip(steps, exprs) if x[1] is not None]
+    assert all(x[-1] is not None for x in checked)
     # every twin the generator can name is exercised
-    used = set(re.findall(r"edgernn_mve_(\w+)\(", " ".join(v for *_, v, _ in checked)))
-    twins = set(fastloop_mve.TWINS) | {f"{f}_sat16" for f in ("add16_out", "mul_s16", "rdbp")}
+    used = set(re.findall(r"edgernn_mve_(\w+)\(", " ".join(" ".join(x[2:]) for x in checked)))
+    twins = set(fastloop_mve.TWINS) | {f"{f}_sat16" for f in ("add16_out", "mul_s16", "rdbp")} | {
+        "shl14", "widen16", "act16_scale_q"}
     assert twins - used <= {"clamp_range_s8"}, twins - used
     project, _ = _project(models, tmp_path, "sequence16", "cortex-m55", 1)
     table = ", ".join(str(v) for v in np.random.default_rng(1).integers(-128, 128, 256))
@@ -151,7 +176,9 @@ def test_helium_forms_equal_the_scalar_forms_on_the_cortex_m55(models, tmp_path)
             "static uint32_t state = 2463534242u;\n",
             "static uint32_t next(void) { state ^= state << 13; state ^= state >> 17; state ^= state << 5; "
             "return state; }\n"]
-    prog += [_check_function(k, kind, s, v, t) for k, (kind, s, v, t) in enumerate(checked)]
+    prog.append("static int32x4_t junk(int32x4_t x)\n{\n    const int32x4_t r = vdupq_n_s32((int32_t)next());\n"
+                "    return vorrq_s32(vandq_s32(x, vdupq_n_s32(0xFFFF)), vshlq_n_s32(vaddq_s32(r, x), 16));\n}\n")
+    prog += [_check_function(k, *x) for k, x in enumerate(checked)]
     prog.append("int main(void)\n{\n    (void)lut_table;\n" + "".join(
         f'    printf("op {k} %d\\n", check{k}());\n' for k in range(len(checked))) + "    return 0;\n}\n")
     (project.dir / "src" / "main.c").write_text("".join(prog))

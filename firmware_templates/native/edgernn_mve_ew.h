@@ -86,14 +86,32 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_rdbp(int32x4_t v, int 
     return e == 0 ? v : vrshrq_n_s32(vaddq_s32(v, vshrq_n_s32(v, 31)), e);
 }
 
-/* clamp16(edgernn_rdbp(v, e)) for 1 <= e <= 16: VQRSHRNB (its rounding, then saturation to
- * int16, into the bottom halves) and VMOVLB (the bottom halves sign-extended): one instruction
- * fewer than VRSHR and the clamp. */
+/* Bottom form: an int16 value in the low half of each 32-bit lane, the high half undefined (what
+ * VQRSHRNB leaves). Any lane holding an int16 value sign-extended (VLDRH.S32) is in bottom form
+ * too. The generator (fastloop_mve.py) passes a bottom-form value only to the VSHLLB / VMULLB
+ * readers below (ADD / SUB terms, MUL, an activation's scale) and to stores, and widens it
+ * (VMOVLB) for any other reader. */
+#define EDGERNN_MVE_B16(v) vreinterpretq_s16_s32(v)
+
+/* The int32 lanes of a bottom-form vector: its low halves sign-extended (VMOVLB). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_widen16(int32x4_t v)
+{
+    return vmovlbq_s16(EDGERNN_MVE_B16(v));
+}
+
+/* x 2^14 of a bottom-form x (VSHLLB): an int16 ADD's input term for the multiplier 2^30. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_shl14(int32x4_t x)
+{
+    return vshllbq_n_s16(EDGERNN_MVE_B16(x), 14);
+}
+
+/* clamp16(edgernn_rdbp(v, e)) for 1 <= e <= 16, in bottom form: VQRSHRNB (its rounding, then
+ * saturation to int16, into the low halves); two instructions fewer than VRSHR and the clamp. */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_rdbp_sat16(int32x4_t v, int e)
 {
     const int32x4_t sign = vshrq_n_s32(v, 31);
-    /* the narrow's top halves come from `sign`, dead by then: no register copy */
-    return vmovlbq_s16(vqrshrnbq_n_s32(vreinterpretq_s16_s32(sign), vaddq_s32(v, sign), e));
+    /* the narrow's high halves come from `sign`, dead by then: no register copy */
+    return vreinterpretq_s32_s16(vqrshrnbq_n_s32(EDGERNN_MVE_B16(sign), vaddq_s32(v, sign), e));
 }
 
 /* m of m2 = 2m - 2^32 (edgernn_mul_s16 / edgernn_add16_out's operand, 2^30 <= m < 2^31). */
@@ -103,18 +121,23 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_rdbp_sat16(int32x4_t v
  * int16 ADD / SUB / MUL (fastloop16.add16_form, elementwise16).
  * ------------------------------------------------------------------------------------- */
 
-/* edgernn_mul_s16: RDBP(SMMLAR(a b, m2, a b), e) = RDBP(VQRDMULH(a b, m), e). */
+/* a b of two bottom-form int16 vectors as int32 lanes (VMULLB.S16). */
+#define EDGERNN_MVE_MUL16(a, b) vmullbq_int_s16(EDGERNN_MVE_B16(a), EDGERNN_MVE_B16(b))
+
+/* edgernn_mul_s16 of bottom-form a, b: RDBP(SMMLAR(a b, m2, a b), e) = RDBP(VQRDMULH(a b, m), e). */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_mul_s16(int32x4_t a, int32x4_t b, int32_t m2, int e)
 {
-    return edgernn_mve_rdbp(vqrdmulhq_n_s32(vmulq_s32(a, b), EDGERNN_MVE_HALF_M2(m2)), e);
+    return edgernn_mve_rdbp(vqrdmulhq_n_s32(EDGERNN_MVE_MUL16(a, b), EDGERNN_MVE_HALF_M2(m2)), e);
 }
 
-/* edgernn_add16_term: RDBP-like (SMMULR(x 2^16, m) + 2^(e-1) + (x >> 31)) >> e, with
- * SMMULR(x 2^16, m) = VQRDMULH(x 2^15, m) (no saturation: m < 2^31). */
+/* edgernn_add16_term of a bottom-form x: (SMMULR(x 2^16, m) + 2^(e-1) + (x >> 31)) >> e, with
+ * SMMULR(x 2^16, m) = VQRDMULH(x 2^15, m) (no saturation: m < 2^31), x 2^15 by VSHLLB and
+ * x >> 31 = (x 2^15) >> 31. */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add16_term(int32x4_t x, int32_t m, int e)
 {
-    const int32x4_t t = vqrdmulhq_n_s32(vshlq_n_s32(x, 15), m);
-    return e == 0 ? t : vrshrq_n_s32(vaddq_s32(t, vshrq_n_s32(x, 31)), e);
+    const int32x4_t x15 = vshllbq_n_s16(EDGERNN_MVE_B16(x), 15);
+    const int32x4_t t = vqrdmulhq_n_s32(x15, m);
+    return e == 0 ? t : vrshrq_n_s32(vaddq_s32(t, vshrq_n_s32(x15, 31)), e);
 }
 
 /* edgernn_add16_out: RDBP(SMMLAR(raw, m2, raw), e) = RDBP(VQRDMULH(raw, m), e). */
@@ -123,11 +146,11 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add16_out(int32x4_t ra
     return edgernn_mve_rdbp(vqrdmulhq_n_s32(raw, EDGERNN_MVE_HALF_M2(m2)), e);
 }
 
-/* clamp16(edgernn_mul_s16(a, b, m2, e)) and clamp16(edgernn_add16_out(raw, m2, e)), 1 <= e <= 16
- * (fastloop_mve.py writes them for clamp_range_s16(... + 0, -32768, 32767)). */
+/* clamp16(edgernn_mul_s16(a, b, m2, e)) and clamp16(edgernn_add16_out(raw, m2, e)), 1 <= e <= 16,
+ * in bottom form (fastloop_mve.py writes them for clamp_range_s16(... + 0, -32768, 32767)). */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_mul_s16_sat16(int32x4_t a, int32x4_t b, int32_t m2, int e)
 {
-    return edgernn_mve_rdbp_sat16(vqrdmulhq_n_s32(vmulq_s32(a, b), EDGERNN_MVE_HALF_M2(m2)), e);
+    return edgernn_mve_rdbp_sat16(vqrdmulhq_n_s32(EDGERNN_MVE_MUL16(a, b), EDGERNN_MVE_HALF_M2(m2)), e);
 }
 
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add16_out_sat16(int32x4_t raw, int32_t m2, int e)
@@ -147,6 +170,11 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_act16_scale(int32x4_t 
     }
     return vshlq_r_s32(vaddq_n_s32(vmulq_n_s32(x, m), r), -s);
 }
+
+/* The same of a bottom-form x when r = 2^(s-1): VQRDMULH(x 2^k, M) with M = m 2^(31-s-k) < 2^31
+ * is (x m 2^(32-s) + 2^31) >> 32 = (x m + 2^(s-1)) >> s exactly (k, M from fastloop_mve._act16_q,
+ * checked there on all 65,536 x). */
+#define edgernn_mve_act16_scale_q(x, k, m) vqrdmulhq_n_s32(vshllbq_n_s16(EDGERNN_MVE_B16(x), (k)), (int32_t)(m))
 
 /* edgernn_act16_segment(a, bits) = min(a >> bits, 255) for a >= 0: a << (23 - bits) saturates
  * at 2^31 - 1 exactly when a >> bits > 255 (bits = 8 or 9). */

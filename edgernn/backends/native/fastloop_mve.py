@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
+from .fastloop16 import add16_form
+
 #: the helpers of edgernn_fast.h / edgernn_kernels.h with a Helium twin ``edgernn_mve_NAME``
 #: (edgernn_mve_ew.h; ``mbqm``'s is edgernn_rows.h's ``edgernn_mve_mbqm``)
 TWINS = ("clamp_range_s16", "clamp_range_s8", "rdbp", "mul_s16", "add16_term", "add16_out", "act16_scale",
@@ -33,6 +37,11 @@ MVE_KERNELS = ("rows",)
 _CALL = re.compile(r"\bedgernn_(\w+)\(")
 _LUT = re.compile(r"^\((\$\w+) \+ 128\)\[(.*)\]$", re.S)
 _SUFFIX = {2: "s16", 1: "s8"}
+#: an int16 LOGISTIC / TANH on its input's scale (edgernn_act16_scale, act16_form)
+_ACT16 = re.compile(r"^edgernn_mve_(sigmoid16|sigmoid16_abs|tanh16)\(edgernn_mve_act16_scale\((.*), (\d+), (\d+), "
+                    r"(\d+)\)\)$", re.S)
+#: the twins whose value is in bottom form (VQRSHRNB without VMOVLB)
+_BOTTOM = re.compile(r"^edgernn_mve_\w+_sat16\(")
 #: an int16 op's output RDBP(., e) clamped to the whole int16 range with no zero point
 _SAT16 = re.compile(r"^edgernn_mve_clamp_range_s16\(edgernn_mve_(add16_out|mul_s16|rdbp)\((.*), (\d+)\) \+ 0, "
                     r"-32768, 32767\)$", re.S)
@@ -43,8 +52,58 @@ def _load(src: str, size: int, tail: bool) -> str:
     return f"edgernn_mve_ld_{_SUFFIX[size]}{'_z' if tail else ''}({src} + i{', lanes' if tail else ''})"
 
 
-def _vector(e, elementwise, tail: bool) -> str | None:
-    """The Helium expression of the fused op ``e`` (a :class:`.fastloop.Elementwise`), or None."""
+def _twins(expr: str) -> str | None:
+    """``expr`` with each helper renamed to its Helium twin (None: one has none)."""
+    def twin(m: re.Match) -> str:
+        if m.group(1) in TWINS:
+            return f"edgernn_mve_{m.group(1)}("
+        if m.group(1).startswith("mve_"):
+            return m.group(0)
+        raise KeyError(m.group(1))
+
+    try:
+        return _CALL.sub(twin, expr)
+    except KeyError:
+        return None
+
+
+def _act16_q(m: int, r: int, s: int) -> tuple[int, int] | None:
+    """(k, M) with VQRDMULH(x 2^k, M) = (x m + r) >> s for every int16 x (1 <= k <= 15, checked
+    here): the activation's input scale on a VSHLLB of a bottom-form x, or None."""
+    if not (0 < m < 1 << 15 and 0 < s <= 31 and r == 1 << (s - 1)):
+        return None
+    for k in range(1, 16):
+        if 31 - s - k >= 0 and m << (31 - s - k) < 1 << 31:
+            big = m << (31 - s - k)
+            x = np.arange(-32768, 32768, dtype=np.int64)
+            if np.array_equal((2 * (x << k) * big + (1 << 31)) >> 32, (x * m + r) >> s):
+                return k, big
+            return None
+    return None
+
+
+def _add16_raw(op, ins: list[str], bottom: set) -> tuple[str, str] | None:
+    """(scalar RAW text of an int16 ADD / SUB, its Helium form): a 2^14 term on an int32-form
+    input as one VMLA, on a bottom-form one as VSHLLB #14."""
+    form = add16_form(op.params)
+    if form is None or form[0] == "({x})":
+        return None
+    terms = [t.format(x=x) for t, x in zip(form[:2], ins)]
+    raw = f"{terms[0]} {'-' if op.params.subtract else '+'} {terms[1]}"
+    shl = [t == "(({x}) * 16384)" for t in form[:2]]
+    vterms = [f"edgernn_mve_shl14({x})" if s else t for t, s, x in zip(terms, shl, ins)]
+    sub = op.params.subtract
+    if shl[1] and ins[1] not in bottom:
+        return raw, f"vmlaq_n_s32({vterms[0]}, {ins[1]}, {-16384 if sub else 16384})"
+    if shl[0] and ins[0] not in bottom and not sub:
+        return raw, f"vmlaq_n_s32({vterms[1]}, {ins[0]}, 16384)"
+    return raw, f"{vterms[0]} {'-' if sub else '+'} {vterms[1]}"
+
+
+def _vector(e, elementwise, tail: bool, bottom: set = frozenset()) -> tuple[str, bool] | None:
+    """The Helium expression of the fused op ``e`` (a :class:`.fastloop.Elementwise`) on the
+    vectors of its inputs (``bottom``: the locals in bottom form, an int16 value in the low half
+    of each lane, as VQRSHRNB leaves it) and whether its value is in bottom form, or None."""
     ins = []
     for src, reg in zip(e.ins, e.op.regions):
         if not src.endswith("[i]"):
@@ -57,30 +116,35 @@ def _vector(e, elementwise, tail: bool) -> str | None:
     probe, _ = elementwise(e.op, ["__a", "__b"][:len(ins)])
     if "$$" in probe or "(int" in probe:
         return None  # a reference formula (parameter struct) or a cast: no twin
-    expr, form = elementwise(e.op, ins)
-    if form != e.form:
-        return None
-    lut = _LUT.match(expr)
-    if lut:
-        return f"edgernn_mve_lut_s8({lut.group(1)} + 128, {lut.group(2)})"
-    if "[" in expr:
-        return None
-
-    def twin(m: re.Match) -> str:
-        if m.group(1) in TWINS:
-            return f"edgernn_mve_{m.group(1)}("
-        if m.group(1).startswith("mve_"):
-            return m.group(0)
-        raise KeyError(m.group(1))
-
-    try:
-        vec = _CALL.sub(twin, expr)
-    except KeyError:
-        return None
-    sat = _SAT16.match(vec)  # clamp16(RDBP(..., e)) as one saturating rounding narrow
-    if sat and 1 <= int(sat.group(3)) <= 16:
-        return f"edgernn_mve_{sat.group(1)}_sat16({sat.group(2)}, {sat.group(3)})"
-    return vec
+    for widen in (False, True):
+        if widen:  # an op that reads its inputs as int32 lanes: sign-extend the bottom halves
+            ins = [f"edgernn_mve_widen16({x})" if x in bottom else x for x in ins]
+        expr, form = elementwise(e.op, ins)
+        if form != e.form:
+            return None
+        lut = _LUT.match(expr)
+        if lut:
+            return f"edgernn_mve_lut_s8({lut.group(1)} + 128, {lut.group(2)})", False
+        if "[" in expr:
+            return None
+        raw = _add16_raw(e.op, ins, bottom) if e.op.kind == "add16" else None
+        if raw:
+            expr = expr.replace(raw[0], raw[1])
+        vec = _twins(expr)
+        if vec is None:
+            return None
+        sat = _SAT16.match(vec)  # clamp16(RDBP(..., e)) as one saturating rounding narrow
+        if sat and 1 <= int(sat.group(3)) <= 16:
+            vec = f"edgernn_mve_{sat.group(1)}_sat16({sat.group(2)}, {sat.group(3)})"
+        act = _ACT16.match(vec)
+        q = act and _act16_q(*map(int, act.group(3, 4, 5)))
+        if q:
+            vec = f"edgernn_mve_{act.group(1)}(edgernn_mve_act16_scale_q({act.group(2)}, {q[0]}, {q[1]}))"
+        # bottom-form inputs are read only by VSHLLB / VMULLB: ADD / SUB terms, MUL, the scale
+        safe = raw is not None or (e.op.kind == "mul16" and "edgernn_mve_mul_s16" in vec) or bool(q)
+        if safe or not bottom.intersection(ins):
+            return vec, bool(_BOTTOM.match(vec))
+    return None
 
 
 def store(e, tail: bool) -> str | None:
@@ -102,11 +166,22 @@ def vector_forms(steps: list, elementwise) -> bool:
         if st[0] != "run":
             continue
         run = st[2]
-        full = [_vector(e, elementwise, False) for e in run]
-        tail = [_vector(e, elementwise, True) for e in run] if st[1] % LANES else full
-        if st[1] < LANES or any(v is None for v in full + tail):
+        forms = {}
+        for tail in (False, True) if st[1] % LANES else (False,):
+            bottom: set = set()
+            vecs = []
+            for e in run:
+                v = _vector(e, elementwise, tail, bottom)
+                vecs.append(v)
+                if v is None:
+                    break
+                if v[1]:
+                    bottom.add(e.local)
+            forms[tail] = vecs
+        if st[1] < LANES or any(v is None for vecs in forms.values() for v in vecs):
             continue
-        for e, v, t in zip(run, full, tail):
-            e.vector, e.vector_tail = (v, store(e, False)), (t, store(e, True))
+        for k, e in enumerate(run):
+            e.vector = (forms[False][k][0], store(e, False))
+            e.vector_tail = (forms.get(True, forms[False])[k][0], store(e, True))
         any_run = True
     return any_run
