@@ -124,38 +124,55 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_rdbp_sat16(int32x4_t v
 /* a b of two bottom-form int16 vectors as int32 lanes (VMULLB.S16). */
 #define EDGERNN_MVE_MUL16(a, b) vmullbq_int_s16(EDGERNN_MVE_B16(a), EDGERNN_MVE_B16(b))
 
+/* VQRDMULH(p, m) + (p >> 31) as one VQRDMLAH with the sign as its accumulator: ((p >> 31) 2^32 +
+ * 2 p m + 2^31) >> 32 (no saturation: |p m| < 2^61). The sign of VQRDMULH(p, m) for m > 0 is
+ * p's, but where the product rounds to 0 from a negative p: there RDBP's (-1 + 2^(e-1)) >> e
+ * is 0 too, for every e >= 1. */
+#define EDGERNN_MVE_QRDMULH_SIGNED(p, m) vqrdmlahq_n_s32(vshrq_n_s32((p), 31), (p), (m))
+
+/* RDBP(VQRDMULH(p, m), e): edgernn_mul_s16 / edgernn_add16_out after their product. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_qrdmulh_rdbp(int32x4_t p, int32_t m, int e)
+{
+    return e == 0 ? vqrdmulhq_n_s32(p, m) : vrshrq_n_s32(EDGERNN_MVE_QRDMULH_SIGNED(p, m), e);
+}
+
+/* The same clamped to int16 in bottom form (1 <= e <= 16): VQRSHRNB into the dead product. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_qrdmulh_rdbp_sat16(int32x4_t p, int32_t m, int e)
+{
+    return vreinterpretq_s32_s16(vqrshrnbq_n_s32(EDGERNN_MVE_B16(p), EDGERNN_MVE_QRDMULH_SIGNED(p, m), e));
+}
+
 /* edgernn_mul_s16 of bottom-form a, b: RDBP(SMMLAR(a b, m2, a b), e) = RDBP(VQRDMULH(a b, m), e). */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_mul_s16(int32x4_t a, int32x4_t b, int32_t m2, int e)
 {
-    return edgernn_mve_rdbp(vqrdmulhq_n_s32(EDGERNN_MVE_MUL16(a, b), EDGERNN_MVE_HALF_M2(m2)), e);
+    return edgernn_mve_qrdmulh_rdbp(EDGERNN_MVE_MUL16(a, b), EDGERNN_MVE_HALF_M2(m2), e);
 }
 
 /* edgernn_add16_term of a bottom-form x: (SMMULR(x 2^16, m) + 2^(e-1) + (x >> 31)) >> e, with
- * SMMULR(x 2^16, m) = VQRDMULH(x 2^15, m) (no saturation: m < 2^31), x 2^15 by VSHLLB and
- * x >> 31 = (x 2^15) >> 31. */
+ * SMMULR(x 2^16, m) = VQRDMULH(x 2^15, m) (no saturation: m < 2^31), x 2^15 by VSHLLB, and
+ * the sign added by VQRDMLAH (x 2^15 has x's sign). */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add16_term(int32x4_t x, int32_t m, int e)
 {
     const int32x4_t x15 = vshllbq_n_s16(EDGERNN_MVE_B16(x), 15);
-    const int32x4_t t = vqrdmulhq_n_s32(x15, m);
-    return e == 0 ? t : vrshrq_n_s32(vaddq_s32(t, vshrq_n_s32(x15, 31)), e);
+    return e == 0 ? vqrdmulhq_n_s32(x15, m) : vrshrq_n_s32(EDGERNN_MVE_QRDMULH_SIGNED(x15, m), e);
 }
 
 /* edgernn_add16_out: RDBP(SMMLAR(raw, m2, raw), e) = RDBP(VQRDMULH(raw, m), e). */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add16_out(int32x4_t raw, int32_t m2, int e)
 {
-    return edgernn_mve_rdbp(vqrdmulhq_n_s32(raw, EDGERNN_MVE_HALF_M2(m2)), e);
+    return edgernn_mve_qrdmulh_rdbp(raw, EDGERNN_MVE_HALF_M2(m2), e);
 }
 
 /* clamp16(edgernn_mul_s16(a, b, m2, e)) and clamp16(edgernn_add16_out(raw, m2, e)), 1 <= e <= 16,
  * in bottom form (fastloop_mve.py writes them for clamp_range_s16(... + 0, -32768, 32767)). */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_mul_s16_sat16(int32x4_t a, int32x4_t b, int32_t m2, int e)
 {
-    return edgernn_mve_rdbp_sat16(vqrdmulhq_n_s32(EDGERNN_MVE_MUL16(a, b), EDGERNN_MVE_HALF_M2(m2)), e);
+    return edgernn_mve_qrdmulh_rdbp_sat16(EDGERNN_MVE_MUL16(a, b), EDGERNN_MVE_HALF_M2(m2), e);
 }
 
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_add16_out_sat16(int32x4_t raw, int32_t m2, int e)
 {
-    return edgernn_mve_rdbp_sat16(vqrdmulhq_n_s32(raw, EDGERNN_MVE_HALF_M2(m2)), e);
+    return edgernn_mve_qrdmulh_rdbp_sat16(raw, EDGERNN_MVE_HALF_M2(m2), e);
 }
 
 /* ---------------------------------------------------------------------------------------
