@@ -194,41 +194,45 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_act16_scale(int32x4_t 
 #define edgernn_mve_act16_scale_q(x, k, m) vqrdmulhq_n_s32(vshllbq_n_s16(EDGERNN_MVE_B16(x), (k)), (int32_t)(m))
 
 /* edgernn_act16_segment(a, bits) = min(a >> bits, 255) for a >= 0: a << (23 - bits) saturates
- * at 2^31 - 1 exactly when a >> bits > 255 (bits = 8 or 9). */
-#define EDGERNN_MVE_ACT16_SEGMENT(a, bits) \
-    vreinterpretq_u32_s32(vshrq_n_s32(vqshlq_n_s32((a), 23 - (bits)), 23))
+ * at 2^31 - 1 exactly when a >> bits > 255 (bits = 8 or 9); without `clamp` (the generator
+ * proved a >> bits <= 255 for every int16 input of the op) just a >> bits. */
+static inline EDGERNN_ALWAYS_INLINE uint32x4_t edgernn_mve_act16_segment(int32x4_t a, int bits, int clamp)
+{
+    return vreinterpretq_u32_s32(clamp ? vshrq_n_s32(vqshlq_n_s32(a, 23 - bits), 23) : vshrq_n_s32(a, bits));
+}
 
 /* The two table columns of segments i (VLDRH gathers, zero-extended). */
 #define EDGERNN_MVE_ACT16_G(i) vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(edgernn_act16_g, (i)))
 #define EDGERNN_MVE_ACT16_D(i) vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(edgernn_act16_d, (i)))
 
 /* edgernn_sigmoid16: ((s ^ (G[i] << 8)) + v D[i] + 2^24 + 512) >> 10, i = min((v ^ s) >> 9, 255)
- * (2^24 + 512: the table's offset and rounding, edgernn_fast.h). */
-static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sigmoid16(int32x4_t v)
+ * (2^24 + 512: the table's offset and rounding, edgernn_fast.h); edgernn_sigmoid16_abs (`absolute`):
+ * the segment of |v| = (v ^ s) - s. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sigmoid16_c(int32x4_t v, int absolute, int clamp)
 {
     const int32x4_t s = vshrq_n_s32(v, 31);
-    const uint32x4_t i = EDGERNN_MVE_ACT16_SEGMENT(veorq_s32(v, s), 9);
-    const int32x4_t e = veorq_s32(vshlq_n_s32(EDGERNN_MVE_ACT16_G(i), 8), s);
-    return vshrq_n_s32(vaddq_s32(e, vmlasq_n_s32(v, EDGERNN_MVE_ACT16_D(i), (1 << 24) + 512)), 10); /* VMLAS: v D + c */
-}
-
-/* edgernn_sigmoid16_abs: the segment of |v| = (v ^ s) - s. */
-static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sigmoid16_abs(int32x4_t v)
-{
-    const int32x4_t s = vshrq_n_s32(v, 31);
-    const uint32x4_t i = EDGERNN_MVE_ACT16_SEGMENT(vsubq_s32(veorq_s32(v, s), s), 9);
+    const int32x4_t a = absolute ? vsubq_s32(veorq_s32(v, s), s) : veorq_s32(v, s);
+    const uint32x4_t i = edgernn_mve_act16_segment(a, 9, clamp);
     const int32x4_t e = veorq_s32(vshlq_n_s32(EDGERNN_MVE_ACT16_G(i), 8), s);
     return vshrq_n_s32(vaddq_s32(e, vmlasq_n_s32(v, EDGERNN_MVE_ACT16_D(i), (1 << 24) + 512)), 10); /* VMLAS: v D + c */
 }
 
 /* edgernn_tanh16: ((s ^ (G[i] << 7)) + v D[i] + 128) >> 8 = VRSHR #8, i = min((v ^ s) >> 8, 255). */
-static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_tanh16(int32x4_t v)
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_tanh16_c(int32x4_t v, int clamp)
 {
     const int32x4_t s = vshrq_n_s32(v, 31);
-    const uint32x4_t i = EDGERNN_MVE_ACT16_SEGMENT(veorq_s32(v, s), 8);
+    const uint32x4_t i = edgernn_mve_act16_segment(veorq_s32(v, s), 8, clamp);
     const int32x4_t e = veorq_s32(vshlq_n_s32(EDGERNN_MVE_ACT16_G(i), 7), s);
     return vrshrq_n_s32(vaddq_s32(e, vmulq_s32(v, EDGERNN_MVE_ACT16_D(i))), 8);
 }
+
+/* The twins, and the same without the segment clamp (_nc, fastloop_mve._unclamped). */
+#define edgernn_mve_sigmoid16(v) edgernn_mve_sigmoid16_c((v), 0, 1)
+#define edgernn_mve_sigmoid16_abs(v) edgernn_mve_sigmoid16_c((v), 1, 1)
+#define edgernn_mve_tanh16(v) edgernn_mve_tanh16_c((v), 1)
+#define edgernn_mve_sigmoid16_nc(v) edgernn_mve_sigmoid16_c((v), 0, 0)
+#define edgernn_mve_sigmoid16_abs_nc(v) edgernn_mve_sigmoid16_c((v), 1, 0)
+#define edgernn_mve_tanh16_nc(v) edgernn_mve_tanh16_c((v), 0)
 
 /* ---------------------------------------------------------------------------------------
  * int8 ADD / SUB / MUL fits and tables (fastloop.fit_add, fit_mul, mul_prescaled).

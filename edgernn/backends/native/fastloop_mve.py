@@ -82,6 +82,14 @@ def _act16_q(m: int, r: int, s: int) -> tuple[int, int] | None:
     return None
 
 
+def _unclamped(fn: str, m: int, r: int, s: int) -> bool:
+    """Whether the activation's table segment needs no clamp at 255 for any int16 input: the
+    largest (v ^ (v >> 31)) >> bits (|v| for the _abs form) over v = (x m + r) >> s."""
+    v = (np.arange(-32768, 32768, dtype=np.int64) * m + r) >> s
+    a = np.abs(v) if fn.endswith("_abs") else v ^ (v >> 63)
+    return int(a.max()) >> (8 if fn == "tanh16" else 9) <= 255
+
+
 def _add16_raw(op, ins: list[str], bottom: set) -> tuple[str, str] | None:
     """(scalar RAW text of an int16 ADD / SUB, its Helium form): a 2^14 term on an int32-form
     input as one VMLA, on a bottom-form one as VSHLLB #14."""
@@ -138,8 +146,11 @@ def _vector(e, elementwise, tail: bool, bottom: set = frozenset()) -> tuple[str,
             vec = f"edgernn_mve_{sat.group(1)}_sat16({sat.group(2)}, {sat.group(3)})"
         act = _ACT16.match(vec)
         q = act and _act16_q(*map(int, act.group(3, 4, 5)))
-        if q:
-            vec = f"edgernn_mve_{act.group(1)}(edgernn_mve_act16_scale_q({act.group(2)}, {q[0]}, {q[1]}))"
+        if act:
+            fn = act.group(1) + ("_nc" if _unclamped(act.group(1), *map(int, act.group(3, 4, 5))) else "")
+            scale = (f"edgernn_mve_act16_scale_q({act.group(2)}, {q[0]}, {q[1]})" if q else
+                     f"edgernn_mve_act16_scale({act.group(2)}, {', '.join(act.group(3, 4, 5))})")
+            vec = f"edgernn_mve_{fn}({scale})"
         # bottom-form inputs are read only by VSHLLB / VMULLB: ADD / SUB terms, MUL, the scale
         safe = raw is not None or (e.op.kind == "mul16" and "edgernn_mve_mul_s16" in vec) or bool(q)
         if safe or not bottom.intersection(ins):
