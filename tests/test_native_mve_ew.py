@@ -5,9 +5,11 @@ firmware_templates/native/edgernn_mve_ew.h) on QEMU's Cortex-M55:
   TFLM) lane for lane, as int32, on all 65,536 inputs of each unary op and 65,536 pairs of each
   binary op (every int8 pair; int16: every a against random and extreme b), whole vectors and
   the predicated tail: the test models' int16 and int8 ops and synthetic ones (saturating
-  outputs, a ReLU range, multipliers that are not 1/2, a left shift);
-* whole models with odd unit counts (tails of 1, 2 and 3 units), both state layouts, emitted
-  for the Cortex-M55 equal TFLM bit for bit in QEMU, and the Helium loops ran;
+  outputs, a ReLU range, multipliers that are not 1/2, a left shift), and each int16 form again
+  on bottom-form inputs (random high halves over the int16 values);
+* whole models whose unit counts leave tails (1 and 2 units; the forms above: 1 to 3 lanes),
+  both state layouts, emitted for the Cortex-M55 equal TFLM bit for bit in QEMU, and the
+  Helium loops ran;
 * only the rows layout gets them: the Cortex-M4's source has no Helium loop.
 """
 
