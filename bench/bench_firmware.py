@@ -135,7 +135,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--targets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
     ap.add_argument("--samples", type=int, default=4, help="self-test vectors run on the device")
-    ap.add_argument("--opt", default="-O2", help="optimisation flag for arm-none-eabi-gcc")
+    ap.add_argument("--opt", default="-O2", type=lambda s: s if s.startswith("-") else "-" + s,
+                    help="optimisation flag for arm-none-eabi-gcc: O2, Os, O0 (or --opt=-O2)")
     ap.add_argument("--json", type=Path, help="also write the rows to this file")
     ap.add_argument("--record", action="store_true", help=f"update {EXPECTED.name} with this run's figures")
     ap.add_argument("--work", type=Path, help="keep the sources and firmware here (default: a temporary dir)")

@@ -176,7 +176,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(MODELS), action="append", help="default: all")
     ap.add_argument("--samples", type=int, default=4, help="self-test vectors run on the device")
-    ap.add_argument("--opt", default="-O2", help="optimisation flag for arm-none-eabi-gcc")
+    ap.add_argument("--opt", default="-O2", type=lambda s: s if s.startswith("-") else "-" + s,
+                    help="optimisation flag for arm-none-eabi-gcc: O2, Os, O0 (or --opt=-O2)")
     ap.add_argument("--json", type=Path, help="also write the numbers to this file")
     ap.add_argument("--work", type=Path, help="keep the sources and firmware here (default: a temporary dir)")
     ap.add_argument("--record", action="store_true", help="update bench/expected.json with this run's figures")
