@@ -33,6 +33,7 @@
 
 #include "edgernn_fast.h"
 #include "edgernn_fc16w.h"
+#include "edgernn_pairs.h"
 #include "edgernn_rows.h"
 
 #ifdef __cplusplus
@@ -258,6 +259,166 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_mve(const edgernn_fc16w *
 #else
 #define edgernn_fc16r edgernn_fc16r_c
 #endif
+
+/* ---------------------------------------------------------------------------------------
+ * The gate kernel of an int8 loop step (--state int8; edgernn/backends/native/fastgate.py) on
+ * weight rows: FULLY_CONNECTED x and FULLY_CONNECTED h of the same rows, each row requantized to
+ * int8 as edgernn_pairs.h's edgernn_fc8_row does (SMMLAR by m with the rounding term R, the
+ * output zero point folded in, >> rs, clamp), the h row first TFLM's MUL by g[i] in the
+ * pre-scaled form when mk > 0, then the ADD fit clamp8((a P1 + b P2 + K) >> S) and the
+ * LOGISTIC / TANH table (edgernn_fc8_gate: the same struct as the pairs kernel's).
+ * The stream (fcrows.gate_rows_stream), per pass of four rows, for x then h: the rows' start
+ * words (bias x pre-scale), their int8 weights in chunks of eight columns (the column order of
+ * the loop vectors x16 / h16, int16 pre-scaled copies), multipliers, rounding terms and, for
+ * rs < 0, each row's right shift. On Helium: VLDRB.S16 + VMLADAVA.S16 per row and chunk, the
+ * requantization, fit, table gather (VLDRB gather) and store on the four rows at once.
+ * ------------------------------------------------------------------------------------- */
+#define EDGERNN_GATE_ROWS 4
+
+/* One FC of a pass (C): the four rows requantized to int8, the stream at *s advanced. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_side_c(const uint32_t **s, const int16_t *x, int n, int rs,
+                                                                  int32_t *y)
+{
+    const uint32_t *p = *s;
+    int32_t a[EDGERNN_GATE_ROWS];
+    const int8_t *w8 = (const int8_t *)(p + EDGERNN_GATE_ROWS);
+    int c0;
+    int r;
+    for (r = 0; r < EDGERNN_GATE_ROWS; ++r) {
+        a[r] = (int32_t)p[r];
+    }
+    EDGERNN_UNROLL(8)
+    for (c0 = 0; c0 < n; c0 += EDGERNN_FC16R_CHUNK) {
+        const int width = n - c0 < EDGERNN_FC16R_CHUNK ? n - c0 : EDGERNN_FC16R_CHUNK;
+        int j;
+        EDGERNN_UNROLL(8)
+        for (j = 0; j < width; ++j) {
+            const int32_t xj = x[c0 + j];
+            a[0] += w8[j] * xj;
+            a[1] += w8[width + j] * xj;
+            a[2] += w8[2 * width + j] * xj;
+            a[3] += w8[3 * width + j] * xj;
+        }
+        w8 += EDGERNN_GATE_ROWS * width;
+    }
+    p += EDGERNN_GATE_ROWS + n;
+    for (r = 0; r < EDGERNN_GATE_ROWS; ++r) {
+        const int32_t m = (int32_t)p[r];
+        const int32_t rounding = (int32_t)p[EDGERNN_GATE_ROWS + r];
+        const int row_rs = rs >= 0 ? rs : (int)p[2 * EDGERNN_GATE_ROWS + r];
+        y[r] = row_rs == 0 ? edgernn_clamp_s8(edgernn_smmlar(a[r], m, rounding))
+                           : edgernn_clamp_s8(edgernn_smmlar(a[r], m, rounding + (a[r] >> 31)) >> row_rs);
+    }
+    *s = p + (rs >= 0 ? 2 : 3) * EDGERNN_GATE_ROWS;
+}
+
+static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_c(const edgernn_fc8_gate *g, int n_out, int n_x, int n_h,
+                                                             int rs_x, int rs_h, int s, int mk, int mrs)
+{
+    const uint32_t *p = g->stream;
+    int r0;
+    for (r0 = 0; r0 < n_out; r0 += EDGERNN_GATE_ROWS) {
+        const int rows = n_out - r0 < EDGERNN_GATE_ROWS ? n_out - r0 : EDGERNN_GATE_ROWS;
+        int32_t xa[EDGERNN_GATE_ROWS];
+        int32_t ha[EDGERNN_GATE_ROWS];
+        int r;
+        edgernn_gate_rows_side_c(&p, g->x16, n_x, rs_x, xa);
+        edgernn_gate_rows_side_c(&p, g->h16, n_h, rs_h, ha);
+        for (r = 0; r < rows; ++r) {
+            int32_t b = ha[r];
+            if (mk > 0) { /* MUL(g, b), pre-scaled by 2^mk */
+                const int32_t q = (g->g[r0 + r] + g->og) * ((b << mk) + g->ohk);
+                b = edgernn_clamp_s8(mrs ? edgernn_smmlar(q, g->m, g->rounding + (q >> 31)) >> mrs
+                                         : edgernn_smmlar(q, g->m, g->rounding));
+            }
+            g->out[r0 + r] = g->table[edgernn_clamp_s8((b * g->p2 + xa[r] * g->p1 + g->k) >> s)];
+        }
+    }
+}
+
+#if EDGERNN_USE_MVE
+/* One FC of a pass (Helium): the four rows requantized to int8, in 32-bit lanes. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_gate_rows_side_mve(const int8_t **w, const int16_t *x, int n,
+                                                                         int rs)
+{
+    const int chunks = (n + EDGERNN_FC16R_CHUNK - 1) / EDGERNN_FC16R_CHUNK;
+    const int32x4_t b = edgernn_fc16r_words(w);
+    int32_t a0;
+    int32_t a1;
+    int32_t a2;
+    int32_t a3;
+    int32x4_t v;
+    int32x4_t m;
+    int32x4_t rounding;
+    int c;
+    EDGERNN_UNROLL(8)
+    for (c = 0; c < chunks; ++c) {
+        edgernn_fc16r_chunk(w, edgernn_fc16r_x(x, c, n), EDGERNN_FC16R_STEP(c, n, 1), 1, c == 0, &a0, &a1, &a2, &a3);
+    }
+    v = vaddq_s32(edgernn_mve_pack4(a0, a1, a2, a3), b);
+    m = edgernn_fc16r_words(w);
+    rounding = edgernn_fc16r_words(w);
+    if (rs != 0) {
+        rounding = vaddq_s32(rounding, vshrq_n_s32(v, 31)); /* every row's rs > 0 (fasttensor.requant_rows) */
+    }
+    v = vaddq_s32(vrmulhq_s32(v, m), rounding); /* SMMLAR(v, m, R) = R + SMMULR(v, m) */
+    if (rs < 0) {
+        v = vshlq_s32(v, vnegq_s32(edgernn_fc16r_words(w)));
+    } else if (rs > 0) {
+        v = vshrq_n_s32(v, rs);
+    }
+    return EDGERNN_MVE_CLAMP8(v);
+}
+
+static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_mve(const edgernn_fc8_gate *g, int n_out, int n_x, int n_h,
+                                                               int rs_x, int rs_h, int s, int mk, int mrs)
+{
+    const int8_t *w = (const int8_t *)g->stream;
+    const int8_t *table = g->table;
+    const int32_t p1 = g->p1;
+    const int32_t p2 = g->p2;
+    const int32_t k = g->k;
+    int r0;
+    EDGERNN_FC16R_FENCE(); /* see edgernn_fc16r_mve */
+    for (r0 = 0; r0 < n_out; r0 += EDGERNN_GATE_ROWS) {
+        const int rows = n_out - r0 < EDGERNN_GATE_ROWS ? n_out - r0 : EDGERNN_GATE_ROWS;
+        const int32x4_t a = edgernn_gate_rows_side_mve(&w, g->x16, n_x, rs_x);
+        int32x4_t b = edgernn_gate_rows_side_mve(&w, g->h16, n_h, rs_h);
+        int32x4_t v;
+        if (mk > 0) { /* MUL(g, b), pre-scaled by 2^mk */
+            const int32x4_t gv = rows == EDGERNN_GATE_ROWS ? vldrbq_s32(g->g + r0)
+                                                           : vldrbq_z_s32(g->g + r0, vctp32q((uint32_t)rows));
+            const int32x4_t q = vmulq_s32(vaddq_n_s32(gv, g->og), vaddq_n_s32(vshlq_n_s32(b, mk), g->ohk));
+            b = vaddq_s32(vrmulhq_s32(q, vdupq_n_s32(g->m)), vdupq_n_s32(g->rounding));
+            if (mrs > 0) {
+                b = vshrq_n_s32(vaddq_s32(b, vshrq_n_s32(q, 31)), mrs);
+            }
+            b = EDGERNN_MVE_CLAMP8(b);
+        }
+        v = vaddq_n_s32(vmlaq_n_s32(vmulq_n_s32(b, p2), a, p1), k);
+        v = EDGERNN_MVE_CLAMP8(vshrq_n_s32(v, s));
+        /* the table's entry v (-128..127) from its middle: a negative offset wraps the address */
+        v = vldrbq_gather_offset_s32(table, vreinterpretq_u32_s32(v));
+        if (rows == EDGERNN_GATE_ROWS) {
+            vstrbq_s32(g->out + r0, v);
+        } else {
+            vstrbq_p_s32(g->out + r0, v, vctp32q((uint32_t)rows));
+        }
+    }
+    EDGERNN_FC16R_FENCE();
+}
+#define edgernn_gate_rows edgernn_gate_rows_mve
+#else
+#define edgernn_gate_rows edgernn_gate_rows_c
+#endif
+
+/* EDGERNN_GATE_ROWS_KERNEL(name, n_out, n_x, n_h, rs_x, rs_h, s, mk, mrs): `static void name(const
+ * edgernn_fc8_gate *g)`; mk = 0: no MUL (the literals must be numbers). */
+#define EDGERNN_GATE_ROWS_KERNEL(name, n_out, n_x, n_h, rs_x, rs_h, s, mk, mrs) \
+    static void name(const edgernn_fc8_gate *g)                                  \
+    {                                                                            \
+        edgernn_gate_rows(g, n_out, n_x, n_h, rs_x, rs_h, s, mk, mrs);           \
+    }
 
 #define EDGERNN_FC16R_KERNEL(name, n_input, n_output, bias, wbytes) \
     static void name(const edgernn_fc16w *fc)                       \

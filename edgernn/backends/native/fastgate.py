@@ -24,6 +24,7 @@ import numpy as np
 
 from .fastlstm import PASS_PAIRS, NotFast
 from .fasttensor import fc8_stream, requant_rows
+from .fcrows import gate_rows_stream
 from .plan import ConstArray
 
 
@@ -51,6 +52,7 @@ class FastGate:
     mul: tuple | None = None
     direct: set = field(default_factory=set)  # the state it writes in place (no copy at the end)
     xr: int = 0  # 1: the x FC's rows one by one (an input of at most X_ROWS values, _x_rows)
+    rows: bool = False  # on weight rows (edgernn_mve_fc.h EDGERNN_GATE_ROWS_KERNEL: Helium on the M55)
 
     @property
     def output_c(self) -> str:
@@ -60,6 +62,8 @@ class FastGate:
     def kernel(self) -> str:
         rs = "_".join("r" + str(r) if r >= 0 else "rows" for r in (self.rs_x, self.rs_h))
         mul = f"_m{self.mul[5]}_{self.mul[6]}" if self.mul else ""
+        if self.rows:
+            return f"gater_o{2 * self.pairs}_x{self.n_x}_h{self.n_h}_{rs}_s{self.fit[3]}{mul}"
         return f"gate_p{self.pairs}_x{self.n_x}_h{self.n_h}_{rs}_s{self.fit[3]}{mul}" + ("_xr" if self.xr else "")
 
     @property
@@ -92,7 +96,7 @@ def _mul(ops, k, mul, mul_prescaled):
 
 
 def find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add, mul_prescaled,
-              pairs_order) -> FastGate | None:
+              pairs_order, rows: bool = False) -> FastGate | None:
     """The gate kernel of ops k..k+3 (FC, FC, their ADD, a table, nothing else reading the FC
     outputs or the sum) or k..k+4 (FC, FC, a MUL of the second FC's output, the ADD of the first
     and the product, a table), or None."""
@@ -133,6 +137,8 @@ def find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add, mul_pr
     p1, p2, kk, sh = fit
     if swap:
         p1, p2 = p2, p1
+    if rows:
+        return _gate_rows(layer, ops, k, readers, vector_for, pairs_order, fa, fb, add, lut, mul, (p1, p2, kk, sh))
     try:
         streams = []
         for f in (fa, fb):
@@ -164,6 +170,39 @@ def find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add, mul_pr
     if st is not None:  # the kernel writes the new state in place
         gate.output = st.name
         gate.direct = {st.name}
+    return gate
+
+
+def _gate_rows(layer, ops, k, readers, vector_for, pairs_order, fa, fb, add, lut, mul, fit) -> FastGate | None:
+    """find_gate's kernel on weight rows (fcrows.gate_rows_stream), or None."""
+    sides = []
+    for f in (fa, fb):
+        fc = f.params
+        if (fc.activation_min, fc.activation_max) != (-128, 127):
+            return None
+        w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)[:, pairs_order(fc.n_input)]
+        sides.append((w, fc.bias.values, fc.multipliers.values, fc.shifts.values, fc.output_zero_point))
+    try:
+        st = gate_rows_stream(*sides, f"loop {layer.index} op {fa.op_index} (gate)")
+    except NotFast:
+        return None
+    if st.n_output % 2:  # (the kernel's name counts row pairs)
+        return None
+    name = f"l{layer.index}_op{fa.op_index}"
+    stream = ConstArray(
+        f"{name}_gater", "uint32_t", st.words,
+        f"{fa.comment}, {fb.comment}, their {add.comment.split(' -> ')[0]} and {lut.comment.split(' -> ')[0]}: per "
+        f"pass of four rows, for each FC the rows' start words (bias x its input's pre-scale {st.scale_x} / "
+        f"{st.scale_h}), int8 weights in chunks of eight columns, multipliers, zero point x 2^rs + rounding"
+        f"{'' if min(st.rs_x, st.rs_h) >= 0 else ', right shifts'} (edgernn_mve_fc.h)")
+    gate = FastGate(name=name, stream=stream, passes_end=0, pairs=st.n_output // 2, n_x=st.n_x, n_h=st.n_h,
+                    rs_x=st.rs_x, rs_h=st.rs_h, fit=fit, table=lut.params.name,
+                    x=vector_for(fa.inputs[0], st.n_x, st.scale_x), h=vector_for(fb.inputs[0], st.n_h, st.scale_h),
+                    output=lut.output, ops=ops[k:k + (5 if mul else 4)], mul=mul, rows=True)
+    stt = gate_state(layer, ops, k + len(gate.ops) - 1, readers)
+    if stt is not None:  # the kernel writes the new state in place
+        gate.output = stt.name
+        gate.direct = {stt.name}
     return gate
 
 

@@ -452,7 +452,7 @@ def fast_loop(layer, kernel: str) -> FastLoop | None:
     while k < len(ops):
         s = ops[k]
         gate = fc_layout == "pairs" and find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add,
-                                                  mul_prescaled, pairs_order)
+                                                  mul_prescaled, pairs_order, kernel in FC16_ROWS)
         if gate:
             fcs.append(gate)
             steps.append(("gate", gate))

@@ -113,3 +113,107 @@ def fc16r_array(name: str, fc, comment: str, st: Fc16rStream) -> ConstArray:
         f"{comment}: per pass of four rows{' their int64 bias' if st.bias else ''}, the rows of "
         f"{fc.weights.comment.split(':')[0]} in chunks of eight columns "
         f"({'int8' if st.wbytes == 1 else 'int16, x 2^ls'}), multipliers (edgernn_mve_fc.h)")
+
+
+# --------------------------------------------------------------------------- int8 gates on rows
+@dataclass
+class GateRows:
+    """An int8 gate's two FCs on weight rows (``edgernn_mve_fc.h`` EDGERNN_GATE_ROWS_KERNEL)."""
+
+    words: np.ndarray  # uint32 values
+    n_output: int
+    n_x: int
+    n_h: int
+    rs_x: int  # every x row's right shift, or -1: each row's own (in the stream)
+    rs_h: int
+    scale_x: int  # the int16 input's pre-scale, 2^(1 + left shift)
+    scale_h: int
+
+
+def _gate_side(w, bias, multipliers, shifts, zero_point: int, n_rows: int, where: str):
+    """One FC of a gate: (per-row bias x scale, weights, m, R, rs, scale) padded to n_rows rows."""
+    from .fasttensor import requant_rows
+
+    w = np.asarray(w, np.int64)
+    n, k = w.shape
+    mult, rounding, rs, scale = requant_rows(multipliers, shifts, zero_point, n, where)
+    bias = np.asarray(bias, np.int64).reshape(-1)
+    if ((np.abs(w).sum(axis=1) * 128 + np.abs(bias)) * scale).max(initial=0) >= 1 << 31:
+        raise NotFast(f"{where}: |accumulator| x pre-scale may reach 2^31")
+    pad = lambda v, fill=0: np.concatenate([np.asarray(v, np.int64), np.full(n_rows - n, fill, np.int64)])  # noqa: E731
+    wp = np.zeros((n_rows, k), np.int64)
+    wp[:n] = w
+    return pad(bias * scale), wp, pad(mult), pad(rounding), pad(rs, int(rs[0])), scale
+
+
+def gate_rows_stream(x_side: tuple, h_side: tuple, where: str) -> GateRows:
+    """The stream of a gate's FC x and FC h, each ``(w [n][k] in the loop vector's column order,
+    folded bias, multipliers, shifts, output zero point)``, on weight rows: per pass of four rows,
+    for x then h, the rows' start words (bias x pre-scale), their int8 weights in chunks of eight
+    columns, multipliers, rounding terms (zero point x 2^rs + 2^(rs - 1)) and, when the rows'
+    right shifts differ, the shifts; raises :class:`NotFast`."""
+    n = np.asarray(x_side[0]).shape[0]
+    if np.asarray(h_side[0]).shape[0] != n:
+        raise NotFast(f"{where}: the two FCs have different rows")
+    rows = -(-n // FC16R_ROWS) * FC16R_ROWS
+    sides = [_gate_side(*side, rows, where) for side in (x_side, h_side)]
+    uniform = [bool(s[4].min() == s[4].max()) for s in sides]
+    words: list[int] = []
+    for r0 in range(0, rows, FC16R_ROWS):
+        for (b, wp, m, rnd, rs, _), same in zip(sides, uniform):
+            blk = slice(r0, r0 + FC16R_ROWS)
+            words += b[blk].tolist()
+            k = wp.shape[1]
+            elems = np.concatenate([wp[blk, c0:c0 + FC16R_CHUNK].ravel() for c0 in range(0, k, FC16R_CHUNK)])
+            words += np.frombuffer(elems.astype("<i1").tobytes(), "<u4").astype(np.int64).tolist()
+            words += m[blk].tolist() + rnd[blk].tolist() + ([] if same else rs[blk].tolist())
+    (_, wx, *_, sx), (_, wh, *_, sh) = sides
+    return GateRows(words=np.asarray(words, np.int64) & 0xFFFFFFFF, n_output=n, n_x=wx.shape[1], n_h=wh.shape[1],
+                    rs_x=int(sides[0][4][0]) if uniform[0] else -1, rs_h=int(sides[1][4][0]) if uniform[1] else -1,
+                    scale_x=sx, scale_h=sh)
+
+
+def _smmlar(a, m, c):
+    return c + ((a * m + (1 << 31)) >> 32)
+
+
+def gate_rows_emulate(st: GateRows, x16, h16, fit, table, mul=None, g=None) -> np.ndarray:
+    """What ``edgernn_gate_rows_c`` computes, for int16 pre-scaled inputs ``x16`` [k][n_x], ``h16``
+    [k][n_h]: each FC's rows requantized to int8 (SMMLAR, the rounding term, >> rs, clamp), the
+    ADD fit ``clamp8((a P1 + b P2 + K) >> S)`` and ``table`` (256 values, entry 0 = -128); with
+    ``mul`` = (og, ohk, rounding, m, mk, mrs), the h row b is first MUL(g, b) (int8 ``g`` [k][n])."""
+    words = np.asarray(st.words, np.int64)
+    signed = lambda v: ((v & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000  # noqa: E731
+    x16, h16 = np.asarray(x16, np.int64), np.asarray(h16, np.int64)
+    out = np.zeros((len(x16), st.n_output), np.int64)
+    k = 0
+    for r0 in range(0, st.n_output, FC16R_ROWS):
+        vals = []
+        for v, n_in, rs_lit in ((x16, st.n_x, st.rs_x), (h16, st.n_h, st.rs_h)):
+            acc = np.tile(signed(words[k:k + FC16R_ROWS]), (len(v), 1))
+            k += FC16R_ROWS
+            elems = np.frombuffer((words[k:k + n_in] & 0xFFFFFFFF).astype("<u4").tobytes(), "<i1").astype(np.int64)
+            k += n_in
+            e = 0
+            for c0 in range(0, n_in, FC16R_CHUNK):
+                width = min(FC16R_CHUNK, n_in - c0)
+                acc = acc + v[:, c0:c0 + width] @ elems[e:e + FC16R_ROWS * width].reshape(FC16R_ROWS, width).T
+                e += FC16R_ROWS * width
+            assert np.abs(acc).max(initial=0) < 1 << 31
+            m, rnd = signed(words[k:k + 4]), signed(words[k + 4:k + 8])
+            k += 8
+            rs = np.full(FC16R_ROWS, rs_lit) if rs_lit >= 0 else words[k:k + 4]
+            k += 0 if rs_lit >= 0 else 4
+            y = _smmlar(acc, m, rnd + np.where(rs > 0, acc >> 31, 0)) >> rs
+            vals.append(np.clip(y, -128, 127))
+        a, b = vals
+        n = min(FC16R_ROWS, st.n_output - r0)
+        if mul is not None:
+            og, ohk, rounding, mm, mk, mrs = mul
+            q = (np.asarray(g, np.int64)[:, r0:r0 + FC16R_ROWS] + og) * ((b[:, :n] << mk) + ohk)
+            b = np.clip(_smmlar(q, mm, rounding + (q >> 31 if mrs else 0)) >> mrs, -128, 127)
+        p1, p2, kk, s = fit
+        v = np.clip((b[:, :n] * p2 + a[:, :n] * p1 + kk) >> s, -128, 127)
+        out[:, r0:r0 + n] = np.asarray(table, np.int64)[v + 128]
+    assert k == len(words)
+    return out
