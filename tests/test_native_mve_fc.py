@@ -86,9 +86,8 @@ def _check(lines, cases) -> None:
 def test_fc16r_stream_and_c_twin_equal_tflm_16x8(tmp_path):
     cases = _cases()
     src = tmp_path / "fc16r.c"
-    src.write_text("#include <stdio.h>\n" + _program(cases, "PRINT").replace(
-        '#include "edgernn_mve_fc.h"\n', '#include "edgernn_mve_fc.h"\n#define PRINT(v) printf("%d ", (int)(v))\n')
-        + "int main(void)\n{\n    run_all();\n    return 0;\n}\n")
+    src.write_text("#include <stdio.h>\n#define PRINT(v) printf(\"%d \", (int)(v))\n" + _program(cases, "PRINT")
+                   + "int main(void)\n{\n    run_all();\n    return 0;\n}\n")
     for opt in ("-O0", "-O2"):
         exe = tmp_path / f"fc16r{opt}"
         compile_c("gcc", [src], exe, (*C_FLAGS, opt, f"-I{TEMPLATE_DIR}"))
@@ -105,17 +104,18 @@ def test_fc16r_refuses_what_32_bits_cannot_hold():
         fc16r_stream(w[:, :130], None, np.full(4, 1000), np.full(4, 14), "test")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
-                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
-def test_fc16r_helium_equals_tflm_16x8_in_qemu_on_the_cortex_m55(tmp_path):
-    """The same cases through the Helium kernels, bare metal on QEMU's mps3-an547 (the firmware
-    projects' start-up code and linker script; semihosting prints)."""
+needs_arm = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+                               reason="needs arm-none-eabi-gcc and qemu-system-arm")
+
+
+def _run_on_the_m55(tmp_path, program: str, run: str, marks) -> list[str]:
+    """Build ``program`` (its ``run`` function printing through PRINT) bare metal for QEMU's
+    mps3-an547 with the firmware projects' start-up code and linker script, check that the
+    Helium instructions ``marks`` are in it (not the C twin), run it; the printed lines."""
     from edgernn import __version__
     from edgernn.backends.codegen import render
     from edgernn.firmware.boards import BOARDS
 
-    cases = _cases()
     board = BOARDS["cortex-m55"]
     ctx = dict(version=__version__, target="cortex-m55", board=board, stack_bytes=board.stack_bytes,
                heap_bytes=board.heap_bytes)
@@ -123,21 +123,28 @@ def test_fc16r_helium_equals_tflm_16x8_in_qemu_on_the_cortex_m55(tmp_path):
     startup.write_text(render("cortex-m/startup.c.j2", **ctx))
     ld.write_text(render("cortex-m/board.ld.j2", **ctx))
     src = tmp_path / "main.c"
-    src.write_text("#include <stdio.h>\n" + _program(cases, "PRINT").replace(
-        '#include "edgernn_mve_fc.h"\n', '#include "edgernn_mve_fc.h"\n#define PRINT(v) printf("%d ", (int)(v))\n')
-        + "int main(void);\nint main(void)\n{\n    run_all();\n    printf(\"\\n\");\n    return 0;\n}\n")
-    elf = tmp_path / "fc16r.elf"
+    src.write_text("#include <stdio.h>\n#define PRINT(v) printf(\"%d \", (int)(v))\n" + program
+                   + f"int main(void);\nint main(void)\n{{\n    {run}();\n    printf(\"\\n\");\n    return 0;\n}}\n")
+    elf = tmp_path / "kernels.elf"
     subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard", "-std=c99", "-O2",
                     "-Wall", "-Wextra", "-Werror", f"-I{TEMPLATE_DIR}", "--specs=rdimon.specs", "-nostartfiles",
                     "-T", str(ld), str(src), str(startup), "-o", str(elf), "-lm"], check=True, capture_output=True,
                    text=True)
     code = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(elf)], capture_output=True,
                           text=True, check=True).stdout
-    assert "vmlava.s16" in code and "vrmulh.s32" in code and "vldrb.s16" in code  # Helium ran, not the C twin
-    out = subprocess.run(["qemu-system-arm", "-M", BOARDS["cortex-m55"].machine, "-nographic", "-monitor", "none",
-                          "-serial", "none", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
-                         capture_output=True, text=True, timeout=300, check=True).stdout
-    _check(out.splitlines(), cases)
+    assert all(m in code for m in marks), [m for m in marks if m not in code]
+    return subprocess.run(["qemu-system-arm", "-M", board.machine, "-nographic", "-monitor", "none", "-serial", "none",
+                           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
+                          capture_output=True, text=True, timeout=300, check=True).stdout.splitlines()
+
+
+@pytest.mark.slow
+@needs_arm
+def test_fc16r_helium_equals_tflm_16x8_in_qemu_on_the_cortex_m55(tmp_path):
+    """The same cases through the Helium kernels, bare metal on QEMU's mps3-an547."""
+    cases = _cases()
+    _check(_run_on_the_m55(tmp_path, _program(cases, "PRINT"), "run_all", ["vmlava.s16", "vrmulh.s32", "vldrb.s16"]),
+           cases)
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +204,159 @@ def test_int16_gru_and_simplernn_equal_tflm_in_qemu_on_the_cortex_m55(models16, 
     code = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(r.sizes.elf)],
                           capture_output=True, text=True, check=True).stdout
     assert "vmlava.s16" in code and "vrmulh.s32" in code  # the Helium FCs ran, not the C twin
+
+
+# --------------------------------------------------------------------------- int8 gates on rows
+def _gate_cases():
+    """Random int8 gates (FC x, FC h, ADD, table; the GRU candidate's MUL of the h row by g first),
+    as (stream, x16, h16, g, fit, table, mul tuple, TFLM's outputs); checks the numpy twin."""
+    from edgernn import fixedpoint as fp
+    from edgernn.backends.native.fastloop import add_exact, fit_add, mul_exact, mul_prescaled
+    from edgernn.backends.native.fcrows import gate_rows_emulate, gate_rows_stream
+    from edgernn.backends.native.loop import AddPlan, MulPlan
+
+    rng = np.random.default_rng(8)
+    adds = [AddPlan("add", False, 3, -7, (1 << 30, 0), (1 << 30, 0), (1 << 30, -19), -5, -128, 127),
+            AddPlan("add", False, -12, 4, (1363851798, -2), (1 << 30, 0), (2133380019, -19), -6, -128, 127)]
+    mul = MulPlan("mul", 128, 5, (1160325558, -7), 3, -128, 127)
+    cases = []
+    # (units, n_x, n_h, per-row shifts (x, h), MUL): odd chunks, a partial pass (10 units), uniform shifts
+    for n, n_x, n_h, shifts, with_mul in [(32, 6, 32, ((-8, -6), (-8, -7)), False), (10, 5, 10, ((-9, -9), (-8, -6)), True),
+                                          (6, 17, 6, ((-7, -7), (-7, -7)), False), (8, 3, 40, ((-10, -8), (-9, -7)), True)]:
+        sides, want_rows = [], []
+        count = 300
+        x8 = rng.integers(-128, 128, (count, n_x))
+        h8 = rng.integers(-128, 128, (count, n_h))
+        x8[:2], h8[:2] = 127, -128
+        for k_in, v8, (lo, hi) in ((n_x, x8, shifts[0]), (n_h, h8, shifts[1])):
+            w = rng.integers(-127, 128, (n, k_in))
+            w[0] = 127
+            bias = rng.integers(-3000, 3000, n)
+            m = rng.integers(1 << 30, (1 << 31) - 1, n)
+            s = rng.integers(lo, hi + 1, n)
+            zp = int(rng.integers(-20, 20))
+            acc = v8 @ w.T + bias
+            want_rows.append(np.clip(fp.multiply_by_quantized_multiplier(acc, m, s) + zp, -128, 127))
+            sides.append((w, bias, m, s, zp))
+        st = gate_rows_stream(*sides, "test")
+        p = adds[len(cases) % 2]
+        p1, p2, kk, sh = fit_add(p)
+        a, b = want_rows
+        g = rng.integers(-128, 128, (count, n))
+        mt = None
+        if with_mul:
+            mm, mk, mrs, rounding = mul_prescaled(mul)
+            mt = (mul.input1_offset, mul.input2_offset * (1 << mk), rounding, mm, mk, mrs)
+            b = mul_exact(mul, g, b)
+        table = rng.integers(-128, 128, 256)
+        want = table[add_exact(p, a, b) + 128]
+        x16, h16 = x8 * st.scale_x, h8 * st.scale_h
+        assert np.array_equal(gate_rows_emulate(st, x16, h16, (p1, p2, kk, sh), table, mt, g), want)
+        cases.append((st, x16, h16, g, (p1, p2, kk, sh), table, mt, want))
+    return cases
+
+
+def _gate_program(cases, print_fn: str) -> str:
+    out = ['#include "edgernn_mve_fc.h"\n']
+    for k, (st, x16, h16, g, fit, table, mt, _) in enumerate(cases):
+        arr = lambda t, name, v: f"static const {t} {name}{k}[] = {{{', '.join(str(int(e)) for e in np.ravel(v))}}};\n"  # noqa: E731
+        out.append(f"static const uint32_t s{k}[] = {{{', '.join(f'{int(v)}u' for v in st.words)}}};\n"
+                   + arr("int16_t", "x", x16) + arr("int16_t", "h", h16) + (arr("int8_t", "g", g) if mt else "")
+                   + arr("int8_t", "t", table)
+                   + f"EDGERNN_GATE_ROWS_KERNEL(gate{k}, {st.n_output}, {st.n_x}, {st.n_h}, {st.rs_x}, {st.rs_h}, "
+                   f"{fit[3]}, {mt[4] if mt else 0}, {mt[5] if mt else 0})\n")
+    out.append("static void run_gates(void)\n{\n    static int8_t y[100];\n    int r, c;\n")
+    for k, (st, x16, h16, g, fit, table, mt, want) in enumerate(cases):
+        mul = f"g{k} + r * {st.n_output}, {mt[0]}, {mt[1]}, {mt[2]}, {mt[3]}" if mt else "NULL, 0, 0, 0, 0"
+        out.append(f"    for (r = 0; r < {len(want)}; ++r) {{ const edgernn_fc8_gate f = {{ s{k}, x{k} + r * {st.n_x}, "
+                   f"h{k} + r * {st.n_h}, y, s{k}, {fit[0]}, {fit[1]}, {fit[2]}, t{k} + 128, {mul} }};"
+                   f" for (c = 0; c < 100; ++c) y[c] = 99; gate{k}(&f);"
+                   f" for (c = 0; c < {st.n_output + 4}; ++c) {print_fn}(y[c]); }} {print_fn}(99999);\n")
+    out.append("}\n")
+    return "".join(out)
+
+
+def _check_gates(lines, cases) -> None:
+    values = np.array(" ".join(lines).split(), np.int64)
+    rows = np.split(values, np.flatnonzero(values == 99999) + 1)[:len(cases)]
+    assert len(rows) == len(cases)
+    for case, got in zip(cases, rows):
+        want = case[-1]
+        got = got[:-1].reshape(len(want), -1)
+        assert np.array_equal(got[:, :want.shape[1]], want)
+        assert (got[:, want.shape[1]:] == 99).all()  # nothing written past the outputs
+
+
+def test_gate_rows_stream_and_c_twin_equal_tflm(tmp_path):
+    cases = _gate_cases()
+    assert [(st.rs_x, st.rs_h) for st, *_ in cases][2] == (7, 7)  # uniform shifts: literals
+    src = tmp_path / "gates.c"
+    src.write_text("#include <stdio.h>\n#define PRINT(v) printf(\"%d \", (int)(v))\n" + _gate_program(cases, "PRINT")
+                   + "int main(void)\n{\n    run_gates();\n    return 0;\n}\n")
+    for opt in ("-O0", "-O2"):
+        exe = tmp_path / f"gates{opt}"
+        compile_c("gcc", [src], exe, (*C_FLAGS, opt, f"-I{TEMPLATE_DIR}"))
+        _check_gates(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines(), cases)
+
+
+@pytest.mark.slow
+@needs_arm
+def test_gate_rows_helium_equals_tflm_in_qemu_on_the_cortex_m55(tmp_path):
+    cases = _gate_cases()
+    lines = _run_on_the_m55(tmp_path, _gate_program(cases, "PRINT"), "run_gates",
+                            ["vmlava.s16", "vrmulh.s32", "vldrb.s32", "vshl.s32"])
+    _check_gates(lines, cases)
+
+
+@pytest.fixture(scope="module")
+def models8(tmp_path_factory):
+    """The same two models, --state int8 (gate kernels: GRU z / r / candidate with its MUL, SimpleRNN)."""
+    import edgernn
+    from test_native_fastloop import F, T, _keras_model
+
+    tmp = tmp_path_factory.mktemp("mve_gate")
+    calib = (np.random.default_rng(5).standard_normal((64, T, F)) * 1.5).astype(np.float32)
+    out = {}
+    for name in ("stack", "sequence"):
+        out[name] = tmp / f"{name}8.tflite"
+        edgernn.convert(_keras_model(name), calib=calib, output=out[name], state="int8")
+    return out
+
+
+def test_the_rows_kernel_puts_int8_gates_on_weight_rows(models8):
+    seq = load_plan(models8["sequence"], "rows").recurrent[0].fast
+    assert [f.kernel.split("_")[0] for f in seq.fcs] == ["gater"] * 4 and [f.mul is not None for f in seq.fcs] == \
+        [False, False, True, False]
+    assert all(f.kernel.split("_")[0] == "gate" for f in load_plan(models8["sequence"], "pairs").recurrent[0].fast.fcs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["stack", "sequence"])
+def test_rows_gate_models_equal_tflm_on_the_host(models8, tmp_path, case):
+    from edgernn.backends.native.host import NativeBuild
+    from test_native_fastloop import _inputs, _tflm
+
+    path = models8[case]
+    build = NativeBuild.create(path, tmp_path, kernel="rows", flags=(*C_FLAGS, "-Wshadow", "-Wundef"))
+    x = _inputs(path)
+    assert np.array_equal(build.run(x).reshape(len(x), -1), _tflm(path, x))
+
+
+@pytest.mark.slow
+@needs_arm
+@pytest.mark.parametrize("case", ["stack", "sequence"])
+def test_int8_gru_and_simplernn_equal_tflm_in_qemu_on_the_cortex_m55(models8, tmp_path, case):
+    from edgernn.firmware import run_project, write_project
+    from test_native_fastloop import _inputs, _tflm
+
+    path = models8[case]
+    x = _inputs(path, 4)
+    sources = emit_native(path, tmp_path / "src", "motion", target="cortex-m55")
+    assert "EDGERNN_GATE_ROWS_KERNEL(motion_l0_gater_" in (tmp_path / "src" / "motion.c").read_text()
+    project = write_project(tmp_path / "fw", target="cortex-m55", name="motion", vectors_x_int8=x,
+                            vectors_y_int8=_tflm(path, x), model_sources=sources)
+    r = run_project(project.dir, timeout=300)
+    assert r.passed, "\n".join(r.summary_lines())
+    code = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(r.sizes.elf)],
+                          capture_output=True, text=True, check=True).stdout
+    assert "vmlava.s16" in code and "vldrb.s32" in code  # the Helium gates ran
