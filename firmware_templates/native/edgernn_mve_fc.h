@@ -351,9 +351,14 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_gate_rows_side_mve(const i
     int32x4_t m;
     int32x4_t rounding;
     int c;
-    EDGERNN_UNROLL(8)
-    for (c = 0; c < chunks; ++c) {
-        edgernn_fc16r_chunk(w, edgernn_fc16r_x(x, c, n), EDGERNN_FC16R_STEP(c, n, 1), 1, c == 0, &a0, &a1, &a2, &a3);
+    /* the first chunk, the whole ones, the last (the loads' steps: assembler immediates) */
+    edgernn_fc16r_chunk(w, edgernn_fc16r_x(x, 0, n), EDGERNN_FC16R_STEP(0, n, 1), 1, 1, &a0, &a1, &a2, &a3);
+    for (c = 1; c < chunks - 1; ++c) {
+        edgernn_fc16r_chunk(w, vldrhq_s16(x + EDGERNN_FC16R_CHUNK * c), EDGERNN_FC16R_CHUNK, 1, 0, &a0, &a1, &a2, &a3);
+    }
+    if (chunks > 1) {
+        edgernn_fc16r_chunk(w, edgernn_fc16r_x(x, chunks - 1, n), EDGERNN_FC16R_STEP(chunks - 1, n, 1), 1, 0, &a0, &a1,
+                            &a2, &a3);
     }
     v = vaddq_s32(edgernn_mve_pack4(a0, a1, a2, a3), b);
     m = edgernn_fc16r_words(w);

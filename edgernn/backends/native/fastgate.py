@@ -14,6 +14,8 @@ fused loop this saves per unit the int8 stores and loads, the loop's control and
 An x FC of at most :data:`X_ROWS` inputs (sensor features) holds its rows one by one instead
 of in pairs (:func:`_x_rows`): the input's int16 pairs stay in registers and a row is one LDM
 and three SMLADs, with no pair to decode (GRU(32) 601,495 -> 578,395).
+On the ``rows`` kernel choice the same gate runs on weight rows (:func:`.fcrows.gate_rows_stream`,
+``edgernn_mve_fc.h`` EDGERNN_GATE_ROWS_KERNEL: Helium on the Cortex-M55, four rows a pass).
 """
 
 from __future__ import annotations

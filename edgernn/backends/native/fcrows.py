@@ -7,7 +7,8 @@ so that one widening load and one VMLADAVA.S16 take eight multiply-accumulates o
 instruction). The sums are the 32-bit ones :func:`.fasttensor.fc16w_stream` proves exact; the
 weights are int8 when every row's left shift is 0 (half the flash), else int16 times 2^ls.
 :func:`fc16r_emulate` computes what the C reads from the stream (tests compare it with TFLM
-and with the C).
+and with the C). The int8 steps' gate kernels (:mod:`.fastgate`: FC x, FC h, ADD, table) take
+the same rows on that kernel choice (:func:`gate_rows_stream`, :func:`gate_rows_emulate`).
 """
 
 from __future__ import annotations
