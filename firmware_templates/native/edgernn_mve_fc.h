@@ -337,9 +337,10 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_c(const edgernn_fc8_g
 }
 
 #if EDGERNN_USE_MVE
-/* One FC of a pass (Helium): the four rows requantized to int8, in 32-bit lanes. */
+/* One FC of a pass (Helium): the four rows requantized to int8, in 32-bit lanes; an input of one
+ * chunk comes held in xv (held 1). */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_gate_rows_side_mve(const int8_t **w, const int16_t *x, int n,
-                                                                         int rs)
+                                                                         int rs, int held, int16x8_t xv)
 {
     const int chunks = (n + EDGERNN_FC16R_CHUNK - 1) / EDGERNN_FC16R_CHUNK;
     const int32x4_t b = edgernn_fc16r_words(w);
@@ -352,7 +353,8 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_gate_rows_side_mve(const i
     int32x4_t rounding;
     int c;
     /* the first chunk, the whole ones, the last (the loads' steps: assembler immediates) */
-    edgernn_fc16r_chunk(w, edgernn_fc16r_x(x, 0, n), EDGERNN_FC16R_STEP(0, n, 1), 1, 1, &a0, &a1, &a2, &a3);
+    edgernn_fc16r_chunk(w, held ? xv : edgernn_fc16r_x(x, 0, n), EDGERNN_FC16R_STEP(0, n, 1), 1, 1, &a0, &a1, &a2,
+                        &a3);
     for (c = 1; c < chunks - 1; ++c) {
         edgernn_fc16r_chunk(w, vldrhq_s16(x + EDGERNN_FC16R_CHUNK * c), EDGERNN_FC16R_CHUNK, 1, 0, &a0, &a1, &a2, &a3);
     }
@@ -368,7 +370,7 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_gate_rows_side_mve(const i
     }
     v = vaddq_s32(vrmulhq_s32(v, m), rounding); /* SMMLAR(v, m, R) = R + SMMULR(v, m) */
     if (rs < 0) {
-        v = vshlq_s32(v, vnegq_s32(edgernn_fc16r_words(w)));
+        v = vshlq_s32(v, vnegq_s32(edgernn_fc16r_words(w))); /* (-rs stored would cost the C twin a NEG a row) */
     } else if (rs > 0) {
         v = vshrq_n_s32(v, rs);
     }
@@ -383,12 +385,15 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_mve(const edgernn_fc8
     const int32_t p1 = g->p1;
     const int32_t p2 = g->p2;
     const int32_t k = g->k;
+    const int x_held = n_x <= EDGERNN_FC16R_CHUNK; /* a short input (sensor features): one vector for the call */
+    int16x8_t xv;
     int r0;
     EDGERNN_FC16R_FENCE(); /* see edgernn_fc16r_mve */
+    xv = x_held ? edgernn_fc16r_x(g->x16, 0, n_x) : vdupq_n_s16(0);
     for (r0 = 0; r0 < n_out; r0 += EDGERNN_GATE_ROWS) {
         const int rows = n_out - r0 < EDGERNN_GATE_ROWS ? n_out - r0 : EDGERNN_GATE_ROWS;
-        const int32x4_t a = edgernn_gate_rows_side_mve(&w, g->x16, n_x, rs_x);
-        int32x4_t b = edgernn_gate_rows_side_mve(&w, g->h16, n_h, rs_h);
+        const int32x4_t a = edgernn_gate_rows_side_mve(&w, g->x16, n_x, rs_x, x_held, xv);
+        int32x4_t b = edgernn_gate_rows_side_mve(&w, g->h16, n_h, rs_h, 0, xv);
         int32x4_t v;
         if (mk > 0) { /* MUL(g, b), pre-scaled by 2^mk */
             const int32x4_t gv = rows == EDGERNN_GATE_ROWS ? vldrbq_s32(g->g + r0)
