@@ -42,6 +42,7 @@ extern "C" {
 
 #define EDGERNN_FC16R_ROWS 4  /* rows per pass: one int32x4 of sums */
 #define EDGERNN_FC16R_CHUNK 8 /* columns per chunk: one int16x8 of the input */
+#define EDGERNN_FC16R_X8_MAX 32 /* an int8 input read in place: at most four chunks (held) */
 
 /* One pass of four rows (the C twin): the stream at *s (advanced); stores the first `rows`. */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_pass_c(const uint32_t **s, const int16_t *x, int16_t *out,
@@ -256,8 +257,66 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_mve(const edgernn_fc16w *
     EDGERNN_FC16R_FENCE();
 }
 #define edgernn_fc16r edgernn_fc16r_mve
+
+/* Chunk c of an int8 input as int16 lanes (VLDRB.S16; the last chunk predicated, zeros after it). */
+static inline EDGERNN_ALWAYS_INLINE int16x8_t edgernn_fc16r_xb(const int8_t *x, int c, int n_input)
+{
+    const int width = n_input - EDGERNN_FC16R_CHUNK * c;
+    if (width >= EDGERNN_FC16R_CHUNK) {
+        return vldrbq_s16(x + EDGERNN_FC16R_CHUNK * c);
+    }
+    return vldrbq_z_s16(x + EDGERNN_FC16R_CHUNK * c, vctp16q((uint32_t)width));
+}
+
+/* The FC on an int8 input read in place (n_input <= 32: held in registers; the step's CAST to
+ * int16 folded into the widening loads). */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_x8_mve(const edgernn_fc16w *f, const int8_t *x8, int n_input,
+                                                              int n_output, int bias, int wbytes)
+{
+    const int chunks = (n_input + EDGERNN_FC16R_CHUNK - 1) / EDGERNN_FC16R_CHUNK;
+    const int8_t *w = (const int8_t *)f->stream;
+    int16_t *out = f->out;
+    int16x8_t x0;
+    int16x8_t x1;
+    int16x8_t x2;
+    int16x8_t x3;
+    int k;
+    EDGERNN_FC16R_FENCE();
+    x0 = edgernn_fc16r_xb(x8, 0, n_input);
+    x1 = chunks > 1 ? edgernn_fc16r_xb(x8, 1, n_input) : vdupq_n_s16(0);
+    x2 = chunks > 2 ? edgernn_fc16r_xb(x8, 2, n_input) : vdupq_n_s16(0);
+    x3 = chunks > 3 ? edgernn_fc16r_xb(x8, 3, n_input) : vdupq_n_s16(0);
+    for (k = 0; k < n_output / EDGERNN_FC16R_ROWS; ++k) {
+        edgernn_fc16r_pass_mve(&w, x0, x1, x2, x3, (const int16_t *)0, out, n_input, EDGERNN_FC16R_ROWS, bias,
+                               wbytes);
+        out += EDGERNN_FC16R_ROWS;
+    }
+    if (n_output % EDGERNN_FC16R_ROWS) {
+        edgernn_fc16r_pass_mve(&w, x0, x1, x2, x3, (const int16_t *)0, out, n_input, n_output % EDGERNN_FC16R_ROWS,
+                               bias, wbytes);
+    }
+    EDGERNN_FC16R_FENCE();
+}
+#define edgernn_fc16r_x8 edgernn_fc16r_x8_mve
 #else
 #define edgernn_fc16r edgernn_fc16r_c
+
+/* The C twin: the int8 input widened into a local copy, then the FC on it. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_x8_c(const edgernn_fc16w *f, const int8_t *x8, int n_input,
+                                                            int n_output, int bias, int wbytes)
+{
+    int16_t x[EDGERNN_FC16R_X8_MAX];
+    edgernn_fc16w g;
+    int j;
+    for (j = 0; j < n_input; ++j) {
+        x[j] = x8[j];
+    }
+    g.stream = f->stream;
+    g.input = x;
+    g.out = f->out;
+    edgernn_fc16r_c(&g, n_input, n_output, bias, wbytes);
+}
+#define edgernn_fc16r_x8 edgernn_fc16r_x8_c
 #endif
 
 /* ---------------------------------------------------------------------------------------
@@ -434,6 +493,15 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_mve(const edgernn_fc8
     static void name(const edgernn_fc16w *fc)                       \
     {                                                               \
         edgernn_fc16r(fc, n_input, n_output, bias, wbytes);         \
+    }
+
+/* The same FC reading an int8 input (the loop step's x_t) in place of the int16 copy a CAST
+ * would make: `static void name(const edgernn_fc16w *fc, const int8_t *x8)` (fc->input unused;
+ * n_input <= EDGERNN_FC16R_X8_MAX). */
+#define EDGERNN_FC16R_KERNEL_X8(name, n_input, n_output, bias, wbytes)  \
+    static void name(const edgernn_fc16w *fc, const int8_t *x8)         \
+    {                                                                   \
+        edgernn_fc16r_x8(fc, x8, n_input, n_output, bias, wbytes);      \
     }
 
 #ifdef __cplusplus

@@ -19,6 +19,7 @@ from ...tflite_model import TFLiteModel, read
 from ..codegen import c_identifier, render
 from .fastlstm import KERNELS, kernel_for_target
 from .fastloop import apply_fast_loops
+from .fcinput8 import fold_input_casts
 from .program import build_graph_model
 from .loop_model import build_loop_model
 from .lstm import build_lstm_model
@@ -50,6 +51,7 @@ def build_plan(m: TFLiteModel, kernel: str = "reference") -> NativePlan:
         except UnsupportedLayerError:
             return build_graph_model(m, kernel)
         apply_fast_loops(plan, kernel)
+        fold_input_casts(plan)
         return plan
     except EdgeRNNError:
         raise
