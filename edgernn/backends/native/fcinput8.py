@@ -36,38 +36,50 @@ def _overlap(a, b) -> bool:
     return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
 
 
-def _only_reader(ops: list, cast, fc_op) -> bool:
-    """Whether ``fc_op`` is the one op after ``cast`` that reads its output before a later op writes
-    over it (never written over: the end of the step may copy it, False)."""
+def _only_readers(ops: list, cast, fc_ops: list) -> bool:
+    """Whether ``fc_ops`` are the only ops after ``cast`` that read its output before a later op
+    writes over it (never written over: the end of the step may copy it, False)."""
     out = cast.regions[-1]
     for op in ops[ops.index(cast) + 1:]:
-        if op is not fc_op and any(_overlap(r, out) for r in op.regions[:-1]):
+        if all(op is not f for f in fc_ops) and any(_overlap(r, out) for r in op.regions[:-1]):
             return False
         if _overlap(op.regions[-1], out):
             return True
     return False
 
 
+def _foldable(fc, e, op) -> bool:
+    return (isinstance(fc, FastFc16) and bool(fc.wbytes) and fc.n_input <= X8_MAX and fc.n_input == e.op.n
+            and op.regions[0] == e.op.regions[-1])
+
+
 def fold_input_casts(plan) -> None:
     """For each fast loop layer of ``plan`` whose step opens with the CAST of ``x_t`` read only by
-    a 16x8 FC on weight rows of at most :data:`X8_MAX` columns: the FC reads ``x_t`` (an
-    ``EDGERNN_FC16R_KERNEL_X8`` kernel) and the CAST's run is dropped."""
+    the 16x8 FCs on weight rows (at most :data:`X8_MAX` columns) that follow it (a GRU's two): those
+    FCs read ``x_t`` (``EDGERNN_FC16R_KERNEL_X8`` kernels) and the CAST's run is dropped."""
     for layer in plan.recurrent:
         f = getattr(layer, "fast", None)
         if f is None or layer.kind != "loop":
             continue
         for k in range(len(f.steps) - 1):
-            st, nxt = f.steps[k], f.steps[k + 1]
-            if st[0] != "run" or len(st[2]) != 1 or nxt[0] != "fc":
+            st = f.steps[k]
+            if st[0] != "run" or len(st[2]) != 1:
                 continue
-            e, fc = st[2][0], nxt[2]
-            if (e.op.kind != "widen" or e.ins != ["(x_t)[i]"] or e.ctype != "int16_t" or not isinstance(fc, FastFc16)
-                    or not fc.wbytes or fc.n_input > X8_MAX or fc.n_input != e.op.n
-                    or nxt[1].regions[0] != e.op.regions[-1] or not _only_reader(layer.ops, e.op, nxt[1])):
+            e = st[2][0]
+            if e.op.kind != "widen" or e.ins != ["(x_t)[i]"] or e.ctype != "int16_t":
                 continue
-            x8 = FastFc16X8(**{name: getattr(fc, name) for name in fc.__dataclass_fields__})
-            f.steps[k:k + 2] = [("fc", nxt[1], x8)]
-            f.fcs[f.fcs.index(fc)] = x8
+            end = k + 1
+            while end < len(f.steps) and f.steps[end][0] == "fc" and _foldable(f.steps[end][2], e, f.steps[end][1]):
+                end += 1
+            if end == k + 1 or not _only_readers(layer.ops, e.op, [f.steps[j][1] for j in range(k + 1, end)]):
+                continue
+            folded = []
+            for j in range(k + 1, end):
+                fc = f.steps[j][2]
+                x8 = FastFc16X8(**{name: getattr(fc, name) for name in fc.__dataclass_fields__})
+                f.fcs[f.fcs.index(fc)] = x8
+                folded.append(("fc", f.steps[j][1], x8))
+            f.steps[k:end] = folded
             f.scratch_in_step = _scratch_in_step(layer)
             break
 
