@@ -132,6 +132,12 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail_c(const edgernn_lstm_
 #endif
 
 #if EDGERNN_USE_MVE
+/* A compiler barrier before and after each Helium kernel: gcc 12 does not always order the
+ * intrinsics' stores against other loads of the same memory (seen with int16 loads after
+ * vstrhq_s32, edgernn_mve_fc.h); here the step's memcpy into xh, the passes' pre-activations
+ * read by the tail, and the tail's hidden state read by the next layer or the head. No
+ * instruction is emitted. */
+#define EDGERNN_ROWS_FENCE() __asm__ volatile("" ::: "memory")
 #include <arm_mve.h>
 
 /* 16 int8 weights at *w, then *w += step: one VLDRB with post-increment (gcc would otherwise
@@ -309,6 +315,7 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail_mve(const edgernn_lst
     EDGERNN_IN_REGISTER(t.sd);
     EDGERNN_IN_REGISTER(t.ta);
     EDGERNN_IN_REGISTER(t.td);
+    EDGERNN_ROWS_FENCE();
     for (u = 0; u < full; u += 4) {
         edgernn_rows_tail4_mve(p, &t, pre + u, units, cell + u, hidden + u, h_next + u, 1, 0xFFFF);
     }
@@ -316,6 +323,7 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail_mve(const edgernn_lst
         edgernn_rows_tail4_mve(p, &t, pre + full, units, cell + full, hidden + full, h_next + full, 0,
                                vctp32q((uint32_t)(n_cell - full)));
     }
+    EDGERNN_ROWS_FENCE();
 }
 
 #define edgernn_rows_pass edgernn_rows_pass_mve
@@ -323,6 +331,7 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail_mve(const edgernn_lst
 #else
 #define edgernn_rows_pass edgernn_rows_pass_c
 #define edgernn_rows_tail edgernn_rows_tail_c
+#define EDGERNN_ROWS_FENCE() ((void)0)
 #endif
 
 /* The gate kernel: the pre-activations of `units` units (a multiple of four), one pass of four
@@ -339,12 +348,14 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_gate_run(const edgernn_row
     const int32_t mh = g->recurrent_multiplier;
     int16_t *pre = g->pre;
     int r0;
+    EDGERNN_ROWS_FENCE();
     for (r0 = 0; r0 < units; r0 += EDGERNN_ROWS_PER_PASS) {
         edgernn_rows_pass(&w, x, h, n_input, n_cell, bx, bh, mx, sx, mh, sh, pre);
         bx += EDGERNN_ROWS_PER_PASS;
         bh += EDGERNN_ROWS_PER_PASS;
         pre += EDGERNN_ROWS_PER_PASS;
     }
+    EDGERNN_ROWS_FENCE();
 }
 
 #define EDGERNN_ROWS_GATE_KERNEL(name, units, n_input, n_cell, sx, sh)  \
