@@ -1,7 +1,9 @@
 """Instructions, flash and RAM of the native backend on every Cortex-M target, against TFLM + CMSIS-NN.
 
 For each benchmark model (LSTM(32), LSTM(128), GRU(32), SimpleRNN(32) on BasicMotions: 100 time
-steps x 6 features, 4 classes; trained and converted once by ``bench/_headline.py``) and each
+steps x 6 features, 4 classes; trained and converted once by ``bench/_headline.py``; and the
+hybrid, ``bench/bench_hybrid.py``'s 'valid' DeepConvLSTM: Conv1D(16, 5) x 2 + LSTM(32) + Dense(4),
+plain TFLite converter, MACs counted from its .tflite) and each
 Cortex-M target of ``edgernn/firmware/boards.py``, emits the native C for the target, builds
 its self-test with arm-none-eabi-gcc, runs it in QEMU on the target's board with ``-icount``
 (SysTick then counts executed instructions, calibrated per board) and checks every vector
@@ -38,7 +40,8 @@ EXPECTED = Path(__file__).with_name("expected.json")
 # gru32 / rnn32: convert's default --state (int16); gru32-int8 / rnn32-int8: --state int8
 MODELS = {"lstm32": dict(cell="lstm", units=32), "lstm128": dict(cell="lstm", units=128),
           "gru32": dict(cell="gru", units=32), "rnn32": dict(cell="rnn", units=32),
-          "gru32-int8": dict(cell="gru", units=32, state="int8"), "rnn32-int8": dict(cell="rnn", units=32, state="int8")}
+          "gru32-int8": dict(cell="gru", units=32, state="int8"), "rnn32-int8": dict(cell="rnn", units=32, state="int8"),
+          "hybrid": dict(hybrid="valid")}
 TARGETS = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
 
 # Issue 16: TFLM at HEAD built for the Cortex-M4 with arm-none-eabi-gcc, reference kernels and
@@ -62,7 +65,13 @@ def measure(work: Path, key: str, target: str, *, samples: int, opt: str) -> dic
 
     spec = dict(MODELS[key])
     state = spec.pop("state", None)
-    keras_path, tflite = _headline.keras_model(**spec), _headline.tflite(state=state, **spec)
+    if "hybrid" in spec:  # bench_hybrid.py's model, trained, converted and cached there
+        import bench_hybrid
+
+        tflite = bench_hybrid.tflite(spec["hybrid"])
+        macs = bench_hybrid.macs(tflite)
+    else:
+        keras_path, tflite = _headline.keras_model(**spec), _headline.tflite(state=state, **spec)
     _, test = _headline.data("basic_motions")
     sim = Simulator.from_file(tflite)
     with np.load(test, allow_pickle=False) as z:
@@ -73,9 +82,13 @@ def measure(work: Path, key: str, target: str, *, samples: int, opt: str) -> dic
     proj = write_project(d / "fw", target=target, backend="native", name="motion", vectors_x_int8=x,
                          vectors_y_int8=y.reshape(len(y), -1), model_sources=sources, source=str(tflite), opt=opt)
     r = run_project(proj.dir, timeout=1200)
-    macs = edgernn.load_model(keras_path).macs(int(x.shape[1]))
+    if "hybrid" not in spec:
+        macs = edgernn.load_model(keras_path).macs(int(x.shape[1]))
     plan = load_plan(tflite, resolve_kernel(target))
     kernels = sorted({layer.fast.kernel if getattr(layer, "fast", None) else layer.kind for layer in plan.recurrent})
+    code = "".join(Path(f).read_text() for f in sources if str(f).endswith(".c"))
+    if "edgernn_conv_" in code:  # the convolutions' kernel: row pairs (or the reference)
+        kernels.insert(0, "conv-pairs" if "edgernn_conv_pairs_s8(" in code else "conv-ref")
     return dict(model=key, target=target, kernel="+".join(kernels), passed=r.passed, vectors=len(r.vectors),
                 macs=macs, instructions=r.perf.per_inference, per_mac=r.perf.per_inference / macs,
                 per_step=r.perf.per_step, flash=r.sizes.flash, ram=r.sizes.ram,
@@ -112,7 +125,7 @@ def print_tables(rows: list[dict]) -> None:
                          "fewer instructions than the Cortex-M4 kernels")
     lstm = {r["target"]: r for r in rows if r["model"] == "lstm32"}
     for r in rows:
-        if r["model"] in ("gru32", "rnn32", "gru32-int8", "rnn32-int8") and r["target"] in lstm:
+        if r["model"] in ("gru32", "rnn32", "gru32-int8", "rnn32-int8", "hybrid") and r["target"] in lstm:
             lines.append(f"- {r['model']} on {r['target']}: {r['per_mac']:.2f} instructions per MAC "
                          f"(LSTM(32): {lstm[r['target']]['per_mac']:.2f})")
     print("\n".join(lines))
