@@ -86,9 +86,9 @@ def measure(work: Path, key: str, target: str, *, samples: int, opt: str) -> dic
         macs = edgernn.load_model(keras_path).macs(int(x.shape[1]))
     plan = load_plan(tflite, resolve_kernel(target))
     kernels = sorted({layer.fast.kernel if getattr(layer, "fast", None) else layer.kind for layer in plan.recurrent})
-    code = "".join(Path(f).read_text() for f in sources if str(f).endswith(".c"))
-    if "edgernn_conv_" in code:  # the convolutions' kernel: row pairs (or the reference)
-        kernels.insert(0, "conv-pairs" if "edgernn_conv_pairs_s8(" in code else "conv-ref")
+    code = (d / "native" / "motion.c").read_text()
+    if "edgernn_conv_" in code:  # the convolutions' kernel: int8 rows, row pairs or the reference
+        kernels.insert(0, next((f"conv-{k}" for k in ("rows", "pairs") if f"edgernn_conv_{k}_s8(" in code), "conv-ref"))
     return dict(model=key, target=target, kernel="+".join(kernels), passed=r.passed, vectors=len(r.vectors),
                 macs=macs, instructions=r.perf.per_inference, per_mac=r.perf.per_inference / macs,
                 per_step=r.perf.per_step, flash=r.sizes.flash, ram=r.sizes.ram,

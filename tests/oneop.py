@@ -123,9 +123,10 @@ def tflm_run(raw: bytes, xs, outputs: int = 1) -> list[np.ndarray]:
 _KERNEL_OBJECTS: dict[str, list] = {}
 
 
-def native_build(raw: bytes, directory, name: str = "m"):
-    """``emit_native`` of ``raw`` into ``directory``, compiled with the host harness. The kernel
-    sources are compiled once per test session (keyed by their contents) and linked in."""
+def native_build(raw: bytes, directory, name: str = "m", kernel: str | None = None):
+    """``emit_native`` of ``raw`` into ``directory`` (``kernel``: the host's default, or the given
+    kernel choice), compiled with the host harness. The kernel sources are compiled once per test
+    session (keyed by their contents) and linked in."""
     import hashlib
     import tempfile
     from pathlib import Path
@@ -138,7 +139,7 @@ def native_build(raw: bytes, directory, name: str = "m"):
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"{name}.tflite"
     path.write_bytes(raw)
-    files = emit_native(path, d, name, harness=True)
+    files = emit_native(path, d, name, harness=True, kernel=kernel)
     kernels = sorted(f for f in files if f.name.startswith("edgernn_"))
     key = hashlib.sha256(b"".join(f.read_bytes() for f in kernels)).hexdigest()
     if key not in _KERNEL_OBJECTS:
@@ -157,11 +158,12 @@ def native_build(raw: bytes, directory, name: str = "m"):
     return NativeBuild(directory=d, name=name, plan=load_plan(path), executable=exe)
 
 
-def m4_instructions_within_5_percent(path, x, y, directory, name: str, section: str, row: str, script: str):
-    """``emit --target cortex-m4`` of the .tflite ``path``, its self-test (inputs ``x``, TFLM's
-    outputs ``y``) in QEMU: every vector must pass, and the instructions per inference must be
-    within 5 % of bench/expected.json's ``[section][row]`` (``script --record`` updates it).
-    Returns the run result."""
+def m4_instructions_within_5_percent(path, x, y, directory, name: str, section: str, row: str, script: str,
+                                     target: str = "cortex-m4"):
+    """``emit --target cortex-m4`` (or ``target``) of the .tflite ``path``, its self-test (inputs
+    ``x``, TFLM's outputs ``y``) in QEMU: every vector must pass, and the instructions per
+    inference must be within 5 % of bench/expected.json's ``[section][row]`` (``script --record``
+    updates it). Returns the run result."""
     import json
     from pathlib import Path
 
@@ -170,8 +172,8 @@ def m4_instructions_within_5_percent(path, x, y, directory, name: str, section: 
 
     want = json.loads((Path(__file__).parents[1] / "bench" / "expected.json").read_text())[section][row]["instructions"]
     d = Path(directory)
-    sources = emit_native(path, d / "src", name, target="cortex-m4")
-    project = write_project(d / "fw", target="cortex-m4", name=name, vectors_x_int8=x, vectors_y_int8=y,
+    sources = emit_native(path, d / "src", name, target=target)
+    project = write_project(d / "fw", target=target, name=name, vectors_x_int8=x, vectors_y_int8=y,
                             model_sources=sources)
     r = run_project(project.dir, timeout=300)
     assert r.passed, "\n".join(r.summary_lines())

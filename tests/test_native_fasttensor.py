@@ -53,10 +53,10 @@ def _shape(case: dict) -> dict:
     return c
 
 
-def _native_equals_tflm(case: dict, tmp_path) -> str:
+def _native_equals_tflm(case: dict, tmp_path, kernel: str = "pairs") -> str:
     raw, x = conv_graph(case, depthwise=False)
     want = tflm_run(raw, [x])[0]
-    nb = native_build(raw, tmp_path)
+    nb = native_build(raw, tmp_path, kernel=kernel)  # the host's default is "rows" (test_native_mve_conv.py)
     got = nb.run(x.reshape(len(x), nb.plan.timesteps, -1)).reshape(want.shape)
     assert np.array_equal(got, want), f"native: {np.count_nonzero(got != want)} of {got.size} differ"
     return (tmp_path / "m.c").read_text()
@@ -116,9 +116,10 @@ def test_fc8_stream_refuses_what_the_kernel_cannot_compute():
 @pytest.mark.slow
 def test_cortex_m4_deepconvlstm_instructions_stay_within_5_percent_of_the_benchmark(tmp_path):
     """bench/bench_hybrid.py's 'valid' DeepConvLSTM (Conv1D(16, 5) x 2, LSTM(32), Dense(4) on 100 x 6;
-    here with random weights: the count hardly depends on them) in QEMU on the Cortex-M4: the
-    self-test equals TFLM, and the instructions per inference are within 5 % of
-    bench/expected.json's (bench_hybrid.py --record updates it)."""
+    here with random weights: the count hardly depends on them) in QEMU on the Cortex-M4 and the
+    Cortex-M55: the self-tests equal TFLM, and the instructions per inference are within 5 % of
+    bench/expected.json's (bench_hybrid.py --record updates the M4's, bench_firmware.py --record
+    the M55's)."""
     import tf_keras as tfk
 
     from edgernn.simulate import Simulator
@@ -139,6 +140,13 @@ def test_cortex_m4_deepconvlstm_instructions_stay_within_5_percent_of_the_benchm
                                          "bench_hybrid", "valid/cortex-m4", "bench/bench_hybrid.py")
     print(f"DeepConvLSTM (random weights), Cortex-M4: {r.perf.per_inference:,.0f} instructions per inference")
     assert "edgernn_conv_pairs_s8(" in (tmp_path / "src" / "hybrid.c").read_text()
+    # the Cortex-M55 (Helium: the convolutions on int8 rows, edgernn_mve_conv.h) against
+    # bench_firmware.py's hybrid row (the same model trained there)
+    r = m4_instructions_within_5_percent(path, x, tflm_run(path.read_bytes(), [x])[0], tmp_path / "m55", "hybrid",
+                                         "bench_firmware", "hybrid/cortex-m55", "bench/bench_firmware.py",
+                                         target="cortex-m55")
+    print(f"DeepConvLSTM (random weights), Cortex-M55: {r.perf.per_inference:,.0f} instructions per inference")
+    assert "edgernn_conv_rows_s8(" in (tmp_path / "m55" / "src" / "hybrid.c").read_text()
 
 
 @pytest.mark.slow

@@ -308,6 +308,71 @@ void edgernn_conv_pairs_s8(const edgernn_conv_pairs *c, const int8_t *input, int
     }
 }
 
+/* The int8 window of one position for the rows kernel: where it lies in the input when its taps
+ * are contiguous there, else copied into `window` in filter order (the zero point outside). */
+static const int8_t *edgernn_conv_rows_window(const edgernn_conv_params *p, const int8_t *image, int32_t iy0,
+                                              int32_t ix0, int8_t *window)
+{
+    const int32_t in_c = p->in_c;
+    const int32_t fw = p->filter_w;
+    const int32_t fh = p->filter_h;
+    const int row_inside = p->dilation_w == 1 && ix0 >= 0 && ix0 + fw <= p->in_w;
+    const int rows_inside = iy0 >= 0 && iy0 + (fh - 1) * p->dilation_h < p->in_h;
+    int8_t *dst = window;
+    int32_t fy;
+    int32_t fx;
+    if (row_inside && rows_inside && (fh == 1 || (fw == p->in_w && p->dilation_h == 1))) {
+        return image + ((long)iy0 * p->in_w + ix0) * in_c;
+    }
+    for (fy = 0; fy < fh; ++fy) {
+        const int32_t iy = iy0 + fy * p->dilation_h;
+        const int8_t *row = image + (long)iy * p->in_w * in_c;
+        if (iy < 0 || iy >= p->in_h) {
+            memset(dst, p->input_zero_point, (size_t)(fw * in_c));
+        } else if (row_inside) {
+            memcpy(dst, row + (long)ix0 * in_c, (size_t)(fw * in_c));
+        } else {
+            for (fx = 0; fx < fw; ++fx) {
+                const int32_t ix = ix0 + fx * p->dilation_w;
+                if (ix < 0 || ix >= p->in_w) {
+                    memset(dst + fx * in_c, p->input_zero_point, (size_t)in_c);
+                } else {
+                    memcpy(dst + fx * in_c, row + (long)ix * in_c, (size_t)in_c);
+                }
+            }
+        }
+        dst += fw * in_c;
+    }
+    return window;
+}
+
+void edgernn_conv_rows_s8(const edgernn_conv_rows *c, const int8_t *input, int8_t *output, int8_t *window)
+{
+    const edgernn_conv_params *p = c->conv;
+    const int32_t out_c = p->out_c;
+    int32_t b;
+    int32_t oy;
+    int32_t ox;
+    if (window == NULL) { /* every window lies in the input, no padding: the next one starts stride_w columns on */
+        const int32_t step = p->stride_w * p->in_c;
+        for (b = 0; b < p->batches; ++b) {
+            for (oy = 0; oy < p->out_h; ++oy) {
+                const int8_t *x = input + ((long)b * p->in_h + (long)oy * p->stride_h) * p->in_w * p->in_c;
+                for (ox = 0; ox < p->out_w; ++ox) {
+                    c->kernel(x, output);
+                    x += step;
+                    output += out_c;
+                }
+            }
+        }
+        return;
+    }
+    EDGERNN_FOR_POSITIONS(p, p->in_c, {
+        c->kernel(edgernn_conv_rows_window(p, image, iy0, ix0, window), output);
+        output += out_c;
+    });
+}
+
 /* The window of one depthwise position, channel-major: window[c * taps + t]. */
 static void edgernn_depthwise_window(const edgernn_conv_params *p, const int8_t *image, int32_t iy0, int32_t ix0,
                                      int32_t scale, int32_t taps, int16_t *window)

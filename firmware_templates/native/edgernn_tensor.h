@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "edgernn_kernels.h"
+#include "edgernn_mve_conv.h"
 #include "edgernn_pairs.h"
 
 #ifdef __cplusplus
@@ -88,6 +89,23 @@ typedef struct {
 /* window: filter_h x filter_w x in_c int16 values (+ 1 when odd; twice that for a ring),
  * 4-byte aligned */
 void edgernn_conv_pairs_s8(const edgernn_conv_pairs *c, const int8_t *input, int8_t *output, int16_t *window);
+
+/* CONV_2D (and FULLY_CONNECTED, the 1 x 1 case) on int8 weight rows (edgernn_mve_conv.h: Helium
+ * on the Cortex-M55, its C twin on the other "rows" targets): for each output position the
+ * window's taps (filter order) are read where they lie in the input when they are contiguous
+ * there (one filter row, or whole input rows; dilation 1 along the row; no tap outside),
+ * otherwise copied into `window` (a tap outside the input reads the input zero point), and
+ * `kernel` computes the position's out_c outputs, requantization and activation range included. */
+typedef void (*edgernn_conv_rows_kernel)(const int8_t *x, int8_t *y);
+
+typedef struct {
+    const edgernn_conv_params *conv;
+    edgernn_conv_rows_kernel kernel;
+} edgernn_conv_rows;
+
+/* window: filter_h x filter_w x in_c int8 values; NULL when every window lies contiguous in the
+ * input with no padding (edgernn checks it; the positions then step through the input) */
+void edgernn_conv_rows_s8(const edgernn_conv_rows *c, const int8_t *input, int8_t *output, int8_t *window);
 
 /* DEPTHWISE_CONV_2D with the taps on SMLAD pairs: for each output position the window is
  * widened once, channel by channel (in_c rows of `taps` int16 values pre-scaled by `scale`, a

@@ -29,7 +29,7 @@ from .tables import activation_tables
 TEMPLATE_DIR = TEMPLATES_DIR / "native"
 KERNEL_FILES = ("edgernn_kernels.h", "edgernn_kernels.c", "edgernn_fast.h", "edgernn_pairs.h", "edgernn_rows.h",
                 "edgernn_fc16w.h", "edgernn_mve_fc.h")
-TENSOR_KERNEL_FILES = ("edgernn_tensor.h", "edgernn_tensor.c")  # models with tensor ops only
+TENSOR_KERNEL_FILES = ("edgernn_tensor.h", "edgernn_tensor.c", "edgernn_mve_conv.h")  # models with tensor ops only
 MVE_LOOP_FILES = ("edgernn_mve_ew.h",)  # loop steps with Helium elementwise runs (fastloop_mve.py) only
 
 

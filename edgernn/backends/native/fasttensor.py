@@ -56,6 +56,7 @@ class Fc8Stream:
     rs: int  # every row's right shift, or -1: each row's own (in the stream)
     scale: int  # 2^(1 + left shift): the int16 input's pre-scale
     rolled: bool = False  # EDGERNN_FC8_ROLLED_KERNEL: the columns in a loop (less flash)
+    rows = False  # graph_data.c.j2: an EDGERNN_FC8_KERNEL (convrows.ConvRowsStream: rows = True)
 
     @property
     def kernel(self) -> str:

@@ -20,6 +20,7 @@ from ...tflite_model import Operator, Subgraph, TFLiteModel
 from . import prepare
 from .loop import _add_plan, _fully_connected16, _mul_plan, int8_activation_table, requant_plan
 from .fastlstm import NotFast
+from .convrows import conv_rows
 from .fasttensor import conv_pairs, depthwise_pairs, pairs_layout
 from .plan import ConstArray, _fail, _fully_connected, _scale, _softmax, _zp
 
@@ -134,6 +135,23 @@ def _pairs_step(p: str, i: int, opcode: str, where: str, comment: str, geometry:
                 kernels=[kernel], window=window)
 
 
+def _rows_step(p: str, i: int, opcode: str, where: str, comment: str, geometry: list, w2d, bias, qs, zp_out: int,
+               source: str, x: int, y: int) -> Step:
+    """The Step of a CONV_2D (or FULLY_CONNECTED, 1 x 1) on int8 weight rows (:mod:`.convrows`,
+    the ``rows`` kernel choice); raises NotFast."""
+    in_h, in_w, out_h, out_w, kh, kw, sh, sw, dh, dw, top, left = (int(geometry[k][0]) for k in
+                                                                   (1, 2, 4, 5, 7, 8, 11, 12, 13, 14, 15, 16))
+    # every window contiguous in the input (edgernn_conv_rows_window's test, for every position)
+    inplace = (dw == 1 and top == 0 and left == 0 and (out_w - 1) * sw + kw <= in_w
+               and (out_h - 1) * sh + (kh - 1) * dh < in_h and (kh == 1 or (kw == in_w and dh == 1)))
+    arrays, fields, call, kernel, window = conv_rows(
+        p, where, w2d, bias, [q[0] for q in qs], [q[1] for q in qs], zp_out, int(geometry[19][0]),
+        int(geometry[20][0]), source, t(x), t(y), inplace)
+    conv = _geometry(p, geometry, arrays[0], comment + ", on int8 weight rows (edgernn_conv_rows_s8)")
+    return Step(i, opcode, conv.comment, [call], [conv, CStruct(f"{p}_crows", "edgernn_conv_rows", fields)], arrays,
+                kernels=[kernel], window=window)
+
+
 def _geometry(p: str, geometry: list, array: ConstArray, comment: str) -> CStruct:
     """The edgernn_conv_params of a convolution whose constants are all in ``array``."""
     return CStruct(p, "edgernn_conv_params", [(str(int(v)), c) for v, c in geometry] +
@@ -211,6 +229,12 @@ def plan_conv(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None,
             comment += " (as one row)"
         w_out, kh, kw, sw, dw, top = (int(g[k][0]) for k in (5, 7, 8, 12, 14, 15))
         ring = kh == 1 and sw == 1 and dw == 1 and fc % 2 == 0 and top == 0 and w_out > kw > 1
+        if kernel == "rows":
+            try:
+                return _rows_step(p, i, op.opcode, where, comment, g, wd.reshape(cout, -1), folded, qs, _zp(y),
+                                  arrays[0].comment.split(":")[0], op.inputs[0], op.outputs[0])
+            except NotFast:
+                pass
         try:
             return _pairs_step(p, i, op.opcode, where, comment, g, wd.reshape(cout, -1), folded, qs, _zp(y),
                                arrays[0].comment.split(":")[0], op.inputs[0], op.outputs[0], ring)
@@ -412,6 +436,16 @@ def plan_fc(m, sg, op: Operator, i: int, rows: int, index: int, kernel: str = "r
         n = fc.multipliers.values.size
         qs = list(zip(np.broadcast_to(fc.multipliers.values, (fc.n_output,)),
                       np.broadcast_to(fc.shifts.values, (fc.n_output,)))) if n else []
+        if kernel == "rows" and qs:
+            try:
+                return _rows_step(f"op{i}", i, op.opcode, f"FULLY_CONNECTED (op {i})",
+                                  f"FULLY_CONNECTED (op {i}): {fc.n_input} -> {fc.n_output}" +
+                                  (f", on {rows} rows" if rows > 1 else ""), g,
+                                  np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input),
+                                  fc.bias.values, qs, fc.output_zero_point, fc.weights.comment.split(":")[0],
+                                  op.inputs[0], op.outputs[0])
+            except NotFast:
+                pass
         try:
             return _pairs_step(f"op{i}", i, op.opcode, f"FULLY_CONNECTED (op {i})",
                                f"FULLY_CONNECTED (op {i}): {fc.n_input} -> {fc.n_output}" +

@@ -1,0 +1,127 @@
+"""Convolutions and FULLY_CONNECTEDs of tensor graphs on int8 weight rows (``edgernn_mve_conv.h``,
+``edgernn/backends/native/convrows.py``): the ``rows`` kernel choice's layout, Helium on the
+Cortex-M55 and its C twin elsewhere.
+
+* the stream's numpy twin (``conv_rows_emulate``) and the C twin (-O0, -O2) equal TFLM's int8
+  arithmetic (MultiplyByQuantizedMultiplier per channel, output zero point, activation range) on
+  random and extreme int8 windows: 1 to 90 columns (held chunks, chunks read per pass, short last
+  chunks), outputs not a multiple of four, one right shift for every row or each row's own, a
+  left shift, narrowed activation ranges; nothing is written past the outputs; shapes the
+  requantization cannot take raise NotFast;
+* the Helium form, in QEMU on the Cortex-M55 (mps3-an547), gives the same bits on the same cases;
+* whole convolution graphs (padding, strides, dilations, 2-D filters, an odd channel count) on
+  the rows kernel equal TFLM on the host, windows read in place where they lie in the input.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from edgernn.backends.native.convrows import conv_rows_emulate, conv_rows_reference, conv_rows_stream
+from edgernn.backends.native.emit import TEMPLATE_DIR
+from edgernn.backends.native.fastlstm import NotFast
+from edgernn.backends.native.host import C_FLAGS, compile_c
+from test_native_fasttensor import CASES, _native_equals_tflm, _shape
+from test_native_mve_fc import _run_on_the_m55, needs_arm
+
+# (n_out, n_in, shifts lo..hi (TFLM's signed exponent), output zero point, activation range)
+SHAPES = [(16, 80, -9, -6, -128, (-128, 127)), (16, 30, -8, -8, -128, (-128, 127)), (7, 5, -12, -3, 5, (5, 127)),
+          (3, 1, -2, -2, 0, (-128, 127)), (9, 90, -10, -7, -20, (-128, 100)), (4, 17, 1, 1, 7, (-128, 127)),
+          (13, 64, -5, -5, 127, (-100, 127)), (5, 33, -20, -9, -3, (-50, 60)), (8, 70, 0, 0, -1, (-128, 127))]
+
+
+def _cases():
+    """(stream, windows, TFLM's outputs) per shape; checks the numpy twin on the way."""
+    rng = np.random.default_rng(43)
+    cases = []
+    for n_out, n_in, s_lo, s_hi, zp, (lo, hi) in SHAPES:
+        w = rng.integers(-127, 128, (n_out, n_in))
+        w[0] = np.where(w[0] < 0, -128, 127)  # a row at the bound
+        b = rng.integers(-2 ** 16, 2 ** 16, n_out)
+        m = rng.integers(1 << 30, (1 << 31) - 1, n_out)
+        s = rng.integers(s_lo, s_hi + 1, n_out)
+        if s_lo < 0 < s_hi + 1:
+            s = np.minimum(s, -1)
+        st = conv_rows_stream(w, b, m, s, zp, lo, hi, "test")
+        assert st.rs == (-1 if len(set(s.tolist())) > 1 else max(-int(s[0]), 0)), (st.rs, s)
+        x = rng.integers(-128, 128, (120, n_in))
+        x[:4] = [np.full(n_in, 127), np.full(n_in, -128), np.where(w[0] > 0, 127, -128), np.where(w[0] > 0, -128, 127)]
+        want = conv_rows_reference(w, b, m, s, zp, lo, hi, x)
+        assert np.array_equal(conv_rows_emulate(st, x), want)
+        cases.append((st, x, want))
+    # the activation range binds at both ends somewhere
+    assert any((want == lo).any() and (want == hi).any() for (st, _, want), (*_, (lo, hi)) in zip(cases, SHAPES))
+    return cases
+
+
+def _program(cases, print_fn: str) -> str:
+    """C declaring each case's kernel over its arrays and windows, printing every output row."""
+    out = ['#include "edgernn_mve_conv.h"\n']
+    for k, (st, x, _) in enumerate(cases):
+        out.append(f"static const int8_t w{k}[] = {{{', '.join(str(int(v)) for v in st.weights)}}};\n"
+                   f"static const int32_t q{k}[] = {{{', '.join(f'(int32_t){int(v)}' for v in st.words)}}};\n"
+                   f"static const int8_t x{k}[] = {{{', '.join(str(int(v)) for v in x.ravel())}}};\n"
+                   f"EDGERNN_CONV_ROWS_KERNEL(conv{k}, w{k}, q{k}, {st.n_out}, {st.n_input}, {st.ls}, {st.rs}, "
+                   f"{st.zero_point}, {st.lo}, {st.hi})\n")
+    out.append("static void run_all(void)\n{\n    static int8_t y[40];\n    int r, c;\n")
+    for k, (st, x, _) in enumerate(cases):
+        out.append(f"    for (r = 0; r < {len(x)}; ++r) {{ for (c = 0; c < 40; ++c) y[c] = 99;"
+                   f" conv{k}(x{k} + r * {st.n_input}, y);"
+                   f" for (c = 0; c < {st.n_out + 4}; ++c) {print_fn}(y[c]); }} {print_fn}(99999);\n")
+    out.append("}\n")
+    return "".join(out)
+
+
+def _check(lines, cases) -> None:
+    values = np.array(" ".join(lines).split(), np.int64)
+    rows = np.split(values, np.flatnonzero(values == 99999) + 1)[:len(cases)]
+    assert len(rows) == len(cases)
+    for (st, x, want), got in zip(cases, rows):
+        got = got[:-1].reshape(len(want), -1)
+        assert np.array_equal(got[:, :want.shape[1]], want)
+        assert (got[:, want.shape[1]:] == 99).all()  # nothing written past the outputs
+
+
+def test_conv_rows_stream_and_c_twin_equal_tflm(tmp_path):
+    cases = _cases()
+    src = tmp_path / "convrows.c"
+    src.write_text("#include <stdio.h>\n#define PRINT(v) printf(\"%d \", (int)(v))\n" + _program(cases, "PRINT")
+                   + "int main(void)\n{\n    run_all();\n    return 0;\n}\n")
+    for opt in ("-O0", "-O2"):
+        exe = tmp_path / f"convrows{opt}"
+        compile_c("gcc", [src], exe, (*C_FLAGS, opt, f"-I{TEMPLATE_DIR}"))
+        _check(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines(), cases)
+
+
+@needs_arm
+def test_conv_rows_helium_equals_tflm_on_the_cortex_m55(tmp_path):
+    cases = _cases()
+    lines = _run_on_the_m55(tmp_path, _program(cases, "PRINT"), "run_all", ("vmlava.s8", "vqrdmulh.s32", "vrshl.s32"))
+    _check(lines, cases)
+
+
+def test_conv_rows_refuses_what_the_requantization_cannot_take():
+    w = np.ones((4, 6), np.int64)
+    m = np.full(4, 1 << 30)
+    for shifts, why in [([1, 2, 1, 1], "left shifts differ"), ([0, -3, -3, -3], "right shifts"),
+                        ([-32] * 4, "right shifts")]:
+        with pytest.raises(NotFast, match=why):
+            conv_rows_stream(w, np.zeros(4), m, shifts, 0, -128, 127, "x")
+    with pytest.raises(NotFast, match="may reach"):  # 2^16 x 127 x 128 x 2^8 >= 2^31
+        conv_rows_stream(np.full((4, 1 << 16), 127), np.zeros(4), m, [8] * 4, 0, -128, 127, "x")
+
+
+@pytest.mark.parametrize("name", list(CASES) + ["odd_channel_count"])
+def test_conv_on_int8_rows_equals_tflm(name, tmp_path):
+    """The graphs of test_native_fasttensor.py (and an odd channel count, which the row pairs
+    cannot take) on the host's default kernel, the rows: bit-exact with TFLM, no reference
+    convolution, no int16 window; 'valid' convolutions read their windows in place."""
+    case = _shape(dict(cout=3, seed=4) if name == "odd_channel_count" else CASES[name])
+    code = _native_equals_tflm(case, tmp_path, kernel="rows")
+    assert "edgernn_conv_rows_s8(" in code and "EDGERNN_CONV_ROWS_KERNEL(m_op" in code
+    assert "edgernn_conv_s8(" not in code and "edgernn_conv_pairs_s8(" not in code
+    inplace = case["padding"] == 1 and case["dilation"][1] == 1 and case["kh"] == 1  # 'valid', one filter row
+    assert (", NULL);" in code) == inplace, name
