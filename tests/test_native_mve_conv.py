@@ -101,6 +101,12 @@ def test_conv_rows_helium_equals_tflm_on_the_cortex_m55(tmp_path):
     cases = _cases()
     lines = _run_on_the_m55(tmp_path, _program(cases, "PRINT"), "run_all", ("vmlava.s8", "vqrdmulh.s32", "vrshl.s32"))
     _check(lines, cases)
+    # edgernn_tensor.h (which includes edgernn_mve_conv.h) also compiles as C++ for the M55
+    cxx = tmp_path / "kernels.cpp"
+    cxx.write_text('#include "edgernn_tensor.h"\n' + _program(cases[:2], "(void)").split("\n", 1)[1])
+    subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard", "-std=c++17", "-O2", "-c",
+                    "-Wall", "-Wextra", "-Werror", "-Wno-unused-function", f"-I{TEMPLATE_DIR}", str(cxx), "-o",
+                    str(tmp_path / "kernels.o")], check=True, capture_output=True, text=True)
 
 
 def test_conv_rows_refuses_what_the_requantization_cannot_take():

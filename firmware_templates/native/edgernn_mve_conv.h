@@ -32,6 +32,9 @@
 #include <stdint.h>
 
 #include "edgernn_kernels.h"
+#if defined(__cplusplus) && defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#include <arm_mve.h> /* first, outside edgernn_rows.h's extern "C": C++ declares its overloads */
+#endif
 #include "edgernn_rows.h"
 
 #ifdef __cplusplus
