@@ -63,11 +63,14 @@ class GraphPlan:
     per_step: bool  # step mode: NAME_run writes every step's output
     output_shape: tuple
     input_bytes: int  # int8 values NAME_run reads (sequence mode: T x F)
-    uses_t: bool = False
+    uses_t: bool = False  # the steps before head_from declare t / r / read x_t
     uses_r: bool = False
     uses_input: bool = True
     buffers: list = field(default_factory=list)  # (offset, bytes, tensor name), for the comments
     fc8_kernels: list = field(default_factory=list)  # fasttensor.Fc8Stream per EDGERNN_FC8_KERNEL instance
+    head_from: int = -1  # step mode: the steps from here on carry no state (NAME_head); -1: none
+    head_uses_t: bool = False
+    head_uses_r: bool = False
 
     @property
     def streaming(self) -> bool:
