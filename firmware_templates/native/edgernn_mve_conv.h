@@ -50,11 +50,29 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_pass_c(const int8_t *
     const int32_t *b = *q;
     int32_t a[4];
     int r;
-    a[0] = b[0];
-    a[1] = b[1];
-    a[2] = b[2];
-    a[3] = b[3];
-    edgernn_rows_product(w, x, n_input, &a[0], &a[1], &a[2], &a[3]);
+    const int8_t *s = *w;
+    int32_t a0 = b[0];
+    int32_t a1 = b[1];
+    int32_t a2 = b[2];
+    int32_t a3 = b[3];
+    int c0;
+    for (c0 = 0; c0 < n_input; c0 += EDGERNN_ROWS_CHUNK) { /* rolled: four sums, one input load per column */
+        const int width = n_input - c0 < EDGERNN_ROWS_CHUNK ? n_input - c0 : EDGERNN_ROWS_CHUNK;
+        int j;
+        for (j = 0; j < width; ++j) {
+            const int32_t xj = x[c0 + j];
+            a0 += s[j] * xj;
+            a1 += s[width + j] * xj;
+            a2 += s[2 * width + j] * xj;
+            a3 += s[3 * width + j] * xj;
+        }
+        s += EDGERNN_ROWS_PER_PASS * width;
+    }
+    *w = s;
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
     for (r = 0; r < rows; ++r) {
         const int row_rs = rs >= 0 ? rs : -(int)b[8 + r];
         const int32_t v = edgernn_mbqm(a[r], b[4 + r], ls - row_rs) + zp;
