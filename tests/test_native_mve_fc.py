@@ -209,7 +209,9 @@ def test_int16_gru_and_simplernn_equal_tflm_in_qemu_on_the_cortex_m55(models16, 
 # --------------------------------------------------------------------------- int8 gates on rows
 def _gate_cases():
     """Random int8 gates (FC x, FC h, ADD, table; the GRU candidate's MUL of the h row by g first),
-    as (stream, x16, h16, g, fit, table, mul tuple, TFLM's outputs); checks the numpy twin."""
+    as (stream, x8, h8, g, fit, table, mul tuple, TFLM's outputs); checks the numpy twin. The
+    kernel reads the int8 inputs in place: inputs at both ends of int8, output zero points at
+    both ends, a left shift (pre-scale 4, right shift 0)."""
     from edgernn import fixedpoint as fp
     from edgernn.backends.native.fastloop import add_exact, fit_add, mul_exact, mul_prescaled
     from edgernn.backends.native.fcrows import gate_rows_emulate, gate_rows_stream
@@ -220,21 +222,24 @@ def _gate_cases():
             AddPlan("add", False, -12, 4, (1363851798, -2), (1 << 30, 0), (2133380019, -19), -6, -128, 127)]
     mul = MulPlan("mul", 128, 5, (1160325558, -7), 3, -128, 127)
     cases = []
-    # (units, n_x, n_h, per-row shifts (x, h), MUL): odd chunks, a partial pass (10 units), uniform shifts
-    for n, n_x, n_h, shifts, with_mul in [(32, 6, 32, ((-8, -6), (-8, -7)), False), (10, 5, 10, ((-9, -9), (-8, -6)), True),
-                                          (6, 17, 6, ((-7, -7), (-7, -7)), False), (8, 3, 40, ((-10, -8), (-9, -7)), True)]:
+    # (units, n_x, n_h, per-row shifts (x, h), MUL, output zero points or None): odd chunks, a partial
+    # pass (10 units), uniform shifts, h of one, two (held on Helium) and three chunks (read per pass)
+    for n, n_x, n_h, shifts, with_mul, zps in [
+            (32, 6, 32, ((-8, -6), (-8, -7)), False, (-128, 127)), (10, 5, 10, ((-9, -9), (-8, -6)), True, None),
+            (6, 17, 6, ((-7, -7), (-7, -7)), False, None), (8, 3, 40, ((-10, -8), (-9, -7)), True, (127, -128)),
+            (40, 33, 40, ((1, 1), (0, 0)), False, None), (12, 16, 17, ((-12, -9), (-11, -10)), True, None)]:
         sides, want_rows = [], []
         count = 300
         x8 = rng.integers(-128, 128, (count, n_x))
         h8 = rng.integers(-128, 128, (count, n_h))
         x8[:2], h8[:2] = 127, -128
-        for k_in, v8, (lo, hi) in ((n_x, x8, shifts[0]), (n_h, h8, shifts[1])):
-            w = rng.integers(-127, 128, (n, k_in))
+        for side, (k_in, v8, (lo, hi)) in enumerate(((n_x, x8, shifts[0]), (n_h, h8, shifts[1]))):
+            w = rng.integers(-127, 128, (n, k_in)) // (64 if lo >= 0 else 1)  # (a left shift: small weights)
             w[0] = 127
             bias = rng.integers(-3000, 3000, n)
             m = rng.integers(1 << 30, (1 << 31) - 1, n)
             s = rng.integers(lo, hi + 1, n)
-            zp = int(rng.integers(-20, 20))
+            zp = int(rng.integers(-20, 20)) if zps is None else zps[side]
             acc = v8 @ w.T + bias
             want_rows.append(np.clip(fp.multiply_by_quantized_multiplier(acc, m, s) + zp, -128, 127))
             sides.append((w, bias, m, s, zp))
@@ -250,37 +255,48 @@ def _gate_cases():
             b = mul_exact(mul, g, b)
         table = rng.integers(-128, 128, 256)
         want = table[add_exact(p, a, b) + 128]
-        x16, h16 = x8 * st.scale_x, h8 * st.scale_h
-        assert np.array_equal(gate_rows_emulate(st, x16, h16, (p1, p2, kk, sh), table, mt, g), want)
-        cases.append((st, x16, h16, g, (p1, p2, kk, sh), table, mt, want))
+        assert np.array_equal(gate_rows_emulate(st, x8, h8, (p1, p2, kk, sh), table, mt, g), want)
+        cases.append((st, x8, h8, g, (p1, p2, kk, sh), table, mt, want))
     return cases
 
 
 def _gate_program(cases, print_fn: str) -> str:
+    """Each case's kernel over its stream and int8 inputs read in place, printing every output row;
+    a case with as many outputs as h values once more with alias 1, its output written over a
+    copy of h (a state written in place: h held in registers, or copied, before the first store)."""
     out = ['#include "edgernn_mve_fc.h"\n']
-    for k, (st, x16, h16, g, fit, table, mt, _) in enumerate(cases):
+    for k, (st, x8, h8, g, fit, table, mt, _) in enumerate(cases):
         arr = lambda t, name, v: f"static const {t} {name}{k}[] = {{{', '.join(str(int(e)) for e in np.ravel(v))}}};\n"  # noqa: E731
         out.append(f"static const uint32_t s{k}[] = {{{', '.join(f'{int(v)}u' for v in st.words)}}};\n"
-                   + arr("int16_t", "x", x16) + arr("int16_t", "h", h16) + (arr("int8_t", "g", g) if mt else "")
+                   + arr("int8_t", "x", x8) + arr("int8_t", "h", h8) + (arr("int8_t", "g", g) if mt else "")
                    + arr("int8_t", "t", table)
                    + f"EDGERNN_GATE_ROWS_KERNEL(gate{k}, {st.n_output}, {st.n_x}, {st.n_h}, {st.rs_x}, {st.rs_h}, "
-                   f"{fit[3]}, {mt[4] if mt else 0}, {mt[5] if mt else 0})\n")
+                   f"{st.ls_x}, {st.ls_h}, {fit[3]}, {mt[4] if mt else 0}, {mt[5] if mt else 0}, 0)\n")
+        if st.n_output == st.n_h:
+            out.append(f"EDGERNN_GATE_ROWS_KERNEL(alias{k}, {st.n_output}, {st.n_x}, {st.n_h}, {st.rs_x}, {st.rs_h}, "
+                       f"{st.ls_x}, {st.ls_h}, {fit[3]}, {mt[4] if mt else 0}, {mt[5] if mt else 0}, 1)\n")
     out.append("static void run_gates(void)\n{\n    static int8_t y[100];\n    int r, c;\n")
-    for k, (st, x16, h16, g, fit, table, mt, want) in enumerate(cases):
+    for k, (st, x8, h8, g, fit, table, mt, want) in enumerate(cases):
         mul = f"g{k} + r * {st.n_output}, {mt[0]}, {mt[1]}, {mt[2]}, {mt[3]}" if mt else "NULL, 0, 0, 0, 0"
-        out.append(f"    for (r = 0; r < {len(want)}; ++r) {{ const edgernn_fc8_gate f = {{ s{k}, x{k} + r * {st.n_x}, "
-                   f"h{k} + r * {st.n_h}, y, s{k}, {fit[0]}, {fit[1]}, {fit[2]}, t{k} + 128, {mul} }};"
-                   f" for (c = 0; c < 100; ++c) y[c] = 99; gate{k}(&f);"
+        params = f"const edgernn_gate_rows_params f = {{ s{k}, y, {fit[0]}, {fit[1]}, {fit[2]}, t{k} + 128, {mul} }};"
+        out.append(f"    for (r = 0; r < {len(want)}; ++r) {{ {params}"
+                   f" for (c = 0; c < 100; ++c) y[c] = 99; gate{k}(&f, x{k} + r * {st.n_x}, h{k} + r * {st.n_h});"
                    f" for (c = 0; c < {st.n_output + 4}; ++c) {print_fn}(y[c]); }} {print_fn}(99999);\n")
+        if st.n_output == st.n_h:  # in place: y holds h, the kernel overwrites it
+            out.append(f"    for (r = 0; r < {len(want)}; ++r) {{ {params}"
+                       f" for (c = 0; c < 100; ++c) y[c] = c < {st.n_h} ? h{k}[r * {st.n_h} + c] : 99;"
+                       f" alias{k}(&f, x{k} + r * {st.n_x}, y);"
+                       f" for (c = 0; c < {st.n_output + 4}; ++c) {print_fn}(y[c]); }} {print_fn}(99999);\n")
     out.append("}\n")
     return "".join(out)
 
 
 def _check_gates(lines, cases) -> None:
     values = np.array(" ".join(lines).split(), np.int64)
-    rows = np.split(values, np.flatnonzero(values == 99999) + 1)[:len(cases)]
-    assert len(rows) == len(cases)
-    for case, got in zip(cases, rows):
+    expected = [c for case in cases for c in [case] * (2 if case[0].n_output == case[0].n_h else 1)]
+    rows = np.split(values, np.flatnonzero(values == 99999) + 1)[:len(expected)]
+    assert len(rows) == len(expected)
+    for case, got in zip(expected, rows):
         want = case[-1]
         got = got[:-1].reshape(len(want), -1)
         assert np.array_equal(got[:, :want.shape[1]], want)
@@ -290,6 +306,7 @@ def _check_gates(lines, cases) -> None:
 def test_gate_rows_stream_and_c_twin_equal_tflm(tmp_path):
     cases = _gate_cases()
     assert [(st.rs_x, st.rs_h) for st, *_ in cases][2] == (7, 7)  # uniform shifts: literals
+    assert [(st.ls_x, st.rs_x, st.ls_h, st.rs_h) for st, *_ in cases][4] == (1, 0, 0, 0)  # a pre-scale of 4
     src = tmp_path / "gates.c"
     src.write_text("#include <stdio.h>\n#define PRINT(v) printf(\"%d \", (int)(v))\n" + _gate_program(cases, "PRINT")
                    + "int main(void)\n{\n    run_gates();\n    return 0;\n}\n")
@@ -304,7 +321,7 @@ def test_gate_rows_stream_and_c_twin_equal_tflm(tmp_path):
 def test_gate_rows_helium_equals_tflm_in_qemu_on_the_cortex_m55(tmp_path):
     cases = _gate_cases()
     lines = _run_on_the_m55(tmp_path, _gate_program(cases, "PRINT"), "run_gates",
-                            ["vmlava.s16", "vrmulh.s32", "vldrb.s32", "vshl.s32"])
+                            ["vmlava.s8", "vqrdmulh.s32", "vldrb.s32", "vqshl.s32"])
     _check_gates(lines, cases)
 
 
@@ -359,4 +376,4 @@ def test_int8_gru_and_simplernn_equal_tflm_in_qemu_on_the_cortex_m55(models8, tm
     assert r.passed, "\n".join(r.summary_lines())
     code = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(r.sizes.elf)],
                           capture_output=True, text=True, check=True).stdout
-    assert "vmlava.s16" in code and "vldrb.s32" in code  # the Helium gates ran
+    assert ("vmlav.s8" in code or "vmlava.s8" in code) and "vldrb.s32" in code  # the Helium gates ran

@@ -325,18 +325,44 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_x8_c(const edgernn_fc16w 
  * int8 as edgernn_pairs.h's edgernn_fc8_row does (SMMLAR by m with the rounding term R, the
  * output zero point folded in, >> rs, clamp), the h row first TFLM's MUL by g[i] in the
  * pre-scaled form when mk > 0, then the ADD fit clamp8((a P1 + b P2 + K) >> S) and the
- * LOGISTIC / TANH table (edgernn_fc8_gate: the same struct as the pairs kernel's).
- * The stream (fcrows.gate_rows_stream), per pass of four rows, for x then h: the rows' start
- * words (bias x pre-scale), their int8 weights in chunks of eight columns (the column order of
- * the loop vectors x16 / h16, int16 pre-scaled copies), multipliers, rounding terms and, for
- * rs < 0, each row's right shift. On Helium: VLDRB.S16 + VMLADAVA.S16 per row and chunk, the
+ * LOGISTIC / TANH table (edgernn_fc8_gate's arithmetic).
+ * The products are int8 x int8 on the inputs themselves (x_t, the state: no int16 copy): a row's
+ * sum is its bias word plus w x, then times the pre-scale 2^(1 + ls) the pairs kernels' int16
+ * copies carry (fcrows.gate_rows_stream proves (sum |w| 128 + |bias|) 2^(1 + ls) < 2^31).
+ * The stream (fcrows.gate_rows_stream), per pass of four rows, for x then h: the rows' bias
+ * words, their int8 weights in chunks of sixteen columns (row 0's columns of the chunk, then row
+ * 1's, 2's, 3's; the last chunk n % 16 wide), multipliers, rounding terms and, for rs < 0, each
+ * row's shift word rs 2^8 + 24 - rs (VQSHL takes the signed low byte of each lane as its shift). On Helium: per row and chunk one VLDRB.8 and one VMLADAVA.S8 (sixteen
+ * multiply-accumulates; a short chunk's load reads on into the stream but meets the zero lanes
+ * of the input chunk, loaded predicated), an input of at most two chunks held in registers for
+ * the call; the pre-scale's doubling is VQRDMULH's (SMMULR(2 v, m) = VQRDMULH(v, m), m > 0), the
  * requantization, fit, table gather (VLDRB gather) and store on the four rows at once.
+ * alias 1: the output may overlap h (a state written in place): h is read whole before the
+ * first store (held, or copied; n_h <= EDGERNN_GATE_ROWS_COPY).
  * ------------------------------------------------------------------------------------- */
 #define EDGERNN_GATE_ROWS 4
+#define EDGERNN_GATE_ROWS_CHUNK 16 /* columns per chunk: one int8x16 of the input */
+#define EDGERNN_GATE_ROWS_COPY 64  /* alias 1: at most this many h values (copied where not held) */
+
+typedef struct {
+    const uint32_t *stream; /*  0 */
+    int8_t *out;            /*  4 */
+    int32_t p1;             /*  8 */
+    int32_t p2;             /* 12 */
+    int32_t k;              /* 16 */
+    const int8_t *table;    /* 20: the table's entry 0 (entries -128..127) */
+    /* mk > 0: the h row b becomes TFLM's MUL of g[i] and b first, in the pre-scaled form of
+     * edgernn_mul_prescaled_s8: clamp8(SMMLAR((g + og)((b << mk) + ohk), m, R + [rs > 0] (p >> 31)) >> rs) */
+    const int8_t *g;  /* 24 */
+    int32_t og;       /* 28 */
+    int32_t ohk;      /* 32 */
+    int32_t rounding; /* 36 */
+    int32_t m;        /* 40 */
+} edgernn_gate_rows_params;
 
 /* One FC of a pass (C): the four rows requantized to int8, the stream at *s advanced. */
-static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_side_c(const uint32_t **s, const int16_t *x, int n, int rs,
-                                                                  int32_t *y)
+static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_side_c(const uint32_t **s, const int8_t *x, int n, int rs,
+                                                                  int ls, int32_t *y)
 {
     const uint32_t *p = *s;
     int32_t a[EDGERNN_GATE_ROWS];
@@ -346,11 +372,11 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_side_c(const uint32_t
     for (r = 0; r < EDGERNN_GATE_ROWS; ++r) {
         a[r] = (int32_t)p[r];
     }
-    EDGERNN_UNROLL(8)
-    for (c0 = 0; c0 < n; c0 += EDGERNN_FC16R_CHUNK) {
-        const int width = n - c0 < EDGERNN_FC16R_CHUNK ? n - c0 : EDGERNN_FC16R_CHUNK;
+    EDGERNN_UNROLL(4)
+    for (c0 = 0; c0 < n; c0 += EDGERNN_GATE_ROWS_CHUNK) {
+        const int width = n - c0 < EDGERNN_GATE_ROWS_CHUNK ? n - c0 : EDGERNN_GATE_ROWS_CHUNK;
         int j;
-        EDGERNN_UNROLL(8)
+        EDGERNN_UNROLL(16)
         for (j = 0; j < width; ++j) {
             const int32_t xj = x[c0 + j];
             a[0] += w8[j] * xj;
@@ -362,27 +388,40 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_side_c(const uint32_t
     }
     p += EDGERNN_GATE_ROWS + n;
     for (r = 0; r < EDGERNN_GATE_ROWS; ++r) {
+        const int32_t v = a[r] * ((int32_t)2 << ls); /* the pre-scale */
         const int32_t m = (int32_t)p[r];
         const int32_t rounding = (int32_t)p[EDGERNN_GATE_ROWS + r];
-        const int row_rs = rs >= 0 ? rs : (int)p[2 * EDGERNN_GATE_ROWS + r];
-        y[r] = row_rs == 0 ? edgernn_clamp_s8(edgernn_smmlar(a[r], m, rounding))
-                           : edgernn_clamp_s8(edgernn_smmlar(a[r], m, rounding + (a[r] >> 31)) >> row_rs);
+        if (rs == 0) {
+            y[r] = edgernn_clamp_s8(edgernn_smmlar(v, m, rounding));
+        } else { /* rs < 0: each row's rs > 0 in bits 8.. of its shift word */
+            const int row_rs = rs > 0 ? rs : (int)(p[2 * EDGERNN_GATE_ROWS + r] >> 8);
+            y[r] = edgernn_clamp_s8(edgernn_smmlar(v, m, rounding + (v >> 31)) >> row_rs);
+        }
     }
     *s = p + (rs >= 0 ? 2 : 3) * EDGERNN_GATE_ROWS;
 }
 
-static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_c(const edgernn_fc8_gate *g, int n_out, int n_x, int n_h,
-                                                             int rs_x, int rs_h, int s, int mk, int mrs)
+static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_c(const edgernn_gate_rows_params *g, const int8_t *x,
+                                                             const int8_t *h, int n_out, int n_x, int n_h, int rs_x,
+                                                             int rs_h, int ls_x, int ls_h, int s, int mk, int mrs,
+                                                             int alias)
 {
     const uint32_t *p = g->stream;
+    int8_t copy[EDGERNN_GATE_ROWS_COPY];
     int r0;
+    if (alias) { /* the output may overwrite h: the passes read a copy */
+        for (r0 = 0; r0 < n_h; ++r0) {
+            copy[r0] = h[r0];
+        }
+        h = copy;
+    }
     for (r0 = 0; r0 < n_out; r0 += EDGERNN_GATE_ROWS) {
         const int rows = n_out - r0 < EDGERNN_GATE_ROWS ? n_out - r0 : EDGERNN_GATE_ROWS;
         int32_t xa[EDGERNN_GATE_ROWS];
         int32_t ha[EDGERNN_GATE_ROWS];
         int r;
-        edgernn_gate_rows_side_c(&p, g->x16, n_x, rs_x, xa);
-        edgernn_gate_rows_side_c(&p, g->h16, n_h, rs_h, ha);
+        edgernn_gate_rows_side_c(&p, x, n_x, rs_x, ls_x, xa);
+        edgernn_gate_rows_side_c(&p, h, n_h, rs_h, ls_h, ha);
         for (r = 0; r < rows; ++r) {
             int32_t b = ha[r];
             if (mk > 0) { /* MUL(g, b), pre-scaled by 2^mk */
@@ -396,12 +435,55 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_c(const edgernn_fc8_g
 }
 
 #if EDGERNN_USE_MVE
-/* One FC of a pass (Helium): the four rows requantized to int8, in 32-bit lanes; an input of one
- * chunk comes held in xv (held 1). */
-static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_gate_rows_side_mve(const int8_t **w, const int16_t *x, int n,
-                                                                         int rs, int held, int16x8_t xv)
+/* Sixteen weights of one row at *w, then *w += step bytes (VLDRB.8, post-incremented: the step
+ * is an assembler immediate). */
+static inline EDGERNN_ALWAYS_INLINE int8x16_t edgernn_gate_rows_load(const int8_t **w, int step)
 {
-    const int chunks = (n + EDGERNN_FC16R_CHUNK - 1) / EDGERNN_FC16R_CHUNK;
+    int8x16_t v;
+    __asm__("vldrb.8 %q0, [%1], %2" : "=w"(v), "+r"(*w) : "i"(step)); /* const weights: no memory clobber */
+    return v;
+}
+
+/* Chunk c of an int8 input: sixteen lanes, or the last chunk's n % 16 with zeros after them. */
+static inline EDGERNN_ALWAYS_INLINE int8x16_t edgernn_gate_rows_x(const int8_t *x, int c, int n)
+{
+    const int width = n - EDGERNN_GATE_ROWS_CHUNK * c;
+    if (width >= EDGERNN_GATE_ROWS_CHUNK) {
+        return vldrbq_s8(x + EDGERNN_GATE_ROWS_CHUNK * c);
+    }
+    return vldrbq_z_s8(x + EDGERNN_GATE_ROWS_CHUNK * c, vctp8q((uint32_t)width));
+}
+
+/* One chunk of four rows against the input chunk xc: VMLADAV starts the sums (first), VMLADAVA
+ * adds to them. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_chunk(const int8_t **w, int8x16_t xc, int step, int first,
+                                                                 int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3)
+{
+    if (first) {
+        *a0 = vmladavq_s8(edgernn_gate_rows_load(w, step), xc);
+        *a1 = vmladavq_s8(edgernn_gate_rows_load(w, step), xc);
+        *a2 = vmladavq_s8(edgernn_gate_rows_load(w, step), xc);
+        *a3 = vmladavq_s8(edgernn_gate_rows_load(w, step), xc);
+    } else {
+        *a0 = vmladavaq_s8(*a0, edgernn_gate_rows_load(w, step), xc);
+        *a1 = vmladavaq_s8(*a1, edgernn_gate_rows_load(w, step), xc);
+        *a2 = vmladavaq_s8(*a2, edgernn_gate_rows_load(w, step), xc);
+        *a3 = vmladavaq_s8(*a3, edgernn_gate_rows_load(w, step), xc);
+    }
+}
+
+/* The bytes of a row's weights in chunk c. */
+#define EDGERNN_GATE_ROWS_STEP(c, n)                                                                             \
+    ((n) - EDGERNN_GATE_ROWS_CHUNK * (c) < EDGERNN_GATE_ROWS_CHUNK ? (n) - EDGERNN_GATE_ROWS_CHUNK * (c)          \
+                                                                    : EDGERNN_GATE_ROWS_CHUNK)
+
+/* One FC of a pass (Helium): the four rows requantized to int8, in 32-bit lanes; an input of at
+ * most two chunks comes held in x0, x1 (held 1), else is read from x. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_gate_rows_side_mve(const int8_t **w, const int8_t *x, int n,
+                                                                         int rs, int ls, int held, int8x16_t x0,
+                                                                         int8x16_t x1)
+{
+    const int chunks = (n + EDGERNN_GATE_ROWS_CHUNK - 1) / EDGERNN_GATE_ROWS_CHUNK;
     const int32x4_t b = edgernn_fc16r_words(w);
     int32_t a0;
     int32_t a1;
@@ -412,14 +494,15 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_gate_rows_side_mve(const i
     int32x4_t rounding;
     int c;
     /* the first chunk, the whole ones, the last (the loads' steps: assembler immediates) */
-    edgernn_fc16r_chunk(w, held ? xv : edgernn_fc16r_x(x, 0, n), EDGERNN_FC16R_STEP(0, n, 1), 1, 1, &a0, &a1, &a2,
-                        &a3);
+    edgernn_gate_rows_chunk(w, held ? x0 : edgernn_gate_rows_x(x, 0, n), EDGERNN_GATE_ROWS_STEP(0, n), 1, &a0, &a1,
+                            &a2, &a3);
     for (c = 1; c < chunks - 1; ++c) {
-        edgernn_fc16r_chunk(w, vldrhq_s16(x + EDGERNN_FC16R_CHUNK * c), EDGERNN_FC16R_CHUNK, 1, 0, &a0, &a1, &a2, &a3);
+        edgernn_gate_rows_chunk(w, vldrbq_s8(x + EDGERNN_GATE_ROWS_CHUNK * c), EDGERNN_GATE_ROWS_CHUNK, 0, &a0, &a1,
+                                &a2, &a3);
     }
     if (chunks > 1) {
-        edgernn_fc16r_chunk(w, edgernn_fc16r_x(x, chunks - 1, n), EDGERNN_FC16R_STEP(chunks - 1, n, 1), 1, 0, &a0, &a1,
-                            &a2, &a3);
+        edgernn_gate_rows_chunk(w, held ? x1 : edgernn_gate_rows_x(x, chunks - 1, n),
+                                EDGERNN_GATE_ROWS_STEP(chunks - 1, n), 0, &a0, &a1, &a2, &a3);
     }
     v = vaddq_s32(edgernn_mve_pack4(a0, a1, a2, a3), b);
     m = edgernn_fc16r_words(w);
@@ -427,66 +510,126 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_gate_rows_side_mve(const i
     if (rs != 0) {
         rounding = vaddq_s32(rounding, vshrq_n_s32(v, 31)); /* every row's rs > 0 (fasttensor.requant_rows) */
     }
-    v = vaddq_s32(vrmulhq_s32(v, m), rounding); /* SMMLAR(v, m, R) = R + SMMULR(v, m) */
-    if (rs < 0) {
-        v = vshlq_s32(v, vnegq_s32(edgernn_fc16r_words(w))); /* (-rs stored would cost the C twin a NEG a row) */
-    } else if (rs > 0) {
-        v = vshrq_n_s32(v, rs);
+    if (ls > 0) {
+        v = vshlq_n_s32(v, ls);
     }
-    return EDGERNN_MVE_CLAMP8(v);
+    v = vaddq_s32(vqrdmulhq_s32(v, m), rounding); /* SMMLAR(2 v, m, R) = R + VQRDMULH(v, m) */
+    /* clamp8(v >> rs) = (v 2^(24 - rs), saturated) >> 24 (0 <= rs <= 23): one VQSHL, one VSHR */
+    if (rs < 0) {
+        v = vqshlq_s32(v, edgernn_fc16r_words(w)); /* each row's 24 - rs: the low byte of its shift word */
+    } else {
+        v = vqshlq_n_s32(v, 24 - rs);
+    }
+    return vshrq_n_s32(v, 24);
 }
 
-static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_mve(const edgernn_fc8_gate *g, int n_out, int n_x, int n_h,
-                                                               int rs_x, int rs_h, int s, int mk, int mrs)
+/* The struct's fields, held in registers for the call (the stores could alias the struct). */
+typedef struct {
+    int8_t *out;
+    const int8_t *table;
+    int32_t p1;
+    int32_t p2;
+    int32_t k;
+    const int8_t *g;
+    int32_t og;
+    int32_t ohk;
+    int32x4_t rounding;
+    int32x4_t m;
+} edgernn_gate_rows_mve_t;
+
+/* One pass of four rows (Helium): both FCs, the MUL, the fit, the table, the store of `rows`. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_pass_mve(const edgernn_gate_rows_mve_t *g, const int8_t **w,
+                                                                    const int8_t *x, const int8_t *h, int r0, int rows,
+                                                                    int n_x, int n_h, int rs_x, int rs_h, int ls_x,
+                                                                    int ls_h, int s, int mk, int mrs, int8x16_t x0,
+                                                                    int8x16_t x1, int8x16_t h0, int8x16_t h1)
 {
-    const int8_t *w = (const int8_t *)g->stream;
-    const int8_t *table = g->table;
-    const int32_t p1 = g->p1;
-    const int32_t p2 = g->p2;
-    const int32_t k = g->k;
-    const int x_held = n_x <= EDGERNN_FC16R_CHUNK; /* a short input (sensor features): one vector for the call */
-    int16x8_t xv;
+    int32x4_t a = edgernn_gate_rows_side_mve(w, x, n_x, rs_x, ls_x, n_x <= 2 * EDGERNN_GATE_ROWS_CHUNK, x0, x1);
+    int32x4_t b;
+    int32x4_t v;
+    __asm__ volatile("" : "+w"(a)); /* the x row done before the h products (no Q register spilled) */
+    b = edgernn_gate_rows_side_mve(w, h, n_h, rs_h, ls_h, n_h <= 2 * EDGERNN_GATE_ROWS_CHUNK, h0, h1);
+    if (mk > 0) { /* MUL(g, b), pre-scaled by 2^mk; clamp8(p >> mrs) as VQSHL #(24 - mrs), VSHR #24 */
+        const int32x4_t gv = rows == EDGERNN_GATE_ROWS ? vldrbq_s32(g->g + r0)
+                                                       : vldrbq_z_s32(g->g + r0, vctp32q((uint32_t)rows));
+        const int32x4_t q = vmulq_s32(vaddq_n_s32(gv, g->og), vaddq_n_s32(vshlq_n_s32(b, mk), g->ohk));
+        b = vaddq_s32(vrmulhq_s32(q, g->m), g->rounding);
+        if (mrs > 0) {
+            b = vaddq_s32(b, vshrq_n_s32(q, 31));
+        }
+        b = vshrq_n_s32(vqshlq_n_s32(b, 24 - mrs), 24);
+    }
+    v = vaddq_n_s32(vmlaq_n_s32(vmulq_n_s32(b, g->p2), a, g->p1), g->k);
+    v = vshrq_n_s32(vqshlq_n_s32(v, 24 - s), 24); /* clamp8(v >> s) */
+    /* the table's entry v (-128..127) from its middle: a negative offset wraps the address */
+    v = vldrbq_gather_offset_s32(g->table, vreinterpretq_u32_s32(v));
+    if (rows == EDGERNN_GATE_ROWS) {
+        vstrbq_s32(g->out + r0, v);
+    } else {
+        vstrbq_p_s32(g->out + r0, v, vctp32q((uint32_t)rows));
+    }
+}
+
+static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_mve(const edgernn_gate_rows_params *p, const int8_t *x,
+                                                               const int8_t *h, int n_out, int n_x, int n_h, int rs_x,
+                                                               int rs_h, int ls_x, int ls_h, int s, int mk, int mrs,
+                                                               int alias)
+{
+    const int8_t *w = (const int8_t *)p->stream;
+    const int x_held = n_x <= 2 * EDGERNN_GATE_ROWS_CHUNK;
+    const int h_held = n_h <= 2 * EDGERNN_GATE_ROWS_CHUNK;
+    edgernn_gate_rows_mve_t g;
+    int8_t copy[EDGERNN_GATE_ROWS_COPY];
+    int8x16_t x0;
+    int8x16_t x1;
+    int8x16_t h0;
+    int8x16_t h1;
     int r0;
+    g.out = p->out;
+    g.table = p->table;
+    g.p1 = p->p1;
+    g.p2 = p->p2;
+    g.k = p->k;
+    g.g = p->g;
+    g.og = p->og;
+    g.ohk = p->ohk;
+    g.rounding = vdupq_n_s32(p->rounding);
+    g.m = vdupq_n_s32(p->m);
     EDGERNN_FC16R_FENCE(); /* see edgernn_fc16r_mve */
-    xv = x_held ? edgernn_fc16r_x(g->x16, 0, n_x) : vdupq_n_s16(0);
-    for (r0 = 0; r0 < n_out; r0 += EDGERNN_GATE_ROWS) {
-        const int rows = n_out - r0 < EDGERNN_GATE_ROWS ? n_out - r0 : EDGERNN_GATE_ROWS;
-        const int32x4_t a = edgernn_gate_rows_side_mve(&w, g->x16, n_x, rs_x, x_held, xv);
-        int32x4_t b = edgernn_gate_rows_side_mve(&w, g->h16, n_h, rs_h, 0, xv);
-        int32x4_t v;
-        if (mk > 0) { /* MUL(g, b), pre-scaled by 2^mk */
-            const int32x4_t gv = rows == EDGERNN_GATE_ROWS ? vldrbq_s32(g->g + r0)
-                                                           : vldrbq_z_s32(g->g + r0, vctp32q((uint32_t)rows));
-            const int32x4_t q = vmulq_s32(vaddq_n_s32(gv, g->og), vaddq_n_s32(vshlq_n_s32(b, mk), g->ohk));
-            b = vaddq_s32(vrmulhq_s32(q, vdupq_n_s32(g->m)), vdupq_n_s32(g->rounding));
-            if (mrs > 0) {
-                b = vshrq_n_s32(vaddq_s32(b, vshrq_n_s32(q, 31)), mrs);
-            }
-            b = EDGERNN_MVE_CLAMP8(b);
+    if (alias && !h_held) { /* the output may overwrite h: the passes read a copy */
+        for (r0 = 0; r0 < n_h; r0 += EDGERNN_GATE_ROWS_CHUNK) {
+            vstrbq_s8(copy + r0, vldrbq_s8(h + r0));
         }
-        v = vaddq_n_s32(vmlaq_n_s32(vmulq_n_s32(b, p2), a, p1), k);
-        v = EDGERNN_MVE_CLAMP8(vshrq_n_s32(v, s));
-        /* the table's entry v (-128..127) from its middle: a negative offset wraps the address */
-        v = vldrbq_gather_offset_s32(table, vreinterpretq_u32_s32(v));
-        if (rows == EDGERNN_GATE_ROWS) {
-            vstrbq_s32(g->out + r0, v);
-        } else {
-            vstrbq_p_s32(g->out + r0, v, vctp32q((uint32_t)rows));
-        }
+        h = copy;
+    }
+    x0 = x_held ? edgernn_gate_rows_x(x, 0, n_x) : vdupq_n_s8(0);
+    x1 = x_held && n_x > EDGERNN_GATE_ROWS_CHUNK ? edgernn_gate_rows_x(x, 1, n_x) : vdupq_n_s8(0);
+    h0 = h_held ? edgernn_gate_rows_x(h, 0, n_h) : vdupq_n_s8(0);
+    h1 = h_held && n_h > EDGERNN_GATE_ROWS_CHUNK ? edgernn_gate_rows_x(h, 1, n_h) : vdupq_n_s8(0);
+    EDGERNN_FC16R_FENCE(); /* h read whole before the first store (alias) */
+    for (r0 = 0; r0 < n_out - n_out % EDGERNN_GATE_ROWS; r0 += EDGERNN_GATE_ROWS) {
+        edgernn_gate_rows_pass_mve(&g, &w, x, h, r0, EDGERNN_GATE_ROWS, n_x, n_h, rs_x, rs_h, ls_x, ls_h, s, mk, mrs,
+                                   x0, x1, h0, h1);
+    }
+    if (n_out % EDGERNN_GATE_ROWS) {
+        edgernn_gate_rows_pass_mve(&g, &w, x, h, r0, n_out % EDGERNN_GATE_ROWS, n_x, n_h, rs_x, rs_h, ls_x, ls_h, s,
+                                   mk, mrs, x0, x1, h0, h1);
     }
     EDGERNN_FC16R_FENCE();
+    (void)copy;
 }
 #define edgernn_gate_rows edgernn_gate_rows_mve
 #else
 #define edgernn_gate_rows edgernn_gate_rows_c
 #endif
 
-/* EDGERNN_GATE_ROWS_KERNEL(name, n_out, n_x, n_h, rs_x, rs_h, s, mk, mrs): `static void name(const
- * edgernn_fc8_gate *g)`; mk = 0: no MUL (the literals must be numbers). */
-#define EDGERNN_GATE_ROWS_KERNEL(name, n_out, n_x, n_h, rs_x, rs_h, s, mk, mrs) \
-    static void name(const edgernn_fc8_gate *g)                                  \
-    {                                                                            \
-        edgernn_gate_rows(g, n_out, n_x, n_h, rs_x, rs_h, s, mk, mrs);           \
+/* EDGERNN_GATE_ROWS_KERNEL(name, n_out, n_x, n_h, rs_x, rs_h, ls_x, ls_h, s, mk, mrs, alias): `static
+ * void name(const edgernn_gate_rows_params *g, const int8_t *x, const int8_t *h)`; mk = 0: no MUL
+ * (the literals must be numbers). */
+#define EDGERNN_GATE_ROWS_KERNEL(name, n_out, n_x, n_h, rs_x, rs_h, ls_x, ls_h, s, mk, mrs, alias)          \
+    static void name(const edgernn_gate_rows_params *g, const int8_t *x, const int8_t *h)                   \
+    {                                                                                                       \
+        edgernn_gate_rows(g, x, h, n_out, n_x, n_h, rs_x, rs_h, ls_x, ls_h, s, mk, mrs, alias);            \
     }
 
 #define EDGERNN_FC16R_KERNEL(name, n_input, n_output, bias, wbytes) \

@@ -55,6 +55,11 @@ class FastGate:
     direct: set = field(default_factory=set)  # the state it writes in place (no copy at the end)
     xr: int = 0  # 1: the x FC's rows one by one (an input of at most X_ROWS values, _x_rows)
     rows: bool = False  # on weight rows (edgernn_mve_fc.h EDGERNN_GATE_ROWS_KERNEL: Helium on the M55)
+    # rows: the int8 inputs' C expressions (read in place), (ls_x, ls_h), 1 if the output may overlap h
+    x_src: str = ""
+    h_src: str = ""
+    ls: tuple = (0, 0)
+    alias: int = 0
 
     @property
     def output_c(self) -> str:
@@ -65,8 +70,17 @@ class FastGate:
         rs = "_".join("r" + str(r) if r >= 0 else "rows" for r in (self.rs_x, self.rs_h))
         mul = f"_m{self.mul[5]}_{self.mul[6]}" if self.mul else ""
         if self.rows:
-            return f"gater_o{2 * self.pairs}_x{self.n_x}_h{self.n_h}_{rs}_s{self.fit[3]}{mul}"
+            return (f"gater_o{2 * self.pairs}_x{self.n_x}_h{self.n_h}_{rs}_l{self.ls[0]}{self.ls[1]}_s{self.fit[3]}{mul}"
+                    + ("_a" if self.alias else ""))
         return f"gate_p{self.pairs}_x{self.n_x}_h{self.n_h}_{rs}_s{self.fit[3]}{mul}" + ("_xr" if self.xr else "")
+
+    @property
+    def x_c(self) -> str:
+        return self.x_src if "$scratch" in self.x_src else self.x_src.replace("scratch", "$scratch")
+
+    @property
+    def h_c(self) -> str:
+        return self.h_src if "$scratch" in self.h_src else self.h_src.replace("scratch", "$scratch")
 
     @property
     def g_c(self) -> str:
@@ -176,13 +190,14 @@ def find_gate(layer, ops, k, readers, state_writers, vector_for, fit_add, mul_pr
 
 
 def _gate_rows(layer, ops, k, readers, vector_for, pairs_order, fa, fb, add, lut, mul, fit) -> FastGate | None:
-    """find_gate's kernel on weight rows (fcrows.gate_rows_stream), or None."""
+    """find_gate's kernel on weight rows (fcrows.gate_rows_stream) over the int8 inputs in place,
+    or None (an output that may overlap x, or overlap an h of more than GATE_COPY values)."""
     sides = []
     for f in (fa, fb):
         fc = f.params
         if (fc.activation_min, fc.activation_max) != (-128, 127):
             return None
-        w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)[:, pairs_order(fc.n_input)]
+        w = np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input)
         sides.append((w, fc.bias.values, fc.multipliers.values, fc.shifts.values, fc.output_zero_point))
     try:
         st = gate_rows_stream(*sides, f"loop {layer.index} op {fa.op_index} (gate)")
@@ -194,18 +209,30 @@ def _gate_rows(layer, ops, k, readers, vector_for, pairs_order, fa, fb, add, lut
     stream = ConstArray(
         f"{name}_gater", "uint32_t", st.words,
         f"{fa.comment}, {fb.comment}, their {add.comment.split(' -> ')[0]} and {lut.comment.split(' -> ')[0]}: per "
-        f"pass of four rows, for each FC the rows' start words (bias x its input's pre-scale {st.scale_x} / "
-        f"{st.scale_h}), int8 weights in chunks of eight columns, multipliers, zero point x 2^rs + rounding"
-        f"{'' if min(st.rs_x, st.rs_h) >= 0 else ', right shifts'} (edgernn_mve_fc.h)")
+        f"pass of four rows, for each FC the rows' bias words (the sum of bias and int8 products taken times "
+        f"{st.scale_x} / {st.scale_h}), int8 weights in chunks of sixteen columns, multipliers, zero point x 2^rs + "
+        f"rounding{'' if min(st.rs_x, st.rs_h) >= 0 else ', right shifts'} (edgernn_mve_fc.h)")
     gate = FastGate(name=name, stream=stream, passes_end=0, pairs=st.n_output // 2, n_x=st.n_x, n_h=st.n_h,
-                    rs_x=st.rs_x, rs_h=st.rs_h, fit=fit, table=lut.params.name,
-                    x=vector_for(fa.inputs[0], st.n_x, st.scale_x), h=vector_for(fb.inputs[0], st.n_h, st.scale_h),
-                    output=lut.output, ops=ops[k:k + (5 if mul else 4)], mul=mul, rows=True)
+                    rs_x=st.rs_x, rs_h=st.rs_h, fit=fit, table=lut.params.name, x=None, h=None,
+                    output=lut.output, ops=ops[k:k + (5 if mul else 4)], mul=mul, rows=True,
+                    x_src=fa.inputs[0], h_src=fb.inputs[0], ls=(st.ls_x, st.ls_h))
     stt = gate_state(layer, ops, k + len(gate.ops) - 1, readers)
-    if stt is not None:  # the kernel writes the new state in place
+    if stt is not None and st.n_h <= GATE_COPY and stt.name != gate.x_src:  # the kernel writes the new state in place (h read whole first)
         gate.output = stt.name
         gate.direct = {stt.name}
+        gate.alias = 1
+    out = lut.regions[-1]
+    if not gate.direct and _overlap(out, fa.regions[0]):
+        return None
+    if not gate.direct and _overlap(out, fb.regions[0]):
+        if st.n_h > GATE_COPY:
+            return None
+        gate.alias = 1
     return gate
+
+
+#: an h of at most this many values may share memory with the output (edgernn_mve_fc.h EDGERNN_GATE_ROWS_COPY)
+GATE_COPY = 64
 
 
 def gate_state(layer, ops, j, readers):

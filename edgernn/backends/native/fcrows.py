@@ -8,7 +8,8 @@ instruction). The sums are the 32-bit ones :func:`.fasttensor.fc16w_stream` prov
 weights are int8 when every row's left shift is 0 (half the flash), else int16 times 2^ls.
 :func:`fc16r_emulate` computes what the C reads from the stream (tests compare it with TFLM
 and with the C). The int8 steps' gate kernels (:mod:`.fastgate`: FC x, FC h, ADD, table) take
-the same rows on that kernel choice (:func:`gate_rows_stream`, :func:`gate_rows_emulate`).
+rows of int8 weights in chunks of sixteen columns over the int8 inputs themselves on that kernel
+choice (:func:`gate_rows_stream`, :func:`gate_rows_emulate`: VMLADAVA.S8 on Helium).
 """
 
 from __future__ import annotations
@@ -117,9 +118,14 @@ def fc16r_array(name: str, fc, comment: str, st: Fc16rStream) -> ConstArray:
 
 
 # --------------------------------------------------------------------------- int8 gates on rows
+GATE_CHUNK = 16  # columns per chunk of a gate's rows (one int8x16 of the input: VMLADAVA.S8)
+
+
 @dataclass
 class GateRows:
-    """An int8 gate's two FCs on weight rows (``edgernn_mve_fc.h`` EDGERNN_GATE_ROWS_KERNEL)."""
+    """An int8 gate's two FCs on weight rows (``edgernn_mve_fc.h`` EDGERNN_GATE_ROWS_KERNEL), over
+    the int8 inputs themselves: the sums are w x, the rows' bias added and the whole times the
+    pre-scale 2^(1 + ls) before the requantization (the pairs kernels' int16 pre-scaled copies)."""
 
     words: np.ndarray  # uint32 values
     n_output: int
@@ -127,12 +133,22 @@ class GateRows:
     n_h: int
     rs_x: int  # every x row's right shift, or -1: each row's own (in the stream)
     rs_h: int
-    scale_x: int  # the int16 input's pre-scale, 2^(1 + left shift)
+    scale_x: int  # the sums' pre-scale, 2^(1 + left shift)
     scale_h: int
+
+    @property
+    def ls_x(self) -> int:
+        return self.scale_x.bit_length() - 2
+
+    @property
+    def ls_h(self) -> int:
+        return self.scale_h.bit_length() - 2
 
 
 def _gate_side(w, bias, multipliers, shifts, zero_point: int, n_rows: int, where: str):
-    """One FC of a gate: (per-row bias x scale, weights, m, R, rs, scale) padded to n_rows rows."""
+    """One FC of a gate: (per-row bias, weights, m, R, rs, scale) padded to n_rows rows; raises
+    :class:`NotFast` unless every row's (sum |w| 128 + |bias|) x scale < 2^31 (then every partial
+    sum of int8 products, the sum plus the bias and that times the scale fit 32 bits)."""
     from .fasttensor import requant_rows
 
     w = np.asarray(w, np.int64)
@@ -144,15 +160,17 @@ def _gate_side(w, bias, multipliers, shifts, zero_point: int, n_rows: int, where
     pad = lambda v, fill=0: np.concatenate([np.asarray(v, np.int64), np.full(n_rows - n, fill, np.int64)])  # noqa: E731
     wp = np.zeros((n_rows, k), np.int64)
     wp[:n] = w
-    return pad(bias * scale), wp, pad(mult), pad(rounding), pad(rs, int(rs[0])), scale
+    return pad(bias), wp, pad(mult), pad(rounding), pad(rs, int(rs[0])), scale
 
 
 def gate_rows_stream(x_side: tuple, h_side: tuple, where: str) -> GateRows:
-    """The stream of a gate's FC x and FC h, each ``(w [n][k] in the loop vector's column order,
+    """The stream of a gate's FC x and FC h, each ``(w [n][k] in the input's own column order,
     folded bias, multipliers, shifts, output zero point)``, on weight rows: per pass of four rows,
-    for x then h, the rows' start words (bias x pre-scale), their int8 weights in chunks of eight
-    columns, multipliers, rounding terms (zero point x 2^rs + 2^(rs - 1)) and, when the rows'
-    right shifts differ, the shifts; raises :class:`NotFast`."""
+    for x then h, the rows' bias words, their int8 weights in chunks of sixteen columns (per
+    chunk row 0's columns, then row 1's, ...), multipliers, rounding terms (zero point x 2^rs +
+    2^(rs - 1)) and, when the rows' right shifts differ, each row's shift word rs 2^8 + 24 - rs (the
+    C twin's rs; the low byte Helium's VQSHL by 24 - rs, which with VSHR #24 is clamp8(v >> rs));
+    raises :class:`NotFast`."""
     n = np.asarray(x_side[0]).shape[0]
     if np.asarray(h_side[0]).shape[0] != n:
         raise NotFast(f"{where}: the two FCs have different rows")
@@ -165,9 +183,9 @@ def gate_rows_stream(x_side: tuple, h_side: tuple, where: str) -> GateRows:
             blk = slice(r0, r0 + FC16R_ROWS)
             words += b[blk].tolist()
             k = wp.shape[1]
-            elems = np.concatenate([wp[blk, c0:c0 + FC16R_CHUNK].ravel() for c0 in range(0, k, FC16R_CHUNK)])
+            elems = np.concatenate([wp[blk, c0:c0 + GATE_CHUNK].ravel() for c0 in range(0, k, GATE_CHUNK)])
             words += np.frombuffer(elems.astype("<i1").tobytes(), "<u4").astype(np.int64).tolist()
-            words += m[blk].tolist() + rnd[blk].tolist() + ([] if same else rs[blk].tolist())
+            words += m[blk].tolist() + rnd[blk].tolist() + ([] if same else (rs[blk] * 256 + 24 - rs[blk]).tolist())
     (_, wx, *_, sx), (_, wh, *_, sh) = sides
     return GateRows(words=np.asarray(words, np.int64) & 0xFFFFFFFF, n_output=n, n_x=wx.shape[1], n_h=wh.shape[1],
                     rs_x=int(sides[0][4][0]) if uniform[0] else -1, rs_h=int(sides[1][4][0]) if uniform[1] else -1,
@@ -178,32 +196,34 @@ def _smmlar(a, m, c):
     return c + ((a * m + (1 << 31)) >> 32)
 
 
-def gate_rows_emulate(st: GateRows, x16, h16, fit, table, mul=None, g=None) -> np.ndarray:
-    """What ``edgernn_gate_rows_c`` computes, for int16 pre-scaled inputs ``x16`` [k][n_x], ``h16``
-    [k][n_h]: each FC's rows requantized to int8 (SMMLAR, the rounding term, >> rs, clamp), the
-    ADD fit ``clamp8((a P1 + b P2 + K) >> S)`` and ``table`` (256 values, entry 0 = -128); with
-    ``mul`` = (og, ohk, rounding, m, mk, mrs), the h row b is first MUL(g, b) (int8 ``g`` [k][n])."""
+def gate_rows_emulate(st: GateRows, x8, h8, fit, table, mul=None, g=None) -> np.ndarray:
+    """What ``edgernn_gate_rows_c`` computes, for int8 inputs ``x8`` [k][n_x], ``h8`` [k][n_h]:
+    each FC's rows (bias + sum w x, times the pre-scale) requantized to int8 (SMMLAR, the
+    rounding term, >> rs, clamp), the ADD fit ``clamp8((a P1 + b P2 + K) >> S)`` and ``table``
+    (256 values, entry 0 = -128); with ``mul`` = (og, ohk, rounding, m, mk, mrs), the h row b is
+    first MUL(g, b) (int8 ``g`` [k][n])."""
     words = np.asarray(st.words, np.int64)
     signed = lambda v: ((v & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000  # noqa: E731
-    x16, h16 = np.asarray(x16, np.int64), np.asarray(h16, np.int64)
-    out = np.zeros((len(x16), st.n_output), np.int64)
+    x8, h8 = np.asarray(x8, np.int64), np.asarray(h8, np.int64)
+    out = np.zeros((len(x8), st.n_output), np.int64)
     k = 0
     for r0 in range(0, st.n_output, FC16R_ROWS):
         vals = []
-        for v, n_in, rs_lit in ((x16, st.n_x, st.rs_x), (h16, st.n_h, st.rs_h)):
+        for v, n_in, rs_lit, scale in ((x8, st.n_x, st.rs_x, st.scale_x), (h8, st.n_h, st.rs_h, st.scale_h)):
             acc = np.tile(signed(words[k:k + FC16R_ROWS]), (len(v), 1))
             k += FC16R_ROWS
             elems = np.frombuffer((words[k:k + n_in] & 0xFFFFFFFF).astype("<u4").tobytes(), "<i1").astype(np.int64)
             k += n_in
             e = 0
-            for c0 in range(0, n_in, FC16R_CHUNK):
-                width = min(FC16R_CHUNK, n_in - c0)
+            for c0 in range(0, n_in, GATE_CHUNK):
+                width = min(GATE_CHUNK, n_in - c0)
                 acc = acc + v[:, c0:c0 + width] @ elems[e:e + FC16R_ROWS * width].reshape(FC16R_ROWS, width).T
                 e += FC16R_ROWS * width
+            acc = acc * scale
             assert np.abs(acc).max(initial=0) < 1 << 31
             m, rnd = signed(words[k:k + 4]), signed(words[k + 4:k + 8])
             k += 8
-            rs = np.full(FC16R_ROWS, rs_lit) if rs_lit >= 0 else words[k:k + 4]
+            rs = np.full(FC16R_ROWS, rs_lit) if rs_lit >= 0 else words[k:k + 4] >> 8
             k += 0 if rs_lit >= 0 else 4
             y = _smmlar(acc, m, rnd + np.where(rs > 0, acc >> 31, 0)) >> rs
             vals.append(np.clip(y, -128, 127))
