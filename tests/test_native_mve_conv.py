@@ -27,25 +27,29 @@ from edgernn.backends.native.host import C_FLAGS, compile_c
 from test_native_fasttensor import CASES, _native_equals_tflm, _shape
 from test_native_mve_fc import _run_on_the_m55, needs_arm
 
-# (n_out, n_in, shifts lo..hi (TFLM's signed exponent), output zero point, activation range)
-SHAPES = [(16, 80, -9, -6, -128, (-128, 127)), (16, 30, -8, -8, -128, (-128, 127)), (7, 5, -12, -3, 5, (5, 127)),
-          (3, 1, -2, -2, 0, (-128, 127)), (9, 90, -10, -7, -20, (-128, 100)), (4, 17, 1, 1, 7, (-128, 127)),
-          (13, 64, -5, -5, 127, (-100, 127)), (5, 33, -20, -9, -3, (-50, 60)), (8, 70, 0, 0, -1, (-128, 127))]
+# (n_out, n_in, shifts lo..hi (TFLM's signed exponent), output zero point, activation range, (tap, stride)
+# of a dilated window read in place, or None: contiguous)
+SHAPES = [(16, 80, -9, -6, -128, (-128, 127), None), (16, 30, -8, -8, -128, (-128, 127), None),
+          (7, 5, -12, -3, 5, (5, 127), None), (3, 1, -2, -2, 0, (-128, 127), None),
+          (9, 90, -10, -7, -20, (-128, 100), None), (4, 17, 1, 1, 7, (-128, 127), None),
+          (13, 64, -5, -5, 127, (-100, 127), None), (5, 33, -20, -9, -3, (-50, 60), None),
+          (8, 70, 0, 0, -1, (-128, 127), None), (16, 80, -9, -6, -128, (-128, 127), (16, 32)),
+          (6, 96, -7, -7, 3, (-128, 127), (32, 96))]
 
 
 def _cases():
     """(stream, windows, TFLM's outputs) per shape; checks the numpy twin on the way."""
     rng = np.random.default_rng(43)
     cases = []
-    for n_out, n_in, s_lo, s_hi, zp, (lo, hi) in SHAPES:
+    for n_out, n_in, s_lo, s_hi, zp, (lo, hi), taps in SHAPES:
         w = rng.integers(-127, 128, (n_out, n_in))
         w[0] = np.where(w[0] < 0, -128, 127)  # a row at the bound
         b = rng.integers(-2 ** 16, 2 ** 16, n_out)
         m = rng.integers(1 << 30, (1 << 31) - 1, n_out)
         s = rng.integers(s_lo, s_hi + 1, n_out)
-        if s_lo < 0 < s_hi + 1:
-            s = np.minimum(s, -1)
         st = conv_rows_stream(w, b, m, s, zp, lo, hi, "test")
+        if taps:
+            st.tap, st.stride = taps
         assert st.rs == (-1 if len(set(s.tolist())) > 1 else max(-int(s[0]), 0)), (st.rs, s)
         x = rng.integers(-128, 128, (120, n_in))
         x[:4] = [np.full(n_in, 127), np.full(n_in, -128), np.where(w[0] > 0, 127, -128), np.where(w[0] > 0, -128, 127)]
@@ -53,23 +57,37 @@ def _cases():
         assert np.array_equal(conv_rows_emulate(st, x), want)
         cases.append((st, x, want))
     # the activation range binds at both ends somewhere
-    assert any((want == lo).any() and (want == hi).any() for (st, _, want), (*_, (lo, hi)) in zip(cases, SHAPES))
+    assert any((want == lo).any() and (want == hi).any() for (st, _, want), (*_, (lo, hi), _) in zip(cases, SHAPES))
     return cases
+
+
+def _spread(st, x, rng) -> np.ndarray:
+    """The windows x [k][n_in] laid out as the kernel reads them: taps of st.tap bytes st.stride
+    apart, random bytes between them (one window per row of the result)."""
+    tap, stride = st.taps
+    n = st.n_input // tap
+    out = rng.integers(-128, 128, (len(x), (n - 1) * stride + tap))
+    for k in range(n):
+        out[:, k * stride:k * stride + tap] = x[:, k * tap:(k + 1) * tap]
+    return out
 
 
 def _program(cases, print_fn: str) -> str:
     """C declaring each case's kernel over its arrays and windows, printing every output row."""
     out = ['#include "edgernn_mve_conv.h"\n']
+    rng = np.random.default_rng(5)
     for k, (st, x, _) in enumerate(cases):
+        xs = _spread(st, x, rng)
         out.append(f"static const int8_t w{k}[] = {{{', '.join(str(int(v)) for v in st.weights)}}};\n"
                    f"static const int32_t q{k}[] = {{{', '.join(f'(int32_t){int(v)}' for v in st.words)}}};\n"
-                   f"static const int8_t x{k}[] = {{{', '.join(str(int(v)) for v in x.ravel())}}};\n"
-                   f"EDGERNN_CONV_ROWS_KERNEL(conv{k}, w{k}, q{k}, {st.n_out}, {st.n_input}, {st.ls}, {st.rs}, "
-                   f"{st.zero_point}, {st.lo}, {st.hi})\n")
+                   f"static const int8_t x{k}[] = {{{', '.join(str(int(v)) for v in xs.ravel())}}};\n"
+                   f"#define X{k} {xs.shape[1]}\n"
+                   f"EDGERNN_CONV_ROWS_KERNEL(conv{k}, w{k}, q{k}, {st.n_out}, {st.n_input}, {st.taps[0]}, "
+                   f"{st.taps[1]}, {st.ls}, {st.rs}, {st.zero_point}, {st.lo}, {st.hi})\n")
     out.append("static void run_all(void)\n{\n    static int8_t y[40];\n    int r, c;\n")
     for k, (st, x, _) in enumerate(cases):
         out.append(f"    for (r = 0; r < {len(x)}; ++r) {{ for (c = 0; c < 40; ++c) y[c] = 99;"
-                   f" conv{k}(x{k} + r * {st.n_input}, y);"
+                   f" conv{k}(x{k} + r * X{k}, y);"
                    f" for (c = 0; c < {st.n_out + 4}; ++c) {print_fn}(y[c]); }} {print_fn}(99999);\n")
     out.append("}\n")
     return "".join(out)
@@ -120,14 +138,27 @@ def test_conv_rows_refuses_what_the_requantization_cannot_take():
         conv_rows_stream(np.full((4, 1 << 16), 127), np.zeros(4), m, [8] * 4, 0, -128, 127, "x")
 
 
-@pytest.mark.parametrize("name", list(CASES) + ["odd_channel_count"])
+ROWS_CASES = {
+    **CASES,
+    "odd_channel_count": dict(cout=3, seed=4),  # the row pairs cannot take it
+    # 'valid', dilated along the row, 16 channels: the taps read in place, 32 bytes apart
+    "dilated_row_16_channels": dict(w=20, c=16, kw=3, dilation=(1, 2), cout=8, per_channel=True, act=1, zy=-30,
+                                    seed=11),
+    # the same with 24 channels: chunks would straddle taps, so the window is copied
+    "dilated_row_24_channels": dict(w=12, c=24, kw=2, dilation=(1, 3), cout=5, seed=12),
+}
+
+
+@pytest.mark.parametrize("name", list(ROWS_CASES))
 def test_conv_on_int8_rows_equals_tflm(name, tmp_path):
-    """The graphs of test_native_fasttensor.py (and an odd channel count, which the row pairs
-    cannot take) on the host's default kernel, the rows: bit-exact with TFLM, no reference
-    convolution, no int16 window; 'valid' convolutions read their windows in place."""
-    case = _shape(dict(cout=3, seed=4) if name == "odd_channel_count" else CASES[name])
+    """The graphs of test_native_fasttensor.py (and more) on the host's default kernel, the rows:
+    bit-exact with TFLM, no reference convolution, no int16 window; 'valid' one-row convolutions
+    read their windows in place (dilated ones when their channels are a multiple of 16)."""
+    case = _shape(ROWS_CASES[name])
     code = _native_equals_tflm(case, tmp_path, kernel="rows")
     assert "edgernn_conv_rows_s8(" in code and "EDGERNN_CONV_ROWS_KERNEL(m_op" in code
     assert "edgernn_conv_s8(" not in code and "edgernn_conv_pairs_s8(" not in code
-    inplace = case["padding"] == 1 and case["dilation"][1] == 1 and case["kh"] == 1  # 'valid', one filter row
+    inplace = case["padding"] == 1 and case["kh"] == 1 and (case["dilation"][1] == 1 or case["c"] % 16 == 0)
     assert (", NULL);" in code) == inplace, name
+    if name == "dilated_row_16_channels":
+        assert ", 48, 16, 32, " in code  # n_input, tap, stride

@@ -22,9 +22,14 @@
  * added, VSHL by ls, VQRDMULH (exactly SaturatingRoundingDoublingHighMul), RoundingDivideByPOT
  * as VRSHR(x + (x >> 31)), the zero point, the activation range, one VSTRB of four bytes.
  *
- * EDGERNN_CONV_ROWS_KERNEL(name, weights, words, n_out, n_input, ls, rs, zp, lo, hi) defines
- * `static void name(const int8_t *x, int8_t *y)` over the arrays `weights` and `words`; the
- * numbers must be literals.
+ * The window is n_input / tap taps of `tap` bytes each, `stride` bytes apart in x (a dilated
+ * convolution read in place: tap = in_c, a multiple of 16, stride = dilation x in_c; tap =
+ * stride = n_input when it is contiguous): column j is x[j / tap * stride + j % tap], and no
+ * 16-column chunk straddles two taps.
+ *
+ * EDGERNN_CONV_ROWS_KERNEL(name, weights, words, n_out, n_input, tap, stride, ls, rs, zp, lo, hi)
+ * defines `static void name(const int8_t *x, int8_t *y)` over the arrays `weights` and `words`;
+ * the numbers must be literals.
  */
 #ifndef EDGERNN_MVE_CONV_H
 #define EDGERNN_MVE_CONV_H
@@ -41,11 +46,14 @@
 extern "C" {
 #endif
 
+/* The offset in x of window column col (the layout above). */
+#define EDGERNN_CONV_ROWS_AT(col, tap, stride) ((col) / (tap) * (stride) + (col) % (tap))
+
 /* One pass of four rows (the C twin): weights at *w and words at *q (both advanced); stores the
  * first `rows` outputs. */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_pass_c(const int8_t **w, const int32_t **q, const int8_t *x,
-                                                                  int8_t *y, int n_input, int rows, int ls, int rs,
-                                                                  int zp, int lo, int hi)
+                                                                  int8_t *y, int n_input, int tap, int stride,
+                                                                  int rows, int ls, int rs, int zp, int lo, int hi)
 {
     const int32_t *b = *q;
     int32_t a[4];
@@ -58,9 +66,10 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_pass_c(const int8_t *
     int c0;
     for (c0 = 0; c0 < n_input; c0 += EDGERNN_ROWS_CHUNK) { /* rolled: four sums, one input load per column */
         const int width = n_input - c0 < EDGERNN_ROWS_CHUNK ? n_input - c0 : EDGERNN_ROWS_CHUNK;
+        const int8_t *xc = x + EDGERNN_CONV_ROWS_AT(c0, tap, stride);
         int j;
         for (j = 0; j < width; ++j) {
-            const int32_t xj = x[c0 + j];
+            const int32_t xj = xc[j];
             a0 += s[j] * xj;
             a1 += s[width + j] * xj;
             a2 += s[2 * width + j] * xj;
@@ -82,15 +91,16 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_pass_c(const int8_t *
 }
 
 static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_c(const int8_t *w, const int32_t *q, const int8_t *x,
-                                                             int8_t *y, int n_out, int n_input, int ls, int rs,
-                                                             int zp, int lo, int hi)
+                                                             int8_t *y, int n_out, int n_input, int tap, int stride,
+                                                             int ls, int rs, int zp, int lo, int hi)
 {
     int r0;
     for (r0 = 0; r0 + EDGERNN_ROWS_PER_PASS <= n_out; r0 += EDGERNN_ROWS_PER_PASS) {
-        edgernn_conv_rows_pass_c(&w, &q, x, y + r0, n_input, EDGERNN_ROWS_PER_PASS, ls, rs, zp, lo, hi);
+        edgernn_conv_rows_pass_c(&w, &q, x, y + r0, n_input, tap, stride, EDGERNN_ROWS_PER_PASS, ls, rs, zp, lo, hi);
     }
     if (n_out % EDGERNN_ROWS_PER_PASS) {
-        edgernn_conv_rows_pass_c(&w, &q, x, y + r0, n_input, n_out % EDGERNN_ROWS_PER_PASS, ls, rs, zp, lo, hi);
+        edgernn_conv_rows_pass_c(&w, &q, x, y + r0, n_input, tap, stride, n_out % EDGERNN_ROWS_PER_PASS, ls, rs, zp,
+                                 lo, hi);
     }
 }
 
@@ -100,13 +110,15 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_c(const int8_t *w, co
 #define EDGERNN_CONV_ROWS_HELD 4
 
 /* Chunk c of the window: 16 lanes, or the last chunk's n_input % 16 with zeros after them. */
-static inline EDGERNN_ALWAYS_INLINE int8x16_t edgernn_conv_rows_x(const int8_t *x, int c, int n_input)
+static inline EDGERNN_ALWAYS_INLINE int8x16_t edgernn_conv_rows_x(const int8_t *x, int c, int n_input, int tap,
+                                                                  int stride)
 {
     const int width = n_input - EDGERNN_ROWS_CHUNK * c;
+    const int8_t *at = x + EDGERNN_CONV_ROWS_AT(EDGERNN_ROWS_CHUNK * c, tap, stride);
     if (width >= EDGERNN_ROWS_CHUNK) {
-        return vldrbq_s8(x + EDGERNN_ROWS_CHUNK * c);
+        return vldrbq_s8(at);
     }
-    return vldrbq_z_s8(x + EDGERNN_ROWS_CHUNK * c, vctp8q((uint32_t)width));
+    return vldrbq_z_s8(at, vctp8q((uint32_t)width));
 }
 
 /* The bytes of a row's weights in chunk c. */
@@ -127,8 +139,8 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_conv_rows_words(const int3
 static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_pass_mve(const int8_t **w, const int32_t **q,
                                                                     int8x16_t x0, int8x16_t x1, int8x16_t x2,
                                                                     int8x16_t x3, const int8_t *x, int8_t *y,
-                                                                    int n_input, int rows, int ls, int rs, int zp,
-                                                                    int lo, int hi)
+                                                                    int n_input, int tap, int stride, int rows, int ls,
+                                                                    int rs, int zp, int lo, int hi)
 {
     const int chunks = (n_input + EDGERNN_ROWS_CHUNK - 1) / EDGERNN_ROWS_CHUNK;
     int32_t a0;
@@ -148,11 +160,12 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_pass_mve(const int8_t
         EDGERNN_MVE_CHUNK(*w, x3, EDGERNN_CONV_ROWS_STEP(3, n_input), a0, a1, a2, a3);
     }
     for (c = EDGERNN_CONV_ROWS_HELD; c < chunks - 1; ++c) { /* whole chunks: the step is 16 */
-        EDGERNN_MVE_CHUNK(*w, vldrbq_s8(x + EDGERNN_ROWS_CHUNK * c), EDGERNN_ROWS_CHUNK, a0, a1, a2, a3);
+        EDGERNN_MVE_CHUNK(*w, vldrbq_s8(x + EDGERNN_CONV_ROWS_AT(EDGERNN_ROWS_CHUNK * c, tap, stride)),
+                          EDGERNN_ROWS_CHUNK, a0, a1, a2, a3);
     }
     if (chunks > EDGERNN_CONV_ROWS_HELD) {
-        EDGERNN_MVE_CHUNK(*w, edgernn_conv_rows_x(x, chunks - 1, n_input), EDGERNN_CONV_ROWS_STEP(chunks - 1, n_input),
-                          a0, a1, a2, a3);
+        EDGERNN_MVE_CHUNK(*w, edgernn_conv_rows_x(x, chunks - 1, n_input, tap, stride),
+                          EDGERNN_CONV_ROWS_STEP(chunks - 1, n_input), a0, a1, a2, a3);
     }
     v = vaddq_s32(edgernn_mve_pack4(a0, a1, a2, a3), edgernn_conv_rows_words(q));
     if (ls > 0) {
@@ -173,8 +186,8 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_pass_mve(const int8_t
 }
 
 static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_mve(const int8_t *w, const int32_t *q, const int8_t *x,
-                                                               int8_t *y, int n_out, int n_input, int ls, int rs,
-                                                               int zp, int lo, int hi)
+                                                               int8_t *y, int n_out, int n_input, int tap, int stride,
+                                                               int ls, int rs, int zp, int lo, int hi)
 {
     const int chunks = (n_input + EDGERNN_ROWS_CHUNK - 1) / EDGERNN_ROWS_CHUNK;
     int8x16_t x0;
@@ -183,23 +196,23 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_mve(const int8_t *w, 
     int8x16_t x3 = vdupq_n_s8(0);
     int r0;
     EDGERNN_ROWS_FENCE();
-    x0 = edgernn_conv_rows_x(x, 0, n_input);
+    x0 = edgernn_conv_rows_x(x, 0, n_input, tap, stride);
     if (chunks > 1) {
-        x1 = edgernn_conv_rows_x(x, 1, n_input);
+        x1 = edgernn_conv_rows_x(x, 1, n_input, tap, stride);
     }
     if (chunks > 2) {
-        x2 = edgernn_conv_rows_x(x, 2, n_input);
+        x2 = edgernn_conv_rows_x(x, 2, n_input, tap, stride);
     }
     if (chunks > 3) {
-        x3 = edgernn_conv_rows_x(x, 3, n_input);
+        x3 = edgernn_conv_rows_x(x, 3, n_input, tap, stride);
     }
     for (r0 = 0; r0 + EDGERNN_ROWS_PER_PASS <= n_out; r0 += EDGERNN_ROWS_PER_PASS) {
-        edgernn_conv_rows_pass_mve(&w, &q, x0, x1, x2, x3, x, y + r0, n_input, EDGERNN_ROWS_PER_PASS, ls, rs, zp,
-                                   lo, hi);
+        edgernn_conv_rows_pass_mve(&w, &q, x0, x1, x2, x3, x, y + r0, n_input, tap, stride, EDGERNN_ROWS_PER_PASS, ls,
+                                   rs, zp, lo, hi);
     }
     if (n_out % EDGERNN_ROWS_PER_PASS) {
-        edgernn_conv_rows_pass_mve(&w, &q, x0, x1, x2, x3, x, y + r0, n_input, n_out % EDGERNN_ROWS_PER_PASS, ls, rs,
-                                   zp, lo, hi);
+        edgernn_conv_rows_pass_mve(&w, &q, x0, x1, x2, x3, x, y + r0, n_input, tap, stride,
+                                   n_out % EDGERNN_ROWS_PER_PASS, ls, rs, zp, lo, hi);
     }
     EDGERNN_ROWS_FENCE();
 }
@@ -208,10 +221,10 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_conv_rows_mve(const int8_t *w, 
 #define edgernn_conv_rows_run edgernn_conv_rows_c
 #endif
 
-#define EDGERNN_CONV_ROWS_KERNEL(name, weights, words, n_out, n_input, ls, rs, zp, lo, hi) \
-    static void name(const int8_t *x, int8_t *y)                                          \
-    {                                                                                     \
-        edgernn_conv_rows_run(weights, words, x, y, n_out, n_input, ls, rs, zp, lo, hi);    \
+#define EDGERNN_CONV_ROWS_KERNEL(name, weights, words, n_out, n_input, tap, stride, ls, rs, zp, lo, hi) \
+    static void name(const int8_t *x, int8_t *y)                                                       \
+    {                                                                                                  \
+        edgernn_conv_rows_run(weights, words, x, y, n_out, n_input, tap, stride, ls, rs, zp, lo, hi);     \
     }
 
 #ifdef __cplusplus

@@ -103,8 +103,9 @@ typedef struct {
     edgernn_conv_rows_kernel kernel;
 } edgernn_conv_rows;
 
-/* window: filter_h x filter_w x in_c int8 values; NULL when every window lies contiguous in the
- * input with no padding (edgernn checks it; the positions then step through the input) */
+/* window: filter_h x filter_w x in_c int8 values; NULL when every window lies in the input with no
+ * padding and the kernel reads it there (contiguous, or a dilated row's taps at the kernel's stride;
+ * edgernn checks it): the positions then step through the input */
 void edgernn_conv_rows_s8(const edgernn_conv_rows *c, const int8_t *input, int8_t *output, int8_t *window);
 
 /* DEPTHWISE_CONV_2D with the taps on SMLAD pairs: for each output position the window is

@@ -5,7 +5,8 @@ the other ``rows`` targets): one output position's int8 window, in filter order,
 output channel's int8 weights, 16 multiply-accumulates a VMLADAVA, the input zero point folded
 into the bias (a tap outside the input reads the zero point, as the folded bias expects). No
 int16 window (the row-pair kernel's ``edgernn_conv_pairs_s8`` widens one per position): the
-window is read where it lies in the input whenever its taps are contiguous there.
+window is read where it lies in the input whenever its taps are contiguous there, or, along a
+dilated row, when its taps are whole 16-byte chunks (channels a multiple of 16).
 
 :func:`conv_rows_stream` lays out the weights (:func:`fastlstm.rows_stream`'s order: per pass of
 four rows, per 16-column chunk, each row's columns of the chunk; 16 zero bytes at the end) and the
@@ -38,11 +39,18 @@ class ConvRowsStream:
     zero_point: int  # output zero point
     lo: int  # activation range
     hi: int
+    tap: int = 0  # the window: n_input / tap taps of tap bytes, stride bytes apart (0: contiguous)
+    stride: int = 0
     rows = True  # graph_data.c.j2: an EDGERNN_CONV_ROWS_KERNEL, not an EDGERNN_FC8_KERNEL
 
     @property
     def kernel(self) -> str:
         return f"{self.prefix}_rows"
+
+    @property
+    def taps(self) -> tuple[int, int]:
+        """(tap, stride) of the kernel: a contiguous window is one tap of n_input bytes."""
+        return (self.tap, self.stride) if self.tap else (self.n_input, self.n_input)
 
 
 def conv_rows_stream(w: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point: int, lo: int, hi: int,
@@ -123,12 +131,17 @@ def conv_rows_emulate(st: ConvRowsStream, x) -> np.ndarray:
 
 
 def conv_rows(p: str, where: str, w2d: np.ndarray, bias: np.ndarray, multipliers, shifts, zero_point: int, lo: int,
-              hi: int, source: str, x: str, y: str, inplace: bool):
+              hi: int, source: str, x: str, y: str, inplace: bool, tap: int = 0, stride: int = 0):
     """(arrays, struct fields, C call, kernel, window bytes) of a CONV_2D (or FULLY_CONNECTED)
     whose params struct is ``$p`` (geometry only), reading ``x`` into ``y`` on the rows kernel;
-    ``inplace``: every window lies contiguous in the input (no window buffer). Raises
+    ``inplace``: every window lies in the input, contiguous or (``tap``: a multiple of 16) as
+    taps of ``tap`` bytes ``stride`` bytes apart, read there (no window buffer). Raises
     :class:`NotFast`."""
     s = conv_rows_stream(w2d, bias, multipliers, shifts, zero_point, lo, hi, where, p)
+    if tap:
+        if not inplace or tap % 16 or s.n_input % tap:
+            raise ValueError(f"{where}: taps of {tap} bytes")
+        s.tap, s.stride = tap, stride
     weights = ConstArray(f"{p}_rweights", "int8_t", s.weights,
                          f"{source}: per pass of four rows, per 16-column chunk, each row's weights of the chunk "
                          "(edgernn_mve_conv.h)")

@@ -141,12 +141,18 @@ def _rows_step(p: str, i: int, opcode: str, where: str, comment: str, geometry: 
     the ``rows`` kernel choice); raises NotFast."""
     in_h, in_w, out_h, out_w, kh, kw, sh, sw, dh, dw, top, left = (int(geometry[k][0]) for k in
                                                                    (1, 2, 4, 5, 7, 8, 11, 12, 13, 14, 15, 16))
-    # every window contiguous in the input (edgernn_conv_rows_window's test, for every position)
-    inplace = (dw == 1 and top == 0 and left == 0 and (out_w - 1) * sw + kw <= in_w
-               and (out_h - 1) * sh + (kh - 1) * dh < in_h and (kh == 1 or (kw == in_w and dh == 1)))
+    in_c = int(geometry[3][0])
+    # every window in the input, no padding: read where it lies, contiguous (one filter row, or
+    # whole input rows) or, dilated along its row, as taps of in_c bytes dw x in_c apart (the
+    # kernel's chunks then must not straddle taps: in_c a multiple of 16)
+    inside = (top == 0 and left == 0 and (out_w - 1) * sw + (kw - 1) * dw < in_w
+              and (out_h - 1) * sh + (kh - 1) * dh < in_h)
+    contiguous = dw == 1 and (kh == 1 or (kw == in_w and dh == 1))
+    strided = not contiguous and kh == 1 and kw > 1 and in_c % 16 == 0
     arrays, fields, call, kernel, window = conv_rows(
         p, where, w2d, bias, [q[0] for q in qs], [q[1] for q in qs], zp_out, int(geometry[19][0]),
-        int(geometry[20][0]), source, t(x), t(y), inplace)
+        int(geometry[20][0]), source, t(x), t(y), inside and (contiguous or strided),
+        in_c if inside and strided else 0, dw * in_c)
     conv = _geometry(p, geometry, arrays[0], comment + ", on int8 weight rows (edgernn_conv_rows_s8)")
     return Step(i, opcode, conv.comment, [call], [conv, CStruct(f"{p}_crows", "edgernn_conv_rows", fields)], arrays,
                 kernels=[kernel], window=window)
