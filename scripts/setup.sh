@@ -10,6 +10,7 @@ command -v make >/dev/null || need+=(make)
 command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi)
 [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -d /usr/lib/arm-none-eabi/newlib ] || need+=(libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
+command -v clang-14 >/dev/null || need+=(clang-14)  # tests build the native C with clang too (armclang users)
 command -v chromium >/dev/null || need+=(chromium)  # tests open the HTML validation report headless
 if [ ${#need[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${need[*]}"

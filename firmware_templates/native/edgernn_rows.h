@@ -121,10 +121,13 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_rows_tail_c(const edgernn_lstm_
     edgernn_lstm_fast_cells(p, pre, units, n_cell, cell, hidden, 1, h_next, 0, NULL, 0);
 }
 
-/* Helium: with an optimizing compiler (the post-incremented loads take the chunk widths as
- * assembler immediates, which constant propagation provides). -DEDGERNN_USE_MVE=0 forces C. */
+/* Helium: with gcc optimizing (the post-incremented loads and the _n_ shift intrinsics take
+ * chunk widths and shift counts as immediates, which gcc's constant propagation provides after
+ * inlining). clang and armclang require those counts to be literal constants and get the C
+ * twin, as do -O0 builds. -DEDGERNN_USE_MVE=0 forces C. */
 #ifndef EDGERNN_USE_MVE
-#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && defined(__GNUC__) && defined(__OPTIMIZE__)
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__OPTIMIZE__)
 #define EDGERNN_USE_MVE 1
 #else
 #define EDGERNN_USE_MVE 0

@@ -8,6 +8,7 @@ but a C99 compiler.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def build_plan(m: TFLiteModel, kernel: str = "reference") -> NativePlan:
             return build_graph_model(m, kernel)
         apply_fast_loops(plan, kernel)
         fold_input_casts(plan)
+        _drop_unused_loop_scratch(plan)
         return plan
     except EdgeRNNError:
         raise
@@ -60,6 +62,19 @@ def build_plan(m: TFLiteModel, kernel: str = "reference") -> NativePlan:
         # counts, missing options, zero scales)
         raise EdgeRNNError(f"{m.path}: the native backend cannot read this model ({type(exc).__name__}: {exc}); "
                            "the file is damaged or was not written by `edgernn convert`") from None
+
+
+def _drop_unused_loop_scratch(plan: NativePlan) -> None:
+    """Leave out the loop steps' shared int16 pool when no generated line reads it (fused gate
+    kernels keep every intermediate of an int8 SimpleRNN step in registers): the model is rendered
+    once and the pool counted as used unless its declaration and the size check are the only
+    lines naming it. Saves its RAM and clang's -Wunneeded-internal-declaration."""
+    if not plan.loop_scratch:
+        return
+    text = render("native/model.c.j2", filters={"cexpr": lambda expr: str(expr).replace("$", "m_")},
+                  **_context(plan, "m"))
+    if len(re.findall(r"\bm_scratch\b", text)) <= 2:
+        plan.loop_scratch_unused = True
 
 
 def resolve_kernel(target: str = "host", kernel: str | None = None) -> str:

@@ -112,6 +112,7 @@ class NativePlan:
     merge: object = None  # loop_model.MergePlan of the last Bidirectional pair's final states
     stages: list = field(default_factory=list)  # loop_model.Stage per loop of a Bidirectional model
     graph: object = None  # graph.GraphPlan: models with tensor ops (convolutions, pools...), see graph.py
+    loop_scratch_unused: bool = False  # the fast steps keep every intermediate in registers (emit.py)
 
     @property
     def sequence_buffers(self) -> list[tuple[str, int]]:
@@ -149,15 +150,21 @@ class NativePlan:
         rings = self.graph.ring_bytes if self.graph is not None else 0
         return sum(layer.state_bytes for layer in self.recurrent) + rings
 
-    @property
-    def head_buffer(self) -> int:
-        """int8 ping-pong buffers between head layers (the last one writes to y)."""
-        inner = [layer.n_out for layer in self.head[:-1]]
-        return max(inner) if inner else 0
+    def _head_writers(self) -> list:
+        """(index, layer) of the head layers that write an int8 ping-pong buffer: all but the last
+        (which writes y) and a 16x8 FULLY_CONNECTED (which writes ``NAME_head16``)."""
+        return [(i, layer) for i, layer in enumerate(self.head[:-1]) if layer.kind != "fc16"]
 
     @property
-    def head_buffers(self) -> int:
-        return min(2, max(0, len(self.head) - 1))
+    def head_buffer(self) -> int:
+        """Bytes of each int8 ping-pong buffer between head layers."""
+        return max((layer.n_out for _, layer in self._head_writers()), default=0)
+
+    @property
+    def head_buffer_ids(self) -> list[int]:
+        """The ping-pong buffers written (layer i writes ``NAME_head_buffer{i % 2}``): only those are
+        declared, so no unused static (clang's -Wunneeded-internal-declaration) and no wasted RAM."""
+        return sorted({i % 2 for i, _ in self._head_writers()})
 
     @property
     def head16(self) -> int:
@@ -205,7 +212,10 @@ class NativePlan:
 
     @property
     def loop_scratch(self) -> int:
-        """Bytes of the step intermediates (an int16 pool), shared by the WHILE-loop layers."""
+        """Bytes of the step intermediates (an int16 pool), shared by the WHILE-loop layers (0 when
+        no step reads the pool: not declared)."""
+        if self.loop_scratch_unused:
+            return 0
         return max([layer.scratch_bytes for layer in self.recurrent if layer.kind == "loop"], default=0)
 
     @property
@@ -217,7 +227,7 @@ class NativePlan:
         lstm = 2 * self.vector_buffer + 4 * 2 * self.lstm_units + 2 * 4 * self.gate_units + self.fast_vectors
         sequences = sum(n for _, n in self.sequence_buffers)
         graph = self.graph.arena_bytes + self.graph.f32_bytes if self.graph is not None else 0
-        return (lstm + self.loop_scratch + self.head_buffers * self.head_buffer + 2 * self.head16 + merged + sequences
+        return (lstm + self.loop_scratch + len(self.head_buffer_ids) * self.head_buffer + 2 * self.head16 + merged + sequences
                 + graph)
 
     @property
