@@ -220,14 +220,15 @@ def _gate_cases():
     rng = np.random.default_rng(8)
     adds = [AddPlan("add", False, 3, -7, (1 << 30, 0), (1 << 30, 0), (1 << 30, -19), -5, -128, 127),
             AddPlan("add", False, -12, 4, (1363851798, -2), (1 << 30, 0), (2133380019, -19), -6, -128, 127)]
-    mul = MulPlan("mul", 128, 5, (1160325558, -7), 3, -128, 127)
+    muls = {1: MulPlan("mul", 128, 5, (1160325558, -7), 3, -128, 127),  # pre-scale 2^1, right shift 7
+            2: MulPlan("mul", 128, -3, (1560325558, 2), -7, -128, 127)}  # pre-scale 2^3, no right shift
     cases = []
     # (units, n_x, n_h, per-row shifts (x, h), MUL, output zero points or None): odd chunks, a partial
     # pass (10 units), uniform shifts, h of one, two (held on Helium) and three chunks (read per pass)
     for n, n_x, n_h, shifts, with_mul, zps in [
             (32, 6, 32, ((-8, -6), (-8, -7)), False, (-128, 127)), (10, 5, 10, ((-9, -9), (-8, -6)), True, None),
             (6, 17, 6, ((-7, -7), (-7, -7)), False, None), (8, 3, 40, ((-10, -8), (-9, -7)), True, (127, -128)),
-            (40, 33, 40, ((1, 1), (0, 0)), False, None), (12, 16, 17, ((-12, -9), (-11, -10)), True, None)]:
+            (40, 33, 40, ((1, 1), (0, 0)), False, None), (12, 16, 17, ((-12, -9), (-11, -10)), 2, None)]:
         sides, want_rows = [], []
         count = 300
         x8 = rng.integers(-128, 128, (count, n_x))
@@ -250,6 +251,7 @@ def _gate_cases():
         g = rng.integers(-128, 128, (count, n))
         mt = None
         if with_mul:
+            mul = muls[int(with_mul)]
             mm, mk, mrs, rounding = mul_prescaled(mul)
             mt = (mul.input1_offset, mul.input2_offset * (1 << mk), rounding, mm, mk, mrs)
             b = mul_exact(mul, g, b)
@@ -307,6 +309,7 @@ def test_gate_rows_stream_and_c_twin_equal_tflm(tmp_path):
     cases = _gate_cases()
     assert [(st.rs_x, st.rs_h) for st, *_ in cases][2] == (7, 7)  # uniform shifts: literals
     assert [(st.ls_x, st.rs_x, st.ls_h, st.rs_h) for st, *_ in cases][4] == (1, 0, 0, 0)  # a pre-scale of 4
+    assert [(c[6][4], c[6][5]) for c in cases if c[6]] == [(1, 7), (1, 7), (3, 0)]  # the MUL's 2^mk, rs
     src = tmp_path / "gates.c"
     src.write_text("#include <stdio.h>\n#define PRINT(v) printf(\"%d \", (int)(v))\n" + _gate_program(cases, "PRINT")
                    + "int main(void)\n{\n    run_gates();\n    return 0;\n}\n")

@@ -532,9 +532,9 @@ typedef struct {
     int32_t k;
     const int8_t *g;
     int32_t og;
-    int32_t ohk;
-    int32x4_t rounding;
-    int32x4_t m;
+    int32_t oh; /* the h zero point: ohk 2^-mk */
+    int32_t rounding;
+    int32_t m;
 } edgernn_gate_rows_mve_t;
 
 /* One pass of four rows (Helium): both FCs, the MUL, the fit, the table, the store of `rows`. */
@@ -549,11 +549,15 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_pass_mve(const edgern
     int32x4_t v;
     __asm__ volatile("" : "+w"(a)); /* the x row done before the h products (no Q register spilled) */
     b = edgernn_gate_rows_side_mve(w, h, n_h, rs_h, ls_h, n_h <= 2 * EDGERNN_GATE_ROWS_CHUNK, h0, h1);
-    if (mk > 0) { /* MUL(g, b), pre-scaled by 2^mk; clamp8(p >> mrs) as VQSHL #(24 - mrs), VSHR #24 */
+    if (mk > 0) { /* MUL(g, b), pre-scaled by 2^mk: q = (g + og)(b + oh) 2^mk, SMMULR(q, m) = VQRDMULH(q / 2, m);
+                   * clamp8(. >> mrs) as VQSHL #(24 - mrs), VSHR #24 */
         const int32x4_t gv = rows == EDGERNN_GATE_ROWS ? vldrbq_s32(g->g + r0)
                                                        : vldrbq_z_s32(g->g + r0, vctp32q((uint32_t)rows));
-        const int32x4_t q = vmulq_s32(vaddq_n_s32(gv, g->og), vaddq_n_s32(vshlq_n_s32(b, mk), g->ohk));
-        b = vaddq_s32(vrmulhq_s32(q, g->m), g->rounding);
+        int32x4_t q = vmulq_s32(vaddq_n_s32(gv, g->og), vaddq_n_s32(b, g->oh));
+        if (mk > 1) {
+            q = vshlq_n_s32(q, mk - 1);
+        }
+        b = vaddq_n_s32(vqrdmulhq_n_s32(q, g->m), g->rounding);
         if (mrs > 0) {
             b = vaddq_s32(b, vshrq_n_s32(q, 31));
         }
@@ -592,9 +596,9 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_mve(const edgernn_gat
     g.k = p->k;
     g.g = p->g;
     g.og = p->og;
-    g.ohk = p->ohk;
-    g.rounding = vdupq_n_s32(p->rounding);
-    g.m = vdupq_n_s32(p->m);
+    g.oh = p->ohk >> (mk > 0 ? mk : 0);
+    g.rounding = p->rounding;
+    g.m = p->m;
     EDGERNN_FC16R_FENCE(); /* see edgernn_fc16r_mve */
     if (alias && !h_held) { /* the output may overwrite h: the passes read a copy */
         for (r0 = 0; r0 < n_h; r0 += EDGERNN_GATE_ROWS_CHUNK) {
