@@ -4,7 +4,9 @@
 * the kernel on an int8 input, C twin (-O0 / -O2 on the host) and Helium (bare metal in QEMU on
   the Cortex-M55), equals TFLM's 16x8 FC of the input's int16 CAST on random and extreme int8
   inputs (-128 / 127 everywhere and signed against a row at the weight bound): 1 to 32 columns,
-  int8 and int16 weights, bias or none, partial passes; nothing written past the outputs;
+  int8 and int16 weights, bias or none, partial passes, Helium's forms of the stream (the split
+  form's int8 x int8, the bias as constant columns; the C twin on their plain twins); nothing
+  written past the outputs;
 * the rows plans of test_native_mve_fc's GRU / SimpleRNN models fold the CAST of ``x_t`` (their
   whole-model tests, host and M55, then run the folded kernel), the pairs plans (M4) do not.
 """
@@ -19,12 +21,13 @@ from test_native_mve_fc import _run_on_the_m55, models16, needs_arm  # noqa: F40
 
 from edgernn.backends.native.emit import TEMPLATE_DIR, load_plan
 from edgernn.backends.native.fasttensor import fc16_reference
-from edgernn.backends.native.fcrows import fc16r_emulate, fc16r_stream
+from edgernn.backends.native.fcrows import BIASCOLS, PLAIN, SPLIT, fc16r_emulate, fc16r_stream
 from edgernn.backends.native.host import C_FLAGS, compile_c
 
 # (n_out, n_in, right shifts lo..hi, bias): s >= 16 int8 weights, s < 16 int16 x 2^(16 - s)
 SHAPES = [(32, 6, 10, 14, True), (7, 1, 16, 20, False), (9, 8, 12, 18, True), (13, 13, 16, 22, True),
-          (6, 32, 16, 24, False), (5, 17, 9, 12, False)]
+          (6, 32, 16, 24, False), (5, 17, 9, 12, False), (7, 32, 16, 20, True), (6, 5, 16, 20, True),
+          (13, 32, 16, 20, True)]
 
 
 def _cases():
@@ -42,8 +45,10 @@ def _cases():
         x[:4] = [np.full(n_in, 127), np.full(n_in, -128), np.where(w[0] > 0, 127, -128), np.where(w[0] > 0, -128, 127)]
         want = fc16_reference(w, b, m, s, x)
         assert np.array_equal(fc16r_emulate(st, x), want)
+        assert st.plain is None or np.array_equal(fc16r_emulate(st.plain, x), want)
         cases.append((st, x, want))
     assert {st.wbytes for st, _, _ in cases} == {1, 2} and {st.bias for st, _, _ in cases} == {True, False}
+    assert {st.form for st, _, _ in cases} == {PLAIN, SPLIT, BIASCOLS}  # split: int8 x int8 on Helium
     return cases
 
 
@@ -52,7 +57,7 @@ def _program(cases) -> str:
     for k, (st, x, _) in enumerate(cases):
         out.append(f"static const uint32_t s{k}[] = {{{', '.join(f'{int(v)}u' for v in st.words)}}};\n"
                    f"static const int8_t x{k}[] = {{{', '.join(str(int(v)) for v in x.ravel())}}};\n"
-                   f"EDGERNN_FC16R_KERNEL_X8(fc{k}, {st.n_input}, {st.n_output}, {int(st.bias)}, {st.wbytes})\n")
+                   f"EDGERNN_FC16R_KERNEL_X8(fc{k}, {st.n_input}, {st.n_output}, {int(st.bias)}, {st.wbytes}, {st.form})\n")
     out.append("static void run_all(void)\n{\n    static int16_t y[100];\n    int r, c;\n")
     for k, (st, x, _) in enumerate(cases):
         out.append(f"    for (r = 0; r < {len(x)}; ++r) {{ const edgernn_fc16w f = {{ s{k}, 0, y }};"
@@ -73,7 +78,7 @@ def _check(lines, cases) -> None:
 
 
 def test_fc16r_x8_c_twin_equals_tflm(tmp_path):
-    cases = _cases()
+    cases = [(st.plain or st, x, want) for st, x, want in _cases()]  # the C twin reads the plain streams
     src = tmp_path / "x8.c"
     src.write_text("#include <stdio.h>\n#define PRINT(v) printf(\"%d \", (int)(v))\n" + _program(cases)
                    + "int main(void)\n{\n    run_all();\n    return 0;\n}\n")
@@ -87,7 +92,8 @@ def test_fc16r_x8_c_twin_equals_tflm(tmp_path):
 @needs_arm
 def test_fc16r_x8_helium_equals_tflm_in_qemu_on_the_cortex_m55(tmp_path):
     cases = _cases()
-    _check(_run_on_the_m55(tmp_path, _program(cases), "run_all", ["vldrbt.s16", "vmlav.s16", "vrmulh.s32"]), cases)
+    _check(_run_on_the_m55(tmp_path, _program(cases), "run_all",
+                           ["vldrbt.s16", "vmlav.s16", "vrmulh.s32", "vmlava.s8"]), cases)
 
 
 def test_the_rows_plans_fold_the_input_cast(models16):

@@ -227,3 +227,14 @@ def test_only_the_rows_layout_gets_helium_loops(models, tmp_path):
     assert "EDGERNN_USE_MVE" not in text and "edgernn_mve_ew.h" not in text
     emit_native(models["stack16"], tmp_path / "m55", "motion", target="cortex-m55")
     assert '#include "edgernn_mve_ew.h"' in (tmp_path / "m55" / "motion.c").read_text()
+
+
+def test_signed_tanh_tables_equal_the_scalar_tanh16_on_every_unclamped_input():
+    """edgernn_mve_tanh16_nc's tables (tables.tanh16_signed_table: the sign and the XOR folded in,
+    indexed by v >> 8) give edgernn_tanh16's bits on every v whose segment needs no clamp."""
+    from edgernn.backends.native import tables
+
+    v = np.arange(-(1 << 16), 1 << 16)
+    assert np.array_equal(tables.tanh16_signed(v), tables.tanh16(v))
+    g, d = tables.tanh16_signed_table()
+    assert len(g) == len(d) == 512 and np.abs(g).max() < 1 << 31 and 0 <= d.min() and d.max() < 1 << 16

@@ -5,7 +5,10 @@ Cortex-M55 and its C twin elsewhere.
 * the stream's numpy twin (``fc16r_emulate``) and the C twin equal TFLM's reference 16x8
   arithmetic (int64 sums, one rounding) on random and extreme int16 inputs: int8 and int16
   weights, bias or none, inputs of 1 to 40 columns (held in vectors or read per pass, short
-  last chunks), outputs not a multiple of four; shapes past the 32-bit bound raise NotFast;
+  last chunks), outputs not a multiple of four; Helium's forms of the stream (split: int8 x int8
+  over the input's high and low bytes; the bias as two constant columns) emulated too, their
+  plain twins (what the C twin reads) through the C twin; shapes past the 32-bit bound raise
+  NotFast;
 * the Helium form, in QEMU on the Cortex-M55 (mps3-an547), gives the same bits on the same cases;
 * whole int16 GRU and SimpleRNN models on the M55 equal TFLM bit for bit, their FCs on the rows
   kernel, and the M4's emission keeps the int16 weight pairs.
@@ -22,7 +25,7 @@ import pytest
 from edgernn.backends.native.emit import TEMPLATE_DIR, emit_native, load_plan
 from edgernn.backends.native.fastlstm import NotFast
 from edgernn.backends.native.fasttensor import fc16_reference
-from edgernn.backends.native.fcrows import fc16r_emulate, fc16r_stream
+from edgernn.backends.native.fcrows import BIASCOLS, PLAIN, SPLIT, fc16r_emulate, fc16r_stream
 from edgernn.backends.native.host import C_FLAGS, compile_c
 
 # (n_out, n_in, right shifts lo..hi, |w| max, input bound, bias): s >= 16 gives int8 weights,
@@ -30,7 +33,8 @@ from edgernn.backends.native.host import C_FLAGS, compile_c
 SHAPES = [(96, 32, 16, 33, 127, 32768, False), (7, 5, 9, 33, 127, 32768, True), (6, 6, 8, 14, 127, 128, True),
           (3, 1, 10, 20, 127, 32768, True), (10, 3, 12, 14, 20, 32768, False), (5, 4, 8, 9, 128, 64, True),
           (9, 40, 16, 30, 127, 16384, True), (4, 17, 20, 25, 127, 32768, False), (13, 8, 16, 17, 127, 32768, True),
-          (8, 33, 14, 15, 100, 8192, False)]
+          (8, 33, 14, 15, 100, 8192, False), (6, 32, 16, 20, 127, 32768, True), (13, 6, 11, 14, 127, 32768, True),
+          (12, 32, 16, 24, 127, 32768, False)]
 
 
 def _cases():
@@ -51,9 +55,16 @@ def _cases():
                  np.where(w[0] > 0, -bound, bound - 1)]
         want = fc16_reference(w, b, m, s, x)
         assert np.array_equal(fc16r_emulate(st, x), want)
+        assert st.plain is None or np.array_equal(fc16r_emulate(st.plain, x), want)
         cases.append((st, x, want))
     # saturation: some outputs clamp at both ends of int16
     assert any((want == 32767).any() and (want == -32768).any() for _, _, want in cases)
+    # every form: plain, split (32 columns, int8 weights, bias or none), bias columns; the forms'
+    # rows in eights (Helium's VQMOVNB / VQMOVNT pairs) and in fours and fewer after them
+    assert {(st.form, st.bias) for st, _, _ in cases} >= {(PLAIN, True), (PLAIN, False), (SPLIT, False),
+                                                            (SPLIT, True), (BIASCOLS, True)}
+    assert {(st.form, st.n_output % 8 >= 4, st.n_output % 4 > 0) for st, _, _ in cases if st.n_output > 8} >= {
+        (SPLIT, True, False), (BIASCOLS, True, True)}
     return cases
 
 
@@ -63,7 +74,7 @@ def _program(cases, print_fn: str) -> str:
     for k, (st, x, _) in enumerate(cases):
         out.append(f"static const uint32_t s{k}[] = {{{', '.join(f'{int(v)}u' for v in st.words)}}};\n"
                    f"static const int16_t x{k}[] = {{{', '.join(str(int(v)) for v in x.ravel())}}};\n"
-                   f"EDGERNN_FC16R_KERNEL(fc{k}, {st.n_input}, {st.n_output}, {int(st.bias)}, {st.wbytes})\n")
+                   f"EDGERNN_FC16R_KERNEL(fc{k}, {st.n_input}, {st.n_output}, {int(st.bias)}, {st.wbytes}, {st.form})\n")
     out.append("static void run_all(void)\n{\n    static int16_t y[100];\n    int r, c;\n")
     for k, (st, x, _) in enumerate(cases):
         out.append(f"    for (r = 0; r < {len(x)}; ++r) {{ const edgernn_fc16w f = {{ s{k}, x{k} + r * {st.n_input}, y }};"
@@ -86,6 +97,7 @@ def _check(lines, cases) -> None:
 def test_fc16r_stream_and_c_twin_equal_tflm_16x8(tmp_path):
     cases = _cases()
     src = tmp_path / "fc16r.c"
+    cases = [(st.plain or st, x, want) for st, x, want in cases]  # the C twin reads the plain streams
     src.write_text("#include <stdio.h>\n#define PRINT(v) printf(\"%d \", (int)(v))\n" + _program(cases, "PRINT")
                    + "int main(void)\n{\n    run_all();\n    return 0;\n}\n")
     for opt in ("-O0", "-O2"):
@@ -143,8 +155,8 @@ def _run_on_the_m55(tmp_path, program: str, run: str, marks) -> list[str]:
 def test_fc16r_helium_equals_tflm_16x8_in_qemu_on_the_cortex_m55(tmp_path):
     """The same cases through the Helium kernels, bare metal on QEMU's mps3-an547."""
     cases = _cases()
-    _check(_run_on_the_m55(tmp_path, _program(cases, "PRINT"), "run_all", ["vmlava.s16", "vrmulh.s32", "vldrb.s16"]),
-           cases)
+    _check(_run_on_the_m55(tmp_path, _program(cases, "PRINT"), "run_all",
+                           ["vmlava.s16", "vrmulh.s32", "vldrb.s16", "vld21.8", "vmlava.s8", "vldrht.u16", "vqmovnt.s32"]), cases)
 
 
 @pytest.fixture(scope="module")

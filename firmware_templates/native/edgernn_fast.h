@@ -39,6 +39,9 @@ extern const uint16_t edgernn_act16_g[EDGERNN_ACT16_SEGMENTS];
 extern const uint16_t edgernn_act16_d[EDGERNN_ACT16_SEGMENTS];
 extern const int32_t edgernn_tanh_intercepts[EDGERNN_TANH_SEGMENTS];
 extern const uint16_t edgernn_tanh_slopes[EDGERNN_TANH_SEGMENTS];
+/* Helium's TANH over signed segments (edgernn_mve_ew.h; linked only where it is read) */
+extern const int32_t edgernn_act16_tanh_g[2 * EDGERNN_ACT16_SEGMENTS];
+extern const uint16_t edgernn_act16_tanh_d[2 * EDGERNN_ACT16_SEGMENTS];
 /* Segment 0 of each table: index them with the signed segment number. */
 #define EDGERNN_SIGMOID_A (edgernn_sigmoid_intercepts + EDGERNN_SIGMOID_SEGMENTS / 2)
 #define EDGERNN_SIGMOID_D (edgernn_sigmoid_slopes + EDGERNN_SIGMOID_SEGMENTS / 2)

@@ -22,9 +22,28 @@
  * whole FC. Per pass: the four sums packed into one vector (two VMOVs), the bias added (VLDRW,
  * VADD), VRMULH by the multipliers (VLDRW), VQMOVNB (saturation to int16), VSTRH.
  *
- * EDGERNN_FC16R_KERNEL(name, n_input, n_output, bias, wbytes) defines `static void name(const
- * edgernn_fc16w *fc)` (the struct of edgernn_fc16w.h: stream, input, out); the numbers must be
- * literals.
+ * Helium's two faster forms of the stream (fcrows.py picks them where they apply; the generator
+ * then writes the stream twice, the form's under #if EDGERNN_USE_MVE, the plain one above under
+ * #else for the C twin, which ignores `form`):
+ *
+ *  - EDGERNN_FC16R_BIASCOLS (an input of at most 32 columns with a bias and 2..7 free lanes in its
+ *    last chunk): four words first, the last input chunk's constant lanes K (int16: zeros, then
+ *    K_hi and 1 in the two lanes after the input's); no bias words; each row has two more columns
+ *    c_hi, c_lo with K_hi c_hi + c_lo = its bias x 2^ls. K is added to the held last chunk once
+ *    per call: no bias load and add per pass.
+ *  - EDGERNN_FC16R_SPLIT (int8 weights, 32 columns held): each row's weights contiguous (one chunk
+ *    of 32), and after each pass's multipliers four more words e = bias + 128 sum(w). Each int16
+ *    input h is split into its high byte (signed) and its low byte - 128 (VLD20 / VLD21.8
+ *    de-interleave the input's bytes, one VEOR) once per call; per row the sixteen weights of a
+ *    chunk are loaded once (VLDRB.8) for two VMLADAVA.S8 (sixteen multiply-accumulates each):
+ *    sum w h = 256 sum w hi + sum w (lo - 128) + 128 sum w, one chain per row (VMLADAV takes even
+ *    registers only), exact in 32 bits (wrapping partial sums, a final sum the generator bounds
+ *    below 2^31). On an int8 input (EDGERNN_FC16R_KERNEL_X8) no split: VMLADAV.S8 of the input,
+ *    the bias words added, e skipped.
+ *
+ * EDGERNN_FC16R_KERNEL(name, n_input, n_output, bias, wbytes, form) defines `static void
+ * name(const edgernn_fc16w *fc)` (the struct of edgernn_fc16w.h: stream, input, out); the numbers
+ * must be literals.
  */
 #ifndef EDGERNN_MVE_FC_H
 #define EDGERNN_MVE_FC_H
@@ -43,6 +62,9 @@ extern "C" {
 #define EDGERNN_FC16R_ROWS 4  /* rows per pass: one int32x4 of sums */
 #define EDGERNN_FC16R_CHUNK 8 /* columns per chunk: one int16x8 of the input */
 #define EDGERNN_FC16R_X8_MAX 32 /* an int8 input read in place: at most four chunks (held) */
+#define EDGERNN_FC16R_PLAIN 0
+#define EDGERNN_FC16R_SPLIT 1    /* forms: see above */
+#define EDGERNN_FC16R_BIASCOLS 2
 
 /* One pass of four rows (the C twin): the stream at *s (advanced); stores the first `rows`. */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_pass_c(const uint32_t **s, const int16_t *x, int16_t *out,
@@ -134,6 +156,31 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_fc16r_words(const int8_t *
     return v;
 }
 
+/* The same, then *w += step (the bias columns' form steps over the next pass's bias words). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_fc16r_words_n(const int8_t **w, int step)
+{
+    int32x4_t v;
+    __asm__("vldrw.32 %q0, [%1], %2" : "=w"(v), "+r"(*w) : "i"(step));
+    return v;
+}
+
+/* The first `width` (1..7) int16 / int8 values at x as int16 lanes, zeros after them: VCTP, VPST
+ * and the predicated load (gcc 12 moves vctp16q's predicate through a core register and back,
+ * three instructions more). Volatile: kept after the FC's opening barrier (the input's stores). */
+static inline EDGERNN_ALWAYS_INLINE int16x8_t edgernn_fc16r_part_h(const int16_t *x, int width)
+{
+    int16x8_t v;
+    __asm__ volatile("vctp.16 %1\n\tvpst\n\tvldrht.16 %q0, [%2]" : "=w"(v) : "r"(width), "r"(x), "m"(*x) : "p0");
+    return v;
+}
+
+static inline EDGERNN_ALWAYS_INLINE int16x8_t edgernn_fc16r_part_b(const int8_t *x, int width)
+{
+    int16x8_t v;
+    __asm__ volatile("vctp.16 %1\n\tvpst\n\tvldrbt.s16 %q0, [%2]" : "=w"(v) : "r"(width), "l"(x), "m"(*x) : "p0");
+    return v;
+}
+
 /* Chunk c of the input: eight lanes, or the last chunk's n_input % 8 with zeros after them. */
 static inline EDGERNN_ALWAYS_INLINE int16x8_t edgernn_fc16r_x(const int16_t *x, int c, int n_input)
 {
@@ -142,6 +189,16 @@ static inline EDGERNN_ALWAYS_INLINE int16x8_t edgernn_fc16r_x(const int16_t *x, 
         return vldrhq_s16(x + EDGERNN_FC16R_CHUNK * c);
     }
     return vldrhq_z_s16(x + EDGERNN_FC16R_CHUNK * c, vctp16q((uint32_t)width));
+}
+
+/* The same for the chunks held for a whole FC (the predicate set by edgernn_fc16r_part_h). */
+static inline EDGERNN_ALWAYS_INLINE int16x8_t edgernn_fc16r_xh(const int16_t *x, int c, int n_input)
+{
+    const int width = n_input - EDGERNN_FC16R_CHUNK * c;
+    if (width >= EDGERNN_FC16R_CHUNK) {
+        return vldrhq_s16(x + EDGERNN_FC16R_CHUNK * c);
+    }
+    return edgernn_fc16r_part_h(x + EDGERNN_FC16R_CHUNK * c, width);
 }
 
 /* One chunk of four rows against the input chunk xc: VMLADAV starts the sums (first), VMLADAVA
@@ -168,12 +225,62 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_chunk(const int8_t **w, i
     ((n_input) - EDGERNN_FC16R_CHUNK * (c) < EDGERNN_FC16R_CHUNK ? (n_input) - EDGERNN_FC16R_CHUNK * (c)          \
                                                                   : EDGERNN_FC16R_CHUNK) * (wbytes)
 
+/* Four rows' outputs (int16 x4) at out: saturated into the even halves of the multipliers' register
+ * m (VQMOVNB: the odd halves keep the multipliers', never stored), stored from the low half of
+ * each word (VSTRH.32; the first `rows`). */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_store4(int16_t *out, int32x4_t v, int32x4_t m, int rows)
+{
+    v = vreinterpretq_s32_s16(vqmovnbq_s32(vreinterpretq_s16_s32(m), v));
+    if (rows == EDGERNN_FC16R_ROWS) {
+        vstrhq_s32(out, v);
+    } else {
+        vstrhq_p_s32(out, v, vctp32q((uint32_t)rows));
+    }
+}
+
+/* Eight rows' outputs: a form's stream orders each eight rows 0 2 4 6 1 3 5 7 (fcrows.py), so the
+ * first four go to the even halves (VQMOVNB), the next four to the odd ones (VQMOVNT), and one
+ * VSTRH.16 stores the eight in order: per eight rows a store and a loop end fewer. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_store8(int16_t *out, int32x4_t v1, int32x4_t m1, int32x4_t v2)
+{
+    vstrhq_s16(out, vqmovntq_s32(vqmovnbq_s32(vreinterpretq_s16_s32(m1), v1), v2));
+}
+
+/* The rows of an FC: a form's in eights (store8), then fours, then the last n_output % 4; SUMS(mp)
+ * computes the next four rows' requantized sums and their multipliers (*mp). */
+#define EDGERNN_FC16R_ROWS_LOOP(octets, n_output, out, SUMS)                          \
+    do {                                                                               \
+        int16_t *o_ = (out);                                                           \
+        int k_ = 0;                                                                    \
+        int32x4_t m1_;                                                                 \
+        int32x4_t m2_;                                                                 \
+        int32x4_t v1_;                                                                 \
+        int32x4_t v2_;                                                                 \
+        if (octets) {                                                                  \
+            for (; k_ < (n_output) / 8; ++k_) {                                        \
+                v1_ = SUMS(&m1_);                                                      \
+                v2_ = SUMS(&m2_);                                                      \
+                edgernn_fc16r_store8(o_, v1_, m1_, v2_);                               \
+                o_ += 8;                                                               \
+            }                                                                          \
+        }                                                                              \
+        for (k_ = 0; k_ < ((octets) ? (n_output) % 8 : (n_output)) / EDGERNN_FC16R_ROWS; ++k_) { \
+            v1_ = SUMS(&m1_);                                                          \
+            edgernn_fc16r_store4(o_, v1_, m1_, EDGERNN_FC16R_ROWS);                    \
+            o_ += EDGERNN_FC16R_ROWS;                                                  \
+        }                                                                              \
+        if ((n_output) % EDGERNN_FC16R_ROWS) {                                         \
+            v1_ = SUMS(&m1_);                                                          \
+            edgernn_fc16r_store4(o_, v1_, m1_, (n_output) % EDGERNN_FC16R_ROWS);       \
+        }                                                                              \
+    } while (0)
+
 /* One pass (Helium): the four sums over the input chunks (x0..x3 held in registers when the
- * input has at most four chunks, else read from x), the bias, VRMULH, saturation, the stores. */
-static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_pass_mve(const int8_t **w, int16x8_t x0, int16x8_t x1,
-                                                                int16x8_t x2, int16x8_t x3, const int16_t *x,
-                                                                int16_t *out, int n_input, int rows, int bias,
-                                                                int wbytes)
+ * input has at most four chunks, else read from x), the bias, VRMULH; the multipliers in *mp. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_fc16r_sums_mve(const int8_t **w, int16x8_t x0, int16x8_t x1,
+                                                                     int16x8_t x2, int16x8_t x3, const int16_t *x,
+                                                                     int32x4_t *mp, int n_input, int bias,
+                                                                     int wbytes)
 {
     const int chunks = (n_input + EDGERNN_FC16R_CHUNK - 1) / EDGERNN_FC16R_CHUNK;
     const int held = chunks <= EDGERNN_FC16R_HELD;
@@ -215,45 +322,117 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_pass_mve(const int8_t **w
         v = vaddq_s32(v, b);
     }
     m = edgernn_fc16r_words(w);
-    v = vrmulhq_s32(v, m);
-    /* saturated to int16 into the even halves of the multipliers' register (VQMOVNB: the odd
-     * halves keep the multipliers', never stored), stored from the low half of each word */
-    v = vreinterpretq_s32_s16(vqmovnbq_s32(vreinterpretq_s16_s32(m), v));
-    if (rows == EDGERNN_FC16R_ROWS) {
-        vstrhq_s32(out, v);
-    } else {
-        vstrhq_p_s32(out, v, vctp32q((uint32_t)rows));
+    *mp = m;
+    return vrmulhq_s32(v, m);
+}
+
+/* The passes over held input chunks x0..x3 (or x, read per pass); the bias columns' form: K added
+ * to the last chunk, the passes over the stream's two more columns, without bias words. */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_passes_mve(const int8_t *w, int16x8_t x0, int16x8_t x1,
+                                                                  int16x8_t x2, int16x8_t x3, const int16_t *x,
+                                                                  int16_t *out, int n_input, int n_output, int bias,
+                                                                  int wbytes, int form)
+{
+    const int chunks = (n_input + EDGERNN_FC16R_CHUNK - 1) / EDGERNN_FC16R_CHUNK;
+    const int cols = form == EDGERNN_FC16R_BIASCOLS;
+    if (cols) { /* K, added to the last chunk; no bias words */
+        const int16x8_t kv = vreinterpretq_s16_s32(edgernn_fc16r_words(&w));
+        x0 = chunks == 1 ? vaddq_s16(x0, kv) : x0;
+        x1 = chunks == 2 ? vaddq_s16(x1, kv) : x1;
+        x2 = chunks == 3 ? vaddq_s16(x2, kv) : x2;
+        x3 = chunks == 4 ? vaddq_s16(x3, kv) : x3;
+        n_input += 2;
+        bias = 0;
     }
+#define EDGERNN_FC16R_SUMS_(mp) edgernn_fc16r_sums_mve(&w, x0, x1, x2, x3, x, (mp), n_input, bias, wbytes)
+    EDGERNN_FC16R_ROWS_LOOP(form != EDGERNN_FC16R_PLAIN, n_output, out, EDGERNN_FC16R_SUMS_);
+#undef EDGERNN_FC16R_SUMS_
+}
+
+/* Sixteen int8 weights at *w, then *w += 16 (VLDRB.8). */
+static inline EDGERNN_ALWAYS_INLINE int8x16_t edgernn_fc16r_load16(const int8_t **w)
+{
+    int8x16_t v;
+    __asm__("vldrb.8 %q0, [%1], #16" : "=w"(v), "+r"(*w)); /* const weights: no memory clobber */
+    return v;
+}
+
+/* One row of the split form: 256 sum(w hi) + sum(w (lo - 128)) over 16 or 32 columns, one chain
+ * (the high bytes' sum shifted, then the low bytes' added to it: one accumulator a row, VMLADAV
+ * taking even registers only). */
+static inline EDGERNN_ALWAYS_INLINE int32_t edgernn_fc16r_split_row(const int8_t **w, int8x16_t hi0, int8x16_t lo0,
+                                                                    int8x16_t hi1, int8x16_t lo1, int n_input)
+{
+    const int8x16_t wa = edgernn_fc16r_load16(w);
+    const int8x16_t wb = n_input > 16 ? edgernn_fc16r_load16(w) : wa;
+    int32_t a = vmladavq_s8(wa, hi0);
+    if (n_input > 16) {
+        a = vmladavaq_s8(a, wb, hi1);
+    }
+    a = vmladavaq_s8((int32_t)((uint32_t)a << 8), wa, lo0); /* |256 a| < 2^27 */
+    return n_input > 16 ? vmladavaq_s8(a, wb, lo1) : a;
+}
+
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_fc16r_split_sums(const int8_t **w, int8x16_t hi0, int8x16_t lo0,
+                                                                       int8x16_t hi1, int8x16_t lo1, int32x4_t *mp,
+                                                                       int n_input, int bias)
+{
+    const int32_t a0 = edgernn_fc16r_split_row(w, hi0, lo0, hi1, lo1, n_input);
+    const int32_t a1 = edgernn_fc16r_split_row(w, hi0, lo0, hi1, lo1, n_input);
+    const int32_t a2 = edgernn_fc16r_split_row(w, hi0, lo0, hi1, lo1, n_input);
+    const int32_t a3 = edgernn_fc16r_split_row(w, hi0, lo0, hi1, lo1, n_input);
+    const int32x4_t m = edgernn_fc16r_words_n(w, 16);
+    const int32x4_t e = edgernn_fc16r_words_n(w, bias ? 32 : 16); /* then the next pass's bias words skipped */
+    *mp = m;
+    return vrmulhq_s32(vaddq_s32(edgernn_mve_pack4(a0, a1, a2, a3), e), m);
+}
+
+/* The split form: the input's bytes de-interleaved once per call (VLD20 / VLD21.8: low bytes,
+ * high bytes), the low ones biased by -128 (VEOR). */
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_split_mve(const edgernn_fc16w *f, int n_input, int n_output,
+                                                                 int bias)
+{
+    const int8_t *w = (const int8_t *)f->stream + (bias ? 16 : 0);
+    const int8_t *x = (const int8_t *)(const void *)f->input;
+    const int8x16_t k80 = vdupq_n_s8(-128);
+    int8x16x2_t c0;
+    int8x16x2_t c1;
+    EDGERNN_FC16R_FENCE();
+    c0 = vld2q_s8(x);
+    c1 = n_input > 16 ? vld2q_s8(x + 32) : c0;
+    c0.val[0] = veorq_s8(c0.val[0], k80);
+    c1.val[0] = n_input > 16 ? veorq_s8(c1.val[0], k80) : c0.val[0];
+#define EDGERNN_FC16R_SUMS_(mp) \
+    edgernn_fc16r_split_sums(&w, c0.val[1], c0.val[0], c1.val[1], c1.val[0], (mp), n_input, bias)
+    EDGERNN_FC16R_ROWS_LOOP(1, n_output, f->out, EDGERNN_FC16R_SUMS_);
+#undef EDGERNN_FC16R_SUMS_
+    EDGERNN_FC16R_FENCE();
 }
 
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_mve(const edgernn_fc16w *f, int n_input, int n_output, int bias,
-                                                           int wbytes)
+                                                           int wbytes, int form)
 {
     const int chunks = (n_input + EDGERNN_FC16R_CHUNK - 1) / EDGERNN_FC16R_CHUNK;
-    const int held = chunks <= EDGERNN_FC16R_HELD;
-    const int8_t *w = (const int8_t *)f->stream;
+    const int held = chunks <= EDGERNN_FC16R_HELD; /* the bias columns' form: always (fcrows.py) */
     const int16_t *x = f->input;
-    int16_t *out = f->out;
     int16x8_t x0;
     int16x8_t x1;
     int16x8_t x2;
     int16x8_t x3;
-    int k;
+    if (form == EDGERNN_FC16R_SPLIT) {
+        edgernn_fc16r_split_mve(f, n_input, n_output, bias);
+        return;
+    }
     /* A compiler barrier on either side: gcc 12 let the step's int16 loads of this FC's output
      * pass the VSTRH.32 of vstrhq_s32 (a SimpleRNN read its FC outputs before they were stored,
      * its M55 self-test failed); the barriers cost no instruction. */
     EDGERNN_FC16R_FENCE();
-    x0 = held ? edgernn_fc16r_x(x, 0, n_input) : vdupq_n_s16(0);
-    x1 = held && chunks > 1 ? edgernn_fc16r_x(x, 1, n_input) : vdupq_n_s16(0);
-    x2 = held && chunks > 2 ? edgernn_fc16r_x(x, 2, n_input) : vdupq_n_s16(0);
-    x3 = held && chunks > 3 ? edgernn_fc16r_x(x, 3, n_input) : vdupq_n_s16(0);
-    for (k = 0; k < n_output / EDGERNN_FC16R_ROWS; ++k) {
-        edgernn_fc16r_pass_mve(&w, x0, x1, x2, x3, x, out, n_input, EDGERNN_FC16R_ROWS, bias, wbytes);
-        out += EDGERNN_FC16R_ROWS;
-    }
-    if (n_output % EDGERNN_FC16R_ROWS) {
-        edgernn_fc16r_pass_mve(&w, x0, x1, x2, x3, x, out, n_input, n_output % EDGERNN_FC16R_ROWS, bias, wbytes);
-    }
+    x0 = held ? edgernn_fc16r_xh(x, 0, n_input) : vdupq_n_s16(0);
+    x1 = held && chunks > 1 ? edgernn_fc16r_xh(x, 1, n_input) : vdupq_n_s16(0);
+    x2 = held && chunks > 2 ? edgernn_fc16r_xh(x, 2, n_input) : vdupq_n_s16(0);
+    x3 = held && chunks > 3 ? edgernn_fc16r_xh(x, 3, n_input) : vdupq_n_s16(0);
+    edgernn_fc16r_passes_mve((const int8_t *)f->stream, x0, x1, x2, x3, x, f->out, n_input, n_output, bias, wbytes,
+                             form);
     EDGERNN_FC16R_FENCE();
 }
 #define edgernn_fc16r edgernn_fc16r_mve
@@ -265,41 +444,70 @@ static inline EDGERNN_ALWAYS_INLINE int16x8_t edgernn_fc16r_xb(const int8_t *x, 
     if (width >= EDGERNN_FC16R_CHUNK) {
         return vldrbq_s16(x + EDGERNN_FC16R_CHUNK * c);
     }
-    return vldrbq_z_s16(x + EDGERNN_FC16R_CHUNK * c, vctp16q((uint32_t)width));
+    return edgernn_fc16r_part_b(x + EDGERNN_FC16R_CHUNK * c, width);
+}
+
+/* The split form's stream on an int8 input (32 columns): no split, each row's two chunks of
+ * sixteen against the input's two (VLDRB.8, VMLADAV(A).S8), the bias words added, the e words
+ * skipped. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_fc16r_x8_split_sums(const int8_t **w, int8x16_t xa, int8x16_t xb,
+                                                                           int32x4_t *mp, int bias)
+{
+    const int32x4_t b = bias ? edgernn_fc16r_words(w) : vdupq_n_s32(0);
+    int32_t a[EDGERNN_FC16R_ROWS];
+    int32x4_t v;
+    int r;
+    for (r = 0; r < EDGERNN_FC16R_ROWS; ++r) {
+        const int8x16_t wa = edgernn_fc16r_load16(w);
+        a[r] = vmladavaq_s8(vmladavq_s8(wa, xa), edgernn_fc16r_load16(w), xb);
+    }
+    v = vaddq_s32(edgernn_mve_pack4(a[0], a[1], a[2], a[3]), b);
+    *mp = edgernn_fc16r_words_n(w, 32); /* the e words skipped */
+    return vrmulhq_s32(v, *mp);
+}
+
+static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_x8_split_mve(const edgernn_fc16w *f, const int8_t *x8,
+                                                                    int n_output, int bias)
+{
+    const int8_t *w = (const int8_t *)f->stream;
+    int8x16_t xa;
+    int8x16_t xb;
+    EDGERNN_FC16R_FENCE();
+    xa = vldrbq_s8(x8);
+    xb = vldrbq_s8(x8 + 16);
+#define EDGERNN_FC16R_SUMS_(mp) edgernn_fc16r_x8_split_sums(&w, xa, xb, (mp), bias)
+    EDGERNN_FC16R_ROWS_LOOP(1, n_output, f->out, EDGERNN_FC16R_SUMS_);
+#undef EDGERNN_FC16R_SUMS_
+    EDGERNN_FC16R_FENCE();
 }
 
 /* The FC on an int8 input read in place (n_input <= 32: held in registers; the step's CAST to
  * int16 folded into the widening loads). */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_x8_mve(const edgernn_fc16w *f, const int8_t *x8, int n_input,
-                                                              int n_output, int bias, int wbytes)
+                                                              int n_output, int bias, int wbytes, int form)
 {
     const int chunks = (n_input + EDGERNN_FC16R_CHUNK - 1) / EDGERNN_FC16R_CHUNK;
-    const int8_t *w = (const int8_t *)f->stream;
-    int16_t *out = f->out;
     int16x8_t x0;
     int16x8_t x1;
     int16x8_t x2;
     int16x8_t x3;
-    int k;
+    if (form == EDGERNN_FC16R_SPLIT) {
+        edgernn_fc16r_x8_split_mve(f, x8, n_output, bias);
+        return;
+    }
     EDGERNN_FC16R_FENCE();
     x0 = edgernn_fc16r_xb(x8, 0, n_input);
     x1 = chunks > 1 ? edgernn_fc16r_xb(x8, 1, n_input) : vdupq_n_s16(0);
     x2 = chunks > 2 ? edgernn_fc16r_xb(x8, 2, n_input) : vdupq_n_s16(0);
     x3 = chunks > 3 ? edgernn_fc16r_xb(x8, 3, n_input) : vdupq_n_s16(0);
-    for (k = 0; k < n_output / EDGERNN_FC16R_ROWS; ++k) {
-        edgernn_fc16r_pass_mve(&w, x0, x1, x2, x3, (const int16_t *)0, out, n_input, EDGERNN_FC16R_ROWS, bias,
-                               wbytes);
-        out += EDGERNN_FC16R_ROWS;
-    }
-    if (n_output % EDGERNN_FC16R_ROWS) {
-        edgernn_fc16r_pass_mve(&w, x0, x1, x2, x3, (const int16_t *)0, out, n_input, n_output % EDGERNN_FC16R_ROWS,
-                               bias, wbytes);
-    }
+    edgernn_fc16r_passes_mve((const int8_t *)f->stream, x0, x1, x2, x3, (const int16_t *)0, f->out, n_input, n_output,
+                             bias, wbytes, form);
     EDGERNN_FC16R_FENCE();
 }
 #define edgernn_fc16r_x8 edgernn_fc16r_x8_mve
 #else
-#define edgernn_fc16r edgernn_fc16r_c
+/* The C twin reads the plain stream (the generator's #else array): the form is Helium's. */
+#define edgernn_fc16r(f, n_input, n_output, bias, wbytes, form) edgernn_fc16r_c(f, n_input, n_output, bias, wbytes)
 
 /* The C twin: the int8 input widened into a local copy, then the FC on it. */
 static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_x8_c(const edgernn_fc16w *f, const int8_t *x8, int n_input,
@@ -316,7 +524,8 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_x8_c(const edgernn_fc16w 
     g.out = f->out;
     edgernn_fc16r_c(&g, n_input, n_output, bias, wbytes);
 }
-#define edgernn_fc16r_x8 edgernn_fc16r_x8_c
+#define edgernn_fc16r_x8(f, x8, n_input, n_output, bias, wbytes, form) \
+    edgernn_fc16r_x8_c(f, x8, n_input, n_output, bias, wbytes)
 #endif
 
 /* ---------------------------------------------------------------------------------------
@@ -636,19 +845,19 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_gate_rows_mve(const edgernn_gat
         edgernn_gate_rows(g, x, h, n_out, n_x, n_h, rs_x, rs_h, ls_x, ls_h, s, mk, mrs, alias);            \
     }
 
-#define EDGERNN_FC16R_KERNEL(name, n_input, n_output, bias, wbytes) \
-    static void name(const edgernn_fc16w *fc)                       \
-    {                                                               \
-        edgernn_fc16r(fc, n_input, n_output, bias, wbytes);         \
+#define EDGERNN_FC16R_KERNEL(name, n_input, n_output, bias, wbytes, form) \
+    static void name(const edgernn_fc16w *fc)                             \
+    {                                                                     \
+        edgernn_fc16r(fc, n_input, n_output, bias, wbytes, form);         \
     }
 
 /* The same FC reading an int8 input (the loop step's x_t) in place of the int16 copy a CAST
  * would make: `static void name(const edgernn_fc16w *fc, const int8_t *x8)` (fc->input unused;
  * n_input <= EDGERNN_FC16R_X8_MAX). */
-#define EDGERNN_FC16R_KERNEL_X8(name, n_input, n_output, bias, wbytes)  \
-    static void name(const edgernn_fc16w *fc, const int8_t *x8)         \
-    {                                                                   \
-        edgernn_fc16r_x8(fc, x8, n_input, n_output, bias, wbytes);      \
+#define EDGERNN_FC16R_KERNEL_X8(name, n_input, n_output, bias, wbytes, form) \
+    static void name(const edgernn_fc16w *fc, const int8_t *x8)               \
+    {                                                                         \
+        edgernn_fc16r_x8(fc, x8, n_input, n_output, bias, wbytes, form);      \
     }
 
 #ifdef __cplusplus

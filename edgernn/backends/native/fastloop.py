@@ -220,6 +220,7 @@ class FastFc16:
     wide: bool = False  # int16 weight pairs (edgernn_fc16w.h EDGERNN_FC16W_KERNEL), 32-bit sums
     bias: bool = False  # (wide) the passes start from bias words
     wbytes: int = 0  # (wide) on weight rows (edgernn_mve_fc.h EDGERNN_FC16R_KERNEL): bytes per weight
+    form: int = 0  # (rows) the stream's form (fcrows.PLAIN, SPLIT, BIASCOLS)
 
     @property
     def output_c(self) -> str:
@@ -232,7 +233,8 @@ class FastFc16:
     @property
     def kernel(self) -> str:
         if self.wbytes:
-            return f"fc16r_i{self.n_input}_o{self.n_output}" + ("_b" if self.bias else "") + f"_w{self.wbytes}"
+            return f"fc16r_i{self.n_input}_o{self.n_output}" + ("_b" if self.bias else "") + f"_w{self.wbytes}" + (
+                "", "_s", "_k")[self.form]
         if self.wide:
             return f"fc16w_i{self.n_input}_o{self.n_output}" + ("_b" if self.bias else "")
         return f"fc16_p{self.pairs}_i{self.n_input}_o{self.n_output}" + (f"_l{self.ls}" if self.ls >= 0 else "")
@@ -358,7 +360,8 @@ def _fc16_pairs(layer, s, bound: int, rows: bool = False) -> FastFc16:
 
 def _fc16_rows(name: str, fc, comment: str, st, input: str, output: str) -> FastFc16:
     return FastFc16(name=name, stream=fc16r_array(name, fc, comment, st), pairs=0, n_input=st.n_input,
-                    n_output=st.n_output, input=input, output=output, wide=True, bias=st.bias, wbytes=st.wbytes)
+                    n_output=st.n_output, input=input, output=output, wide=True, bias=st.bias, wbytes=st.wbytes,
+                    form=st.form)
 
 
 def _elementwise(s, ins: list[str]) -> tuple[str, str]:

@@ -33,6 +33,7 @@ class ConstArray:
     ctype: str
     values: np.ndarray
     comment: str
+    alt: np.ndarray | None = None  # the same array for the C twin, under #else of #if EDGERNN_USE_MVE
 
     @property
     def nbytes(self) -> int:

@@ -163,6 +163,26 @@ def act16_table() -> tuple[np.ndarray, np.ndarray]:
     return g.copy(), d.copy()
 
 
+def tanh16_signed_table() -> tuple[np.ndarray, np.ndarray]:
+    """Helium's TANH tables over signed segments j = v >> 8 (-256..255, entry j + 256): G' =
+    G[j] 2^7 and D' = D[j] for j >= 0, G' = ~(G[-j-1] 2^7) and D' = D[-j-1] below (the segment of
+    a negative v, (v ^ -1) >> 8, is -j - 1, and s ^ x = ~x there), so that for every v whose
+    segment needs no clamp ``edgernn_tanh16(v) = (G'[j] + v D'[j] + 128) >> 8``: no sign, no
+    XOR (``edgernn_mve_ew.h``; 3 KB of flash where it is used)."""
+    g, d = _act16_fit()
+    j = np.arange(-ACT16_SEGMENTS, ACT16_SEGMENTS)
+    k = np.where(j >= 0, j, -j - 1)
+    return np.where(j >= 0, g[k] << 7, ~(g[k] << 7)), d[k].copy()
+
+
+def tanh16_signed(v) -> np.ndarray:
+    """``edgernn_mve_tanh16_nc`` of ``v`` (|segment| unclamped) on :func:`tanh16_signed_table`."""
+    tg, td = tanh16_signed_table()
+    v = np.asarray(v, np.int64)
+    j = (v >> 8) + ACT16_SEGMENTS
+    return (tg[j] + v * td[j] + 128) >> 8
+
+
 def sigmoid16(v, true_abs: bool = False) -> np.ndarray:
     """TFLM's int16 Logistic of ``v`` (already at the table's scale) as ``edgernn_sigmoid16``
     (``edgernn_sigmoid16_abs`` with ``true_abs``) computes it."""
@@ -210,10 +230,13 @@ def act16_form(function: str, multiplier: int, left_shift: int) -> str | None:
 
 
 def activation_tables() -> dict:
-    """The six C arrays of ``edgernn_tables.c``: name -> (C type, values)."""
+    """The eight C arrays of ``edgernn_tables.c``: name -> (C type, values) (a firmware links only
+    those its code reads: the signed TANH tables on the Cortex-M55)."""
     sa, sd = sigmoid_folded()
     ag, ad = act16_table()
     ta, td = tanh_folded()
+    tg, tdd = tanh16_signed_table()
     return {"edgernn_sigmoid_intercepts": ("int32_t", sa), "edgernn_sigmoid_slopes": ("uint16_t", sd),
             "edgernn_act16_g": ("uint16_t", ag), "edgernn_act16_d": ("uint16_t", ad),
-            "edgernn_tanh_intercepts": ("int32_t", ta), "edgernn_tanh_slopes": ("uint16_t", td)}
+            "edgernn_tanh_intercepts": ("int32_t", ta), "edgernn_tanh_slopes": ("uint16_t", td),
+            "edgernn_act16_tanh_g": ("int32_t", tg), "edgernn_act16_tanh_d": ("uint16_t", tdd)}
