@@ -226,18 +226,23 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_tanh16_c(int32x4_t v, 
     return vrshrq_n_s32(vaddq_s32(e, vmulq_s32(v, EDGERNN_MVE_ACT16_D(i))), 8);
 }
 
-/* edgernn_tanh16 of a v whose segment needs no clamp (|v| < 2^16), on the signed-segment tables
- * (edgernn/backends/native/tables.py, tanh16_signed_table): (G'[j] + v D'[j] + 128) >> 8 with j =
- * v >> 8 (-256..255; a negative j's offsets wrap the 32-bit addresses below the tables' middle):
- * the sign, its XOR and the shift of G folded into the table, four instructions fewer. */
-static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_tanh16_signed(int32x4_t v)
+/* edgernn_tanh16 of a v whose segment needs no clamp (|v| < 2^16), on the tables over signed
+ * segments (edgernn/backends/native/tables.py, tanh16_signed_table): with u = v + 2^16 >= 0,
+ * (G'[u >> 8] + u D'[u >> 8] + 128) >> 8: the sign, its XOR and the shift of G folded into the
+ * tables, which the gathers index from their start. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_tanh16_u(int32x4_t u)
 {
-    const uint32x4_t j = vreinterpretq_u32_s32(vshrq_n_s32(v, 8));
-    const int32x4_t g = vldrwq_gather_shifted_offset_s32(edgernn_act16_tanh_g + EDGERNN_ACT16_SEGMENTS, j);
-    const int32x4_t d =
-        vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(edgernn_act16_tanh_d + EDGERNN_ACT16_SEGMENTS, j));
-    return vrshrq_n_s32(vaddq_s32(g, vmulq_s32(v, d)), 8);
+    const uint32x4_t j = vshrq_n_u32(vreinterpretq_u32_s32(u), 8);
+    const int32x4_t g = vldrwq_gather_shifted_offset_s32(edgernn_act16_tanh_g, j);
+    const int32x4_t d = vreinterpretq_s32_u32(vldrhq_gather_shifted_offset_u32(edgernn_act16_tanh_d, j));
+    return vrshrq_n_s32(vaddq_s32(g, vmulq_s32(u, d)), 8);
 }
+
+/* The same on the input's scale as edgernn_mve_act16_scale_q: u = VQRDMULH(x 2^k, m) + 2^16 as one
+ * VQRDMLASH ((2 (x 2^k) m + 2^16 2^32 + 2^31) >> 32, no saturation: |v| < 2^16). */
+#define edgernn_mve_tanh16_nc_q(x, k, m)                                                                     \
+    edgernn_mve_tanh16_u(vqrdmlashq_n_s32(vshllbq_n_s16(EDGERNN_MVE_B16(x), (k)), vdupq_n_s32((int32_t)(m)), \
+                                          (int32_t)1 << 16))
 
 /* The twins, and the same without the segment clamp (_nc, fastloop_mve._unclamped). */
 #define edgernn_mve_sigmoid16(v) edgernn_mve_sigmoid16_c((v), 0, 1)
@@ -245,7 +250,8 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_tanh16_signed(int32x4_
 #define edgernn_mve_tanh16(v) edgernn_mve_tanh16_c((v), 1)
 #define edgernn_mve_sigmoid16_nc(v) edgernn_mve_sigmoid16_c((v), 0, 0)
 #define edgernn_mve_sigmoid16_abs_nc(v) edgernn_mve_sigmoid16_c((v), 1, 0)
-#define edgernn_mve_tanh16_nc(v) edgernn_mve_tanh16_signed(v)
+#define edgernn_mve_tanh16_nc(v) edgernn_mve_tanh16_u(vaddq_n_s32((v), (int32_t)1 << 16))
+#define edgernn_mve_tanh16_q(x, k, m) edgernn_mve_tanh16(edgernn_mve_act16_scale_q((x), (k), (m))) /* (clamped) */
 
 /* ---------------------------------------------------------------------------------------
  * int8 ADD / SUB / MUL fits and tables (fastloop.fit_add, fit_mul, mul_prescaled).

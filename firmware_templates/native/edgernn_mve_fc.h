@@ -394,9 +394,10 @@ static inline EDGERNN_ALWAYS_INLINE void edgernn_fc16r_split_mve(const edgernn_f
 {
     const int8_t *w = (const int8_t *)f->stream + (bias ? 16 : 0);
     const int8_t *x = (const int8_t *)(const void *)f->input;
-    const int8x16_t k80 = vdupq_n_s8(-128);
+    int8x16_t k80;
     int8x16x2_t c0;
     int8x16x2_t c1;
+    __asm__("vmov.i8 %q0, #0x80" : "=w"(k80)); /* gcc 12: MOVS + VDUP.8 for vdupq_n_s8(-128) */
     EDGERNN_FC16R_FENCE();
     c0 = vld2q_s8(x);
     c1 = n_input > 16 ? vld2q_s8(x + 32) : c0;

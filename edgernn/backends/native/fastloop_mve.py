@@ -151,6 +151,8 @@ def _vector(e, elementwise, tail: bool, bottom: set = frozenset()) -> tuple[str,
             scale = (f"edgernn_mve_act16_scale_q({act.group(2)}, {q[0]}, {q[1]})" if q else
                      f"edgernn_mve_act16_scale({act.group(2)}, {', '.join(act.group(3, 4, 5))})")
             vec = f"edgernn_mve_{fn}({scale})"
+            if q and fn == "tanh16_nc":  # the scale and the TANH tables' offset as one VQRDMLASH
+                vec = f"edgernn_mve_tanh16_nc_q({act.group(2)}, {q[0]}, {q[1]})"
         # bottom-form inputs are read only by VSHLLB / VMULLB: ADD / SUB terms, MUL, the scale
         safe = raw is not None or (e.op.kind == "mul16" and "edgernn_mve_mul_s16" in vec) or bool(q)
         if safe or not bottom.intersection(ins):

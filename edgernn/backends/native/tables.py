@@ -164,23 +164,24 @@ def act16_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 def tanh16_signed_table() -> tuple[np.ndarray, np.ndarray]:
-    """Helium's TANH tables over signed segments j = v >> 8 (-256..255, entry j + 256): G' =
-    G[j] 2^7 and D' = D[j] for j >= 0, G' = ~(G[-j-1] 2^7) and D' = D[-j-1] below (the segment of
-    a negative v, (v ^ -1) >> 8, is -j - 1, and s ^ x = ~x there), so that for every v whose
-    segment needs no clamp ``edgernn_tanh16(v) = (G'[j] + v D'[j] + 128) >> 8``: no sign, no
-    XOR (``edgernn_mve_ew.h``; 3 KB of flash where it is used)."""
+    """Helium's TANH tables over the segments j = v >> 8 of a signed v (-256..255), stored at
+    j + 256 = u >> 8 for u = v + 2^16 >= 0: D' = D[j] and G' = G[j] 2^7 for j >= 0, D' = D[-j-1]
+    and G' = ~(G[-j-1] 2^7) below (the segment of a negative v, (v ^ -1) >> 8, is -j - 1, and
+    s ^ x = ~x there), less 2^16 D', so that for every v whose segment needs no clamp
+    ``edgernn_tanh16(v) = (G'[u >> 8] + u D'[u >> 8] + 128) >> 8``: no sign, no XOR, no
+    VSHL (``edgernn_mve_ew.h``, where u comes from the input's scale as one VQRDMLASH; 3 KB of
+    flash where it is used)."""
     g, d = _act16_fit()
     j = np.arange(-ACT16_SEGMENTS, ACT16_SEGMENTS)
     k = np.where(j >= 0, j, -j - 1)
-    return np.where(j >= 0, g[k] << 7, ~(g[k] << 7)), d[k].copy()
+    return np.where(j >= 0, g[k] << 7, ~(g[k] << 7)) - (d[k] << 16), d[k].copy()
 
 
 def tanh16_signed(v) -> np.ndarray:
     """``edgernn_mve_tanh16_nc`` of ``v`` (|segment| unclamped) on :func:`tanh16_signed_table`."""
     tg, td = tanh16_signed_table()
-    v = np.asarray(v, np.int64)
-    j = (v >> 8) + ACT16_SEGMENTS
-    return (tg[j] + v * td[j] + 128) >> 8
+    u = np.asarray(v, np.int64) + (1 << 16)
+    return (tg[u >> 8] + u * td[u >> 8] + 128) >> 8
 
 
 def sigmoid16(v, true_abs: bool = False) -> np.ndarray:
