@@ -17,7 +17,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from test_native_mve_fc import _run_on_the_m55, models16, needs_arm  # noqa: F401  (models16: a fixture)
+from test_native_mve_fc import _run_on_the_m55, check_printed_rows, models16, needs_arm  # noqa: F401  (models16: a fixture)
 
 from edgernn.backends.native.emit import TEMPLATE_DIR, load_plan
 from edgernn.backends.native.fasttensor import fc16_reference
@@ -67,16 +67,6 @@ def _program(cases) -> str:
     return "".join(out)
 
 
-def _check(lines, cases) -> None:
-    values = np.array(" ".join(lines).split(), np.int64)
-    rows = np.split(values, np.flatnonzero(values == 99999) + 1)[:len(cases)]
-    assert len(rows) == len(cases)
-    for (_, _, want), got in zip(cases, rows):
-        got = got[:-1].reshape(len(want), -1)
-        assert np.array_equal(got[:, :want.shape[1]], want)
-        assert (got[:, want.shape[1]:] == 12345).all()  # nothing written past the outputs
-
-
 def test_fc16r_x8_c_twin_equals_tflm(tmp_path):
     cases = [(st.plain or st, x, want) for st, x, want in _cases()]  # the C twin reads the plain streams
     src = tmp_path / "x8.c"
@@ -85,14 +75,14 @@ def test_fc16r_x8_c_twin_equals_tflm(tmp_path):
     for opt in ("-O0", "-O2"):
         exe = tmp_path / f"x8{opt}"
         compile_c("gcc", [src], exe, (*C_FLAGS, opt, f"-I{TEMPLATE_DIR}"))
-        _check(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines(), cases)
+        check_printed_rows(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines(), cases)
 
 
 @pytest.mark.slow
 @needs_arm
 def test_fc16r_x8_helium_equals_tflm_in_qemu_on_the_cortex_m55(tmp_path):
     cases = _cases()
-    _check(_run_on_the_m55(tmp_path, _program(cases), "run_all",
+    check_printed_rows(_run_on_the_m55(tmp_path, _program(cases), "run_all",
                            ["vldrbt.s16", "vmlav.s16", "vrmulh.s32", "vmlava.s8"]), cases)
 
 

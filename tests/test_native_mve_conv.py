@@ -25,7 +25,7 @@ from edgernn.backends.native.emit import TEMPLATE_DIR
 from edgernn.backends.native.fastlstm import NotFast
 from edgernn.backends.native.host import C_FLAGS, compile_c
 from test_native_fasttensor import CASES, _native_equals_tflm, _shape
-from test_native_mve_fc import _run_on_the_m55, needs_arm
+from test_native_mve_fc import _run_on_the_m55, check_printed_rows, needs_arm
 
 # (n_out, n_in, shifts lo..hi (TFLM's signed exponent), output zero point, activation range, (tap, stride)
 # of a dilated window read in place, or None: contiguous)
@@ -93,16 +93,6 @@ def _program(cases, print_fn: str) -> str:
     return "".join(out)
 
 
-def _check(lines, cases) -> None:
-    values = np.array(" ".join(lines).split(), np.int64)
-    rows = np.split(values, np.flatnonzero(values == 99999) + 1)[:len(cases)]
-    assert len(rows) == len(cases)
-    for (st, x, want), got in zip(cases, rows):
-        got = got[:-1].reshape(len(want), -1)
-        assert np.array_equal(got[:, :want.shape[1]], want)
-        assert (got[:, want.shape[1]:] == 99).all()  # nothing written past the outputs
-
-
 def test_conv_rows_stream_and_c_twin_equal_tflm(tmp_path):
     cases = _cases()
     src = tmp_path / "convrows.c"
@@ -111,14 +101,15 @@ def test_conv_rows_stream_and_c_twin_equal_tflm(tmp_path):
     for opt in ("-O0", "-O2"):
         exe = tmp_path / f"convrows{opt}"
         compile_c("gcc", [src], exe, (*C_FLAGS, opt, f"-I{TEMPLATE_DIR}"))
-        _check(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines(), cases)
+        out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+        check_printed_rows(out.splitlines(), cases, fill=99)
 
 
 @needs_arm
 def test_conv_rows_helium_equals_tflm_on_the_cortex_m55(tmp_path):
     cases = _cases()
     lines = _run_on_the_m55(tmp_path, _program(cases, "PRINT"), "run_all", ("vmlava.s8", "vqrdmulh.s32", "vrshl.s32"))
-    _check(lines, cases)
+    check_printed_rows(lines, cases, fill=99)
     # edgernn_tensor.h (which includes edgernn_mve_conv.h) also compiles as C++ for the M55
     cxx = tmp_path / "kernels.cpp"
     cxx.write_text('#include "edgernn_tensor.h"\n' + _program(cases[:2], "(void)").split("\n", 1)[1])

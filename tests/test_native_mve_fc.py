@@ -84,14 +84,17 @@ def _program(cases, print_fn: str) -> str:
     return "".join(out)
 
 
-def _check(lines, cases) -> None:
+def check_printed_rows(lines, cases, fill: int = 12345) -> None:
+    """A kernel test program's output (per case: each input row's outputs and four values past
+    them, then 99999) against the cases' wanted outputs; the values past them must still be
+    ``fill``, the program's initial value (nothing written past the outputs)."""
     values = np.array(" ".join(lines).split(), np.int64)
     rows = np.split(values, np.flatnonzero(values == 99999) + 1)[:len(cases)]
     assert len(rows) == len(cases)
-    for (st, x, want), got in zip(cases, rows):
+    for (_, _, want), got in zip(cases, rows):
         got = got[:-1].reshape(len(want), -1)
         assert np.array_equal(got[:, :want.shape[1]], want)
-        assert (got[:, want.shape[1]:] == 12345).all()  # nothing written past the outputs
+        assert (got[:, want.shape[1]:] == fill).all()
 
 
 def test_fc16r_stream_and_c_twin_equal_tflm_16x8(tmp_path):
@@ -103,7 +106,7 @@ def test_fc16r_stream_and_c_twin_equal_tflm_16x8(tmp_path):
     for opt in ("-O0", "-O2"):
         exe = tmp_path / f"fc16r{opt}"
         compile_c("gcc", [src], exe, (*C_FLAGS, opt, f"-I{TEMPLATE_DIR}"))
-        _check(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines(), cases)
+        check_printed_rows(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines(), cases)
 
 
 def test_fc16r_refuses_what_32_bits_cannot_hold():
@@ -155,7 +158,7 @@ def _run_on_the_m55(tmp_path, program: str, run: str, marks) -> list[str]:
 def test_fc16r_helium_equals_tflm_16x8_in_qemu_on_the_cortex_m55(tmp_path):
     """The same cases through the Helium kernels, bare metal on QEMU's mps3-an547."""
     cases = _cases()
-    _check(_run_on_the_m55(tmp_path, _program(cases, "PRINT"), "run_all",
+    check_printed_rows(_run_on_the_m55(tmp_path, _program(cases, "PRINT"), "run_all",
                            ["vmlava.s16", "vrmulh.s32", "vldrb.s16", "vld21.8", "vmlava.s8", "vldrht.u16", "vqmovnt.s32"]), cases)
 
 
