@@ -125,6 +125,21 @@ def conv_geometry(op: Operator, in_shape, w_shape) -> tuple[int, int, int, int]:
     return out[0], out[1], pads[0], pads[1]
 
 
+def _fast_step(kernel: str, p: str, i: int, opcode: str, where: str, comment: str, geometry: list, w2d, bias, qs,
+               zp_out: int, source: str, x: int, y: int, ring: bool = False) -> Step | None:
+    """A CONV_2D (or FULLY_CONNECTED) on int8 weight rows when ``kernel`` is "rows", else (or where
+    the rows refuse it) on the row pairs; None where neither takes it (the reference kernel)."""
+    if kernel == "rows":
+        try:
+            return _rows_step(p, i, opcode, where, comment, geometry, w2d, bias, qs, zp_out, source, x, y)
+        except NotFast:
+            pass
+    try:
+        return _pairs_step(p, i, opcode, where, comment, geometry, w2d, bias, qs, zp_out, source, x, y, ring)
+    except NotFast:
+        return None
+
+
 def _pairs_step(p: str, i: int, opcode: str, where: str, comment: str, geometry: list, w2d, bias, qs, zp_out: int,
                 source: str, x: int, y: int, ring: bool = False) -> Step:
     """The Step of a CONV_2D (or FULLY_CONNECTED, 1 x 1) on the row-pair kernel; raises NotFast."""
@@ -235,17 +250,10 @@ def plan_conv(m: TFLiteModel, sg: Subgraph, op: Operator, i: int, in_shape=None,
             comment += " (as one row)"
         w_out, kh, kw, sw, dw, top = (int(g[k][0]) for k in (5, 7, 8, 12, 14, 15))
         ring = kh == 1 and sw == 1 and dw == 1 and fc % 2 == 0 and top == 0 and w_out > kw > 1
-        if kernel == "rows":
-            try:
-                return _rows_step(p, i, op.opcode, where, comment, g, wd.reshape(cout, -1), folded, qs, _zp(y),
-                                  arrays[0].comment.split(":")[0], op.inputs[0], op.outputs[0])
-            except NotFast:
-                pass
-        try:
-            return _pairs_step(p, i, op.opcode, where, comment, g, wd.reshape(cout, -1), folded, qs, _zp(y),
-                               arrays[0].comment.split(":")[0], op.inputs[0], op.outputs[0], ring)
-        except NotFast:
-            pass
+        step = _fast_step(kernel, p, i, op.opcode, where, comment, g, wd.reshape(cout, -1), folded, qs, _zp(y),
+                          arrays[0].comment.split(":")[0], op.inputs[0], op.outputs[0], ring)
+        if step is not None:
+            return step
     if depthwise and pairs_layout(kernel):
         try:
             words, fields, call, window = depthwise_pairs(
@@ -442,25 +450,14 @@ def plan_fc(m, sg, op: Operator, i: int, rows: int, index: int, kernel: str = "r
         n = fc.multipliers.values.size
         qs = list(zip(np.broadcast_to(fc.multipliers.values, (fc.n_output,)),
                       np.broadcast_to(fc.shifts.values, (fc.n_output,)))) if n else []
-        if kernel == "rows" and qs:
-            try:
-                return _rows_step(f"op{i}", i, op.opcode, f"FULLY_CONNECTED (op {i})",
-                                  f"FULLY_CONNECTED (op {i}): {fc.n_input} -> {fc.n_output}" +
-                                  (f", on {rows} rows" if rows > 1 else ""), g,
-                                  np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input),
-                                  fc.bias.values, qs, fc.output_zero_point, fc.weights.comment.split(":")[0],
-                                  op.inputs[0], op.outputs[0])
-            except NotFast:
-                pass
-        try:
-            return _pairs_step(f"op{i}", i, op.opcode, f"FULLY_CONNECTED (op {i})",
-                               f"FULLY_CONNECTED (op {i}): {fc.n_input} -> {fc.n_output}" +
-                               (f", on {rows} rows" if rows > 1 else ""), g,
-                               np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input),
-                               fc.bias.values, qs, fc.output_zero_point, fc.weights.comment.split(":")[0],
-                               op.inputs[0], op.outputs[0])
-        except NotFast:
-            pass
+        step = _fast_step(kernel if qs else "pairs", f"op{i}", i, op.opcode, f"FULLY_CONNECTED (op {i})",
+                          f"FULLY_CONNECTED (op {i}): {fc.n_input} -> {fc.n_output}" +
+                          (f", on {rows} rows" if rows > 1 else ""), g,
+                          np.asarray(fc.weights.values, np.int64).reshape(fc.n_output, fc.n_input),
+                          fc.bias.values, qs, fc.output_zero_point, fc.weights.comment.split(":")[0],
+                          op.inputs[0], op.outputs[0])
+        if step is not None:
+            return step
     for a in fc.arrays:
         a.name = f"op{i}_{a.name.split('_', 1)[1]}"
     fields = [(str(fc.n_input), "inputs"), (str(fc.n_output), "outputs"), (f"${fc.weights.name}", "weights"),
