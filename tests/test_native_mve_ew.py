@@ -54,6 +54,17 @@ def _steps(models):
              AddPlan("add", False, 0, 0, (1725273130, -9), half, (2146541532, -14), 0, 0, 32767),
              AddPlan("add", False, 0, 0, half, half, half, 0, -32768, 32767),  # saturates
              AddPlan("add", True, 0, 0, half, half, (1 << 30, -14), 3, -32768, 32767),  # the SUB as one shift
+             AddPlan("add", False, 0, 0, half, half, (1 << 30, -13), 0, -32768, 32767),  # SUM_SCALE: a + b
+             AddPlan("add", False, 0, 0, (1 << 30, -1), half, (1 << 30, -12), 0, -32768, 32767),  # hc + 2 zd
+             AddPlan("add", True, 0, 0, half, (1 << 30, -2), (1 << 30, -12), 0, -32768, 32767),  # 4 a - b, RDBP 1
+             AddPlan("add", True, 0, 0, half, half, (1 << 30, -13), 0, -32768, 32767),  # a - b
+             AddPlan("add", True, 0, 0, (1 << 30, -1), half, (1 << 30, -12), 0, -32768, 32767),  # a - 2 b
+             AddPlan("add", False, 0, 0, half, (1 << 30, -1), (1 << 30, -12), 0, -32768, 32767),  # 2 a + b
+             AddPlan("add", True, 0, 0, half, (1 << 30, -1), (1 << 30, -12), 0, -32768, 32767),  # 2 a - b
+             AddPlan("add", False, 0, 0, (1 << 30, -1), half, (1 << 30, -12), 7, -30000, 32767),  # zero point, clamp
+             AddPlan("add", False, 0, 0, half, half, (1 << 30, -12), 0, -32768, 32767),  # (a + b) 2: a finer sum
+             AddPlan("add", False, 0, 0, (1 << 30, -1), half, (1 << 30, -10), 0, -32768, 32767),  # (a + 2 b) 4
+             AddPlan("add", True, 0, 0, half, (1 << 30, -2), (1 << 30, -11), 0, -32768, 32767),  # 4 a - b: VQMOVNB
              MulPlan("mul", 0, 0, (1129970314, -14), 0, -32768, 32767),
              MulPlan("mul", 0, 0, (1073741824, -15), 0, -1000, 32767),
              MulPlan("mul", 0, 0, (2147483647, -3), 0, -32768, 32767),  # saturates
@@ -61,7 +72,7 @@ def _steps(models):
              MulPlan("mul", 0, 0, (1300000000, 2), 0, -32768, 32767)]  # a left shift: edgernn_mbqm
     steps = [(p.kind + "16", p) for p in int16] + [(p.kind, p) for p in _ops()]
     steps += [("act16", SimpleNamespace(function=f, multiplier=m, left_shift=sh))
-              for f in ("logistic", "tanh") for scale in (2.0 ** -12, 3e-4, 0.05)
+              for f in ("logistic", "tanh") for scale in (2.0 ** -12, 3e-4, 3.2462e-4, 0.05)
               for m, sh in [fp.int16_activation_params(scale, f == "tanh")]]
     # a multiplier of 2^15 or more: the scale stays VMUL + VRSHR on int32 lanes (edgernn_mve_act16_scale)
     steps += [("act16", SimpleNamespace(function=f, multiplier=40000, left_shift=14)) for f in ("logistic", "tanh")]
@@ -168,7 +179,7 @@ def test_helium_forms_equal_the_scalar_forms_on_the_cortex_m55(models, tmp_path)
     # every twin the generator can name is exercised
     used = set(re.findall(r"edgernn_mve_(\w+)\(", " ".join(" ".join(x[2:]) for x in checked)))
     twins = set(fastloop_mve.TWINS) | {f"{f}_sat16" for f in ("add16_out", "mul_s16", "rdbp")} | {
-        "shl14", "widen16", "act16_scale_q"}
+        "shl14", "shl16", "sum_sat16", "qadd_sat16", "qsub_sat16", "qdbl_sat16", "widen16", "act16_scale_q"}
     assert twins - used <= {"clamp_range_s8"}, twins - used
     project, _ = _project(models, tmp_path, "sequence16", "cortex-m55", 1)
     table = ", ".join(str(v) for v in np.random.default_rng(1).integers(-128, 128, 256))

@@ -105,6 +105,31 @@ static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_shl14(int32x4_t x)
     return vshllbq_n_s16(EDGERNN_MVE_B16(x), 14);
 }
 
+/* x 2^k of a bottom-form x as int32 lanes (0 <= k <= 15): VMOVLB, or VSHLLB #k; a power-of-two
+ * sum's term (fastloop16._pow2_sum, fastloop_mve._pow2_raw). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_shl16(int32x4_t x, int k)
+{
+    return k == 0 ? vmovlbq_s16(EDGERNN_MVE_B16(x)) : vshllbq_n_s16(EDGERNN_MVE_B16(x), k);
+}
+
+/* clamp16(v) in bottom form: one VQMOVNB (a power-of-two sum's output with no rounding). */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_sum_sat16(int32x4_t v)
+{
+    return vreinterpretq_s32_s16(vqmovnbq_s32(EDGERNN_MVE_B16(v), v));
+}
+
+/* clamp16(a + b) and clamp16(a - b) of int16 values a, b (bottom form, or int32 lanes in the int16
+ * range: their low halves are the values) in bottom form: one VQADD.S16 / VQSUB.S16, the high
+ * halves' sums undefined. */
+#define edgernn_mve_qadd_sat16(a, b) vreinterpretq_s32_s16(vqaddq_s16(EDGERNN_MVE_B16(a), EDGERNN_MVE_B16(b)))
+#define edgernn_mve_qsub_sat16(a, b) vreinterpretq_s32_s16(vqsubq_s16(EDGERNN_MVE_B16(a), EDGERNN_MVE_B16(b)))
+
+/* clamp16(2 v) of a bottom-form int16 v, in bottom form: one VQADD.S16 of v and itself. */
+static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_qdbl_sat16(int32x4_t v)
+{
+    return edgernn_mve_qadd_sat16(v, v);
+}
+
 /* clamp16(edgernn_rdbp(v, e)) for 1 <= e <= 16, in bottom form: VQRSHRNB (its rounding, then
  * saturation to int16, into the low halves); two instructions fewer than VRSHR and the clamp. */
 static inline EDGERNN_ALWAYS_INLINE int32x4_t edgernn_mve_rdbp_sat16(int32x4_t v, int e)

@@ -72,23 +72,47 @@ def add16_form(p) -> tuple[str, str, str] | None:
     if raw_lo < -(1 << 30) or raw_hi >= 1 << 30:
         return None
     m, sh = p.output
-    if p.input1 == p.input2 == (1 << 30, 0) and m == 1 << 30 and -sh >= 13:
-        # both terms D 2^14 exactly (D = a +- b), and SRDHM(D 2^14, 2^30) = D 2^13 exactly, so the
-        # output is RDBP(D, -sh - 13): (D + 2^(e-1) + (D < 0)) >> e, no multiply (checked below)
-        e = -sh - 13
-        d = np.arange(-65535, 65536, dtype=np.int64)
-        a, b = np.clip(d, -32768, 32767), d - np.clip(d, -32768, 32767)
-        want = add16_exact(p, a, -b if p.subtract else b)
-        got = np.clip(_rdbp(d, e) + p.output_offset, p.activation_min, p.activation_max)
-        if np.array_equal(got, want):
-            return ("({x})", "({x})", f"edgernn_clamp_range_s16(edgernn_rdbp(RAW, {e}) + {p.output_offset}, "
-                    f"{p.activation_min}, {p.activation_max})")
-
+    exact = _pow2_sum(p)
+    if exact is not None:
+        return exact
     if not (1 << 30) <= m < (1 << 31):
         return None
     out = (f"edgernn_clamp_range_s16(edgernn_add16_out(RAW, {2 * m - (1 << 32)}, {-sh}) + {p.output_offset}, "
            f"{p.activation_min}, {p.activation_max})")
     return terms[0], terms[1], out
+
+
+def _pow2_sum(p) -> tuple[str, str, str] | None:
+    """The form of an ADD / SUB whose every multiplier is 2^30 (each ratio of scales a power of
+    two: cells.py's SUM_SCALE): term i is exactly a_i 2^(14 + s_i) (s_i >= -13), so raw = D 2^k
+    with D = a 2^(j1 - k) +- b 2^(j2 - k), k = min(j1, j2) >= 1; SRDHM(raw, 2^30) = D 2^(k - 1)
+    exactly, and RDBP(2^j D, e) = RDBP(D, e - j) for 0 <= j <= e (the rounding constant and the
+    sign term only move within one step of 2^j): the output is RDBP(D, e), no multiply, or D 2^-e
+    for e < 0 (exact: a multiple of 2^(-sh) divided). Checked
+    against TFLM's arithmetic on the edges and 2^18 random pairs; or None."""
+    (m1, s1), (m2, s2), (m, sh) = p.input1, p.input2, p.output
+    if {m1, m2, m} != {1 << 30} or min(s1, s2) < -13:
+        return None
+    j1, j2 = 14 + s1, 14 + s2
+    k = min(j1, j2)
+    e = -sh - (k - 1)  # e < 0: the output is D 2^-e (a sum on a finer grid than its terms)
+    if e < -15:
+        return None
+    f1, f2 = 1 << (j1 - k), 1 << (j2 - k)
+    edge = np.array([-32768, -32767, -16384, -2, -1, 0, 1, 2, 16383, 32767], np.int64)
+    rng = np.random.default_rng(0)
+    a = np.concatenate([np.repeat(edge, edge.size), rng.integers(-32768, 32768, 1 << 18), _I16])
+    b = np.concatenate([np.tile(edge, edge.size), rng.integers(-32768, 32768, 1 << 18), _I16[::-1]])
+    d = a * f1 - b * f2 if p.subtract else a * f1 + b * f2
+    got = np.clip((_rdbp(d, e) if e >= 0 else d << -e) + p.output_offset, p.activation_min, p.activation_max)
+    if not np.array_equal(got, add16_exact(p, a, b)):
+        return None
+
+    def term(f: int) -> str:
+        return "({x})" if f == 1 else f"(({{x}}) * {f})"
+    out = f"edgernn_rdbp(RAW, {e})" if e >= 0 else f"(RAW) * {1 << -e}"
+    return (term(f1), term(f2), f"edgernn_clamp_range_s16({out} + {p.output_offset}, {p.activation_min}, "
+            f"{p.activation_max})")
 
 
 def elementwise16(s, ins: list[str]) -> tuple[str, str]:

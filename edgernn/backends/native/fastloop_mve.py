@@ -37,6 +37,10 @@ MVE_KERNELS = ("rows",)
 _CALL = re.compile(r"\bedgernn_(\w+)\(")
 _LUT = re.compile(r"^\((\$\w+) \+ 128\)\[(.*)\]$", re.S)
 _SUFFIX = {2: "s16", 1: "s8"}
+#: fastloop16._pow2_sum's output with no rounding and no zero point: clamp16(D) (:func:`_qsum`)
+_PLAIN_SUM = re.compile(r"^edgernn_clamp_range_s16\((?:edgernn_rdbp\(RAW, 0\)|\(RAW\) \* (\d+)) \+ 0, -32768, 32767\)$")
+#: a term of fastloop16._pow2_sum: ({x}) or (({x}) * 2^j)
+_POW2 = re.compile(r"^\(\(?\{x\}\)(?: \* (\d+)\))?$")
 #: an int16 LOGISTIC / TANH on its input's scale (edgernn_act16_scale, act16_form)
 _ACT16 = re.compile(r"^edgernn_mve_(sigmoid16|sigmoid16_abs|tanh16)\(edgernn_mve_act16_scale\((.*), (\d+), (\d+), "
                     r"(\d+)\)\)$", re.S)
@@ -94,10 +98,12 @@ def _add16_raw(op, ins: list[str], bottom: set) -> tuple[str, str] | None:
     """(scalar RAW text of an int16 ADD / SUB, its Helium form): a 2^14 term on an int32-form
     input as one VMLA, on a bottom-form one as VSHLLB #14."""
     form = add16_form(op.params)
-    if form is None or form[0] == "({x})":
+    if form is None:
         return None
     terms = [t.format(x=x) for t, x in zip(form[:2], ins)]
     raw = f"{terms[0]} {'-' if op.params.subtract else '+'} {terms[1]}"
+    if "edgernn_add16_out(" not in form[2]:  # fastloop16._pow2_sum: a 2^j1 +- b 2^j2, small j
+        return raw, _pow2_raw([_POW2.match(t).group(1) for t in form[:2]], ins, bottom, op.params.subtract)
     shl = [t == "(({x}) * 16384)" for t in form[:2]]
     vterms = [f"edgernn_mve_shl14({x})" if s else t for t, s, x in zip(terms, shl, ins)]
     sub = op.params.subtract
@@ -106,6 +112,47 @@ def _add16_raw(op, ins: list[str], bottom: set) -> tuple[str, str] | None:
     if shl[0] and ins[0] not in bottom and not sub:
         return raw, f"vmlaq_n_s32({vterms[1]}, {ins[0]}, 16384)"
     return raw, f"{vterms[0]} {'-' if sub else '+'} {vterms[1]}"
+
+
+def _qsum(op, ins: list[str]) -> str | None:
+    """clamp16((a f1 +- b f2) 2^j) (fastloop16._pow2_sum, no rounding, f1 f2 in {1 2}, one of them 1) of
+    int16 a, b as saturating int16 adds on the low halves, bottom form: VQADD / VQSUB for
+    a +- b; (a +- b) +- b for a +- 2b and (a +- b) + a for 2a +- b, exact: the first sum
+    saturates only where the second moves further the same way; 2^j as j doublings, likewise."""
+    form = add16_form(op.params)
+    out = form and _PLAIN_SUM.match(form[2])
+    if not out:
+        return None
+    f = [int(_POW2.match(t).group(1) or 1) for t in form[:2]]
+    q = "edgernn_mve_qsub_sat16" if op.params.subtract else "edgernn_mve_qadd_sat16"
+    if f == [1, 1]:
+        v = f"{q}({ins[0]}, {ins[1]})"
+    elif f == [1, 2]:
+        v = f"{q}({q}({ins[0]}, {ins[1]}), {ins[1]})"
+    elif f == [2, 1]:
+        v = f"edgernn_mve_qadd_sat16({q}({ins[0]}, {ins[1]}), {ins[0]})"
+    else:
+        return None
+    for _ in range(int(out.group(1) or 1).bit_length() - 1):  # (D) * 2^j: clamp16(2 clamp16(y)) = clamp16(2 y)
+        v = f"edgernn_mve_qdbl_sat16({v})"
+    return v
+
+
+def _pow2_raw(factors: list, ins: list[str], bottom: set, sub: bool) -> str:
+    """The Helium D = a f1 +- b f2 of a power-of-two sum (f1, f2 powers of two, one of them 1): a
+    bottom-form term widened and shifted by one VSHLLB (VMOVLB for 1), an int32-form one with
+    f > 1 as the multiplier of one VMLA."""
+    f = [int(x or 1) for x in factors]
+    if not sub:
+        for i in (1, 0):
+            if f[i] > 1 and ins[i] not in bottom:
+                o = ins[1 - i]
+                other = f"edgernn_mve_shl16({o}, {f[1 - i].bit_length() - 1})" if o in bottom else (
+                    o if f[1 - i] == 1 else f"vshlq_n_s32({o}, {f[1 - i].bit_length() - 1})")
+                return f"vmlaq_n_s32({other}, {ins[i]}, {f[i]})"
+    v = [f"edgernn_mve_shl16({x}, {k.bit_length() - 1})" if x in bottom else
+         (x if k == 1 else f"vshlq_n_s32({x}, {k.bit_length() - 1})") for x, k in zip(ins, f)]
+    return f"{v[0]} {'-' if sub else '+'} {v[1]}"
 
 
 def _vector(e, elementwise, tail: bool, bottom: set = frozenset()) -> tuple[str, bool] | None:
@@ -135,6 +182,9 @@ def _vector(e, elementwise, tail: bool, bottom: set = frozenset()) -> tuple[str,
             return f"edgernn_mve_lut_s8({lut.group(1)} + 128, {lut.group(2)})", False
         if "[" in expr:
             return None
+        qsum = _qsum(e.op, ins) if e.op.kind == "add16" else None
+        if qsum:
+            return qsum, True
         raw = _add16_raw(e.op, ins, bottom) if e.op.kind == "add16" else None
         if raw:
             expr = expr.replace(raw[0], raw[1])
@@ -144,6 +194,8 @@ def _vector(e, elementwise, tail: bool, bottom: set = frozenset()) -> tuple[str,
         sat = _SAT16.match(vec)  # clamp16(RDBP(..., e)) as one saturating rounding narrow
         if sat and 1 <= int(sat.group(3)) <= 16:
             vec = f"edgernn_mve_{sat.group(1)}_sat16({sat.group(2)}, {sat.group(3)})"
+        elif sat and sat.group(1) == "rdbp" and sat.group(3) == "0":  # clamp16(D): one VQMOVNB
+            vec = f"edgernn_mve_sum_sat16({sat.group(2)})"
         act = _ACT16.match(vec)
         q = act and _act16_q(*map(int, act.group(3, 4, 5)))
         if act:

@@ -19,11 +19,19 @@ main graph of a streaming model). Two layouts, chosen by ``convert --state``:
 
     Every int16 tensor is symmetric (zero point 0); LOGISTIC / TANH outputs, the bounded
     hidden states and the LSTM's i * g are Q15 (2^-15); the LSTM's f * c shares c's scale,
-    which covers twice the calibrated range (``CELL_HEADROOM``). The layer's int8 output (the
-    sequence the next layer reads, a final state read by anything but a Dense) is a QUANTIZE
-    of h; within a stack of layers (one WHILE loop, or consecutive layers of a streaming model)
-    the next layer reads the int16 h itself, and so does a Dense head on the final state
-    (FULLY_CONNECTED 16x8, :mod:`.recurrent`).
+    which covers twice the calibrated range (``CELL_HEADROOM``).
+
+    SUM_SCALE: the two FC outputs an ADD sums share one scale (a GRU's candidate terms join its
+    z / r ones), and the sum takes that scale over 2^j, ranging over its activation's saturating
+    range where the terms range further (:func:`.graph._sum_scales`); a GRU's z * (h - hc) is
+    on (h - hc)'s 2^-14. Every ratio TFLM's ADD derives is then a power of two and the ADD an
+    exact integer sum (``(a + b) 2^j``, ``hc + 2 zd`` for h'): the native backend's add and
+    saturation, and its activation tables need no clamp.
+
+    The layer's int8 output (the sequence the next layer reads, a final state read by anything
+    but a Dense) is a QUANTIZE of h; within a stack of layers (one WHILE loop, or consecutive
+    layers of a streaming model) the next layer reads the int16 h itself, and so does a Dense
+    head on the final state (FULLY_CONNECTED 16x8, :mod:`.recurrent`).
 
     Such a GRU or LSTM layer (SHARED_SCALES, :func:`shares_row_scales`), reading a Q15 h below,
     quantizes its input-side and recurrent-side matrices with one scale per
@@ -285,10 +293,15 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
             rhh, hw2, _ = rec_fc(f"{p}hh", rh, r[:, 2 * u:], None, s, xw2)
             rec.append(hw2)
         hc_pre = binary(g, "ADD", x_h, rhh, f"{p}hc_pre", s, dtype=a16)
+        # every pre-activation term on one scale, the sums on it over 2^j (SUM_SCALE)
+        prog.tie(x_zr, h_zr, x_h, rhh, *([h_h] if ra else []))
+        prog.sums.update({zr_pre: x_zr, hc_pre: x_zr})
         hc = unary(prog, g, "TANH", hc_pre, f"{p}hc", s, x_only_here=True, dtype=a16)
         d = binary(g, "SUB", h, hc, f"{p}h_minus_hc", s, dtype=a16)
         prog.fixed[d] = SUB_OUT16  # see SUB_OUT
         zd = binary(g, "MUL", z, d, f"{p}z_d", s, dtype=a16)
+        # |z (h - hc)| < 2: d's grid, so h' = hc + 2 zd exactly (Q15 = 2^-15, SUB_OUT16 = 2^-14)
+        prog.fixed[zd] = SUB_OUT16
         binary(g, "ADD", hc, zd, h_out, s, dtype=a16)  # h' = z*h + (1-z)*hh = hh + z*(h - hh)
     elif layer.cell == "rnn":
         X, xw, _ = fc(g, f"{p}X", x16, k, b, s, dtype=a16)
@@ -298,12 +311,16 @@ def step_int16(prog: Program, g: Graph, layer: ir.Recurrent, p: str, x: str, h: 
             binary(g, "ADD", X, H, h_out, s, fused="RELU", dtype=a16)
         else:
             pre = binary(g, "ADD", X, H, f"{p}h_pre", s, dtype=a16)
+            prog.tie(X, H)  # SUM_SCALE
+            prog.sums[pre] = X
             unary(prog, g, "TANH", pre, h_out, s, x_only_here=True, dtype=a16)
     elif layer.cell == "lstm":
         X, xw, _ = fc(g, f"{p}X", x16, _lstm_rows(k), _lstm_rows(b), (1, 1, 4 * u), dtype=a16)
         H, hw, _ = rec_fc(f"{p}H", h, _lstm_rows(r), None, (1, 1, 4 * u), xw)
         rec = [hw]
         pre = binary(g, "ADD", X, H, f"{p}pre", (1, 1, 4 * u), dtype=a16)
+        prog.tie(X, H)  # SUM_SCALE
+        prog.sums[pre] = X
         ifo_pre, c_pre = split(prog, g, pre, [3 * u, u], [f"{p}ifo_pre", f"{p}c_pre"], a16)
         # pre is read by LOGISTIC (through ifo_pre) and TANH (c_pre): clip to the wider range
         for n, code in ((pre, "LOGISTIC"), (ifo_pre, "LOGISTIC"), (c_pre, "TANH")):

@@ -80,6 +80,7 @@ class Program:
     fixed: dict[str, QParams] = field(default_factory=dict)  # kernel-imposed output quantization
     clip: dict[str, tuple[float, float]] = field(default_factory=dict)  # range limits (saturating inputs)
     headroom: dict[str, float] = field(default_factory=dict)  # calibrated range widened this many times
+    sums: dict[str, str] = field(default_factory=dict)  # int16 ADD output -> a term (SUM_SCALE, cells.py)
     metadata: dict = field(default_factory=dict)
     cast_source: dict[str, str] = field(default_factory=dict)  # int16 CAST output -> its int8 input
     alias: list[list[tuple[int, str]]] = field(default_factory=list)  # (graph, tensor) groups sharing memory
@@ -145,9 +146,37 @@ def assign_quantization(program: Program, ranges: dict[str, tuple[float, float]]
             q = symmetric_int16_params(lo, hi) if kinds == {"int16"} else activation_params(lo, hi)
         for n in group:
             out[n] = q
+    _sum_scales(program, out, {n: members[find(n)] for n in names})
     for x16, x8 in program.cast_source.items():
         out[x16] = QParams((out[x8].per_tensor[0],), (0,))
     return out
+
+
+def _sum_scales(program: Program, out: dict[str, QParams], group_of: dict[str, list[str]]) -> None:
+    """SUM_SCALE (cells.py): an int16 ADD's terms share one scale and its output takes that scale
+    over 2^j, so every ratio TFLM's ADD derives is a power of two. The output ranges over its
+    activation's saturating range C (the hull of its group's clips) where the terms' range R
+    exceeds it: the terms' range becomes the first C 2^j >= R (at most 2x R; for every sum on
+    the same terms, the largest), the output's R' / 2^j = C exactly (float division by 2^j); with
+    R <= C (or no clip) the output takes the terms' scale itself."""
+    by_terms: dict[str, list[tuple[str, float]]] = {}
+    for y, term in program.sums.items():
+        limits = [program.clip[n] for n in group_of[y] if n in program.clip]
+        c = max((max(-lo, hi) for lo, hi in limits), default=0.0)
+        by_terms.setdefault(group_of[term][0], []).append((y, c))
+    for first, sums in by_terms.items():
+        r_terms = out[first].scale[0] * 32767
+        r = max([r_terms] + [out[y].scale[0] * 32767 for y, _ in sums])  # the sums' own (clipped) ranges
+        r2 = max([r] + [c * 2.0 ** np.ceil(np.log2(r / c)) for _, c in sums if 0 < c < r])
+        if r2 > r_terms:
+            q = symmetric_int16_params(-r2, r2)
+            for n in group_of[first]:
+                out[n] = q
+        for y, c in sums:
+            j = int(np.floor(np.log2(r2 / c) + 1e-9)) if 0 < c < r2 else 0
+            qy = QParams((out[first].scale[0] / 2.0 ** j,), (0,))
+            for n in group_of[y]:
+                out[n] = qy
 
 
 def share_constants(program: Program, quant: dict[str, QParams]) -> None:
