@@ -13,43 +13,6 @@
  * Fixed point (gemmlowp fixedpoint.h, TFLM kernels/internal/common.{h,cc})
  * ------------------------------------------------------------------------------------- */
 
-/* round(a * b / 2^31), saturating the single overflow case INT32_MIN * INT32_MIN. */
-static inline int32_t edgernn_fixed_srdhm(int32_t a, int32_t b)
-{
-    int64_t ab;
-    int64_t nudge;
-    if (a == b && a == INT32_MIN) {
-        return INT32_MAX;
-    }
-    ab = (int64_t)a * (int64_t)b;
-    nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    /* C99 division truncates toward zero, as gemmlowp's does. */
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
-}
-
-/* x / 2^exponent rounded to nearest, ties away from zero. */
-static inline int32_t edgernn_fixed_rounding_divide_by_pot(int32_t x, int exponent)
-{
-    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> exponent) + (remainder > threshold ? 1 : 0);
-}
-
-/* x * 2^exponent, saturating to the int32 range (gemmlowp SaturatingRoundingMultiplyByPOT
- * with a positive exponent). */
-static inline int32_t edgernn_fixed_saturating_shift_left(int32_t x, int exponent)
-{
-    const int32_t threshold = (int32_t)(((int64_t)1 << (31 - exponent)) - 1);
-    if (x > threshold) {
-        return INT32_MAX;
-    }
-    if (x < -threshold) {
-        return INT32_MIN;
-    }
-    return (int32_t)((uint32_t)x << exponent);
-}
-
 int32_t edgernn_fixed_mul_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift)
 {
     return edgernn_mbqm(x, multiplier, shift);
@@ -166,68 +129,61 @@ void edgernn_fc_run_s8(const edgernn_fc_params *p, const int8_t *input, int8_t *
 }
 
 /* ---------------------------------------------------------------------------------------
- * SOFTMAX int8 (TFLM reference_ops::Softmax<int8_t, int8_t>, gemmlowp exp and 1/(1+x))
+ * SOFTMAX int8 (TFLM reference_ops::Softmax<int8_t, int8_t>): exp() from the op's table, the
+ * row sum's reciprocal by gemmlowp's one_over_one_plus_x_for_x_in_0_1 (GetReciprocal).
  * ------------------------------------------------------------------------------------- */
 
-#define EDGERNN_SOFTMAX_DIFF_INTEGER_BITS 5   /* exp() input in Q5.26 */
 #define EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS 12 /* sum of exps in Q12.19 */
+#define EDGERNN_SOFTMAX_ACCUM_HALF ((uint32_t)1 << (EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS - 1))
+#define EDGERNN_SOFTMAX_OUTPUT_BITS 8         /* output in Q0.8, then - 128 */
+#define EDGERNN_SOFTMAX_OUTPUT_MAX 255        /* Q0.8 value of 1.0 - 2^-8 */
+#define EDGERNN_Q31_ONE_HALF ((int32_t)1 << 30)
 
-/* exp(a) for a in [-1/4, 0), Q0.31 in and out: Taylor series around -1/8. */
-static int32_t edgernn_fixed_exp_quarter(int32_t a)
+/* round(a * b / 2^31): gemmlowp's SaturatingRoundingDoublingHighMul for every (a, b) but
+ * (INT32_MIN, INT32_MIN). For a product p >= 0 both are floor((p + 2^30) / 2^31); for p < 0
+ * gemmlowp truncates (p + 1 - 2^30) / 2^31 toward zero, -floor((|p| + 2^30 - 1) / 2^31), and
+ * floor((p + 2^30) / 2^31) = -ceil((|p| - 2^30) / 2^31) is the same integer. No branch. */
+static inline int32_t edgernn_softmax_mul(int32_t a, int32_t b)
 {
-    const int32_t exp_minus_one_eighth = 1895147668; /* exp(-1/8) in Q0.31 */
-    const int32_t one_third = 715827883;             /* 1/3 in Q0.31 */
-    const int32_t x = a + ((int32_t)1 << 28);        /* a + 1/8 */
-    const int32_t x2 = edgernn_fixed_srdhm(x, x);
-    const int32_t x3 = edgernn_fixed_srdhm(x2, x);
-    const int32_t x4 = edgernn_fixed_srdhm(x2, x2);
-    const int32_t x4_over_4 = edgernn_fixed_rounding_divide_by_pot(x4, 2);
-    const int32_t poly = edgernn_fixed_rounding_divide_by_pot(
-        edgernn_fixed_srdhm(x4_over_4 + x3, one_third) + x2, 1);
-    return exp_minus_one_eighth + edgernn_fixed_srdhm(exp_minus_one_eighth, x + poly);
+    return (int32_t)(((int64_t)a * (int64_t)b + EDGERNN_Q31_ONE_HALF) >> 31);
 }
 
-/* exp(a) for a <= 0 in Q5.26, result in Q0.31 (gemmlowp exp_on_negative_values). */
-static int32_t edgernn_fixed_exp_on_negative_values(int32_t a)
+/* The same product with b given doubled (2 b in the int32 range): floor((a 2b + 2^31) / 2^32),
+ * the high word of one multiply-accumulate. */
+static inline int32_t edgernn_softmax_mul_doubled(int32_t a, int32_t b_doubled)
 {
-    /* exp(-2^k) in Q0.31 for k = -2..4: the barrel shifter's multipliers. */
-    static const int32_t exp_of_minus_pow2[7] = {
-        1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
-    const int fractional_bits = 31 - EDGERNN_SOFTMAX_DIFF_INTEGER_BITS;
-    const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
-    const int32_t mask = one_quarter - 1;
-    const int32_t a_mod_quarter_minus_quarter = (a & mask) - one_quarter;
-    const int32_t remainder = a_mod_quarter_minus_quarter - a;
-    int32_t result = edgernn_fixed_exp_quarter(
-        edgernn_fixed_saturating_shift_left(a_mod_quarter_minus_quarter, EDGERNN_SOFTMAX_DIFF_INTEGER_BITS));
-    int k;
-    for (k = -2; k <= 4; ++k) {
-        if (k < EDGERNN_SOFTMAX_DIFF_INTEGER_BITS &&
-            (remainder & ((int32_t)1 << (fractional_bits + k))) != 0) {
-            result = edgernn_fixed_srdhm(result, exp_of_minus_pow2[k + 2]);
-        }
-    }
-    return a == 0 ? INT32_MAX : result;
+    return (int32_t)(((int64_t)a * (int64_t)b_doubled + ((int64_t)1 << 31)) >> 32);
 }
 
-/* 1 / (1 + a) for a in [0, 1), Q0.31 in and out: three Newton-Raphson steps in Q2.29. */
-static int32_t edgernn_fixed_one_over_one_plus_x(int32_t a)
+/* One Newton-Raphson step for 1 / d in Q2.29, d = half_denominator in Q0.31: x + 4 x (1 - d x),
+ * 1 - d x as 2 (1 - d x) (a small correction: doubled it stays in the int32 range). */
+static inline int32_t edgernn_softmax_newton_step(int32_t half_denominator, int32_t x)
+{
+    const uint32_t two_q2 = (uint32_t)1 << 30;
+    const int32_t one_minus_doubled =
+        (int32_t)(two_q2 - ((uint32_t)edgernn_softmax_mul(half_denominator, x) << 1));
+    return x + (int32_t)((uint32_t)edgernn_softmax_mul_doubled(x, one_minus_doubled) << 2);
+}
+
+/* 1 / (1 + a) for a in [0, 2^31) (Q0.31 in and out): one_over_one_plus_x_for_x_in_0_1, three
+ * Newton-Raphson steps in Q2.29 (written out: a loop makes gcc widen the loop-invariant
+ * denominator to 64 bits and multiply in three instructions). Its multiplications never see
+ * (INT32_MIN, INT32_MIN) (the half denominator is in [2^30, 2^31)), the steps' corrections
+ * stay far inside the int32 range (the shift by two needs no saturation: every even a, each
+ * row sum's, gives gemmlowp's bits, checked once over all 2^30 of them and in
+ * tests/test_native_softmax.py for the sums of up to 2^23); only the last doubling saturates,
+ * at a = 0 (x = 2.0). */
+static int32_t edgernn_softmax_reciprocal(int32_t a)
 {
     const int32_t forty_eight_over_17 = 1515870810;      /* 48/17 in Q2.29 */
-    const int32_t minus_thirty_two_over_17 = -1010580540; /* -32/17 in Q2.29 */
-    const int32_t one_q2 = (int32_t)1 << 29;
-    /* RoundingHalfSum(a, 1.0): (a + INT32_MAX) / 2 rounded away from zero. */
-    const int64_t sum = (int64_t)a + (int64_t)INT32_MAX;
-    const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
-    int32_t x = forty_eight_over_17 + edgernn_fixed_srdhm(half_denominator, minus_thirty_two_over_17);
-    int i;
-    for (i = 0; i < 3; ++i) {
-        const int32_t half_denominator_times_x = edgernn_fixed_srdhm(half_denominator, x);
-        const int32_t one_minus = one_q2 - half_denominator_times_x;
-        x = x + edgernn_fixed_saturating_shift_left(edgernn_fixed_srdhm(x, one_minus), 2);
-    }
-    /* x / 2 back to Q0.31: reinterpret as Q1.30, then a saturating shift by one. */
-    return edgernn_fixed_saturating_shift_left(x, 1);
+    const int32_t minus_sixty_four_over_17 = -2021161080; /* -32/17 in Q2.29, doubled */
+    /* RoundingHalfSum(a, 1.0) = (a + 2^31 - 1 + 1) / 2 = a / 2 + 2^30 for even a >= 0 */
+    const int32_t half_denominator = (a >> 1) + EDGERNN_Q31_ONE_HALF;
+    int32_t x = forty_eight_over_17 + edgernn_softmax_mul_doubled(half_denominator, minus_sixty_four_over_17);
+    x = edgernn_softmax_newton_step(half_denominator, x);
+    x = edgernn_softmax_newton_step(half_denominator, x);
+    x = edgernn_softmax_newton_step(half_denominator, x);
+    return x >= EDGERNN_Q31_ONE_HALF ? INT32_MAX : x * 2; /* Q2.29 x / 2 read as Q0.31 */
 }
 
 static int edgernn_count_leading_zeros(uint32_t x)
@@ -247,54 +203,59 @@ static int edgernn_count_leading_zeros(uint32_t x)
     return n;
 }
 
-/* Classes whose exp() the first pass keeps for the second (more are recomputed). */
-#define EDGERNN_SOFTMAX_KEPT 16
-
+/* TFLM's steps with exp(diff) read from p->exp_table (Q0.31, indexed by max - x, zero past its
+ * end: see edgernn_kernels.h). Every exp is >= 0, so TFLM's roundings of nonnegative values
+ * are done as "add half, shift". */
 void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input, int8_t *output)
 {
-    int8_t max_in_row = EDGERNN_INT8_MIN;
-    int32_t sum_of_exps = 0; /* Q12.19 */
+    const int32_t *table = p->exp_table;
+    const uint32_t n_table = (uint32_t)p->table_len;
+    const int n = p->n;
+    int32_t max_in_row = EDGERNN_INT8_MIN;
+    uint32_t sum_of_exps = 0u; /* Q12.19, wraps like TFLM's int32 sum */
     int headroom_plus_one;
-    int num_bits_over_unit;
     int32_t shifted_scale;
     int exponent;
+    int64_t rounding;
     int c;
-    int32_t kept[EDGERNN_SOFTMAX_KEPT]; /* exp(diff) of the first classes, Q0.31 */
 
-    for (c = 0; c < p->n; ++c) {
+    for (c = 0; c < n; ++c) {
         max_in_row = input[c] > max_in_row ? input[c] : max_in_row;
     }
-    for (c = 0; c < p->n; ++c) {
-        const int32_t diff = (int32_t)input[c] - max_in_row;
-        if (diff >= p->diff_min) {
-            const int32_t scaled = edgernn_fixed_srdhm(
-                (int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
-            const int32_t e = edgernn_fixed_exp_on_negative_values(scaled);
-            if (c < EDGERNN_SOFTMAX_KEPT) {
-                kept[c] = e;
-            }
-            sum_of_exps += edgernn_fixed_rounding_divide_by_pot(e, EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS);
+    for (c = 0; c < n; ++c) {
+        const uint32_t d = (uint32_t)(max_in_row - input[c]);
+        if (d < n_table) {
+            /* RoundingDivideByPOT(e, 12) of e >= 0 */
+            sum_of_exps += ((uint32_t)table[d] + EDGERNN_SOFTMAX_ACCUM_HALF) >> EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS;
         }
     }
 
     /* 1 / sum_of_exps as a Q0.31 scale and a power of two (TFLM GetReciprocal). */
-    headroom_plus_one = edgernn_count_leading_zeros((uint32_t)sum_of_exps);
-    num_bits_over_unit = EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS - headroom_plus_one;
-    shifted_scale = edgernn_fixed_one_over_one_plus_x(
-        (int32_t)(((uint32_t)sum_of_exps << headroom_plus_one) - ((uint32_t)1 << 31)));
-    exponent = num_bits_over_unit + 31 - 8;
+    headroom_plus_one = edgernn_count_leading_zeros(sum_of_exps);
+    shifted_scale = edgernn_softmax_reciprocal((int32_t)((sum_of_exps << headroom_plus_one) - 0x80000000u));
+    exponent = EDGERNN_SOFTMAX_ACCUM_INTEGER_BITS - headroom_plus_one + 31 - EDGERNN_SOFTMAX_OUTPUT_BITS;
+    if (exponent > 31) {
+        /* a sum of 512 or more (512 classes at the row's max at least): every exp / sum rounds to 0 */
+        memset(output, EDGERNN_INT8_MIN, (size_t)n);
+        return;
+    }
+    /* RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(scale, e), exponent) of a product
+     * P = scale e >= 0: floor((floor((P + 2^30) / 2^31) + 2^(exponent-1)) / 2^exponent), one
+     * floor((P + 2^30 + 2^(30+exponent)) / 2^(31+exponent)) (2^(30+exponent) / 2^31 is an
+     * integer, and nested floors of divisions by integers are one): the high word of
+     * P + rounding, shifted right by exponent - 1. The sum holds the max's 2^19 at least, so
+     * exponent >= 23 and 2^(30+exponent) sits in the high word alone. */
+    rounding = (int64_t)(((uint64_t)((uint32_t)1 << (exponent - 2)) << 32) | (uint64_t)EDGERNN_Q31_ONE_HALF);
 
-    for (c = 0; c < p->n; ++c) {
-        const int32_t diff = (int32_t)input[c] - max_in_row;
-        if (diff >= p->diff_min) {
-            const int32_t exp_in_0 = c < EDGERNN_SOFTMAX_KEPT ? kept[c] : edgernn_fixed_exp_on_negative_values(
-                edgernn_fixed_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier));
-            const int32_t unsat = edgernn_fixed_rounding_divide_by_pot(
-                edgernn_fixed_srdhm(shifted_scale, exp_in_0), exponent);
-            output[c] = (int8_t)edgernn_clamp(unsat + EDGERNN_INT8_MIN, EDGERNN_INT8_MIN, EDGERNN_INT8_MAX);
-        } else {
-            output[c] = (int8_t)EDGERNN_INT8_MIN;
+    for (c = 0; c < n; ++c) {
+        const uint32_t d = (uint32_t)(max_in_row - input[c]);
+        uint32_t unsat = 0u;
+        if (d < n_table) {
+            unsat = (uint32_t)(((uint64_t)((int64_t)shifted_scale * (int64_t)table[d] + rounding) >> 32)) >>
+                    (exponent - 1);
         }
+        output[c] = (int8_t)((int32_t)(unsat > EDGERNN_SOFTMAX_OUTPUT_MAX ? EDGERNN_SOFTMAX_OUTPUT_MAX : unsat) +
+                             EDGERNN_INT8_MIN);
     }
 }
 

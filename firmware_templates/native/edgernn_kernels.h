@@ -10,7 +10,7 @@
  *     (TFLM "8x8_16"): int16 gate pre-activations in Q3.12, TFLM's int16 sigmoid/tanh
  *     (interpolated 256-entry table), int16 cell state, int8 hidden state.
  *   - FULLY_CONNECTED int8, per-tensor or per-channel requantization.
- *   - SOFTMAX int8 -> int8 with gemmlowp fixed-point exp and reciprocal.
+ *   - SOFTMAX int8 -> int8: gemmlowp fixed-point exp (tabulated) and reciprocal.
  *
  * The LSTM step here (edgernn_lstm_step) is the reference form, written as TFLM's formulas; the
  * fast kernels (edgernn_fast.h, edgernn_pairs.h on Cortex-M4/M7/M33, edgernn_rows.h on Helium
@@ -123,12 +123,17 @@ int32_t edgernn_dot_s8(const int8_t *w, const int8_t *x, int n);
 
 /* ---------------------------------------------------------------------------------------
  * SOFTMAX int8 -> int8 (output scale 1/256, zero point -128).
+ *
+ * TFLM's exp() term depends on diff = x - max(row) only, an int in [-255, 0]: the generated
+ * model holds it as a table (computed at generation time by TFLM's fixed-point steps:
+ * PreprocessSoftmaxScaling's multiplier, gemmlowp exp_on_negative_values in Q5.26 -> Q0.31),
+ * entry d = exp(-d scaled), 0 <= d < table_len. Entries past the table are zero: TFLM's
+ * diff < diff_min, or an exp below 2^11 that adds nothing to the row sum and gives -128.
  * ------------------------------------------------------------------------------------- */
 typedef struct {
     int n;                        /* classes */
-    int32_t input_multiplier;     /* beta * input_scale * 2^26 as Q0.31 + left shift */
-    int input_left_shift;
-    int32_t diff_min;             /* differences below this give exp() = 0 */
+    const int32_t *exp_table;     /* Q0.31 exp(beta * input_scale * -d), d = max(row) - x */
+    int table_len;                /* 1 to 256 */
 } edgernn_softmax_params;
 
 void edgernn_softmax_run_s8(const edgernn_softmax_params *p, const int8_t *input, int8_t *output);

@@ -24,6 +24,7 @@ import numpy as np
 from ...errors import UnsupportedLayerError
 from ...tflite_model import Operator, Subgraph, Tensor, TFLiteModel
 from . import prepare
+from .softmax import softmax_exp_table
 
 @dataclass
 class ConstArray:
@@ -80,6 +81,7 @@ class SoftmaxPlan:
     input_multiplier: int
     input_left_shift: int
     diff_min: int
+    exp_table: ConstArray  # Q0.31 exp of -d = x - max(row), softmax.softmax_exp_table
 
     @property
     def kind(self) -> str:
@@ -87,7 +89,7 @@ class SoftmaxPlan:
 
     @property
     def arrays(self) -> list[ConstArray]:
-        return []
+        return [self.exp_table]
 
     @property
     def n_out(self) -> int:
@@ -312,7 +314,8 @@ def _fully_connected(m: TFLiteModel, sg: Subgraph, op: Operator, op_index: int, 
         activation=prepare.ACT_NAMES[act], activation_min=lo, activation_max=hi)
 
 
-def _softmax(m: TFLiteModel, sg: Subgraph, op: Operator, op_index: int, index: int) -> SoftmaxPlan:
+def _softmax(m: TFLiteModel, sg: Subgraph, op: Operator, op_index: int, index: int,
+             prefix: str | None = None) -> SoftmaxPlan:
     x = sg.tensors[op.inputs[0]]
     y = sg.tensors[op.outputs[0]]
     where = f"SOFTMAX (op {op_index})"
@@ -322,5 +325,11 @@ def _softmax(m: TFLiteModel, sg: Subgraph, op: Operator, op_index: int, index: i
         raise _fail(m, f"{where}: output quantization ({_scale(y):g}, {_zp(y)}) is not TFLM's (1/256, -128)")
     beta = float(getattr(op.options, "beta", 1.0))
     mult, shift, diff_min = prepare.softmax_params(beta, _scale(x))
+    table = softmax_exp_table(mult, shift, diff_min)
+    comment = (f"SOFTMAX (op {op_index}), beta {beta}, input scale {_scale(x):.9g}: exp(x - max(row)) in Q0.31 "
+               f"for x - max = 0 .. -{len(table) - 1}, TFLM's steps at generation time: "
+               f"MultiplyByQuantizedMultiplierGreaterThanOne(x - max, {mult}, {shift}) (PreprocessSoftmaxScaling), "
+               f"exp_on_negative_values in Q5.26; diff_min {diff_min}, exps below 2^11 cut (they give 0)")
     return SoftmaxPlan(index=index, op_index=op_index, n=int(x.shape[-1]), beta=beta, input_scale=_scale(x),
-                       input_multiplier=mult, input_left_shift=shift, diff_min=diff_min)
+                       input_multiplier=mult, input_left_shift=shift, diff_min=diff_min,
+                       exp_table=ConstArray(f"{prefix or f'softmax{index}'}_exp", "int32_t", table, comment))

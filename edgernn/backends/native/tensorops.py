@@ -498,12 +498,12 @@ def plan_fc16(m, sg, op: Operator, i: int, rows: int) -> Step:
 
 
 def plan_softmax(m, sg, op: Operator, i: int, rows: int, index: int) -> Step:
-    s = _softmax(m, sg, op, i, index)
+    s = _softmax(m, sg, op, i, index, prefix=f"op{i}")
     st = CStruct(f"op{i}", "edgernn_softmax_params",
-                 [(str(s.n), "classes"), (str(s.input_multiplier), "input multiplier"),
-                  (str(s.input_left_shift), "input left shift"), (str(s.diff_min), "diff min")],
+                 [(str(s.n), "classes"), (f"${s.exp_table.name}", "exp table"),
+                  (str(s.exp_table.values.size), "table entries")],
                  f"SOFTMAX (op {i}), beta {s.beta}, input scale {s.input_scale:.9g}")
     x, y = t(op.inputs[0]), t(op.outputs[0])
     call = f"edgernn_softmax_run_s8(&$op{i}, {x}, {y});" if rows == 1 else \
         f"for (r = 0; r < {rows}; ++r) {{ edgernn_softmax_run_s8(&$op{i}, {x} + r * {s.n}, {y} + r * {s.n}); }}"
-    return Step(i, op.opcode, st.comment, [call], [st])
+    return Step(i, op.opcode, st.comment, [call], [st], s.arrays)
