@@ -149,17 +149,20 @@ def test_while_graph_ranges_are_the_ones_convert_writes(zoo, state):
     # the parameters convert writes (the flatbuffer stores no tensor names: read them by name here)
     _, quant = calibrate(m, x[:qat.MAX_CALIB_SAMPLES], state)
     by_name = {name.split("/")[-1]: q for name, q in quant.items()}
-    if state == "int16":  # QAT's X: convert's two input-side FCs X_zr, X_h (tied: one scale)
-        assert by_name["X_zr"].scale[0] == by_name["X_h"].scale[0]
+    if state == "int16":  # QAT's X: convert's FC terms of the ADDs (SUM_SCALE: one scale)
+        assert {by_name[n].scale[0] for n in ("X_zr", "X_h", "H_zr", "H_h", "r_hh")} == {by_name["X_zr"].scale[0]}
         by_name["X"] = by_name["X_zr"]
     cell = {k.rsplit("/", 1)[-1]: v for k, v in ranges.items() if "qat_cell" in k}  # qat_cell(_N)/x_z
     if state == "int16":
-        assert set(cell) == {"X", "H_zr", "H_h", "zr_pre", "hc_pre", "r_hh", "z_d"}
+        assert set(cell) == {"X", "zr_pre", "hc_pre"}
         for name, (lo, hi) in cell.items():
             assert by_name[name].scale[0] == pytest.approx(symmetric_int16_params(lo, hi).scale[0], rel=1e-5), name
         assert max(abs(v) for v in cell["zr_pre"]) <= 10.625 and max(abs(v) for v in cell["hc_pre"]) <= 5.3125
         assert by_name["h_new"].scale[0] == 2.0 ** -15 and by_name["h_new"].zero_point[0] == 0
-        assert by_name["h_minus_hc"].scale[0] == 2.0 ** -14
+        assert by_name["h_minus_hc"].scale[0] == by_name["z_d"].scale[0] == 2.0 ** -14
+        # the sums on the terms' scale over a power of two
+        for n in ("zr_pre", "hc_pre"):
+            assert np.log2(by_name["X"].scale[0] / by_name[n].scale[0]) in (0.0, 1.0, 2.0, 3.0), n
         return
     assert {"z_pre", "r_pre", "hc_pre", "r_hh", "z_d", "x_z", "h_z"} <= set(cell)
     assert "h" not in cell and "h_minus_hc" not in cell  # fixed grids, not calibrated
@@ -189,6 +192,12 @@ def test_int16_lstm_cell_state_range_is_the_one_convert_writes(bm_data):
         want = CELL_HEADROOM * max(-lo, hi) / 32767
         assert quant[f"L0{d}/c_new"].scale[0] == quant[f"L0{d}/f_c"].scale[0] == pytest.approx(want, rel=1e-5)
         assert quant[f"L0{d}/i_g"].scale[0] == 2.0 ** -15
+        # SUM_SCALE: X and H on one scale, their sum on it over 2^j; QAT's points give both
+        for n in ("X", "pre"):
+            lo, hi = next(v for k, v in ranges.items() if f"/{direction}_" in k and "/qat_cell" in k and k.endswith(f"/{n}"))
+            assert quant[f"L0{d}/{n}"].scale[0] == pytest.approx(max(-lo, hi) / 32767, rel=1e-5), n
+        assert quant[f"L0{d}/H"].scale[0] == quant[f"L0{d}/X"].scale[0]
+        assert np.log2(quant[f"L0{d}/X"].scale[0] / quant[f"L0{d}/pre"].scale[0]) in (0.0, 1.0, 2.0)
 
 
 @pytest.mark.slow

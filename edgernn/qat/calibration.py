@@ -14,6 +14,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from ..quantize.params import sum_ranges
+from .cell import QATCell
 from .model import build_qat_model
 from .quantizers import OBSERVE, OBSERVE_FLOAT
 from .snap import uses_fused_lstm
@@ -49,6 +51,22 @@ def _observer(qmodel, timesteps: int, float_weights: bool):
     return found
 
 
+def _sum_scales(qmodel) -> None:
+    """The int16 cells' SUM_SCALE ranges from the calibrated ones, as the converter sets them
+    (:func:`edgernn.quantize.params.sum_ranges`, ``graph._sum_scales``): the terms' point and
+    each sum's range replaced (symmetric)."""
+    for cell in (m for m in qmodel.submodules if isinstance(m, QATCell) and hasattr(m, "points")):  # built
+        for terms, sums in cell.sum_groups():
+            def absmax(name):
+                w = cell.points[name][1]
+                return max(-float(w["min"].numpy()), float(w["max"].numpy()))
+            r2, ranges = sum_ranges(absmax(terms), [(absmax(y), c) for y, c in sums])
+            for name, r in [(terms, r2)] + [(y, r) for (y, _), r in zip(sums, ranges)]:
+                w = cell.points[name][1]
+                w["min"].assign(-r)
+                w["max"].assign(r)
+
+
 def calibrate(qmodel, x: np.ndarray, *, float_weights: bool = False) -> dict:
     """Set every activation range of ``qmodel`` (built by :func:`.model.build_qat_model`) the way
     ``edgernn convert`` will calibrate them on ``x``: min/max (0 included) of each tensor of the
@@ -77,6 +95,7 @@ def calibrate(qmodel, x: np.ndarray, *, float_weights: bool = False) -> dict:
         for i in range(0, len(x), CALIB_BATCH):
             fn(x[i:i + CALIB_BATCH])
     qmodel.set_weights(twin.get_weights())
+    _sum_scales(qmodel)
     ranges: dict[str, tuple[float, float]] = {}
     for name, v in _range_variables(qmodel).items():
         base, _, which = name.rpartition("_")

@@ -111,16 +111,30 @@ class QATCell(tfk.layers.Layer):
         pts = [("X", s16), ("q15", q15)]
         if self.return_sequences:
             pts.append(("h8", RangeQuantizer(mode, 8) if relu else FixedRangeQuantizer(mode, *TANH_INT8)))
+        # SUM_SCALE: an ADD's FC terms all on the point "X" (one range over them, as convert
+        # ties them), the sums' ranges set from it after calibration (sum_groups)
+        d14 = FixedRangeQuantizer(mode, -2.0, 2.0 - 2.0 ** -14, 16)  # a GRU's h - hc and z (h - hc)
         if self.cell == "gru":
-            pts += [("H_zr", s16), ("zr_pre", sig16), ("hc_pre", tanh16), ("z_d", s16),
-                    ("h_minus_hc", FixedRangeQuantizer(mode, -2.0, 2.0 - 2.0 ** -14, 16))]
-            pts += [("H_h", s16), ("r_hh", s16)] if self.reset_after else [("rh", s16), ("hh", s16)]
+            pts += [("zr_pre", sig16), ("hc_pre", tanh16), ("z_d", d14), ("h_minus_hc", d14)]
+            pts += [] if self.reset_after else [("rh", s16)]
         elif self.cell == "lstm":
             # f * c on c's grid (one range over both, as convert ties them), i * g on Q15
-            pts += [("H", s16), ("pre", sig16), ("c", SymmetricRangeQuantizer(mode, 16, headroom=CELL_HEADROOM))]
+            pts += [("pre", sig16), ("c", SymmetricRangeQuantizer(mode, 16, headroom=CELL_HEADROOM))]
         else:
-            pts += [("H", s16)] + ([("h", s16)] if relu else [("h_pre", tanh16)])
+            pts += [("H", s16), ("h", s16)] if relu else [("h_pre", tanh16)]
         return pts
+
+    def sum_groups(self) -> list[tuple[str, list[tuple[str, float]]]]:
+        """SUM_SCALE's (terms point, [(sum point, its activation's saturating range)]) of the
+        int16 layout (:func:`edgernn.quantize.params.sum_ranges`); a relu SimpleRNN has none."""
+        if self.state != "int16" or (self.cell == "lstm" and self.fused):
+            return []
+        sig, tanh = SATURATING_RANGE_INT16["LOGISTIC"][1], SATURATING_RANGE_INT16["TANH"][1]
+        if self.cell == "gru":
+            return [("X", [("zr_pre", sig), ("hc_pre", tanh)])]
+        if self.cell == "lstm":
+            return [("X", [("pre", sig)])]
+        return [] if self.activation_name == "relu" else [("X", [("h_pre", tanh)])]
 
     def _call_int16(self, inputs, states):
         """One step of the int16 layout (see :mod:`edgernn.backends.tflm.cells`): returns the
@@ -134,18 +148,19 @@ class QATCell(tfk.layers.Layer):
             else:
                 bx = b
             x_all = q("X", tf.matmul(inputs, k) + bx)
-            h_zr = q("H_zr", tf.matmul(h_prev, rk[:, :2 * u]))
+            h_zr = q("X", tf.matmul(h_prev, rk[:, :2 * u]))
             zr = q("q15", tf.sigmoid(q("zr_pre", x_all[:, :2 * u] + h_zr)))
             z, r = zr[:, :u], zr[:, u:]
             if self.reset_after:
-                rhh = q("r_hh", r * q("H_h", tf.matmul(h_prev, rk[:, 2 * u:]) + b[1][2 * u:]))
+                rhh = q("X", r * q("X", tf.matmul(h_prev, rk[:, 2 * u:]) + b[1][2 * u:]))
             else:
-                rhh = q("hh", tf.matmul(q("rh", r * h_prev), rk[:, 2 * u:]))
+                rhh = q("X", tf.matmul(q("rh", r * h_prev), rk[:, 2 * u:]))
             hc = q("q15", tf.tanh(q("hc_pre", x_all[:, 2 * u:] + rhh)))
             h = q("q15", hc + q("z_d", z * q("h_minus_hc", h_prev - hc)))
             return self._int8(h), [h]
         x_all = q("X", tf.matmul(inputs, k) + b)
-        h_all = q("H", tf.matmul(h_prev, rk))
+        relu = self.cell == "rnn" and self.activation_name == "relu"
+        h_all = q("H" if relu else "X", tf.matmul(h_prev, rk))
         if self.cell == "lstm":
             pre = q("pre", x_all + h_all)
             zi, zf, zc, zo = tf.split(pre, 4, axis=-1)

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,6 +86,23 @@ SATURATING_RANGE = {"LOGISTIC": (-8.0, 8.0), "TANH": (-4.0, 4.0)}
 # TFLM's int16 LOGISTIC reads a 256-entry table over |x| < 255 / 24 = 10.625 and saturates
 # beyond; TANH reads it at 2x, so it saturates beyond 5.3125.
 SATURATING_RANGE_INT16 = {"LOGISTIC": (-10.625, 10.625), "TANH": (-5.3125, 5.3125)}
+
+
+def sum_ranges(terms: float, sums: list[tuple[float, float]]) -> tuple[float, list[float]]:
+    """SUM_SCALE (edgernn.backends.tflm.cells): the symmetric int16 range of an ADD's terms (one
+    scale) and of each sum, from the terms' calibrated range and each sum's (its own calibrated
+    range clipped to its activation's saturating range C, and C; C = 0: none). With R the largest
+    of them, the terms range over the first C 2^j >= R of any sum with C < R (else R), each sum
+    over that / 2^j, the largest j >= 0 that keeps it >= its C: every ratio a power of two.
+
+    >>> sum_ranges(8.68, [(5.3125, 5.3125)])  # a SimpleRNN's X, H and its TANH's input
+    (10.625, [5.3125])
+    >>> sum_ranges(3.0, [(2.5, 10.625)])  # inside the saturating range: one scale
+    (3.0, [3.0])
+    """
+    r = max([terms] + [own for own, _ in sums])
+    r2 = max([r] + [c * 2.0 ** math.ceil(math.log2(r / c)) for _, c in sums if 0 < c < r])
+    return r2, [r2 / 2.0 ** math.floor(math.log2(r2 / c) + 1e-9) if 0 < c < r2 else r2 for _, c in sums]
 
 
 def activation_params(lo: float, hi: float) -> QParams:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...errors import EdgeRNNError
 from ...quantize.params import (LOGISTIC_OUT, Q15, SOFTMAX_OUT, TANH_OUT, QParams, activation_params, quantize_bias,
-                                quantize_weights, symmetric_int16_params)
+                                quantize_weights, sum_ranges, symmetric_int16_params)
 from .options import layer_options
 from ...tflite_model import EDGERNN_METADATA, encode_edgernn_metadata
 from .serialize import pack
@@ -166,15 +166,13 @@ def _sum_scales(program: Program, out: dict[str, QParams], group_of: dict[str, l
         by_terms.setdefault(group_of[term][0], []).append((y, c))
     for first, sums in by_terms.items():
         r_terms = out[first].scale[0] * 32767
-        r = max([r_terms] + [out[y].scale[0] * 32767 for y, _ in sums])  # the sums' own (clipped) ranges
-        r2 = max([r] + [c * 2.0 ** np.ceil(np.log2(r / c)) for _, c in sums if 0 < c < r])
+        r2, ranges = sum_ranges(r_terms, [(out[y].scale[0] * 32767, c) for y, c in sums])
         if r2 > r_terms:
             q = symmetric_int16_params(-r2, r2)
             for n in group_of[first]:
                 out[n] = q
-        for y, c in sums:
-            j = int(np.floor(np.log2(r2 / c) + 1e-9)) if 0 < c < r2 else 0
-            qy = QParams((out[first].scale[0] / 2.0 ** j,), (0,))
+        for (y, _), ry in zip(sums, ranges):  # the terms' scale over 2^j, exact in float
+            qy = QParams((out[first].scale[0] / 2.0 ** round(np.log2(r2 / ry)),), (0,))
             for n in group_of[y]:
                 out[n] = qy
 
