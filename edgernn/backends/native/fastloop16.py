@@ -4,6 +4,9 @@ SMMLAR, LOGISTIC / TANH on :mod:`.tables`' shared table, the rest TFLM's formula
 
 from __future__ import annotations
 
+import functools
+from types import SimpleNamespace
+
 import numpy as np
 
 from ... import fixedpoint as fp
@@ -83,6 +86,14 @@ def add16_form(p) -> tuple[str, str, str] | None:
 
 
 def _pow2_sum(p) -> tuple[str, str, str] | None:
+    """:func:`_pow2_sum_of` of ``p``'s fields (cached: the generator asks for each op's form
+    several times)."""
+    return _pow2_sum_of(p.input1, p.input2, p.output, p.subtract, p.output_offset, p.activation_min,
+                        p.activation_max)
+
+
+@functools.lru_cache(maxsize=256)
+def _pow2_sum_of(input1, input2, output, subtract, output_offset, activation_min, activation_max):
     """The form of an ADD / SUB whose every multiplier is 2^30 (each ratio of scales a power of
     two: cells.py's SUM_SCALE): term i is exactly a_i 2^(14 + s_i) (s_i >= -13), so raw = D 2^k
     with D = a 2^(j1 - k) +- b 2^(j2 - k), k = min(j1, j2) >= 1; SRDHM(raw, 2^30) = D 2^(k - 1)
@@ -90,7 +101,10 @@ def _pow2_sum(p) -> tuple[str, str, str] | None:
     sign term only move within one step of 2^j): the output is RDBP(D, e), no multiply, or D 2^-e
     for e < 0 (exact: a multiple of 2^(-sh) divided). Checked
     against TFLM's arithmetic on the edges and 2^18 random pairs; or None."""
-    (m1, s1), (m2, s2), (m, sh) = p.input1, p.input2, p.output
+    p = SimpleNamespace(input1=input1, input2=input2, output=output, subtract=subtract, output_offset=output_offset,
+                        activation_min=activation_min, activation_max=activation_max, input1_offset=0,
+                        input2_offset=0)
+    (m1, s1), (m2, s2), (m, sh) = input1, input2, output
     if {m1, m2, m} != {1 << 30} or min(s1, s2) < -13:
         return None
     j1, j2 = 14 + s1, 14 + s2
